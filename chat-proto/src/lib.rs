@@ -1,0 +1,23 @@
+//! The chat wire protocol: the messages ([`ClientMsg`], [`ServerMsg`]) and their framing.
+//!
+//! Each frame is a 4-byte little-endian payload length followed by a postcard payload.
+//! [`encode`] appends a frame to a buffer; [`FrameDecoder`] is fed bytes as they arrive and yields
+//! whole messages, refusing oversized lengths before it allocates and trailing bytes after a
+//! message. Nothing here performs I/O.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod frame;
+mod msg;
+
+pub use frame::{
+    DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, decode_payload, encode,
+    encode_to_vec,
+};
+pub use msg::{
+    ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, NameRule, PROTOCOL_VERSION, Refusal,
+    ServerMsg,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! The messages that travel between client and server.
+
+use serde::{Deserialize, Serialize};
+
+/// The first field of every hello: tells a chat server from anything else that opened a socket.
+pub const MAGIC: u32 = 0x4348_4154; // "CHAT"
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// The first frame on a connection; may be repeated after a refusal to try another name.
+    Hello {
+        /// Must equal [`MAGIC`].
+        magic: u32,
+        /// The protocol version the client speaks.
+        version: u16,
+        /// The name the client wants to register.
+        name: String,
+    },
+    /// A line of chat for every other member.
+    Chat {
+        /// The text, one line.
+        text: String,
+    },
+    /// Leave the room; the server answers with `Closing(Left)` and closes.
+    Leave,
+    /// Ask for the list of members online.
+    Who,
+    /// Liveness check; the server answers with `Pong` carrying the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// The answer to a server `Ping`.
+    Pong {
+        /// The nonce of the ping answered.
+        nonce: u64,
+    },
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// The hello was accepted.
+    Welcome {
+        /// The name as registered.
+        name: String,
+        /// Everyone online, the new member included.
+        members: Vec<String>,
+        /// The limits in force on this server.
+        limits: Limits,
+        /// The room sequence number of the last chat message sent before this join.
+        seq: u64,
+    },
+    /// The hello was refused; the connection stays open and may send another hello.
+    Refused(Refusal),
+    /// A chat message from another member, stamped by the server.
+    Chat {
+        /// The room sequence number: one more than the previous chat message in the room.
+        seq: u64,
+        /// The sender's registered name.
+        from: String,
+        /// The text.
+        text: String,
+    },
+    /// A member joined.
+    Joined {
+        /// Their registered name.
+        name: String,
+    },
+    /// A member left.
+    Left {
+        /// Their registered name.
+        name: String,
+        /// Why they left.
+        reason: CloseReason,
+    },
+    /// The answer to `Who`.
+    Members {
+        /// Everyone online.
+        names: Vec<String>,
+    },
+    /// A request was refused; the connection stays open.
+    Error(ErrorKind),
+    /// Liveness check; answer with `Pong`.
+    Ping {
+        /// Echo it in the `Pong`.
+        nonce: u64,
+    },
+    /// The answer to a client `Ping`.
+    Pong {
+        /// The nonce of the ping answered.
+        nonce: u64,
+    },
+    /// The server is about to close this connection, and why.
+    Closing(CloseReason),
+}
+
+/// The limits a server enforces, announced in the welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest name, in characters.
+    pub max_name_chars: u32,
+    /// Longest chat text, in bytes of UTF-8.
+    pub max_text_bytes: u32,
+    /// Largest frame payload the server accepts, in bytes.
+    pub max_frame_bytes: u32,
+    /// Sustained chat messages per second.
+    pub rate_per_sec: u32,
+    /// Messages that may be sent at once before the rate applies.
+    pub burst: u32,
+    /// Milliseconds of silence after which the server closes the connection.
+    pub idle_timeout_ms: u64,
+}
+
+/// Why a hello was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Someone online has this name, or one that looks the same.
+    NameTaken,
+    /// The name breaks a rule.
+    NameInvalid(NameRule),
+    /// The server does not speak this protocol version.
+    UnsupportedVersion {
+        /// The version the server speaks.
+        supported: u16,
+    },
+    /// The server has as many clients as it allows.
+    ServerFull,
+    /// This connection has already joined.
+    AlreadyJoined,
+}
+
+/// The rule a refused name broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameRule {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than the limit.
+    TooLong {
+        /// The limit, in characters.
+        max_chars: u32,
+    },
+    /// The name contains whitespace.
+    Whitespace,
+    /// The name contains a control character.
+    Control,
+    /// The name contains an invisible formatting character (zero-width, bidi override, ...).
+    Invisible,
+}
+
+/// Why a request was refused without closing the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The chat text is longer than the limit.
+    TextTooLong {
+        /// The limit, in bytes.
+        max_bytes: u32,
+    },
+    /// The chat text is empty.
+    TextEmpty,
+    /// The chat text contains control or invisible formatting characters.
+    TextInvalid,
+    /// Too many messages too fast: this one was dropped.
+    RateLimited,
+}
+
+/// Why a connection was closed, or why a member left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// The member asked to leave.
+    Left,
+    /// The connection dropped without a goodbye.
+    Disconnected,
+    /// No hello was accepted within the handshake deadline.
+    HandshakeTimeout,
+    /// Nothing was heard from the client within the idle timeout.
+    IdleTimeout,
+    /// The client did not read fast enough and its queue overflowed.
+    TooSlow,
+    /// The client kept sending faster than the rate limit.
+    Flood,
+    /// The client sent something that breaks the protocol.
+    ProtocolError,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseReason::Left => "left",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::HandshakeTimeout => "handshake timed out",
+            CloseReason::IdleTimeout => "timed out",
+            CloseReason::TooSlow => "too slow",
+            CloseReason::Flood => "flooding",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::ServerShutdown => "server shutting down",
+        })
+    }
+}
+
+impl std::fmt::Display for NameRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameRule::Empty => f.write_str("name is empty"),
+            NameRule::TooLong { max_chars } => {
+                write!(f, "name is longer than {max_chars} characters")
+            }
+            NameRule::Whitespace => f.write_str("name contains whitespace"),
+            NameRule::Control => f.write_str("name contains a control character"),
+            NameRule::Invisible => f.write_str("name contains an invisible formatting character"),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NameTaken => f.write_str("name is taken; choose another"),
+            Refusal::NameInvalid(rule) => write!(f, "{rule}; choose another"),
+            Refusal::UnsupportedVersion { supported } => {
+                write!(
+                    f,
+                    "server speaks protocol version {supported}; upgrade the client"
+                )
+            }
+            Refusal::ServerFull => f.write_str("server is full; try again later"),
+            Refusal::AlreadyJoined => f.write_str("already joined"),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorKind::TextTooLong { max_bytes } => {
+                write!(f, "message is longer than {max_bytes} bytes; not sent")
+            }
+            ErrorKind::TextEmpty => f.write_str("message is empty; not sent"),
+            ErrorKind::TextInvalid => f.write_str("message contains control characters; not sent"),
+            ErrorKind::RateLimited => f.write_str("sending too fast; message dropped"),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+use super::*;
+use proptest::prelude::*;
+
+fn limits() -> Limits {
+    Limits {
+        max_name_chars: 32,
+        max_text_bytes: 1024,
+        max_frame_bytes: 2048,
+        rate_per_sec: 10,
+        burst: 20,
+        idle_timeout_ms: 60_000,
+    }
+}
+
+const ALL_REASONS: [CloseReason; 8] = [
+    CloseReason::Left,
+    CloseReason::Disconnected,
+    CloseReason::HandshakeTimeout,
+    CloseReason::IdleTimeout,
+    CloseReason::TooSlow,
+    CloseReason::Flood,
+    CloseReason::ProtocolError,
+    CloseReason::ServerShutdown,
+];
+
+fn every_client_msg() -> Vec<ClientMsg> {
+    vec![
+        ClientMsg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            name: "alice".into(),
+        },
+        ClientMsg::Chat {
+            text: "hello, world ✓".into(),
+        },
+        ClientMsg::Leave,
+        ClientMsg::Who,
+        ClientMsg::Ping { nonce: u64::MAX },
+        ClientMsg::Pong { nonce: 7 },
+    ]
+}
+
+fn every_server_msg() -> Vec<ServerMsg> {
+    let mut all = vec![
+        ServerMsg::Welcome {
+            name: "alice".into(),
+            members: vec!["alice".into(), "bob".into()],
+            limits: limits(),
+            seq: 41,
+        },
+        ServerMsg::Refused(Refusal::NameTaken),
+        ServerMsg::Refused(Refusal::UnsupportedVersion { supported: 1 }),
+        ServerMsg::Refused(Refusal::ServerFull),
+        ServerMsg::Refused(Refusal::AlreadyJoined),
+        ServerMsg::Chat {
+            seq: 42,
+            from: "bob".into(),
+            text: "hi".into(),
+        },
+        ServerMsg::Joined {
+            name: "carol".into(),
+        },
+        ServerMsg::Members {
+            names: vec!["a".into(), "b".into()],
+        },
+        ServerMsg::Error(ErrorKind::TextTooLong { max_bytes: 1024 }),
+        ServerMsg::Error(ErrorKind::TextEmpty),
+        ServerMsg::Error(ErrorKind::TextInvalid),
+        ServerMsg::Error(ErrorKind::RateLimited),
+        ServerMsg::Ping { nonce: 1 },
+        ServerMsg::Pong { nonce: 2 },
+    ];
+    for rule in [
+        NameRule::Empty,
+        NameRule::TooLong { max_chars: 32 },
+        NameRule::Whitespace,
+        NameRule::Control,
+        NameRule::Invisible,
+    ] {
+        all.push(ServerMsg::Refused(Refusal::NameInvalid(rule)));
+    }
+    for reason in ALL_REASONS {
+        all.push(ServerMsg::Left {
+            name: "dave".into(),
+            reason,
+        });
+        all.push(ServerMsg::Closing(reason));
+    }
+    all
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(
+    decoder: &mut FrameDecoder,
+    chunks: &[&[u8]],
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut input = *chunk;
+        while let Some(msg) = decoder.decode(&mut input)? {
+            out.push(msg);
+        }
+        assert!(input.is_empty(), "decode returned None with input left");
+    }
+    Ok(out)
+}
+
+#[test]
+fn every_variant_round_trips() {
+    let mut decoder = FrameDecoder::new(MAX_SERVER_FRAME);
+    for msg in every_client_msg() {
+        let bytes = encode_to_vec(&msg).unwrap();
+        assert_eq!(
+            decode_all::<ClientMsg>(&mut decoder, &[&bytes]).unwrap(),
+            vec![msg]
+        );
+    }
+    for msg in every_server_msg() {
+        let bytes = encode_to_vec(&msg).unwrap();
+        assert_eq!(
+            decode_all::<ServerMsg>(&mut decoder, &[&bytes]).unwrap(),
+            vec![msg]
+        );
+    }
+}
+
+#[test]
+fn one_byte_at_a_time_matches_whole() {
+    let msgs = every_server_msg();
+    let mut bytes = Vec::new();
+    for m in &msgs {
+        encode(m, &mut bytes).unwrap();
+    }
+    let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+    let mut decoder = FrameDecoder::new(MAX_SERVER_FRAME);
+    assert_eq!(
+        decode_all::<ServerMsg>(&mut decoder, &chunks).unwrap(),
+        msgs
+    );
+    assert_eq!(decoder.buffered(), 0);
+}
+
+fn frame_of_payload_len(len: usize) -> Vec<u8> {
+    // A chat whose text makes the payload exactly `len` bytes: tag (1) + varint length + text.
+    for varint in 1..=3 {
+        let text_len = len - 1 - varint;
+        let bytes = encode_to_vec(&ClientMsg::Chat {
+            text: "x".repeat(text_len),
+        })
+        .unwrap();
+        if bytes.len() - PREFIX_LEN == len {
+            return bytes;
+        }
+    }
+    unreachable!("no text length gives payload {len}")
+}
+
+#[test]
+fn frame_of_exactly_the_limit_is_accepted_and_one_more_refused() {
+    let max = 2048;
+    let at = frame_of_payload_len(max as usize);
+    let over = frame_of_payload_len(max as usize + 1);
+    let mut decoder = FrameDecoder::new(max);
+    assert_eq!(
+        decode_all::<ClientMsg>(&mut decoder, &[&at]).unwrap().len(),
+        1
+    );
+    let mut decoder = FrameDecoder::new(max);
+    assert_eq!(
+        decode_all::<ClientMsg>(&mut decoder, &[&over]),
+        Err(DecodeError::FrameTooLarge { len: max + 1, max })
+    );
+    // Split: the refusal comes as soon as the prefix is complete, before any payload arrives.
+    let mut decoder = FrameDecoder::new(max);
+    assert_eq!(
+        decode_all::<ClientMsg>(&mut decoder, &[&over[..2], &over[2..4]]),
+        Err(DecodeError::FrameTooLarge { len: max + 1, max })
+    );
+}
+
+#[test]
+fn huge_length_prefix_is_refused_without_allocating() {
+    let mut decoder = FrameDecoder::new(2048);
+    let mut input: &[u8] = &[0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+    assert_eq!(
+        decoder.decode::<ClientMsg>(&mut input),
+        Err(DecodeError::FrameTooLarge {
+            len: u32::MAX,
+            max: 2048
+        })
+    );
+    assert_eq!(decoder.buffered(), 0);
+    // Prefix fed in pieces: still refused, and the partial buffer never held more than the prefix.
+    let mut decoder = FrameDecoder::new(2048);
+    assert_eq!(
+        decoder.decode::<ClientMsg>(&mut &[0xff, 0xff][..]),
+        Ok(None)
+    );
+    assert_eq!(
+        decoder.decode::<ClientMsg>(&mut &[0xff, 0xff][..]),
+        Err(DecodeError::FrameTooLarge {
+            len: u32::MAX,
+            max: 2048
+        })
+    );
+    assert!(decoder.buffered() <= PREFIX_LEN);
+}
+
+#[test]
+fn trailing_bytes_after_a_message_are_refused() {
+    let mut payload = postcard::to_allocvec(&ClientMsg::Who).unwrap();
+    payload.push(0);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    let mut decoder = FrameDecoder::new(2048);
+    assert_eq!(
+        decode_all::<ClientMsg>(&mut decoder, &[&frame]),
+        Err(DecodeError::TrailingBytes { extra: 1 })
+    );
+}
+
+#[test]
+fn unknown_tag_is_refused() {
+    let frame = [1, 0, 0, 0, 200];
+    let mut decoder = FrameDecoder::new(2048);
+    assert!(matches!(
+        decode_all::<ClientMsg>(&mut decoder, &[&frame]),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn empty_payload_is_malformed() {
+    let frame = [0, 0, 0, 0];
+    let mut decoder = FrameDecoder::new(2048);
+    assert!(matches!(
+        decode_all::<ClientMsg>(&mut decoder, &[&frame]),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn string_length_beyond_frame_is_malformed_not_allocated() {
+    // Chat tag, then a varint string length of ~2^28 with only 3 bytes behind it.
+    let payload = [1u8, 0xff, 0xff, 0xff, 0x7f, b'a', b'b', b'c'];
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    let mut decoder = FrameDecoder::new(2048);
+    assert!(matches!(
+        decode_all::<ClientMsg>(&mut decoder, &[&frame]),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn display_texts_are_one_line() {
+    for reason in ALL_REASONS {
+        assert!(!reason.to_string().contains('\n'));
+    }
+    assert_eq!(
+        Refusal::NameTaken.to_string(),
+        "name is taken; choose another"
+    );
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,40}", "[a-z]{0,300}"]
+}
+
+fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>(), arb_text()).prop_map(|(magic, version, name)| {
+            ClientMsg::Hello {
+                magic,
+                version,
+                name,
+            }
+        }),
+        arb_text().prop_map(|text| ClientMsg::Chat { text }),
+        Just(ClientMsg::Leave),
+        Just(ClientMsg::Who),
+        any::<u64>().prop_map(|nonce| ClientMsg::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| ClientMsg::Pong { nonce }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn random_splits_decode_the_same(
+        msgs in proptest::collection::vec(arb_client_msg(), 0..20),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
+    ) {
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode(m, &mut bytes).unwrap();
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        points.push(0);
+        points.push(bytes.len());
+        points.sort_unstable();
+        let chunks: Vec<&[u8]> = points.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+        let mut decoder = FrameDecoder::new(4096);
+        prop_assert_eq!(decode_all::<ClientMsg>(&mut decoder, &chunks).unwrap(), msgs);
+        prop_assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(
+        msgs in proptest::collection::vec(arb_client_msg(), 1..5),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode(m, &mut bytes).unwrap();
+        }
+        for (at, byte) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        let cut = split.index(bytes.len() + 1);
+        let mut decoder = FrameDecoder::new(4096);
+        let _ = decode_all::<ClientMsg>(&mut decoder, &[&bytes[..cut], &bytes[cut..]]);
+        prop_assert!(decoder.buffered() <= PREFIX_LEN + 4096);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut decoder = FrameDecoder::new(128);
+        let _ = decode_all::<ClientMsg>(&mut decoder, &[&bytes]);
+        prop_assert!(decoder.buffered() <= PREFIX_LEN + 128);
+        let mut decoder = FrameDecoder::new(128);
+        let _ = decode_all::<ServerMsg>(&mut decoder, &[&bytes]);
+    }
+}
