@@ -6,7 +6,7 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const PREFIX_LEN: usize = 4;
 
 /// Largest frame payload a client accepts from a server (the welcome lists every member).
-pub const MAX_SERVER_FRAME: u32 = 1 << 20;
+pub const MAX_SERVER_FRAME: u32 = 8 << 20;
 
 /// A decode buffer that grew past this is released after its frame, so idle connections stay small.
 const KEEP_CAPACITY: usize = 4096;

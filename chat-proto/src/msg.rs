@@ -187,6 +187,8 @@ pub enum CloseReason {
     ProtocolError,
     /// The server is shutting down.
     ServerShutdown,
+    /// The server has as many clients as it allows.
+    ServerFull,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -200,6 +202,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Flood => "flooding",
             CloseReason::ProtocolError => "protocol error",
             CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::ServerFull => "server full",
         })
     }
 }

@@ -12,7 +12,7 @@ fn limits() -> Limits {
     }
 }
 
-const ALL_REASONS: [CloseReason; 8] = [
+const ALL_REASONS: [CloseReason; 9] = [
     CloseReason::Left,
     CloseReason::Disconnected,
     CloseReason::HandshakeTimeout,
@@ -21,6 +21,7 @@ const ALL_REASONS: [CloseReason; 8] = [
     CloseReason::Flood,
     CloseReason::ProtocolError,
     CloseReason::ServerShutdown,
+    CloseReason::ServerFull,
 ];
 
 fn every_client_msg() -> Vec<ClientMsg> {
