@@ -1,0 +1,281 @@
+//! What the user sees for each server message, and the escaping of other people's text.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use chat_proto::{CloseReason, ServerMsg};
+
+/// One line of output (without its newline) and the stream it belongs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// For stdout: chat (`<name>: <text>`) and notices (`* ...`).
+    Out(String),
+    /// For stderr: errors (`error: ...`) and hints.
+    Err(String),
+}
+
+impl Line {
+    /// A notice line: `* <text>` on stdout.
+    pub fn notice(text: impl std::fmt::Display) -> Self {
+        Line::Out(format!("* {text}"))
+    }
+
+    /// An error line: `error: <text>` on stderr.
+    pub fn error(text: impl std::fmt::Display) -> Self {
+        Line::Err(format!("error: {text}"))
+    }
+
+    /// The text of the line, whichever stream it is for.
+    pub fn text(&self) -> &str {
+        match self {
+            Line::Out(text) | Line::Err(text) => text,
+        }
+    }
+}
+
+/// The line shown for a server message, if any (pings and pongs show nothing).
+///
+/// Every name and text that came from another person is passed through [`escape`].
+pub fn render(msg: &ServerMsg) -> Option<Line> {
+    Some(match msg {
+        ServerMsg::Welcome { name, members, .. } => Line::notice(format_args!(
+            "joined as {}; online: {}",
+            escape(name),
+            join_names(members)
+        )),
+        ServerMsg::Refused(refusal) => Line::error(refusal),
+        ServerMsg::Chat { from, text, .. } => {
+            Line::Out(format!("{}: {}", escape(from), escape(text)))
+        }
+        ServerMsg::Joined { name } => Line::notice(format_args!("{} joined", escape(name))),
+        ServerMsg::Left { name, reason } => {
+            Line::notice(format_args!("{} left ({reason})", escape(name)))
+        }
+        ServerMsg::Members { names } => Line::notice(format_args!("online: {}", join_names(names))),
+        ServerMsg::Error(kind) => Line::error(kind),
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+        ServerMsg::Closing(CloseReason::ServerShutdown) => Line::notice("server is shutting down"),
+        ServerMsg::Closing(reason) => {
+            Line::notice(format_args!("disconnected by server: {reason}"))
+        }
+    })
+}
+
+fn join_names(names: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&escape(name));
+    }
+    out
+}
+
+/// Whether `c` must be shown escaped: it could move the cursor, start a terminal escape, break
+/// the line, or reorder the text around it.
+fn needs_escape(c: char) -> bool {
+    c.is_control() // C0, DEL and C1 (U+0080..=U+009F)
+        || matches!(c,
+            '\u{061C}'                    // Arabic letter mark
+            | '\u{200E}' | '\u{200F}'     // left-to-right and right-to-left marks
+            | '\u{2028}' | '\u{2029}'     // line and paragraph separators
+            | '\u{202A}'..='\u{202E}'     // bidi embeddings and overrides
+            | '\u{2066}'..='\u{2069}'     // bidi isolates
+        )
+}
+
+/// Shows control characters, terminal escapes and bidi controls as visible escapes, so that
+/// text from other people is displayed and never interpreted by the terminal.
+///
+/// `\n`, `\r` and `\t` become those two-character sequences, other ASCII controls `\x1b` style,
+/// and the rest `\u{202e}` style. A backslash is left as it is. Text with nothing to escape is
+/// returned borrowed.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_proto::{ErrorKind, Limits, NameRule, Refusal};
+
+    fn limits() -> Limits {
+        Limits {
+            max_name_chars: 32,
+            max_text_bytes: 1024,
+            max_frame_bytes: 2048,
+            rate_per_sec: 10,
+            burst: 20,
+            idle_timeout_ms: 60_000,
+        }
+    }
+
+    fn out(text: &str) -> Option<Line> {
+        Some(Line::Out(text.into()))
+    }
+
+    fn err(text: &str) -> Option<Line> {
+        Some(Line::Err(text.into()))
+    }
+
+    #[test]
+    fn chat_and_notices() {
+        assert_eq!(
+            render(&ServerMsg::Chat {
+                seq: 3,
+                from: "bob".into(),
+                text: "hi  there".into()
+            }),
+            out("bob: hi  there")
+        );
+        assert_eq!(
+            render(&ServerMsg::Joined {
+                name: "alice".into()
+            }),
+            out("* alice joined")
+        );
+        assert_eq!(
+            render(&ServerMsg::Left {
+                name: "alice".into(),
+                reason: CloseReason::IdleTimeout
+            }),
+            out("* alice left (timed out)")
+        );
+        assert_eq!(
+            render(&ServerMsg::Left {
+                name: "alice".into(),
+                reason: CloseReason::Left
+            }),
+            out("* alice left (left)")
+        );
+        assert_eq!(
+            render(&ServerMsg::Welcome {
+                name: "alice".into(),
+                members: vec!["alice".into(), "bob".into()],
+                limits: limits(),
+                seq: 0
+            }),
+            out("* joined as alice; online: alice, bob")
+        );
+        assert_eq!(
+            render(&ServerMsg::Members {
+                names: vec!["alice".into(), "bob".into()]
+            }),
+            out("* online: alice, bob")
+        );
+    }
+
+    #[test]
+    fn closing_frames() {
+        assert_eq!(
+            render(&ServerMsg::Closing(CloseReason::ServerShutdown)),
+            out("* server is shutting down")
+        );
+        assert_eq!(
+            render(&ServerMsg::Closing(CloseReason::IdleTimeout)),
+            out("* disconnected by server: timed out")
+        );
+        assert_eq!(
+            render(&ServerMsg::Closing(CloseReason::Flood)),
+            out("* disconnected by server: flooding")
+        );
+    }
+
+    #[test]
+    fn errors_and_refusals_go_to_stderr() {
+        assert_eq!(
+            render(&ServerMsg::Error(ErrorKind::RateLimited)),
+            err("error: sending too fast; message dropped")
+        );
+        assert_eq!(
+            render(&ServerMsg::Refused(Refusal::NameTaken)),
+            err("error: name is taken; choose another")
+        );
+        assert_eq!(
+            render(&ServerMsg::Refused(Refusal::NameInvalid(
+                NameRule::Whitespace
+            ))),
+            err("error: name contains whitespace; choose another")
+        );
+    }
+
+    #[test]
+    fn pings_show_nothing() {
+        assert_eq!(render(&ServerMsg::Ping { nonce: 1 }), None);
+        assert_eq!(render(&ServerMsg::Pong { nonce: 1 }), None);
+    }
+
+    #[test]
+    fn other_peoples_text_is_escaped_everywhere() {
+        let evil = "\x1b[31mx\u{202e}";
+        let shown = "\\x1b[31mx\\u{202e}";
+        let line = render(&ServerMsg::Chat {
+            seq: 1,
+            from: evil.into(),
+            text: evil.into(),
+        })
+        .unwrap();
+        assert_eq!(line.text(), format!("{shown}: {shown}"));
+        let line = render(&ServerMsg::Joined { name: evil.into() }).unwrap();
+        assert_eq!(line.text(), format!("* {shown} joined"));
+        let line = render(&ServerMsg::Members {
+            names: vec![evil.into(), "b".into()],
+        })
+        .unwrap();
+        assert_eq!(line.text(), format!("* online: {shown}, b"));
+    }
+
+    #[test]
+    fn escape_plain_text_is_borrowed() {
+        assert!(matches!(escape("héllo wörld ✓ 👍"), Cow::Borrowed(_)));
+        assert_eq!(escape(r"back\slash"), r"back\slash");
+        // Zero-width joiner builds emoji sequences; it is left alone.
+        assert_eq!(escape("👩\u{200d}💻"), "👩\u{200d}💻");
+    }
+
+    #[test]
+    fn escape_controls() {
+        assert_eq!(escape("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(escape("one\ntwo\r\n"), "one\\ntwo\\r\\n");
+        assert_eq!(escape("\t\0\x07\x7f"), "\\t\\x00\\x07\\x7f");
+        // C1 controls, including the 8-bit CSI.
+        assert_eq!(escape("\u{9b}31m\u{85}"), "\\u{9b}31m\\u{85}");
+    }
+
+    #[test]
+    fn escape_bidi_and_separators() {
+        for c in ('\u{202a}'..='\u{202e}').chain('\u{2066}'..='\u{2069}') {
+            assert_eq!(escape(&c.to_string()), format!("\\u{{{:x}}}", c as u32));
+        }
+        assert_eq!(
+            escape("\u{200e}\u{200f}\u{61c}\u{2028}\u{2029}"),
+            "\\u{200e}\\u{200f}\\u{61c}\\u{2028}\\u{2029}"
+        );
+    }
+
+    #[test]
+    fn escaped_text_has_no_escapable_chars_left() {
+        let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let escaped = escape(&all);
+        assert!(!escaped.chars().any(needs_escape));
+    }
+}
