@@ -1,0 +1,64 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+
+use std::{env, process::Command};
+
+use crate::{bench, cargo, project_root, step};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err(format!("ci takes no arguments, got '{}'", args.join(" ")));
+    }
+    let root = project_root();
+
+    step(
+        "fmt",
+        "cargo fmt --all -- --check",
+        cargo(&["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy",
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "test",
+        "cargo test --workspace",
+        cargo(&["test", "--workspace"]),
+    )?;
+
+    if on_path("actionlint") {
+        // With no arguments actionlint checks every workflow in .github/workflows.
+        let mut actionlint = Command::new("actionlint");
+        actionlint.current_dir(&root);
+        step("actionlint", "actionlint (.github/workflows)", actionlint)?;
+    } else {
+        eprintln!("==> actionlint: not on PATH, skipped");
+    }
+
+    // The load generator's smoke run joins CI once the binary exists.
+    if root.join("tests/src/bin/loadgen.rs").exists() {
+        step(
+            "bench smoke",
+            "cargo xtask bench --smoke",
+            bench::command(&["--smoke".to_owned()]),
+        )?;
+    }
+
+    eprintln!("==> ci: all steps passed");
+    Ok(())
+}
+
+/// Whether an executable named `program` is in a directory on `PATH`.
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|paths| {
+        env::split_paths(&paths)
+            .any(|dir| dir.join(program).is_file() || dir.join(format!("{program}.exe")).is_file())
+    })
+}
