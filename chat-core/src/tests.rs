@@ -1,0 +1,606 @@
+mod model;
+
+use std::time::{Duration, Instant};
+
+use chat_proto::{
+    ClientMsg, CloseReason, ErrorKind, MAGIC, NameRule, PROTOCOL_VERSION, Refusal, ServerMsg,
+};
+
+use super::*;
+
+/// A room with a fake clock that collects outputs.
+struct Harness {
+    room: Room,
+    now: Instant,
+}
+
+fn config() -> Config {
+    Config {
+        max_clients: 4,
+        max_handshakes: 8,
+        rate_per_sec: 100,
+        burst: 100,
+        flood_strikes: 2,
+        handshake_timeout: Duration::from_secs(5),
+        ping_interval: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(20),
+        ..Config::default()
+    }
+}
+
+fn hello(name: &str) -> ClientMsg {
+    ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+    }
+}
+
+fn chat(text: &str) -> ClientMsg {
+    ClientMsg::Chat { text: text.into() }
+}
+
+fn send(to: u64, msg: ServerMsg) -> Output {
+    Output::Send {
+        to: ConnId(to),
+        msg,
+    }
+}
+
+fn close(conn: u64, reason: CloseReason) -> Output {
+    Output::Close {
+        conn: ConnId(conn),
+        reason,
+    }
+}
+
+fn broadcast(except: Option<u64>, msg: ServerMsg) -> Output {
+    Output::Broadcast {
+        except: except.map(ConnId),
+        msg,
+    }
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(config: Config) -> Self {
+        Self {
+            room: Room::new(config),
+            now: Instant::now(),
+        }
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Output> {
+        self.room.handle_input(self.now, input).unwrap();
+        std::iter::from_fn(|| self.room.poll_output()).collect()
+    }
+
+    fn open(&mut self, id: u64) -> Vec<Output> {
+        self.input(Input::Opened(ConnId(id)))
+    }
+
+    fn recv(&mut self, id: u64, msg: ClientMsg) -> Vec<Output> {
+        self.input(Input::Received(ConnId(id), msg))
+    }
+
+    /// Opens `id` and joins it as `name`, returning nothing: the join is checked elsewhere.
+    fn join(&mut self, id: u64, name: &str) {
+        assert!(self.open(id).is_empty());
+        let out = self.recv(id, hello(name));
+        assert!(
+            matches!(
+                out[0],
+                Output::Send {
+                    msg: ServerMsg::Welcome { .. },
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Output> {
+        self.now += by;
+        self.input(Input::Tick)
+    }
+
+    fn welcome(&self, name: &str, members: &[&str]) -> ServerMsg {
+        ServerMsg::Welcome {
+            name: name.into(),
+            members: members.iter().map(|s| s.to_string()).collect(),
+            limits: self.room.config().limits(),
+            seq: self.room.seq(),
+        }
+    }
+}
+
+#[test]
+fn a_free_name_joins_with_welcome_and_notice() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    assert!(h.open(2).is_empty());
+    let out = h.recv(2, hello("bob"));
+    assert_eq!(
+        out,
+        vec![
+            send(2, h.welcome("bob", &["alice", "bob"])),
+            broadcast(Some(2), ServerMsg::Joined { name: "bob".into() }),
+        ]
+    );
+    assert_eq!(
+        h.room.recipients(Some(ConnId(2))).collect::<Vec<_>>(),
+        vec![ConnId(1)]
+    );
+    assert_eq!(h.room.member_count(), 2);
+}
+
+#[test]
+fn look_alike_names_collide() {
+    let mut h = Harness::new();
+    h.join(1, "Alice");
+    h.open(2);
+    for name in [
+        "alice",
+        "ALICE",
+        "ａｌｉｃｅ",
+        "ALİCE".replace('İ', "I").as_str(),
+    ] {
+        assert_eq!(
+            h.recv(2, hello(name)),
+            vec![send(2, ServerMsg::Refused(Refusal::NameTaken))]
+        );
+    }
+    h.join(3, "Zoë");
+    for name in ["zoe\u{308}", "ZOË", "ｚｏë"] {
+        assert_eq!(
+            h.recv(2, hello(name)),
+            vec![send(2, ServerMsg::Refused(Refusal::NameTaken))]
+        );
+    }
+    h.join(4, "straße");
+    assert_eq!(
+        h.recv(2, hello("STRASSE")),
+        vec![send(2, ServerMsg::Refused(Refusal::NameTaken))]
+    );
+}
+
+#[test]
+fn invalid_names_are_refused_with_the_rule_and_the_connection_may_retry() {
+    let mut h = Harness::new();
+    h.open(1);
+    let cases = [
+        ("", NameRule::Empty),
+        ("   ", NameRule::Whitespace),
+        ("a b", NameRule::Whitespace),
+        (&"x".repeat(33), NameRule::TooLong { max_chars: 32 }),
+        ("evil\u{1b}[2J", NameRule::Control),
+        ("bob\n", NameRule::Control),
+        ("al\u{200b}ice", NameRule::Invisible),
+        ("\u{202e}ecila", NameRule::Invisible),
+        ("a\u{2066}b", NameRule::Invisible),
+        ("\u{feff}bob", NameRule::Invisible),
+    ];
+    for (name, rule) in cases {
+        assert_eq!(
+            h.recv(1, hello(name)),
+            vec![send(1, ServerMsg::Refused(Refusal::NameInvalid(rule)))],
+            "{name:?}"
+        );
+    }
+    // 32 characters of 4 bytes each is still within a 32-character limit.
+    let out = h.recv(1, hello(&"😀".repeat(32)));
+    assert!(matches!(
+        out[0],
+        Output::Send {
+            msg: ServerMsg::Welcome { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn chat_goes_to_everyone_but_the_sender_stamped_and_numbered() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    assert_eq!(
+        h.recv(1, chat("hi")),
+        vec![broadcast(
+            Some(1),
+            ServerMsg::Chat {
+                seq: 1,
+                from: "alice".into(),
+                text: "hi".into()
+            }
+        )]
+    );
+    assert_eq!(
+        h.recv(2, chat("hey")),
+        vec![broadcast(
+            Some(2),
+            ServerMsg::Chat {
+                seq: 2,
+                from: "bob".into(),
+                text: "hey".into()
+            }
+        )]
+    );
+    // A newcomer learns the current sequence number.
+    h.open(3);
+    let out = h.recv(3, hello("carol"));
+    assert_eq!(
+        out[0],
+        send(3, h.welcome("carol", &["alice", "bob", "carol"]))
+    );
+    assert!(matches!(
+        &out[0],
+        Output::Send {
+            msg: ServerMsg::Welcome { seq: 2, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn bad_text_gets_an_error_and_nothing_is_broadcast() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    let long = "x".repeat(1025);
+    let cases = [
+        (long.as_str(), ErrorKind::TextTooLong { max_bytes: 1024 }),
+        ("", ErrorKind::TextEmpty),
+        ("  ", ErrorKind::TextEmpty),
+        ("\u{1b}[31mred", ErrorKind::TextInvalid),
+    ];
+    for (text, error) in cases {
+        h.now += Duration::from_secs(1); // stay inside the rate
+        assert_eq!(
+            h.recv(1, chat(text)),
+            vec![send(1, ServerMsg::Error(error))],
+            "{text:?}"
+        );
+    }
+    assert_eq!(h.room.seq(), 0);
+    h.now += Duration::from_secs(1);
+    let exact = "x".repeat(1024);
+    assert_eq!(h.recv(1, chat(&exact)).len(), 1);
+}
+
+#[test]
+fn leave_frees_the_name_at_once_and_tells_the_others() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    assert_eq!(
+        h.recv(1, ClientMsg::Leave),
+        vec![
+            close(1, CloseReason::Left),
+            broadcast(
+                None,
+                ServerMsg::Left {
+                    name: "alice".into(),
+                    reason: CloseReason::Left
+                }
+            ),
+        ]
+    );
+    assert!(!h.room.is_open(ConnId(1)));
+    h.join(3, "ALICE");
+    assert_eq!(
+        h.room.member_names(),
+        vec!["ALICE".to_string(), "bob".to_string()]
+    );
+}
+
+#[test]
+fn every_kind_of_close_removes_the_member_with_its_reason() {
+    let cases = [
+        (Input::Closed(ConnId(1)), CloseReason::Disconnected),
+        (Input::Malformed(ConnId(1)), CloseReason::ProtocolError),
+        (Input::Stalled(ConnId(1)), CloseReason::TooSlow),
+    ];
+    for (input, reason) in cases {
+        let mut h = Harness::new();
+        h.join(1, "alice");
+        h.join(2, "bob");
+        assert_eq!(
+            h.input(input),
+            vec![
+                close(1, reason),
+                broadcast(
+                    None,
+                    ServerMsg::Left {
+                        name: "alice".into(),
+                        reason
+                    }
+                ),
+            ]
+        );
+        assert_eq!(h.room.member_count(), 1);
+        // Late inputs for a closed connection are ignored.
+        assert!(h.recv(1, chat("ghost")).is_empty());
+    }
+}
+
+#[test]
+fn shutdown_closes_everyone() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.open(2);
+    let out = h.input(Input::Shutdown);
+    assert_eq!(out[0], close(1, CloseReason::ServerShutdown));
+    assert!(out.contains(&close(2, CloseReason::ServerShutdown)));
+    assert_eq!(h.room.conn_count(), 0);
+    assert_eq!(h.room.poll_timeout(), h.room.poll_timeout());
+}
+
+#[test]
+fn anything_but_hello_before_joining_is_a_protocol_error() {
+    for msg in [
+        chat("hi"),
+        ClientMsg::Who,
+        ClientMsg::Ping { nonce: 1 },
+        ClientMsg::Pong { nonce: 1 },
+    ] {
+        let mut h = Harness::new();
+        h.open(1);
+        assert_eq!(h.recv(1, msg), vec![close(1, CloseReason::ProtocolError)]);
+    }
+    let mut h = Harness::new();
+    h.open(1);
+    let bad_magic = ClientMsg::Hello {
+        magic: 0,
+        version: PROTOCOL_VERSION,
+        name: "a".into(),
+    };
+    assert_eq!(
+        h.recv(1, bad_magic),
+        vec![close(1, CloseReason::ProtocolError)]
+    );
+}
+
+#[test]
+fn unsupported_version_is_refused() {
+    let mut h = Harness::new();
+    h.open(1);
+    let msg = ClientMsg::Hello {
+        magic: MAGIC,
+        version: 99,
+        name: "a".into(),
+    };
+    assert_eq!(
+        h.recv(1, msg),
+        vec![send(
+            1,
+            ServerMsg::Refused(Refusal::UnsupportedVersion {
+                supported: PROTOCOL_VERSION
+            })
+        )]
+    );
+}
+
+#[test]
+fn handshake_deadline_counts_from_connect() {
+    let mut h = Harness::new();
+    h.open(1);
+    assert_eq!(h.room.poll_timeout(), Some(h.now + Duration::from_secs(5)));
+    // A refused hello (activity) does not move the deadline.
+    h.advance(Duration::from_secs(3));
+    h.recv(1, hello(""));
+    assert!(h.advance(Duration::from_millis(1999)).is_empty());
+    assert_eq!(
+        h.advance(Duration::from_millis(1)),
+        vec![close(1, CloseReason::HandshakeTimeout)]
+    );
+    assert_eq!(h.room.poll_timeout(), None);
+}
+
+#[test]
+fn a_silent_member_is_pinged_then_closed() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    // Bob talks at 9 s, so only alice is due for a ping at 10 s.
+    h.now += Duration::from_secs(9);
+    h.recv(2, chat("still here"));
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        vec![send(1, ServerMsg::Ping { nonce: 1 })]
+    );
+    // Alice never answers: closed 20 s after she was last heard.
+    assert_eq!(
+        h.advance(Duration::from_secs(9)),
+        vec![send(2, ServerMsg::Ping { nonce: 2 })]
+    );
+    h.recv(2, ClientMsg::Pong { nonce: 2 });
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        vec![
+            close(1, CloseReason::IdleTimeout),
+            broadcast(
+                None,
+                ServerMsg::Left {
+                    name: "alice".into(),
+                    reason: CloseReason::IdleTimeout
+                }
+            ),
+        ]
+    );
+    assert!(h.room.is_open(ConnId(2)));
+}
+
+#[test]
+fn the_loop_never_spins_on_a_past_deadline() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    for _ in 0..100 {
+        let before = h.room.poll_timeout().unwrap();
+        h.now = before; // wake exactly at the deadline
+        h.input(Input::Tick);
+        match h.room.poll_timeout() {
+            Some(after) => assert!(after > before),
+            None => break,
+        }
+        h.recv(1, ClientMsg::Pong { nonce: 0 });
+    }
+}
+
+fn rate_limited() -> Harness {
+    let mut h = Harness::with(Config { rate_per_sec: 2, burst: 3, ..config() });
+    h.join(1, "alice");
+    h.join(2, "bob");
+    h.now += Duration::from_secs(1); // refill what the hellos took
+    h
+}
+
+#[test]
+fn rate_limit_refuses_then_closes_for_flooding() {
+    let mut h = rate_limited();
+    for _ in 0..3 {
+        assert_eq!(h.recv(1, chat("x")).len(), 1); // the burst passes
+    }
+    assert_eq!(
+        h.recv(1, chat("x")),
+        vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+    );
+    assert_eq!(
+        h.recv(1, chat("x")),
+        vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+    );
+    assert_eq!(
+        h.recv(1, chat("x")),
+        vec![
+            close(1, CloseReason::Flood),
+            broadcast(
+                None,
+                ServerMsg::Left {
+                    name: "alice".into(),
+                    reason: CloseReason::Flood
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_refilled_bucket_forgives_strikes() {
+    let mut h = rate_limited();
+    for _ in 0..3 {
+        h.recv(1, chat("x"));
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            h.recv(1, chat("x")),
+            vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+        );
+    }
+    h.now += Duration::from_secs(2); // 2/s refills the burst of 3
+    for _ in 0..3 {
+        assert_eq!(h.recv(1, chat("x")).len(), 1);
+    }
+    assert_eq!(
+        h.recv(1, chat("x")),
+        vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+    );
+    assert!(h.room.is_open(ConnId(1)));
+}
+
+#[test]
+fn server_full_refuses_then_closes() {
+    let mut h = Harness::new();
+    for (id, name) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        h.join(id, name);
+    }
+    h.open(5);
+    assert_eq!(
+        h.recv(5, hello("e")),
+        vec![
+            send(5, ServerMsg::Refused(Refusal::ServerFull)),
+            close(5, CloseReason::ServerFull)
+        ]
+    );
+}
+
+#[test]
+fn too_many_handshakes_are_refused_at_open() {
+    let mut h = Harness::new();
+    for id in 0..8 {
+        assert!(h.open(id).is_empty());
+    }
+    assert_eq!(
+        h.open(8),
+        vec![
+            send(8, ServerMsg::Refused(Refusal::ServerFull)),
+            close(8, CloseReason::ServerFull)
+        ]
+    );
+}
+
+#[test]
+fn who_lists_members_and_ping_is_answered() {
+    let mut h = Harness::new();
+    h.join(1, "bob");
+    h.join(2, "alice");
+    assert_eq!(
+        h.recv(1, ClientMsg::Who),
+        vec![send(
+            1,
+            ServerMsg::Members {
+                names: vec!["alice".into(), "bob".into()]
+            }
+        )]
+    );
+    assert_eq!(
+        h.recv(1, ClientMsg::Ping { nonce: 9 }),
+        vec![send(1, ServerMsg::Pong { nonce: 9 })]
+    );
+}
+
+#[test]
+fn a_second_hello_after_joining_is_refused() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    assert_eq!(
+        h.recv(1, hello("bob")),
+        vec![send(1, ServerMsg::Refused(Refusal::AlreadyJoined))]
+    );
+    assert_eq!(h.room.name_of(ConnId(1)), Some("alice"));
+}
+
+#[test]
+fn opening_an_open_connection_is_a_usage_error() {
+    let mut h = Harness::new();
+    h.open(1);
+    assert_eq!(
+        h.room.handle_input(h.now, Input::Opened(ConnId(1))),
+        Err(UsageError::AlreadyOpen(ConnId(1)))
+    );
+}
+
+#[test]
+fn config_validation_names_the_bad_limit() {
+    assert_eq!(Config::default().validate(), Ok(()));
+    let bad = Config {
+        rate_per_sec: 0,
+        ..Config::default()
+    };
+    assert_eq!(
+        bad.validate(),
+        Err("rate per second must be at least 1".into())
+    );
+    let bad = Config {
+        max_text_bytes: 4096,
+        max_frame_bytes: 4096,
+        ..Config::default()
+    };
+    assert!(bad.validate().unwrap_err().contains("max frame bytes"));
+    let bad = Config {
+        max_clients: 1_000_000,
+        ..Config::default()
+    };
+    assert!(bad.validate().unwrap_err().contains("max clients"));
+}
