@@ -1,1 +1,68 @@
-fn main() {}
+//! `chat-server`: run the chat server. See `chat-server --help`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use async_signal::{Signal, Signals};
+use chat_server::{Args, Stats, resolve, serve};
+use futures_lite::StreamExt;
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let config = match resolve(&args, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+
+    let listener = match std::net::TcpListener::bind((config.host.as_str(), config.port)) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "error: cannot listen on {}:{}: {error}",
+                config.host, config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("error: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = async {
+        let listener = async_net::TcpListener::try_from(listener)?;
+        println!("listening on {}", listener.local_addr()?);
+        let stats = Arc::new(Stats::default());
+        let shutdown = async {
+            if let Some(Ok(signal)) = signals.next().await {
+                log::info!("received {signal:?}");
+            }
+        };
+        serve(listener, config, stats.clone(), shutdown).await?;
+        log::info!(
+            "served {} connections; {} writes carried {} frames ({:.1} per write); {} closed as too slow",
+            stats.accepted.load(Relaxed),
+            stats.writes.load(Relaxed),
+            stats.frames_written.load(Relaxed),
+            stats.frames_per_write(),
+            stats.too_slow.load(Relaxed),
+        );
+        std::io::Result::Ok(())
+    };
+    match smol::block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The driver: accept loop, room task, and a reader and a writer task per connection, all on
+//! one thread's executor.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use chat_core::{ConnId, Input, Output, Room};
+use chat_proto::{ClientMsg, CloseReason, FrameDecoder, ServerMsg};
+use futures_lite::FutureExt;
+use smol::{Async, LocalExecutor, Timer};
+
+use crate::config::ServerConfig;
+use crate::outbox::{self, Frame, Outbox};
+use crate::stats::Stats;
+
+/// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Inputs waiting for the room task; readers wait when it is full.
+const ROOM_QUEUE: usize = 4096;
+
+/// What the room task is told.
+enum Event {
+    Opened(ConnId, Outbox),
+    Input(Input),
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then closes every connection
+/// with a shutting-down frame, lets writers flush for at most `config.linger`, and returns.
+///
+/// Everything runs on the calling thread: one task owns the [`Room`]; each connection has a
+/// reader task and a writer task. The room task never waits on a socket.
+pub async fn serve(
+    listener: async_net::TcpListener,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let ex = LocalExecutor::new();
+    let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
+    let writers_done = Rc::new(WriterCount::default());
+    let room = ex.spawn(room_task(
+        config.clone(),
+        events_rx,
+        stats.clone(),
+        writers_done.clone(),
+    ));
+    let accept = accept_loop(
+        &ex,
+        listener,
+        &config,
+        events_tx.clone(),
+        stats.clone(),
+        writers_done,
+    );
+    ex.run(async {
+        accept.or(shutdown).await;
+        log::info!("shutting down: closing every connection");
+        let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
+        events_tx.close();
+        room.await;
+    })
+    .await;
+    Ok(())
+}
+
+/// Counts live writer tasks so that shutdown can wait for their flush.
+#[derive(Default)]
+struct WriterCount {
+    live: std::cell::Cell<usize>,
+}
+
+async fn accept_loop(
+    ex: &LocalExecutor<'_>,
+    listener: async_net::TcpListener,
+    config: &ServerConfig,
+    events: Sender<Event>,
+    stats: Arc<Stats>,
+    writers: Rc<WriterCount>,
+) {
+    let scratch = Rc::new(RefCell::new(vec![0u8; READ_CHUNK]));
+    let mut next_id = 0u64;
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                stream
+            }
+            Err(error) => {
+                // Out of descriptors and the like: survive, back off, try again.
+                stats.accept_errors.fetch_add(1, Relaxed);
+                log::warn!("accept failed: {error}; retrying in {backoff:?}");
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        stats.accepted.fetch_add(1, Relaxed);
+        stats.connections.fetch_add(1, Relaxed);
+        let _ = stream.set_nodelay(true);
+        let stream: Arc<Async<TcpStream>> = stream.into();
+        next_id += 1;
+        let id = ConnId(next_id);
+        let (outbox, drain) = outbox::outbox(config.queue_bytes);
+        if events.send(Event::Opened(id, outbox)).await.is_err() {
+            return;
+        }
+        let decoder = FrameDecoder::new(config.room.max_frame_bytes);
+        let reader = read_loop(stream.clone(), id, decoder, events.clone(), scratch.clone());
+        ex.spawn(reader).detach();
+        writers.live.set(writers.live.get() + 1);
+        let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
+        ex.spawn(async move {
+            if let Err(error) = outbox::write_loop(stream, drain, stats.clone(), linger).await {
+                log::debug!("conn {}: write ended: {error}", id.0);
+            }
+            stats.connections.fetch_sub(1, Relaxed);
+            writers.live.set(writers.live.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// Reads whatever the socket has into the shared scratch buffer, decodes every whole frame in
+/// it, and forwards them to the room. An idle connection holds no read buffer of its own.
+async fn read_loop(
+    stream: Arc<Async<TcpStream>>,
+    id: ConnId,
+    mut decoder: FrameDecoder,
+    events: Sender<Event>,
+    scratch: Rc<RefCell<Vec<u8>>>,
+) {
+    let mut msgs: Vec<ClientMsg> = Vec::new();
+    let end = loop {
+        if stream.readable().await.is_err() {
+            break Input::Closed(id);
+        }
+        let mut malformed = false;
+        let read = {
+            let mut buf = scratch.borrow_mut();
+            let read = stream.get_ref().read(&mut buf[..]);
+            if let Ok(n) = read {
+                let mut input = &buf[..n];
+                loop {
+                    match decoder.decode::<ClientMsg>(&mut input) {
+                        Ok(Some(msg)) => msgs.push(msg),
+                        Ok(None) => break,
+                        Err(error) => {
+                            log::debug!("conn {}: {error}", id.0);
+                            malformed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            read
+        };
+        for msg in msgs.drain(..) {
+            if events
+                .send(Event::Input(Input::Received(id, msg)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if msgs.capacity() > 64 {
+            msgs = Vec::new();
+        }
+        match read {
+            _ if malformed => break Input::Malformed(id),
+            Ok(0) => break Input::Closed(id),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break Input::Closed(id),
+        }
+    };
+    let _ = events.send(Event::Input(end)).await;
+}
+
+/// The one owner of the [`Room`]: feeds it inputs, carries out its outputs, keeps its timer.
+async fn room_task(
+    config: ServerConfig,
+    events: Receiver<Event>,
+    stats: Arc<Stats>,
+    writers: Rc<WriterCount>,
+) {
+    let linger = config.linger;
+    let mut driver = Driver {
+        room: Room::new(config.room),
+        outboxes: HashMap::new(),
+        stats,
+    };
+    let mut timer = Timer::never();
+    loop {
+        let event = async { Some(events.recv().await) }.or(async {
+            (&mut timer).await;
+            None
+        });
+        match event.await {
+            Some(Ok(Event::Opened(id, outbox))) => {
+                driver.outboxes.insert(id, outbox);
+                driver.input(Input::Opened(id));
+            }
+            Some(Ok(Event::Input(input))) => {
+                let shutdown = input == Input::Shutdown;
+                driver.input(input);
+                if shutdown {
+                    break;
+                }
+            }
+            Some(Err(_)) => break,
+            None => driver.input(Input::Tick),
+        }
+        match driver.room.poll_timeout() {
+            Some(at) => timer.set_at(at),
+            None => timer = Timer::never(),
+        }
+    }
+    // Every connection is closing; give the writers their flush, then return.
+    let deadline = Instant::now() + linger + Duration::from_millis(100);
+    while writers.live.get() > 0 && Instant::now() < deadline {
+        Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+/// The room and the connections' outboxes: carries out what the room decides.
+struct Driver {
+    room: Room,
+    outboxes: HashMap<ConnId, Outbox>,
+    stats: Arc<Stats>,
+}
+
+impl Driver {
+    fn input(&mut self, input: Input) {
+        let mut pending = vec![input];
+        while let Some(input) = pending.pop() {
+            if let Err(error) = self.room.handle_input(Instant::now(), input) {
+                log::error!("driver bug: {error}");
+            }
+            while let Some(output) = self.room.poll_output() {
+                self.output(output, &mut pending);
+            }
+        }
+        self.stats
+            .members
+            .store(self.room.member_count() as u64, Relaxed);
+    }
+
+    /// Carries out one output; connections whose queue overflowed are added to `stalled`.
+    fn output(&mut self, output: Output, stalled: &mut Vec<Input>) {
+        match output {
+            Output::Send { to, msg } => {
+                if let Some(frame) = encode(&msg) {
+                    self.push(to, frame, stalled);
+                }
+            }
+            Output::Broadcast { except, msg } => {
+                match &msg {
+                    ServerMsg::Joined { name } => log::info!("{name} joined"),
+                    ServerMsg::Left { name, reason } => log::info!("{name} left ({reason})"),
+                    _ => {}
+                }
+                let Some(frame) = encode(&msg) else { return };
+                for to in self.room.recipients(except) {
+                    self.push(to, frame.clone(), stalled);
+                }
+            }
+            Output::Close { conn, reason } => {
+                if let Some(outbox) = self.outboxes.remove(&conn) {
+                    if reason == CloseReason::TooSlow {
+                        self.stats.too_slow.fetch_add(1, Relaxed);
+                    }
+                    log::debug!("conn {}: closing ({reason})", conn.0);
+                    outbox.close(reason);
+                }
+            }
+        }
+    }
+
+    fn push(&self, to: ConnId, frame: Frame, stalled: &mut Vec<Input>) {
+        if let Some(outbox) = self.outboxes.get(&to) {
+            if outbox.push(frame, &self.stats).is_err() {
+                stalled.push(Input::Stalled(to));
+            }
+        }
+    }
+}
+
+fn encode(msg: &ServerMsg) -> Option<Frame> {
+    match chat_proto::encode_to_vec(msg) {
+        Ok(bytes) => Some(bytes.into()),
+        Err(error) => {
+            log::error!("cannot encode {msg:?}: {error}");
+            None
+        }
+    }
+}
+
+/// A server running on its own thread: for tests and for embedding in a program that has
+/// other things to do.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    stop: Sender<()>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Starts a server on `listener` (bind it to port 0 for a free port).
+    pub fn start(listener: std::net::TcpListener, config: ServerConfig) -> io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let listener = async_net::TcpListener::try_from(listener)?;
+        let stats = Arc::new(Stats::default());
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("chat-server".into())
+            .spawn(move || {
+                smol::block_on(serve(listener, config, thread_stats, async move {
+                    let _ = stopped.recv().await;
+                }))
+            })?;
+        Ok(Self {
+            addr,
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Shuts it down as on SIGTERM and waits until it has finished.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.stop.close();
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

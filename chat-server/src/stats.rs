@@ -1,0 +1,42 @@
+//! Counters the server keeps about itself, readable from any thread.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Running totals; every field only grows except `connections` and `members`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Accept calls that failed (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Members joined now.
+    pub members: AtomicU64,
+    /// Socket write calls made by writers.
+    pub writes: AtomicU64,
+    /// Frames carried by those writes.
+    pub frames_written: AtomicU64,
+    /// Bytes carried by those writes.
+    pub bytes_written: AtomicU64,
+    /// The most bytes any one connection ever had queued.
+    pub max_queued: AtomicU64,
+    /// Connections closed as too slow.
+    pub too_slow: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn note_queue(&self, bytes: usize) {
+        self.max_queued.fetch_max(bytes as u64, Relaxed);
+    }
+
+    /// Frames per write call so far: how well writers coalesce.
+    pub fn frames_per_write(&self) -> f64 {
+        let writes = self.writes.load(Relaxed);
+        if writes == 0 {
+            0.0
+        } else {
+            self.frames_written.load(Relaxed) as f64 / writes as f64
+        }
+    }
+}
