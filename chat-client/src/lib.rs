@@ -1,12 +1,63 @@
 //! The chat terminal client: command-line configuration, the command parser, the rendering of
 //! server messages, and the connection loop.
+//!
+//! The binary resolves a [`Config`] from flags and the environment, then calls [`run`]. Tests
+//! (and other programs) can drive a session with scripted input and captured output through
+//! [`run_session`]:
+//!
+//! ```no_run
+//! use chat_client::{Config, Input, run_session};
+//! # smol::block_on(async {
+//! let config = Config { host: "127.0.0.1".into(), port: 7878, name: Some("alice".into()) };
+//! let (tx, rx) = smol::channel::unbounded();
+//! tx.send("send hello".to_owned()).await.unwrap();
+//! drop(tx); // end of input: leave
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let code = run_session(&config, &mut Input::lines(rx), &mut out, &mut err).await;
+//! # let _ = code;
+//! # });
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod command;
 mod config;
+mod input;
 mod render;
+mod session;
+
+use std::io::IsTerminal;
+
+use futures_lite::AsyncWriteExt;
 
 pub use command::{Command, CommandError, HELP, parse_command};
 pub use config::{Args, Config, ConfigError, DEFAULT_HOST, DEFAULT_PORT, resolve};
+pub use input::{Input, InputEvent, PromptWriter};
 pub use render::{Line, escape, render};
+pub use session::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LEAVE_GRACE, run_session};
+
+/// Runs the client on the process's terminal or standard streams and returns the exit code.
+///
+/// When stdin and stdout are both terminals, commands are read with a line editor and
+/// everything (errors included) is printed above the prompt. Otherwise commands are read from
+/// stdin line by line, chat and notices go to stdout and errors to stderr.
+pub fn run(config: &Config) -> u8 {
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        // If the terminal cannot be put in raw mode, fall back to reading lines.
+        if let Ok((mut input, mut writer)) = Input::terminal() {
+            let mut err = writer.clone();
+            let code = smol::block_on(run_session(config, &mut input, &mut writer, &mut err));
+            input.finish(&mut writer);
+            return code;
+        }
+    }
+    let mut input = Input::stdin_lines();
+    let mut out = smol::Unblock::new(std::io::stdout());
+    let mut err = smol::Unblock::new(std::io::stderr());
+    smol::block_on(async {
+        let code = run_session(config, &mut input, &mut out, &mut err).await;
+        let _ = out.flush().await;
+        let _ = err.flush().await;
+        code
+    })
+}
