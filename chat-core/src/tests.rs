@@ -450,7 +450,11 @@ fn the_loop_never_spins_on_a_past_deadline() {
 }
 
 fn rate_limited() -> Harness {
-    let mut h = Harness::with(Config { rate_per_sec: 2, burst: 3, ..config() });
+    let mut h = Harness::with(Config {
+        rate_per_sec: 2,
+        burst: 3,
+        ..config()
+    });
     h.join(1, "alice");
     h.join(2, "bob");
     h.now += Duration::from_secs(1); // refill what the hellos took

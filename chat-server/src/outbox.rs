@@ -103,10 +103,12 @@ impl Outbox {
             return;
         }
         if matches!(reason, CloseReason::TooSlow | CloseReason::Disconnected) {
-            state.frames.clear();
+            let dropped: usize = state.frames.drain(..).map(|f| f.len()).sum();
+            state.bytes -= dropped;
         }
         if reason != CloseReason::Disconnected {
             if let Ok(frame) = chat_proto::encode_to_vec(&ServerMsg::Closing(reason)) {
+                state.bytes += frame.len();
                 state.frames.push_back(frame.into());
             }
         }

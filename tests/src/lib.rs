@@ -1,1 +1,307 @@
-//! Harness.
+//! Shared harness for the end-to-end tests and the load generator: start a server (in-process
+//! or the real binary) on a free loopback port, and a raw protocol client that speaks frames
+//! directly so tests can also misbehave.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_proto::{
+    ClientMsg, CloseReason, FrameDecoder, MAGIC, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMsg,
+};
+pub use chat_server::{RunningServer, ServerConfig};
+
+/// How long a raw client waits for a frame before the test fails.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts an in-process server on 127.0.0.1 port 0.
+pub fn start_server(config: ServerConfig) -> RunningServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    RunningServer::start(listener, config).expect("start server")
+}
+
+/// A server config with small, test-friendly limits.
+pub fn test_config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.room.rate_per_sec = 10_000;
+    config.room.burst = 10_000;
+    config.room.flood_strikes = 10_000;
+    config.linger = Duration::from_millis(500);
+    config
+}
+
+/// A hello for `name`.
+pub fn hello(name: &str) -> ClientMsg {
+    ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+    }
+}
+
+/// A blocking client that speaks raw frames.
+#[derive(Debug)]
+pub struct RawClient {
+    /// The socket, for tests that misbehave on it.
+    pub stream: TcpStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RawClient {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> Self {
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Wraps a connected socket.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(RECV_TIMEOUT)).ok();
+        Self {
+            stream,
+            decoder: FrameDecoder::new(MAX_SERVER_FRAME),
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// Connects and joins as `name`; panics unless welcomed. Returns the welcome's member list.
+    pub fn join(addr: SocketAddr, name: &str) -> (Self, Vec<String>) {
+        let mut client = Self::connect(addr);
+        client.send(&hello(name));
+        match client.recv() {
+            ServerMsg::Welcome { members, .. } => (client, members),
+            other => panic!("{name} was not welcomed: {other:?}"),
+        }
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, msg: &ClientMsg) {
+        self.send_raw(&chat_proto::encode_to_vec(msg).unwrap());
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next message; `None` at end of stream. Panics on timeout.
+    pub fn try_recv(&mut self) -> io::Result<Option<ServerMsg>> {
+        loop {
+            let mut input = &self.buf[self.start..];
+            let before = input.len();
+            let msg = self
+                .decoder
+                .decode::<ServerMsg>(&mut input)
+                .map_err(io::Error::other)?;
+            self.start += before - input.len();
+            if self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            }
+            if let Some(msg) = msg {
+                return Ok(Some(msg));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next message, skipping pings (answered) ; panics at end of stream or timeout.
+    pub fn recv(&mut self) -> ServerMsg {
+        loop {
+            match self.try_recv() {
+                Ok(Some(ServerMsg::Ping { nonce })) => self.send(&ClientMsg::Pong { nonce }),
+                Ok(Some(msg)) => return msg,
+                Ok(None) => panic!("connection closed while waiting for a message"),
+                Err(e) => panic!("no message within {RECV_TIMEOUT:?}: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the reason in its closing frame (if any) and
+    /// the messages before it.
+    pub fn until_closed(&mut self) -> (Option<CloseReason>, Vec<ServerMsg>) {
+        let mut seen = Vec::new();
+        loop {
+            match self.try_recv() {
+                Ok(Some(ServerMsg::Closing(reason))) => {
+                    // Nothing may follow the closing frame.
+                    let after = self.try_recv();
+                    assert!(
+                        matches!(after, Ok(None) | Err(_)),
+                        "frame after Closing: {after:?}"
+                    );
+                    return (Some(reason), seen);
+                }
+                Ok(Some(msg)) => seen.push(msg),
+                Ok(None) => return (None, seen),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    panic!("server did not close within {RECV_TIMEOUT:?}")
+                }
+                Err(_) => return (None, seen),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.stream.set_read_timeout(Some(wait)).ok();
+        match self.try_recv() {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            }
+            other => panic!("expected silence, got {other:?}"),
+        }
+        self.stream.set_read_timeout(Some(RECV_TIMEOUT)).ok();
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes; returns whether it held.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The path of a binary built from this workspace (`chat-server`, `chat-client`), building
+/// them first if this test run has not (e.g. `cargo test -p tests`).
+pub fn binary(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let mut dir = std::env::current_exe().expect("current exe");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", "chat-server", "-p", "chat-client"]);
+        if dir.ends_with("release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    });
+    dir.join(name)
+}
+
+/// The real server binary, started on port 0; killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// The child process.
+    pub child: Child,
+    /// The address it printed.
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `chat-server --port 0` with extra arguments and waits for `listening on ADDR`.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with(
+            Command::new(binary("chat-server"))
+                .args(["--port", "0"])
+                .args(args),
+        )
+    }
+
+    /// Starts a prepared command (which must print `listening on ADDR`).
+    pub fn start_with(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chat-server (is it built? cargo build -p chat-server)");
+        let mut stdout = child.stdout.take().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            match stdout.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                _ => panic!("chat-server exited before listening"),
+            }
+        }
+        let line = String::from_utf8(line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .parse()
+            .unwrap();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || io::copy(&mut stdout, &mut io::sink()));
+        Self { child, addr }
+    }
+
+    /// Sends a signal by number (15 = TERM, 9 = KILL) through `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit up to `within`; returns the exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the server in KiB, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// Open file descriptors of the server, from /proc.
+    pub fn open_fds(&self) -> Option<usize> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .ok()
+            .map(|d| d.count())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` in /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: the real server (in-process or the binary) over loopback sockets.
+//! One test binary with modules builds faster than many.
+
+mod server;

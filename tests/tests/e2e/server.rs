@@ -1,0 +1,277 @@
+//! The server's behaviour as seen by raw protocol clients.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use chat_proto::{ClientMsg, CloseReason, MAGIC, Refusal, ServerMsg};
+use tests::{RawClient, ServerProcess, hello, start_server, test_config, wait_until};
+
+fn chat(text: &str) -> ClientMsg {
+    ClientMsg::Chat { text: text.into() }
+}
+
+fn joined(name: &str) -> ServerMsg {
+    ServerMsg::Joined { name: name.into() }
+}
+
+fn left(name: &str, reason: CloseReason) -> ServerMsg {
+    ServerMsg::Left {
+        name: name.into(),
+        reason,
+    }
+}
+
+#[test]
+fn three_members_each_message_reaches_the_two_others_once() {
+    let server = start_server(test_config());
+    let (mut alice, members) = RawClient::join(server.addr(), "alice");
+    assert_eq!(members, vec!["alice"]);
+    let (mut bob, members) = RawClient::join(server.addr(), "bob");
+    assert_eq!(members, vec!["alice", "bob"]);
+    assert_eq!(alice.recv(), joined("bob"));
+    let (mut carol, _) = RawClient::join(server.addr(), "carol");
+    assert_eq!(alice.recv(), joined("carol"));
+    assert_eq!(bob.recv(), joined("carol"));
+
+    alice.send(&chat("hi from alice"));
+    bob.send(&chat("hi from bob"));
+    let a = ServerMsg::Chat {
+        seq: 1,
+        from: "alice".into(),
+        text: "hi from alice".into(),
+    };
+    let b = ServerMsg::Chat {
+        seq: 2,
+        from: "bob".into(),
+        text: "hi from bob".into(),
+    };
+    assert_eq!(carol.recv(), a);
+    assert_eq!(carol.recv(), b);
+    assert_eq!(bob.recv(), a);
+    assert_eq!(alice.recv(), b);
+    // Nobody gets its own message back, nor anything twice.
+    alice.expect_silence(Duration::from_millis(200));
+    bob.expect_silence(Duration::from_millis(10));
+    carol.expect_silence(Duration::from_millis(10));
+
+    carol.send(&ClientMsg::Leave);
+    assert_eq!(carol.until_closed(), (Some(CloseReason::Left), vec![]));
+    assert_eq!(alice.recv(), left("carol", CloseReason::Left));
+    assert_eq!(bob.recv(), left("carol", CloseReason::Left));
+}
+
+#[test]
+fn a_taken_name_is_refused_and_another_hello_may_follow() {
+    let server = start_server(test_config());
+    let (_alice, _) = RawClient::join(server.addr(), "alice");
+    let mut other = RawClient::connect(server.addr());
+    other.send(&hello("ALICE"));
+    assert_eq!(other.recv(), ServerMsg::Refused(Refusal::NameTaken));
+    other.send(&hello("bob"));
+    assert!(matches!(other.recv(), ServerMsg::Welcome { name, .. } if name == "bob"));
+}
+
+#[test]
+fn leave_and_abrupt_disconnect_free_the_name_and_notify() {
+    let server = start_server(test_config());
+    let (mut watcher, _) = RawClient::join(server.addr(), "watcher");
+    let mut rejoined = Vec::new();
+    for (name, reason) in [
+        ("leaver", CloseReason::Left),
+        ("dropper", CloseReason::Disconnected),
+    ] {
+        let (mut client, _) = RawClient::join(server.addr(), name);
+        assert_eq!(watcher.recv(), joined(name));
+        if reason == CloseReason::Left {
+            client.send(&ClientMsg::Leave);
+        } else {
+            drop(client); // mid-session, no goodbye
+        }
+        assert_eq!(watcher.recv(), left(name, reason));
+        // The name is free at once.
+        rejoined.push(RawClient::join(server.addr(), name).0);
+        assert_eq!(watcher.recv(), joined(name));
+    }
+}
+
+#[test]
+fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anything() {
+    const SENDERS: usize = 50;
+    const PER_SENDER: usize = 60;
+    let mut config = test_config();
+    config.queue_bytes = 64 * 1024;
+    let server = start_server(config.clone());
+
+    // The stalled member: a tiny receive buffer, and it never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let mut stalled = RawClient::from_stream(socket.into());
+    stalled.send(&hello("stalled"));
+    assert!(matches!(stalled.recv(), ServerMsg::Welcome { .. }));
+
+    let mut members: Vec<RawClient> = (0..SENDERS)
+        .map(|i| RawClient::join(server.addr(), &format!("m{i}")).0)
+        .collect();
+    // Everyone has seen every join before the chatter starts.
+    for (i, member) in members.iter_mut().enumerate() {
+        for j in i + 1..SENDERS {
+            assert_eq!(member.recv(), joined(&format!("m{j}")));
+        }
+    }
+    let text = "x".repeat(1000);
+    let handles: Vec<_> = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut member)| {
+            let mut writer = member.stream.try_clone().unwrap();
+            let text = text.clone();
+            let sender = std::thread::spawn(move || {
+                use std::io::Write;
+                for n in 0..PER_SENDER {
+                    let msg = chat(&format!("{n} {text}"));
+                    writer
+                        .write_all(&chat_proto::encode_to_vec(&msg).unwrap())
+                        .unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            std::thread::spawn(move || {
+                let mut next = vec![0usize; SENDERS];
+                let mut last_seq = 0;
+                let mut got = 0;
+                let mut stalled_left = false;
+                while got < (SENDERS - 1) * PER_SENDER || !stalled_left {
+                    match member.recv() {
+                        ServerMsg::Chat { seq, from, text } => {
+                            let s: usize = from[1..].parse().unwrap();
+                            assert_ne!(s, i, "echo");
+                            let n: usize = text.split(' ').next().unwrap().parse().unwrap();
+                            assert_eq!(n, next[s], "m{i} got m{s}'s messages out of order");
+                            assert!(seq > last_seq);
+                            next[s] += 1;
+                            last_seq = seq;
+                            got += 1;
+                        }
+                        ServerMsg::Left { name, reason } => {
+                            assert_eq!((name.as_str(), reason), ("stalled", CloseReason::TooSlow));
+                            stalled_left = true;
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                sender.join().unwrap();
+                got
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().unwrap(), (SENDERS - 1) * PER_SENDER);
+    }
+    assert_eq!(server.stats().too_slow.load(Relaxed), 1);
+    // Memory stays bounded: no queue ever held more than its bound plus one frame.
+    let max_queued = server.stats().max_queued.load(Relaxed) as usize;
+    assert!(
+        max_queued <= config.queue_bytes + 2048,
+        "a queue reached {max_queued} bytes"
+    );
+    // The stalled member was told why, after what the socket already held.
+    stalled
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (reason, _) = stalled.until_closed();
+    assert!(matches!(reason, Some(CloseReason::TooSlow) | None));
+}
+
+#[test]
+fn malformed_input_gets_a_protocol_error_close_and_others_are_served() {
+    let server = start_server(test_config());
+    let (mut alice, _) = RawClient::join(server.addr(), "alice");
+    let (mut bob, _) = RawClient::join(server.addr(), "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    let cases: [&[u8]; 3] = [
+        &[0xff, 0xff, 0xff, 0x7f], // a length prefix far over the frame limit
+        b"\x05\x00\x00\x00\xfe\xfe\xfe\xfe\xfe", // garbage payload
+        &chat_proto::encode_to_vec(&chat("too soon")).unwrap(), // chat before hello
+    ];
+    for bytes in cases {
+        let mut bad = RawClient::connect(server.addr());
+        bad.send_raw(bytes);
+        assert_eq!(
+            bad.until_closed(),
+            (Some(CloseReason::ProtocolError), vec![])
+        );
+    }
+    alice.send(&chat("still here"));
+    assert!(matches!(bob.recv(), ServerMsg::Chat { text, .. } if text == "still here"));
+    // A member that sends garbage is removed and announced.
+    bob.send_raw(&[0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(alice.recv(), left("bob", CloseReason::ProtocolError));
+    // A wrong magic is a protocol error too.
+    let mut wrong = RawClient::connect(server.addr());
+    wrong.send(&ClientMsg::Hello {
+        magic: MAGIC ^ 1,
+        version: 1,
+        name: "x".into(),
+    });
+    assert_eq!(wrong.until_closed().0, Some(CloseReason::ProtocolError));
+}
+
+#[test]
+fn the_handshake_deadline_closes_a_silent_connection() {
+    let mut config = test_config();
+    config.room.handshake_timeout = Duration::from_millis(300);
+    let server = start_server(config);
+    let mut silent = RawClient::connect(server.addr());
+    let started = std::time::Instant::now();
+    assert_eq!(
+        silent.until_closed(),
+        (Some(CloseReason::HandshakeTimeout), vec![])
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn the_client_limit_refuses_the_extra_client() {
+    let mut config = test_config();
+    config.room.max_clients = 2;
+    let server = start_server(config);
+    let (_a, _) = RawClient::join(server.addr(), "a");
+    let (_b, _) = RawClient::join(server.addr(), "b");
+    let mut c = RawClient::connect(server.addr());
+    c.send(&hello("c"));
+    assert_eq!(c.recv(), ServerMsg::Refused(Refusal::ServerFull));
+    assert_eq!(c.until_closed(), (Some(CloseReason::ServerFull), vec![]));
+}
+
+#[test]
+fn in_process_shutdown_tells_every_client() {
+    let server = start_server(test_config());
+    let (mut a, _) = RawClient::join(server.addr(), "a");
+    let mut pending = RawClient::connect(server.addr());
+    server.shutdown().unwrap();
+    assert_eq!(a.until_closed().0, Some(CloseReason::ServerShutdown));
+    assert_eq!(pending.until_closed().0, Some(CloseReason::ServerShutdown));
+}
+
+#[test]
+fn the_binary_on_sigterm_tells_every_client_and_exits_zero() {
+    let mut server = ServerProcess::start(&[]);
+    let mut clients: Vec<RawClient> = (0..5)
+        .map(|i| RawClient::join(server.addr, &format!("c{i}")).0)
+        .collect();
+    // Make sure every join is done before the signal.
+    assert!(wait_until(Duration::from_secs(5), || {
+        clients.last_mut().is_some()
+    }));
+    server.signal("TERM");
+    for client in &mut clients {
+        let (reason, _) = client.until_closed();
+        assert_eq!(reason, Some(CloseReason::ServerShutdown));
+    }
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server exited");
+    assert_eq!(status.code(), Some(0));
+}
