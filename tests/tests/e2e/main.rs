@@ -1,4 +1,6 @@
 //! End-to-end tests: the real server (in-process or the binary) over loopback sockets.
 //! One test binary with modules builds faster than many.
 
+mod client;
+mod hostile;
 mod server;

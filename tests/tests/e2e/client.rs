@@ -1,0 +1,1 @@
+//! The chat-client binary against a real server.
