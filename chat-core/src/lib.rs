@@ -29,6 +29,7 @@
 //!                 // Encode once, share the bytes with every recipient.
 //!                 for to in room.recipients(except) { /* queue on `to` */ }
 //!             }
+//!             Output::Subscribe { conn } => { /* `conn` now receives broadcasts */ }
 //!             Output::Close { conn, reason } => { /* send Closing(reason), close */ }
 //!         }
 //!     }

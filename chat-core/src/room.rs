@@ -152,6 +152,14 @@ pub enum Output {
         /// What to send.
         msg: ServerMsg,
     },
+    /// From now on `conn` is among the recipients of every [`Output::Broadcast`], until its
+    /// [`Output::Close`]. Emitted when a member joins, after its welcome. A driver may resolve
+    /// recipients with [`Room::recipients`] at each broadcast instead; following these outputs
+    /// lets a large room deliver a broadcast without visiting every member.
+    Subscribe {
+        /// The new member's connection.
+        conn: ConnId,
+    },
     /// Close a connection. Unless the reason is [`CloseReason::Disconnected`] (the peer is
     /// gone), send `ServerMsg::Closing(reason)` first where the socket still allows it.
     /// The room has already forgotten the connection.
@@ -448,6 +456,7 @@ impl Room {
             seq: self.seq,
         };
         self.send(id, welcome);
+        self.outputs.push_back(Output::Subscribe { conn: id });
         self.outputs.push_back(Output::Broadcast {
             except: Some(id),
             msg: ServerMsg::Joined {

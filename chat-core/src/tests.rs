@@ -127,6 +127,7 @@ fn a_free_name_joins_with_welcome_and_notice() {
         out,
         vec![
             send(2, h.welcome("bob", &["alice", "bob"])),
+            Output::Subscribe { conn: ConnId(2) },
             broadcast(Some(2), ServerMsg::Joined { name: "bob".into() }),
         ]
     );

@@ -1,27 +1,38 @@
-//! A connection's outbound queue, bounded in bytes, and the writer task that drains it.
+//! Outbound traffic: one shared feed of broadcasts, and per connection a small private queue
+//! and a writer task that drains both.
+//!
+//! A broadcast is appended once to the [`Feed`]; every subscribed connection keeps a cursor into
+//! it, so a broadcast costs the room the same for ten members or ten thousand. Each writer copies
+//! nothing: it gathers the shared frames from its cursor onward (skipping the ones its own member
+//! sent) and hands them to one vectored write. The feed is trimmed behind the slowest cursor; a
+//! connection that falls more than its byte bound behind is reported as stalled, so memory stays
+//! bounded by the bound, not by the number of members.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use chat_core::ConnId;
 use chat_proto::{CloseReason, ServerMsg};
 use futures_lite::FutureExt;
+use futures_lite::future::poll_fn;
 use smol::{Async, Timer};
 
 use crate::stats::Stats;
 
 /// Whole frames go into one write until it holds this many bytes...
-const WRITE_BATCH: usize = 256 * 1024;
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// ...or this many frames (well under the kernel's IOV_MAX of 1024).
 const MAX_SLICES: usize = 512;
 
-/// One encoded frame, shared by every queue it was broadcast to.
+/// One encoded frame, shared by every connection it goes to.
 pub type Frame = Arc<[u8]>;
 
 /// The queue was full: the connection cannot keep up.
@@ -29,143 +40,332 @@ pub type Frame = Arc<[u8]>;
 pub struct Overflow;
 
 #[derive(Debug)]
-struct State {
-    frames: VecDeque<Frame>,
-    /// Bytes queued or being written: what the bound applies to.
-    bytes: usize,
-    /// Set once the room closed the connection: write what is queued, then shut down.
-    closing: bool,
-    /// The writer is parked and waits for a notification.
-    parked: bool,
+struct Entry {
+    frame: Frame,
+    /// The member that sent it, who does not get it back.
+    except: Option<ConnId>,
+    /// Bytes appended to the feed up to and including this entry.
+    end: u64,
 }
 
-/// The sending half of a connection's queue, held by the room task.
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Position of `entries[0]`.
+    base: u64,
+    /// Bytes appended before `entries[0]`.
+    base_bytes: u64,
+    entries: VecDeque<Entry>,
+    /// Bytes appended in all.
+    head_bytes: u64,
+    /// Writers that caught up, to wake at the next append.
+    parked: Vec<Waker>,
+    /// Bumped each time `parked` is drained, so that a writer registers once per round.
+    round: u64,
+    /// Every subscribed connection, for trimming and for finding the stalled.
+    subscribers: HashMap<ConnId, Rc<RefCell<ConnState>>>,
+}
+
+impl FeedState {
+    fn head(&self) -> u64 {
+        self.base + self.entries.len() as u64
+    }
+
+    /// Bytes appended before position `pos`.
+    fn bytes_before(&self, pos: u64) -> u64 {
+        match pos.checked_sub(self.base + 1) {
+            Some(i) => self
+                .entries
+                .get(i as usize)
+                .map_or(self.head_bytes, |e| e.end),
+            None => self.base_bytes,
+        }
+    }
+
+    /// Feed bytes a connection at `cursor` still has to write.
+    fn behind(&self, cursor: u64) -> u64 {
+        self.head_bytes - self.bytes_before(cursor)
+    }
+}
+
+/// The room's broadcasts, shared by every subscribed connection.
 #[derive(Debug, Clone)]
-pub struct Outbox {
-    state: Rc<RefCell<State>>,
+pub struct Feed {
+    state: Rc<RefCell<FeedState>>,
     max_bytes: usize,
-    wake: async_channel::Sender<()>,
-    closed: async_channel::Sender<()>,
 }
 
-/// The draining half, owned by the writer task.
+impl Feed {
+    /// A feed whose readers may fall at most `max_bytes` behind.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            state: Rc::default(),
+            max_bytes,
+        }
+    }
+
+    /// Appends a broadcast for every subscriber but `except`, and wakes the writers that wait.
+    /// Returns the connections found too far behind, if this append prompted a check.
+    pub fn append(&self, frame: Frame, except: Option<ConnId>, stats: &Stats) -> Vec<ConnId> {
+        let mut feed = self.state.borrow_mut();
+        feed.head_bytes += frame.len() as u64;
+        let end = feed.head_bytes;
+        feed.entries.push_back(Entry { frame, except, end });
+        if !feed.parked.is_empty() {
+            feed.round += 1;
+            for waker in std::mem::take(&mut feed.parked) {
+                waker.wake();
+            }
+        }
+        // Check the subscribers only once the feed holds half a bound more than anyone may lag:
+        // amortised, that is a fraction of a visit per subscriber per broadcast.
+        if feed.head_bytes - feed.base_bytes > (self.max_bytes + self.max_bytes / 2) as u64 {
+            drop(feed);
+            return self.trim(stats);
+        }
+        Vec::new()
+    }
+
+    /// Drops what every subscriber has written; returns the subscribers more than the bound behind.
+    fn trim(&self, stats: &Stats) -> Vec<ConnId> {
+        let mut feed = self.state.borrow_mut();
+        let head = feed.head();
+        let mut stalled = Vec::new();
+        let mut min = head;
+        for (id, conn) in &feed.subscribers {
+            let conn = conn.borrow();
+            let Some(cursor) = conn.cursor else { continue };
+            let behind = feed.behind(cursor) + conn.private_bytes as u64;
+            if behind > self.max_bytes as u64 && !conn.closing {
+                stalled.push(*id);
+            } else {
+                stats.note_queue(behind as usize);
+                min = min.min(cursor);
+            }
+        }
+        for id in &stalled {
+            if let Some(conn) = feed.subscribers.remove(id) {
+                conn.borrow_mut().cursor = None; // it will be closed as too slow
+            }
+        }
+        while feed.base < min {
+            let entry = feed.entries.pop_front().expect("base < head");
+            feed.base += 1;
+            feed.base_bytes = entry.end;
+        }
+        if feed.entries.capacity() > 4 * feed.entries.len().max(1024) {
+            feed.entries.shrink_to_fit();
+        }
+        stalled
+    }
+}
+
+#[derive(Debug)]
+struct ConnState {
+    id: ConnId,
+    /// Next feed position to write, once subscribed.
+    cursor: Option<u64>,
+    /// Where the feed ends for this connection (set when it closes).
+    until: Option<u64>,
+    /// Frames for this connection alone, each after the feed entries before its position.
+    private: VecDeque<(u64, Frame)>,
+    private_bytes: usize,
+    closing: bool,
+    /// The writer, parked until there is something to write.
+    writer: Option<Waker>,
+    /// The feed round the writer last registered in.
+    round: Option<u64>,
+    /// The writer's flush deadline, parked until the connection is closing.
+    closer: Option<Waker>,
+}
+
+/// The room task's handle on one connection's outbound traffic.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Rc<RefCell<ConnState>>,
+    feed: Feed,
+}
+
+/// The writer task's handle on the same.
 #[derive(Debug)]
 pub struct Drain {
-    state: Rc<RefCell<State>>,
-    wake: async_channel::Receiver<()>,
-    closed: async_channel::Receiver<()>,
+    state: Rc<RefCell<ConnState>>,
+    feed: Feed,
 }
 
-/// A queue bounded to `max_bytes` (one frame larger than that is still accepted into an empty queue).
-pub fn outbox(max_bytes: usize) -> (Outbox, Drain) {
-    let state = Rc::new(RefCell::new(State {
-        frames: VecDeque::new(),
-        bytes: 0,
+/// The two halves of connection `id`'s outbound traffic. Both live on one thread, so they share
+/// state without locks or channels.
+pub fn outbox(id: ConnId, feed: &Feed) -> (Outbox, Drain) {
+    let state = Rc::new(RefCell::new(ConnState {
+        id,
+        cursor: None,
+        until: None,
+        private: VecDeque::new(),
+        private_bytes: 0,
         closing: false,
-        parked: false,
+        writer: None,
+        round: None,
+        closer: None,
     }));
-    let (wake_tx, wake_rx) = async_channel::bounded(1);
-    let (closed_tx, closed_rx) = async_channel::bounded(1);
+    let feed = feed.clone();
     (
         Outbox {
             state: state.clone(),
-            max_bytes,
-            wake: wake_tx,
-            closed: closed_tx,
+            feed: feed.clone(),
         },
-        Drain {
-            state,
-            wake: wake_rx,
-            closed: closed_rx,
-        },
+        Drain { state, feed },
     )
 }
 
 impl Outbox {
-    /// Queues a frame, or reports that the queue is full. Never waits.
-    pub fn push(&self, frame: Frame, stats: &Stats) -> Result<(), Overflow> {
-        let mut state = self.state.borrow_mut();
-        if state.closing {
+    /// Queues a frame for this connection alone, or reports that it is too far behind.
+    pub fn send(&self, frame: Frame, stats: &Stats) -> Result<(), Overflow> {
+        let feed = self.feed.state.borrow();
+        let mut conn = self.state.borrow_mut();
+        if conn.closing {
             return Ok(());
         }
-        if state.bytes > 0 && state.bytes + frame.len() > self.max_bytes {
+        let queued = conn.private_bytes + conn.cursor.map_or(0, |c| feed.behind(c) as usize);
+        if queued > 0 && queued + frame.len() > self.feed.max_bytes {
             return Err(Overflow);
         }
-        state.bytes += frame.len();
-        stats.note_queue(state.bytes);
-        state.frames.push_back(frame);
-        self.notify(&mut state);
+        conn.private_bytes += frame.len();
+        stats.note_queue(queued + frame.len());
+        conn.private.push_back((feed.head(), frame));
+        if let Some(writer) = conn.writer.take() {
+            writer.wake();
+        }
         Ok(())
     }
 
-    /// Ends the connection: unless the peer is already gone, the closing frame goes out after
-    /// what is queued; a connection closed as too slow drops its queue first, since it
-    /// would never drain. The writer then shuts the socket down.
-    pub fn close(&self, reason: CloseReason) {
-        let mut state = self.state.borrow_mut();
-        if state.closing {
+    /// From now on this connection gets every broadcast.
+    pub fn subscribe(&self) {
+        let mut feed = self.feed.state.borrow_mut();
+        let mut conn = self.state.borrow_mut();
+        if conn.closing || conn.cursor.is_some() {
             return;
         }
-        if matches!(reason, CloseReason::TooSlow | CloseReason::Disconnected) {
-            let dropped: usize = state.frames.drain(..).map(|f| f.len()).sum();
-            state.bytes -= dropped;
-        }
-        if reason != CloseReason::Disconnected {
-            if let Ok(frame) = chat_proto::encode_to_vec(&ServerMsg::Closing(reason)) {
-                state.bytes += frame.len();
-                state.frames.push_back(frame.into());
-            }
-        }
-        state.closing = true;
-        self.notify(&mut state);
-        self.closed.close();
+        conn.cursor = Some(feed.head());
+        feed.subscribers.insert(conn.id, self.state.clone());
     }
 
-    fn notify(&self, state: &mut State) {
-        if state.parked {
-            state.parked = false;
-            let _ = self.wake.try_send(());
+    /// Ends the connection: unless the peer is gone or too slow, what is queued is written and
+    /// then the closing frame; a too-slow connection skips its backlog, which it would never
+    /// drain. The writer then shuts the socket down.
+    pub fn close(&self, reason: CloseReason) {
+        let mut feed = self.feed.state.borrow_mut();
+        let mut conn = self.state.borrow_mut();
+        if conn.closing {
+            return;
         }
+        conn.closing = true;
+        if matches!(reason, CloseReason::TooSlow | CloseReason::Disconnected) {
+            conn.private.clear();
+            conn.private_bytes = 0;
+            conn.cursor = None;
+            feed.subscribers.remove(&conn.id);
+        }
+        conn.until = Some(feed.head());
+        if reason != CloseReason::Disconnected {
+            if let Ok(frame) = chat_proto::encode_to_vec(&ServerMsg::Closing(reason)) {
+                conn.private_bytes += frame.len();
+                conn.private.push_back((feed.head(), frame.into()));
+            }
+        }
+        for waker in [conn.writer.take(), conn.closer.take()]
+            .into_iter()
+            .flatten()
+        {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Outbox {
+    /// An outbox dropped without a close (the server is going away) closes without a frame.
+    fn drop(&mut self) {
+        self.close(CloseReason::Disconnected);
     }
 }
 
 impl Drain {
-    /// Moves whole frames into `batch`, up to the batch limits; returns their bytes.
+    /// Gathers what is due, in order, into `batch` up to the batch limits; returns its bytes.
     fn fill(&self, batch: &mut Vec<Frame>) -> usize {
-        let mut state = self.state.borrow_mut();
+        let feed = self.feed.state.borrow();
+        let mut conn = self.state.borrow_mut();
+        let end = conn.until.unwrap_or(u64::MAX).min(feed.head());
         let mut bytes = 0;
-        while let Some(frame) = state.frames.front() {
-            if !batch.is_empty() && (bytes + frame.len() > WRITE_BATCH || batch.len() == MAX_SLICES)
-            {
-                break;
+        while batch.len() < MAX_SLICES && bytes < WRITE_BATCH {
+            let next_private = conn.private.front().map(|(pos, _)| *pos);
+            match conn.cursor {
+                Some(cursor) if cursor < end && next_private.is_none_or(|p| cursor < p) => {
+                    let cursor = cursor.max(feed.base);
+                    let entry = &feed.entries[(cursor - feed.base) as usize];
+                    if entry.except != Some(conn.id) {
+                        bytes += entry.frame.len();
+                        batch.push(entry.frame.clone());
+                    }
+                    conn.cursor = Some(cursor + 1);
+                }
+                _ => match conn.private.pop_front() {
+                    Some((_, frame)) => {
+                        conn.private_bytes -= frame.len();
+                        bytes += frame.len();
+                        batch.push(frame);
+                    }
+                    None => break,
+                },
             }
-            bytes += frame.len();
-            batch.extend(state.frames.pop_front());
         }
         bytes
     }
 
-    /// Parks until there is something to do; returns false once closed and drained.
+    /// Parks until there is something to write; false once closing and drained.
     async fn ready(&self) -> bool {
-        loop {
-            {
-                let mut state = self.state.borrow_mut();
-                if !state.frames.is_empty() {
-                    return true;
-                }
-                if state.closing {
-                    return false;
-                }
-                state.parked = true;
+        poll_fn(|cx| {
+            let mut feed = self.feed.state.borrow_mut();
+            let mut conn = self.state.borrow_mut();
+            let end = conn.until.unwrap_or(u64::MAX).min(feed.head());
+            if !conn.private.is_empty() || conn.cursor.is_some_and(|c| c < end) {
+                return Poll::Ready(true);
             }
-            if self.wake.recv().await.is_err() {
-                return false; // The room dropped the outbox without closing: stop.
+            if conn.closing {
+                return Poll::Ready(false);
             }
-        }
+            conn.writer = Some(cx.waker().clone());
+            if conn.cursor.is_some() && conn.round != Some(feed.round) {
+                conn.round = Some(feed.round);
+                feed.parked.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Parks until the room closes the connection.
+    async fn closing(&self) {
+        poll_fn(|cx| {
+            let mut conn = self.state.borrow_mut();
+            if conn.closing {
+                Poll::Ready(())
+            } else {
+                conn.closer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 
-/// Writes everything queued, coalescing frames into few large writes, until the room closes the
+impl Drop for Drain {
+    /// The writer is done: the feed no longer waits for this connection.
+    fn drop(&mut self) {
+        let id = self.state.borrow().id;
+        self.feed.state.borrow_mut().subscribers.remove(&id);
+        self.state.borrow_mut().cursor = None;
+    }
+}
+
+/// Writes everything due, coalescing frames into few large writes, until the room closes the
 /// connection or a write fails. A closing connection gets `linger` to flush before the socket is
 /// shut down.
 pub async fn write_loop(
@@ -181,9 +381,8 @@ pub async fn write_loop(
             write_frames(&stream, &batch, &stats).await?;
             stats.frames_written.fetch_add(batch.len() as u64, Relaxed);
             stats.bytes_written.fetch_add(bytes as u64, Relaxed);
-            drain.state.borrow_mut().bytes -= bytes;
             batch.clear();
-            if drain.state.borrow().frames.is_empty() {
+            if batch.capacity() > 64 {
                 batch = Vec::new(); // idle connections hold no batch
             }
         }
@@ -191,7 +390,7 @@ pub async fn write_loop(
     };
     // Once closing, the flush is bounded: a peer that does not read cannot hold the socket open.
     let flush_deadline = async {
-        let _ = drain.closed.recv().await;
+        drain.closing().await;
         Timer::after(linger).await;
         Err(std::io::ErrorKind::TimedOut.into())
     };

@@ -17,7 +17,7 @@ use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
 
 use crate::config::ServerConfig;
-use crate::outbox::{self, Frame, Outbox};
+use crate::outbox::{self, Feed, Frame, Outbox};
 use crate::stats::Stats;
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
@@ -43,32 +43,69 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    let ex = LocalExecutor::new();
+    let ex = Executors {
+        reads: LocalExecutor::new(),
+        writes: LocalExecutor::new(),
+    };
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
-    let writers_done = Rc::new(WriterCount::default());
-    let room = ex.spawn(room_task(
+    let writers = Rc::new(WriterCount::default());
+    let feed = Feed::new(config.queue_bytes);
+    let room = ex.reads.spawn(room_task(
         config.clone(),
+        feed.clone(),
         events_rx,
         stats.clone(),
-        writers_done.clone(),
+        writers.clone(),
     ));
     let accept = accept_loop(
         &ex,
         listener,
         &config,
+        &feed,
         events_tx.clone(),
         stats.clone(),
-        writers_done,
+        writers,
     );
-    ex.run(async {
+    let main = async move {
         accept.or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
         room.await;
-    })
-    .await;
+    };
+    ex.run(main).await;
     Ok(())
+}
+
+/// Two executors on one thread: readers, the room and the accept loop run before any writer.
+///
+/// Like Redis's event loop (read and process everything ready, then write), this lets the room
+/// handle every input that is ready before writers run, so that each writer finds many frames
+/// to send in one call instead of one call per frame.
+struct Executors<'a> {
+    reads: LocalExecutor<'a>,
+    writes: LocalExecutor<'a>,
+}
+
+impl Executors<'_> {
+    /// Runs both executors, reads first, until `main` completes.
+    async fn run<T>(&self, main: impl std::future::Future<Output = T>) -> T {
+        let drive = async {
+            let mut ticks = 0u32;
+            loop {
+                if self.reads.try_tick() || self.writes.try_tick() {
+                    ticks = ticks.wrapping_add(1);
+                    if ticks % 256 == 0 {
+                        // Let `main` and the reactor have their turn.
+                        futures_lite::future::yield_now().await;
+                    }
+                    continue;
+                }
+                self.reads.tick().or(self.writes.tick()).await;
+            }
+        };
+        main.or(drive).await
+    }
 }
 
 /// Counts live writer tasks so that shutdown can wait for their flush.
@@ -78,9 +115,10 @@ struct WriterCount {
 }
 
 async fn accept_loop(
-    ex: &LocalExecutor<'_>,
+    ex: &Executors<'_>,
     listener: async_net::TcpListener,
     config: &ServerConfig,
+    feed: &Feed,
     events: Sender<Event>,
     stats: Arc<Stats>,
     writers: Rc<WriterCount>,
@@ -109,23 +147,24 @@ async fn accept_loop(
         let stream: Arc<Async<TcpStream>> = stream.into();
         next_id += 1;
         let id = ConnId(next_id);
-        let (outbox, drain) = outbox::outbox(config.queue_bytes);
+        let (outbox, drain) = outbox::outbox(id, feed);
         if events.send(Event::Opened(id, outbox)).await.is_err() {
             return;
         }
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
         let reader = read_loop(stream.clone(), id, decoder, events.clone(), scratch.clone());
-        ex.spawn(reader).detach();
+        ex.reads.spawn(reader).detach();
         writers.live.set(writers.live.get() + 1);
         let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
-        ex.spawn(async move {
-            if let Err(error) = outbox::write_loop(stream, drain, stats.clone(), linger).await {
-                log::debug!("conn {}: write ended: {error}", id.0);
-            }
-            stats.connections.fetch_sub(1, Relaxed);
-            writers.live.set(writers.live.get() - 1);
-        })
-        .detach();
+        ex.writes
+            .spawn(async move {
+                if let Err(error) = outbox::write_loop(stream, drain, stats.clone(), linger).await {
+                    log::debug!("conn {}: write ended: {error}", id.0);
+                }
+                stats.connections.fetch_sub(1, Relaxed);
+                writers.live.set(writers.live.get() - 1);
+            })
+            .detach();
     }
 }
 
@@ -190,6 +229,7 @@ async fn read_loop(
 /// The one owner of the [`Room`]: feeds it inputs, carries out its outputs, keeps its timer.
 async fn room_task(
     config: ServerConfig,
+    feed: Feed,
     events: Receiver<Event>,
     stats: Arc<Stats>,
     writers: Rc<WriterCount>,
@@ -197,6 +237,7 @@ async fn room_task(
     let linger = config.linger;
     let mut driver = Driver {
         room: Room::new(config.room),
+        feed,
         outboxes: HashMap::new(),
         stats,
     };
@@ -236,6 +277,7 @@ async fn room_task(
 /// The room and the connections' outboxes: carries out what the room decides.
 struct Driver {
     room: Room,
+    feed: Feed,
     outboxes: HashMap<ConnId, Outbox>,
     stats: Arc<Stats>,
 }
@@ -271,8 +313,13 @@ impl Driver {
                     _ => {}
                 }
                 let Some(frame) = encode(&msg) else { return };
-                for to in self.room.recipients(except) {
-                    self.push(to, frame.clone(), stalled);
+                // Once, whatever the number of members: each writer follows the feed.
+                let behind = self.feed.append(frame, except, &self.stats);
+                stalled.extend(behind.into_iter().map(Input::Stalled));
+            }
+            Output::Subscribe { conn } => {
+                if let Some(outbox) = self.outboxes.get(&conn) {
+                    outbox.subscribe();
                 }
             }
             Output::Close { conn, reason } => {
@@ -289,7 +336,7 @@ impl Driver {
 
     fn push(&self, to: ConnId, frame: Frame, stalled: &mut Vec<Input>) {
         if let Some(outbox) = self.outboxes.get(&to) {
-            if outbox.push(frame, &self.stats).is_err() {
+            if outbox.send(frame, &self.stats).is_err() {
                 stalled.push(Input::Stalled(to));
             }
         }

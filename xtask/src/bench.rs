@@ -107,7 +107,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let with_redis = !args.iter().any(|a| a == "--no-redis");
     step(
         "bench build",
-        "cargo build --release -p chat-server -p tests --bin loadgen",
+        "cargo build --release -p chat-server -p tests --bin chat-server --bin loadgen",
         cargo(&[
             "build",
             "--release",
@@ -115,6 +115,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "chat-server",
             "-p",
             "tests",
+            "--bin",
+            "chat-server",
             "--bin",
             "loadgen",
         ]),

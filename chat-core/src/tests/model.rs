@@ -100,6 +100,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut received: HashMap<u64, Vec<(u64, String, String)>> = HashMap::new();
     let mut text_counter = 0u64;
+    // Connections subscribed to broadcasts, from Subscribe and Close outputs: must equal the members.
+    let mut subscribed: BTreeSet<u64> = BTreeSet::new();
 
     for op in ops {
         let open_before: BTreeSet<u64> = model.conns.keys().copied().collect();
@@ -244,7 +246,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     }
                 }
+                Output::Subscribe { conn } => {
+                    // Only a connection that has just joined is subscribed, and only once.
+                    prop_assert!(room.name_of(conn).is_some());
+                    prop_assert!(subscribed.insert(conn.0), "subscribed twice");
+                }
                 Output::Close { conn, reason } => {
+                    subscribed.remove(&conn.0);
                     prop_assert!(
                         open_before.contains(&conn.0) || model.conns.contains_key(&conn.0)
                     );
@@ -270,6 +278,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         );
         prop_assert_eq!(room_keys, model_keys);
         prop_assert_eq!(room.conn_count(), model.conns.len());
+        let members: BTreeSet<u64> = room.members().map(|c| c.0).collect();
+        prop_assert_eq!(&subscribed, &members);
         prop_assert_eq!(room.seq(), model.seq);
         for id in model.conns.keys() {
             prop_assert_eq!(

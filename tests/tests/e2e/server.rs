@@ -126,37 +126,44 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
             assert_eq!(member.recv(), joined(&format!("m{j}")));
         }
     }
-    let sent = Arc::new(AtomicUsize::new(0));
-    let delivered = Arc::new(AtomicUsize::new(0));
+    // Per member: chats sent by it, and chats it received.
+    let sent: Arc<Vec<AtomicUsize>> = Arc::new((0..SENDERS).map(|_| AtomicUsize::new(0)).collect());
+    let got: Arc<Vec<AtomicUsize>> = Arc::new((0..SENDERS).map(|_| AtomicUsize::new(0)).collect());
+    // The most messages any reading member still has coming to it.
+    let lag = {
+        let (sent, got) = (sent.clone(), got.clone());
+        move || {
+            let total: usize = sent.iter().map(|s| s.load(Relaxed)).sum();
+            (0..SENDERS)
+                .map(|j| (total - sent[j].load(Relaxed)).saturating_sub(got[j].load(Relaxed)))
+                .max()
+                .unwrap_or(0)
+        }
+    };
     let text = "x".repeat(3000);
     let handles: Vec<_> = members
         .into_iter()
         .enumerate()
         .map(|(i, mut member)| {
             let mut writer = member.stream.try_clone().unwrap();
-            let (text, sent, seen) = (text.clone(), sent.clone(), delivered.clone());
+            let (text, sent, got, lag) = (text.clone(), sent.clone(), got.clone(), lag.clone());
             let sender = std::thread::spawn(move || {
                 use std::io::Write;
                 for n in 0..PER_SENDER {
-                    let in_flight = || {
-                        let expected = sent.load(Relaxed) * (SENDERS - 1);
-                        expected.saturating_sub(seen.load(Relaxed)) / (SENDERS - 1)
-                    };
-                    assert!(wait_until(Duration::from_secs(20), || in_flight() < WINDOW));
-                    sent.fetch_add(1, Relaxed);
+                    assert!(wait_until(Duration::from_secs(20), || lag() < WINDOW));
+                    sent[i].fetch_add(1, Relaxed);
                     let msg = chat(&format!("{n} {text}"));
                     writer
                         .write_all(&chat_proto::encode_to_vec(&msg).unwrap())
                         .unwrap();
                 }
             });
-            let delivered = delivered.clone();
             std::thread::spawn(move || {
                 let mut next = vec![0usize; SENDERS];
                 let mut last_seq = 0;
-                let mut got = 0;
+                let mut received = 0;
                 let mut stalled_left = false;
-                while got < (SENDERS - 1) * PER_SENDER || !stalled_left {
+                while received < (SENDERS - 1) * PER_SENDER || !stalled_left {
                     match member.recv() {
                         ServerMsg::Chat { seq, from, text } => {
                             let s: usize = from[1..].parse().unwrap();
@@ -166,8 +173,8 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
                             assert!(seq > last_seq);
                             next[s] += 1;
                             last_seq = seq;
-                            got += 1;
-                            delivered.fetch_add(1, Relaxed);
+                            received += 1;
+                            got[i].fetch_add(1, Relaxed);
                         }
                         ServerMsg::Left { name, reason } => {
                             assert_eq!((name.as_str(), reason), ("stalled", CloseReason::TooSlow));
@@ -177,7 +184,7 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
                     }
                 }
                 sender.join().unwrap();
-                got
+                received
             })
         })
         .collect();
