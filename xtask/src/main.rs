@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod hooks;
 
 use std::{
@@ -19,6 +20,7 @@ tasks:
   ci              fmt check, clippy -D warnings, all tests, actionlint (if installed),
                   and the load generator's smoke run (once tests/src/bin/loadgen.rs exists)
   bench [args]    run the load generator: cargo run --release -p tests --bin loadgen -- [args]
+  fuzz [SECONDS]  run the frame decoder's fuzz target (needs cargo-fuzz; default 60 s)
   install-hooks   point git at .githooks (pre-commit runs the fmt check and clippy)
   help            show this text
 ";
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         }
         Some("ci") => ci::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("install-hooks") => hooks::install(&rest),
         Some(other) => Err(format!(
             "unknown task '{other}'; run `cargo xtask help` for the list"
