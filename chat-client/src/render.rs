@@ -61,7 +61,7 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
     })
 }
 
-fn join_names(names: &[String]) -> String {
+fn join_names(names: &[std::sync::Arc<str>]) -> String {
     let mut out = String::new();
     for (i, name) in names.iter().enumerate() {
         if i > 0 {

@@ -212,8 +212,8 @@ struct Member {
 pub struct Room {
     config: Config,
     conns: HashMap<ConnId, Conn>,
-    /// Folded name to connection: the one owner of who holds which name.
-    names: BTreeMap<String, ConnId>,
+    /// Folded name to connection and registered name: the one owner of who holds which name.
+    names: BTreeMap<String, (ConnId, Arc<str>)>,
     seq: u64,
     next_nonce: u64,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
@@ -278,12 +278,8 @@ impl Room {
     }
 
     /// Every member's name, in folded-name order.
-    pub fn member_names(&self) -> Vec<String> {
-        self.names
-            .values()
-            .filter_map(|id| self.name_of(*id))
-            .map(str::to_owned)
-            .collect()
+    pub fn member_names(&self) -> Vec<Arc<str>> {
+        self.names.values().map(|(_, name)| name.clone()).collect()
     }
 
     /// The next thing the driver must do. Drain until `None` after every input.
@@ -437,7 +433,7 @@ impl Room {
             return;
         }
         let name: Arc<str> = display_name(name).into();
-        self.names.insert(key.clone(), id);
+        self.names.insert(key.clone(), (id, name.clone()));
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.member = Some(Member {
                 name: name.clone(),

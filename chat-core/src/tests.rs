@@ -110,7 +110,7 @@ impl Harness {
     fn welcome(&self, name: &str, members: &[&str]) -> ServerMsg {
         ServerMsg::Welcome {
             name: name.into(),
-            members: members.iter().map(|s| s.to_string()).collect(),
+            members: members.iter().map(|s| (*s).into()).collect(),
             limits: self.room.config().limits(),
             seq: self.room.seq(),
         }
@@ -293,7 +293,7 @@ fn leave_frees_the_name_at_once_and_tells_the_others() {
     h.join(3, "ALICE");
     assert_eq!(
         h.room.member_names(),
-        vec!["ALICE".to_string(), "bob".to_string()]
+        vec!["ALICE".into(), "bob".into()] as Vec<std::sync::Arc<str>>
     );
 }
 

@@ -1,5 +1,7 @@
 //! The messages that travel between client and server.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The first field of every hello: tells a chat server from anything else that opened a socket.
@@ -48,8 +50,9 @@ pub enum ServerMsg {
     Welcome {
         /// The name as registered.
         name: String,
-        /// Everyone online, the new member included.
-        members: Vec<String>,
+        /// Everyone online, the new member included. Shared strings: the server lists every
+        /// member in every welcome, and a join storm would otherwise copy each name N times.
+        members: Vec<Arc<str>>,
         /// The limits in force on this server.
         limits: Limits,
         /// The room sequence number of the last chat message sent before this join.
@@ -81,7 +84,7 @@ pub enum ServerMsg {
     /// The answer to `Who`.
     Members {
         /// Everyone online.
-        names: Vec<String>,
+        names: Vec<Arc<str>>,
     },
     /// A request was refused; the connection stays open.
     Error(ErrorKind),

@@ -240,6 +240,7 @@ async fn room_task(
         feed,
         outboxes: HashMap::new(),
         stats,
+        scratch: Vec::new(),
     };
     let mut timer = Timer::never();
     loop {
@@ -280,6 +281,7 @@ struct Driver {
     feed: Feed,
     outboxes: HashMap<ConnId, Outbox>,
     stats: Arc<Stats>,
+    scratch: Vec<u8>,
 }
 
 impl Driver {
@@ -302,7 +304,7 @@ impl Driver {
     fn output(&mut self, output: Output, stalled: &mut Vec<Input>) {
         match output {
             Output::Send { to, msg } => {
-                if let Some(frame) = encode(&msg) {
+                if let Some(frame) = encode(&msg, &mut self.scratch) {
                     self.push(to, frame, stalled);
                 }
             }
@@ -312,7 +314,9 @@ impl Driver {
                     ServerMsg::Left { name, reason } => log::info!("{name} left ({reason})"),
                     _ => {}
                 }
-                let Some(frame) = encode(&msg) else { return };
+                let Some(frame) = encode(&msg, &mut self.scratch) else {
+                    return;
+                };
                 // Once, whatever the number of members: each writer follows the feed.
                 let behind = self.feed.append(frame, except, &self.stats);
                 stalled.extend(behind.into_iter().map(Input::Stalled));
@@ -343,9 +347,18 @@ impl Driver {
     }
 }
 
-fn encode(msg: &ServerMsg) -> Option<Frame> {
-    match chat_proto::encode_to_vec(msg) {
-        Ok(bytes) => Some(bytes.into()),
+/// Encodes a message into a shared frame. `scratch` keeps its capacity between calls, so a
+/// large frame (a welcome listing every member) is built without regrowing, then copied once.
+fn encode(msg: &ServerMsg, scratch: &mut Vec<u8>) -> Option<Frame> {
+    scratch.clear();
+    match chat_proto::encode(msg, scratch) {
+        Ok(()) => {
+            let frame = Frame::from(&scratch[..]);
+            if scratch.capacity() > 1 << 20 {
+                *scratch = Vec::new(); // do not keep a buffer sized by a rare huge frame
+            }
+            Some(frame)
+        }
         Err(error) => {
             log::error!("cannot encode {msg:?}: {error}");
             None

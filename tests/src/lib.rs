@@ -78,7 +78,9 @@ impl RawClient {
         let mut client = Self::connect(addr);
         client.send(&hello(name));
         match client.recv() {
-            ServerMsg::Welcome { members, .. } => (client, members),
+            ServerMsg::Welcome { members, .. } => {
+                (client, members.iter().map(|m| m.to_string()).collect())
+            }
             other => panic!("{name} was not welcomed: {other:?}"),
         }
     }

@@ -25,7 +25,7 @@ fn limits() -> Limits {
 fn welcome(name: &str, members: &[&str]) -> ServerMsg {
     ServerMsg::Welcome {
         name: name.into(),
-        members: members.iter().map(|m| m.to_string()).collect(),
+        members: members.iter().map(|m| (*m).into()).collect(),
         limits: limits(),
         seq: 0,
     }
