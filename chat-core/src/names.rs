@@ -51,17 +51,22 @@ pub fn display_name(name: &str) -> String {
 }
 
 /// Checks chat text against the rules; returns the error to send back, if any.
+///
+/// Text is one line: control characters, line and paragraph separators, and bidi embeddings,
+/// overrides and isolates (which could make a line read as if someone else wrote it) are refused.
+/// Text with nothing visible in it counts as empty.
 pub fn check_text(text: &str, max_bytes: u32) -> Result<(), ErrorKind> {
     if text.len() > max_bytes as usize {
         return Err(ErrorKind::TextTooLong { max_bytes });
     }
-    if text.trim().is_empty() {
+    if text.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         return Err(ErrorKind::TextEmpty);
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
-    {
+    let breaks_the_line = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if text.chars().any(breaks_the_line) {
         return Err(ErrorKind::TextInvalid);
     }
     Ok(())

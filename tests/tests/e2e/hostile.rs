@@ -788,8 +788,10 @@ fn text_table() -> Vec<(String, TextVerdict)> {
         ("* bob joined", Delivered),
         ("back\\slash \\n not a newline", Delivered),
         ("é ü 名前 ｆｕｌｌ", Delivered),
-        ("hi\u{2028}there", Delivered), // line separator: passes, and the client escapes it
-        ("\u{200B}", Delivered),        // known limit: an invisible-only text passes
+        ("hi\u{2028}there", Refused(TextInvalid)), // line separator
+        ("hi\u{2029}there", Refused(TextInvalid)), // paragraph separator
+        ("\u{200B}", Refused(TextEmpty)),          // nothing visible
+        ("\u{200B} \u{FEFF}", Refused(TextEmpty)),
         ("", Refused(TextEmpty)),
         ("   ", Refused(TextEmpty)),
         ("\t", Refused(TextEmpty)),
@@ -1203,7 +1205,7 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
             "{text:?}"
         );
     }
-    let passed_texts = ["bob: fake", "* bob left (left)", "hi\u{2028}bob: fake"];
+    let passed_texts = ["bob: fake", "* bob left (left)", "hi bob: fake"];
     for text in passed_texts {
         mallory.send(&chat(text));
     }
