@@ -248,16 +248,16 @@ async fn join(run: &Run, i: usize) -> io::Result<(Arc<Async<TcpStream>>, Vec<u8>
             // Read until the welcome: it is the first frame.
             let mut buf = Vec::new();
             loop {
-                let mut chunk = [0u8; 4096];
+                let mut chunk = [0u8; 64 * 1024];
                 let n = stream.read_with(|mut s| s.read(&mut chunk)).await?;
                 if n == 0 {
                     return Err(io::Error::other(format!("{name}: closed before welcome")));
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 if let Some((payload, _)) = split_frame(&buf) {
-                    let msg: ServerMsg =
-                        chat_proto::decode_payload(payload).map_err(io::Error::other)?;
-                    if !matches!(msg, ServerMsg::Welcome { .. }) {
+                    // The welcome is variant 0; its member list is not needed, so it is not decoded.
+                    if payload.first() != Some(&0) {
+                        let msg = chat_proto::decode_payload::<ServerMsg>(payload);
                         return Err(io::Error::other(format!("{name}: not welcomed: {msg:?}")));
                     }
                     let used = 4 + payload.len();
@@ -603,6 +603,17 @@ mod tests {
             Some((_, Incoming::Other))
         ));
         assert!(next_message(Proto::Chat, &joined[..joined.len() - 1]).is_none());
+        let welcome = ServerMsg::Welcome {
+            name: "a".into(),
+            members: vec!["a".into()],
+            limits: chat_core::Config::default().limits(),
+            seq: 0,
+        };
+        assert_eq!(
+            chat_proto::encode_to_vec(&welcome).unwrap()[4],
+            0,
+            "welcome is variant 0"
+        );
     }
 
     #[test]
