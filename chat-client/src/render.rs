@@ -38,6 +38,15 @@ impl Line {
 /// Every name and text that came from another person is passed through [`escape`].
 pub fn render(msg: &ServerMsg) -> Option<Line> {
     Some(match msg {
+        ServerMsg::Welcome {
+            name,
+            online,
+            members,
+            ..
+        } if members.is_empty() && *online > 1 => Line::notice(format_args!(
+            "joined as {}; {online} online (type who to list them)",
+            escape(name)
+        )),
         ServerMsg::Welcome { name, members, .. } => Line::notice(format_args!(
             "joined as {}; online: {}",
             escape(name),
@@ -170,11 +179,22 @@ mod tests {
         assert_eq!(
             render(&ServerMsg::Welcome {
                 name: "alice".into(),
+                online: 2,
                 members: vec!["alice".into(), "bob".into()],
                 limits: limits(),
                 seq: 0
             }),
             out("* joined as alice; online: alice, bob")
+        );
+        assert_eq!(
+            render(&ServerMsg::Welcome {
+                name: "alice".into(),
+                online: 5000,
+                members: vec![],
+                limits: limits(),
+                seq: 0
+            }),
+            out("* joined as alice; 5000 online (type who to list them)")
         );
         assert_eq!(
             render(&ServerMsg::Members {

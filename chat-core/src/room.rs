@@ -22,6 +22,9 @@ pub struct Config {
     pub max_clients: u32,
     /// Connections allowed to be in the handshake (opened, not yet joined) at once.
     pub max_handshakes: u32,
+    /// A welcome lists every member only while there are at most this many; past it, the
+    /// welcome carries the count and `Who` gives the list. Keeps a join into a big room cheap.
+    pub welcome_list_max: u32,
     /// Longest name, in characters.
     pub max_name_chars: u32,
     /// Longest chat text, in bytes.
@@ -47,6 +50,7 @@ impl Default for Config {
         Self {
             max_clients: 10_000,
             max_handshakes: 1_024,
+            welcome_list_max: 1_000,
             max_name_chars: 32,
             max_text_bytes: 1_024,
             max_frame_bytes: 2_048,
@@ -445,9 +449,16 @@ impl Room {
             id,
             now + self.config.ping_interval.min(self.config.idle_timeout),
         );
+        let online = self.names.len();
+        let members = if online <= self.config.welcome_list_max as usize {
+            self.member_names()
+        } else {
+            Vec::new()
+        };
         let welcome = ServerMsg::Welcome {
             name: name.to_string(),
-            members: self.member_names(),
+            online: u32::try_from(online).unwrap_or(u32::MAX),
+            members,
             limits: self.config.limits(),
             seq: self.seq,
         };

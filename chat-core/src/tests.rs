@@ -110,6 +110,7 @@ impl Harness {
     fn welcome(&self, name: &str, members: &[&str]) -> ServerMsg {
         ServerMsg::Welcome {
             name: name.into(),
+            online: members.len() as u32,
             members: members.iter().map(|s| (*s).into()).collect(),
             limits: self.room.config().limits(),
             seq: self.room.seq(),
@@ -608,4 +609,38 @@ fn config_validation_names_the_bad_limit() {
         ..Config::default()
     };
     assert!(bad.validate().unwrap_err().contains("max clients"));
+}
+
+#[test]
+fn a_big_room_welcomes_with_the_count_and_who_lists_everyone() {
+    let mut h = Harness::with(Config {
+        welcome_list_max: 2,
+        ..config()
+    });
+    h.join(1, "a");
+    h.join(2, "b");
+    h.open(3);
+    let out = h.recv(3, hello("c"));
+    assert_eq!(
+        out[0],
+        send(
+            3,
+            ServerMsg::Welcome {
+                name: "c".into(),
+                online: 3,
+                members: vec![],
+                limits: h.room.config().limits(),
+                seq: 0,
+            }
+        )
+    );
+    assert_eq!(
+        h.recv(3, ClientMsg::Who),
+        vec![send(
+            3,
+            ServerMsg::Members {
+                names: vec!["a".into(), "b".into(), "c".into()]
+            }
+        )]
+    );
 }

@@ -50,8 +50,11 @@ pub enum ServerMsg {
     Welcome {
         /// The name as registered.
         name: String,
-        /// Everyone online, the new member included. Shared strings: the server lists every
-        /// member in every welcome, and a join storm would otherwise copy each name N times.
+        /// How many members are online, the new member included.
+        online: u32,
+        /// Everyone online, when there are few enough to list in a welcome (the server's
+        /// limit); empty otherwise, and `Who` lists them. Shared strings, so that listing costs
+        /// no copy per name.
         members: Vec<Arc<str>>,
         /// The limits in force on this server.
         limits: Limits,

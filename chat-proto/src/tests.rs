@@ -45,6 +45,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
     let mut all = vec![
         ServerMsg::Welcome {
             name: "alice".into(),
+            online: 2,
             members: vec!["alice".into(), "bob".into()],
             limits: limits(),
             seq: 41,

@@ -19,6 +19,9 @@ pub struct Args {
     /// connections allowed in the handshake at once [env CHAT_MAX_HANDSHAKES, default 1024]
     #[argh(option)]
     pub max_handshakes: Option<String>,
+    /// list the members in a welcome only up to this many [env CHAT_WELCOME_LIST_MAX, default 1000]
+    #[argh(option)]
+    pub welcome_list_max: Option<String>,
     /// longest name in characters [env CHAT_MAX_NAME_CHARS, default 32]
     #[argh(option)]
     pub max_name_chars: Option<String>,
@@ -164,7 +167,12 @@ pub fn resolve(
             .map_err(|_| invalid(&raw, "a port number from 0 to 65535"))?;
     }
     let room = &mut config.room;
-    let counts: [(&Option<String>, &str, &mut u32); 8] = [
+    let counts: [(&Option<String>, &str, &mut u32); 9] = [
+        (
+            &args.welcome_list_max,
+            "welcome-list-max",
+            &mut room.welcome_list_max,
+        ),
         (&args.max_clients, "max-clients", &mut room.max_clients),
         (
             &args.max_handshakes,

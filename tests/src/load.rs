@@ -605,6 +605,7 @@ mod tests {
         assert!(next_message(Proto::Chat, &joined[..joined.len() - 1]).is_none());
         let welcome = ServerMsg::Welcome {
             name: "a".into(),
+            online: 1,
             members: vec!["a".into()],
             limits: chat_core::Config::default().limits(),
             seq: 0,

@@ -25,6 +25,7 @@ fn limits() -> Limits {
 fn welcome(name: &str, members: &[&str]) -> ServerMsg {
     ServerMsg::Welcome {
         name: name.into(),
+        online: members.len() as u32,
         members: members.iter().map(|m| (*m).into()).collect(),
         limits: limits(),
         seq: 0,

@@ -489,6 +489,7 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
     assert!(matches!(server.recv(), ClientMsg::Hello { name, .. } if name == "carol"));
     server.send(&ServerMsg::Welcome {
         name: "carol".into(),
+        online: 2,
         members: vec!["carol".into(), "mal\x1b]0;pwned\x07".into()],
         limits: Limits {
             max_name_chars: 32,
