@@ -27,10 +27,10 @@ use smol::{Async, Timer};
 use crate::stats::Stats;
 
 /// Whole frames go into one write until it holds this many bytes...
-const WRITE_BATCH: usize = 64 * 1024;
+const WRITE_BATCH: usize = 256 * 1024;
 
 /// ...or this many frames (well under the kernel's IOV_MAX of 1024).
-const MAX_SLICES: usize = 512;
+const MAX_SLICES: usize = 128;
 
 /// One encoded frame, shared by every connection it goes to.
 pub type Frame = Arc<[u8]>;
@@ -169,6 +169,8 @@ struct ConnState {
     /// Frames for this connection alone, each after the feed entries before its position.
     private: VecDeque<(u64, Frame)>,
     private_bytes: usize,
+    /// A frame a short write cut in two, and how much of it went out: it goes first.
+    partial: Option<(Frame, usize)>,
     closing: bool,
     /// The writer, parked until there is something to write.
     writer: Option<Waker>,
@@ -201,6 +203,7 @@ pub fn outbox(id: ConnId, feed: &Feed) -> (Outbox, Drain) {
         until: None,
         private: VecDeque::new(),
         private_bytes: 0,
+        partial: None,
         closing: false,
         writer: None,
         round: None,
@@ -264,6 +267,9 @@ impl Outbox {
             conn.cursor = None;
             feed.subscribers.remove(&conn.id);
         }
+        if reason == CloseReason::Disconnected {
+            conn.partial = None; // nobody is reading; a too-slow peer still gets whole frames
+        }
         conn.until = Some(feed.head());
         if reason != CloseReason::Disconnected {
             if let Ok(frame) = chat_proto::encode_to_vec(&ServerMsg::Closing(reason)) {
@@ -288,44 +294,12 @@ impl Drop for Outbox {
 }
 
 impl Drain {
-    /// Gathers what is due, in order, into `batch` up to the batch limits; returns its bytes.
-    fn fill(&self, batch: &mut Vec<Frame>) -> usize {
-        let feed = self.feed.state.borrow();
-        let mut conn = self.state.borrow_mut();
-        let end = conn.until.unwrap_or(u64::MAX).min(feed.head());
-        let mut bytes = 0;
-        while batch.len() < MAX_SLICES && bytes < WRITE_BATCH {
-            let next_private = conn.private.front().map(|(pos, _)| *pos);
-            match conn.cursor {
-                Some(cursor) if cursor < end && next_private.is_none_or(|p| cursor < p) => {
-                    let cursor = cursor.max(feed.base);
-                    let entry = &feed.entries[(cursor - feed.base) as usize];
-                    if entry.except != Some(conn.id) {
-                        bytes += entry.frame.len();
-                        batch.push(entry.frame.clone());
-                    }
-                    conn.cursor = Some(cursor + 1);
-                }
-                _ => match conn.private.pop_front() {
-                    Some((_, frame)) => {
-                        conn.private_bytes -= frame.len();
-                        bytes += frame.len();
-                        batch.push(frame);
-                    }
-                    None => break,
-                },
-            }
-        }
-        bytes
-    }
-
     /// Parks until there is something to write; false once closing and drained.
     async fn ready(&self) -> bool {
         poll_fn(|cx| {
             let mut feed = self.feed.state.borrow_mut();
             let mut conn = self.state.borrow_mut();
-            let end = conn.until.unwrap_or(u64::MAX).min(feed.head());
-            if !conn.private.is_empty() || conn.cursor.is_some_and(|c| c < end) {
+            if conn.has_due(&feed) {
                 return Poll::Ready(true);
             }
             if conn.closing {
@@ -354,6 +328,169 @@ impl Drain {
         })
         .await
     }
+
+    /// Writes what is due with vectored writes straight from the shared frames, until the
+    /// socket would block or nothing is due. Allocates nothing: the slices borrow the feed and
+    /// the private queue, and only a frame cut by a short write is kept aside.
+    fn write_due(&self, socket: &TcpStream, stats: &Stats) -> io::Result<Flushed> {
+        loop {
+            let written = {
+                let feed = self.feed.state.borrow();
+                let mut conn = self.state.borrow_mut();
+                conn.skip_own(&feed);
+                let conn = &*conn;
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                let mut bytes = 0;
+                if let Some((frame, offset)) = &conn.partial {
+                    slices[0] = IoSlice::new(&frame[*offset..]);
+                    count = 1;
+                    bytes = frame.len() - offset;
+                }
+                let mut walk = conn.walk(&feed);
+                while count < MAX_SLICES && bytes < WRITE_BATCH {
+                    let Some(frame) = walk.next(conn, &feed) else {
+                        break;
+                    };
+                    slices[count] = IoSlice::new(frame);
+                    count += 1;
+                    bytes += frame.len();
+                }
+                if count == 0 {
+                    return Ok(Flushed::All);
+                }
+                match (&mut &*socket).write_vectored(&slices[..count]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            stats.writes.fetch_add(1, Relaxed);
+            stats.bytes_written.fetch_add(written as u64, Relaxed);
+            let frames = self.consume(written);
+            stats.frames_written.fetch_add(frames, Relaxed);
+        }
+    }
+
+    /// Steps over `written` bytes of what was due; returns how many frames were completed.
+    fn consume(&self, mut written: usize) -> u64 {
+        let feed = self.feed.state.borrow();
+        let mut conn = self.state.borrow_mut();
+        let mut frames = 0;
+        if let Some((frame, offset)) = conn.partial.take() {
+            let rest = frame.len() - offset;
+            if written < rest {
+                conn.partial = Some((frame, offset + written));
+                return 0;
+            }
+            written -= rest;
+            frames += 1;
+        }
+        while written > 0 {
+            let Some(frame) = conn.take_next(&feed) else {
+                break;
+            };
+            if written < frame.len() {
+                conn.partial = Some((frame, written));
+                break;
+            }
+            written -= frame.len();
+            frames += 1;
+        }
+        frames
+    }
+}
+
+/// Where a writer stands after writing what it could.
+enum Flushed {
+    /// Nothing is due.
+    All,
+    /// The socket's buffer is full: wait until it is writable.
+    Blocked,
+}
+
+/// A non-consuming walk over a connection's due frames, in the order they must go out.
+struct Walk {
+    cursor: Option<u64>,
+    private: usize,
+    end: u64,
+}
+
+impl Walk {
+    fn next<'a>(&mut self, conn: &'a ConnState, feed: &'a FeedState) -> Option<&'a Frame> {
+        loop {
+            let next_private = conn.private.get(self.private).map(|(pos, _)| *pos);
+            match self.cursor {
+                Some(c) if c < self.end && next_private.is_none_or(|p| c < p) => {
+                    self.cursor = Some(c + 1);
+                    let entry = &feed.entries[(c.max(feed.base) - feed.base) as usize];
+                    if entry.except != Some(conn.id) {
+                        return Some(&entry.frame);
+                    }
+                }
+                _ => {
+                    let (_, frame) = conn.private.get(self.private)?;
+                    self.private += 1;
+                    return Some(frame);
+                }
+            }
+        }
+    }
+}
+
+impl ConnState {
+    /// Where the feed ends for this connection now.
+    fn end(&self, feed: &FeedState) -> u64 {
+        self.until.unwrap_or(u64::MAX).min(feed.head())
+    }
+
+    fn has_due(&self, feed: &FeedState) -> bool {
+        self.partial.is_some()
+            || !self.private.is_empty()
+            || self.cursor.is_some_and(|c| c < self.end(feed))
+    }
+
+    fn walk(&self, feed: &FeedState) -> Walk {
+        Walk {
+            cursor: self.cursor.map(|c| c.max(feed.base)),
+            private: 0,
+            end: self.end(feed),
+        }
+    }
+
+    /// Steps over the broadcasts this connection's own member sent, at the front of what is due.
+    fn skip_own(&mut self, feed: &FeedState) {
+        if self.partial.is_some() {
+            return;
+        }
+        let end = self.end(feed);
+        let next_private = self.private.front().map(|(pos, _)| *pos);
+        while let Some(c) = self.cursor {
+            let c = c.max(feed.base);
+            if c >= end || next_private.is_some_and(|p| c >= p) {
+                break;
+            }
+            if feed.entries[(c - feed.base) as usize].except != Some(self.id) {
+                break;
+            }
+            self.cursor = Some(c + 1);
+        }
+    }
+
+    /// Takes the next due frame (the same order as [`Walk`]).
+    fn take_next(&mut self, feed: &FeedState) -> Option<Frame> {
+        let mut walk = self.walk(feed);
+        let frame = walk.next(self, feed)?.clone();
+        self.cursor = walk.cursor;
+        if walk.private > 0 {
+            if let Some((_, frame)) = self.private.pop_front() {
+                self.private_bytes -= frame.len();
+            }
+        }
+        Some(frame)
+    }
 }
 
 impl Drop for Drain {
@@ -375,15 +512,9 @@ pub async fn write_loop(
     linger: Duration,
 ) -> std::io::Result<()> {
     let write = async {
-        let mut batch: Vec<Frame> = Vec::new();
         while drain.ready().await {
-            let bytes = drain.fill(&mut batch);
-            write_frames(&stream, &batch, &stats).await?;
-            stats.frames_written.fetch_add(batch.len() as u64, Relaxed);
-            stats.bytes_written.fetch_add(bytes as u64, Relaxed);
-            batch.clear();
-            if batch.capacity() > 64 {
-                batch = Vec::new(); // idle connections hold no batch
+            if let Flushed::Blocked = drain.write_due(stream.get_ref(), &stats)? {
+                stream.writable().await?;
             }
         }
         Ok(())
@@ -397,38 +528,4 @@ pub async fn write_loop(
     let result = write.or(flush_deadline).await;
     let _ = stream.get_ref().shutdown(Shutdown::Both);
     result
-}
-
-/// Writes every frame of `batch` with vectored writes straight from the shared frames: no copy
-/// into a per-connection buffer. Counts each write call.
-async fn write_frames(stream: &Async<TcpStream>, batch: &[Frame], stats: &Stats) -> io::Result<()> {
-    let (mut first, mut offset) = (0, 0);
-    while first < batch.len() {
-        let written = stream
-            .write_with(|mut s| {
-                let mut slices = Vec::with_capacity(batch.len() - first);
-                slices.push(IoSlice::new(&batch[first][offset..]));
-                slices.extend(batch[first + 1..].iter().map(|f| IoSlice::new(f)));
-                s.write_vectored(&slices)
-            })
-            .await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        stats.writes.fetch_add(1, Relaxed);
-        // Step over what was written: whole frames, then into the next one.
-        let mut left = written;
-        while left > 0 {
-            let rest = batch[first].len() - offset;
-            if left >= rest {
-                left -= rest;
-                first += 1;
-                offset = 0;
-            } else {
-                offset += left;
-                left = 0;
-            }
-        }
-    }
-    Ok(())
 }
