@@ -29,8 +29,8 @@ use crate::stats::Stats;
 /// Whole frames go into one write until it holds this many bytes...
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// ...or this many frames (well under the kernel's IOV_MAX of 1024).
-const MAX_SLICES: usize = 128;
+/// ...or this many frames (the kernel's IOV_MAX).
+const MAX_SLICES: usize = 1024;
 
 /// One encoded frame, shared by every connection it goes to.
 pub type Frame = Arc<[u8]>;

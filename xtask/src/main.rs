@@ -18,8 +18,9 @@ usage: cargo xtask <task> [args]
 
 tasks:
   ci              fmt check, clippy -D warnings, all tests, actionlint (if installed),
-                  and the load generator's smoke run (once tests/src/bin/loadgen.rs exists)
-  bench [args]    run the load generator: cargo run --release -p tests --bin loadgen -- [args]
+                  and the load generator's smoke run (cargo xtask bench --smoke)
+  bench [--only NAME] [--no-redis] | --smoke
+                  the benchmark matrix side by side with Redis, written to BENCHMARKS.md
   fuzz [SECONDS]  run the frame decoder's fuzz target (needs cargo-fuzz; default 60 s)
   install-hooks   point git at .githooks (pre-commit runs the fmt check and clippy)
   help            show this text
