@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod hooks;
+mod purity;
 
 use std::{
     env,
