@@ -182,6 +182,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         rows.push((point, chat, redis));
     }
     let mut report = markdown(&rows, pinned, args);
+    if only.is_some() {
+        // A partial run is printed, not written over the full table.
+        println!("{report}");
+        return Ok(());
+    }
     // The hand-written history below the generated table survives a new run.
     let path = root.join("BENCHMARKS.md");
     if let Ok(old) = std::fs::read_to_string(&path) {
