@@ -28,7 +28,9 @@ mod tests {
 
     /// Code lines of a Rust file: doc comments and comments left out.
     fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-        text.lines().enumerate().filter(|(_, line)| !line.trim_start().starts_with("//"))
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim_start().starts_with("//"))
     }
 
     fn check_dir(dir: &Path, problems: &mut Vec<String>) {
@@ -60,7 +62,11 @@ mod tests {
     fn chat_core_performs_no_io() {
         let mut problems = Vec::new();
         check_dir(&project_root().join("chat-core/src"), &mut problems);
-        assert!(problems.is_empty(), "chat-core must stay sans-IO:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "chat-core must stay sans-IO:\n{}",
+            problems.join("\n")
+        );
     }
 
     #[test]
