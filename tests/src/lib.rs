@@ -45,6 +45,24 @@ pub fn hello(name: &str) -> ClientMsg {
     }
 }
 
+/// A chat message to send.
+pub fn chat(text: &str) -> ClientMsg {
+    ClientMsg::Chat { text: text.into() }
+}
+
+/// The notice that `name` joined.
+pub fn joined(name: &str) -> ServerMsg {
+    ServerMsg::Joined { name: name.into() }
+}
+
+/// The notice that `name` left, and why.
+pub fn left(name: &str, reason: CloseReason) -> ServerMsg {
+    ServerMsg::Left {
+        name: name.into(),
+        reason,
+    }
+}
+
 /// A blocking client that speaks raw frames.
 #[derive(Debug)]
 pub struct RawClient {

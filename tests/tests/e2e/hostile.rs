@@ -19,7 +19,9 @@ use chat_proto::{
     ClientMsg, CloseReason, ErrorKind, MAGIC, NameRule, PROTOCOL_VERSION, Refusal, ServerMsg,
     encode_to_vec,
 };
-use tests::{RawClient, ServerProcess, hello, start_server, test_config, wait_until};
+use tests::{
+    RawClient, ServerProcess, chat, hello, joined, left, start_server, test_config, wait_until,
+};
 
 /// Taken by tests that open hundreds of sockets or threads, so they run one at a time.
 fn heavy() -> MutexGuard<'static, ()> {
@@ -27,21 +29,6 @@ fn heavy() -> MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn chat(text: &str) -> ClientMsg {
-    ClientMsg::Chat { text: text.into() }
-}
-
-fn joined(name: &str) -> ServerMsg {
-    ServerMsg::Joined { name: name.into() }
-}
-
-fn left(name: &str, reason: CloseReason) -> ServerMsg {
-    ServerMsg::Left {
-        name: name.into(),
-        reason,
-    }
 }
 
 /// A thread with a small stack, for tests that run hundreds of blocking readers.

@@ -4,22 +4,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use chat_proto::{ClientMsg, CloseReason, MAGIC, Refusal, ServerMsg};
-use tests::{RawClient, ServerProcess, hello, start_server, test_config, wait_until};
-
-fn chat(text: &str) -> ClientMsg {
-    ClientMsg::Chat { text: text.into() }
-}
-
-fn joined(name: &str) -> ServerMsg {
-    ServerMsg::Joined { name: name.into() }
-}
-
-fn left(name: &str, reason: CloseReason) -> ServerMsg {
-    ServerMsg::Left {
-        name: name.into(),
-        reason,
-    }
-}
+use tests::{
+    RawClient, ServerProcess, chat, hello, joined, left, start_server, test_config, wait_until,
+};
 
 #[test]
 fn three_members_each_message_reaches_the_two_others_once() {
