@@ -308,8 +308,9 @@ impl Room {
             Input::Shutdown => {
                 let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
                 all.sort_unstable();
+                // Everyone is told by their own closing frame; no one is told of the others.
                 for id in all {
-                    self.close(id, CloseReason::ServerShutdown);
+                    self.close_quietly(id, CloseReason::ServerShutdown);
                 }
             }
             Input::Tick => self.handle_timeouts(now),
@@ -349,6 +350,9 @@ impl Room {
             return; // Closed by the room while the message was in flight.
         };
         let joined = conn.member.is_some();
+        // A pong is free only as the answer to an outstanding ping; otherwise it is paid for
+        // like any request, so that it cannot be used to flood.
+        let answers_ping = conn.pinged && matches!(msg, ClientMsg::Pong { .. });
         if joined {
             conn.last_heard = now;
             conn.pinged = false;
@@ -357,7 +361,8 @@ impl Room {
             self.close(id, CloseReason::ProtocolError);
             return;
         }
-        if !matches!(msg, ClientMsg::Pong { .. } | ClientMsg::Leave) && !self.take_token(now, id) {
+        let free = answers_ping || matches!(msg, ClientMsg::Leave);
+        if !free && !self.take_token(now, id) {
             return;
         }
         match msg {
@@ -493,20 +498,25 @@ impl Room {
 
     /// Forgets a connection, frees its name, tells the others, and tells the driver to close it.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(conn) = self.conns.remove(&id) else {
-            return;
-        };
-        self.outputs.push_back(Output::Close { conn: id, reason });
-        if let Some(member) = conn.member {
-            self.names.remove(&member.key);
+        if let Some(name) = self.close_quietly(id, reason) {
             self.outputs.push_back(Output::Broadcast {
                 except: None,
                 msg: ServerMsg::Left {
-                    name: member.name.to_string(),
+                    name: name.to_string(),
                     reason,
                 },
             });
         }
+    }
+
+    /// Forgets a connection, frees its name and tells the driver to close it, without telling
+    /// the others; returns the member's name if it had joined.
+    fn close_quietly(&mut self, id: ConnId, reason: CloseReason) -> Option<Arc<str>> {
+        let conn = self.conns.remove(&id)?;
+        self.outputs.push_back(Output::Close { conn: id, reason });
+        let member = conn.member?;
+        self.names.remove(&member.key);
+        Some(member.name)
     }
 
     fn send(&mut self, to: ConnId, msg: ServerMsg) {

@@ -337,6 +337,11 @@ fn shutdown_closes_everyone() {
     assert_eq!(out[0], close(1, CloseReason::ServerShutdown));
     assert!(out.contains(&close(2, CloseReason::ServerShutdown)));
     assert_eq!(h.room.conn_count(), 0);
+    // Each is told by its own closing frame; nobody gets a leave notice for everyone else.
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Broadcast { .. })),
+        "{out:?}"
+    );
     assert_eq!(h.room.poll_timeout(), h.room.poll_timeout());
 }
 
@@ -643,4 +648,26 @@ fn a_big_room_welcomes_with_the_count_and_who_lists_everyone() {
             }
         )]
     );
+}
+
+#[test]
+fn unsolicited_pongs_are_paid_for_and_a_pong_flood_is_closed() {
+    let mut h = rate_limited();
+    // The answer to a ping is free.
+    h.advance(Duration::from_secs(10));
+    h.recv(1, ClientMsg::Pong { nonce: 1 });
+    // Pongs nobody asked for cost a token each, like any request.
+    for _ in 0..3 {
+        assert_eq!(h.recv(1, ClientMsg::Pong { nonce: 0 }), vec![]);
+    }
+    assert_eq!(
+        h.recv(1, ClientMsg::Pong { nonce: 0 }),
+        vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+    );
+    assert_eq!(
+        h.recv(1, ClientMsg::Pong { nonce: 0 }),
+        vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))]
+    );
+    let out = h.recv(1, ClientMsg::Pong { nonce: 0 });
+    assert_eq!(out[0], close(1, CloseReason::Flood));
 }

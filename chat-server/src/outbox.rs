@@ -131,20 +131,28 @@ impl Feed {
         let head = feed.head();
         let mut stalled = Vec::new();
         let mut min = head;
+        let mut dropped = Vec::new();
         for (id, conn) in &feed.subscribers {
             let conn = conn.borrow();
             let Some(cursor) = conn.cursor else { continue };
-            let behind = feed.behind(cursor) + conn.private_bytes as u64;
-            if behind > self.max_bytes as u64 && !conn.closing {
-                stalled.push(*id);
+            let behind = feed.behind(cursor);
+            if behind > self.max_bytes as u64 {
+                // Too far behind: it stops following the feed. A connection that is open gets
+                // closed as too slow; one already closing just goes without the rest.
+                dropped.push(*id);
+                if !conn.closing {
+                    stalled.push(*id);
+                }
             } else {
                 stats.note_queue(behind as usize);
                 min = min.min(cursor);
             }
         }
-        for id in &stalled {
+        for id in &dropped {
             if let Some(conn) = feed.subscribers.remove(id) {
-                conn.borrow_mut().cursor = None; // it will be closed as too slow
+                let mut conn = conn.borrow_mut();
+                conn.cursor = None;
+                conn.stalled = true;
             }
         }
         while feed.base < min {
@@ -172,6 +180,10 @@ struct ConnState {
     /// A frame a short write cut in two, and how much of it went out: it goes first.
     partial: Option<(Frame, usize)>,
     closing: bool,
+    /// The feed left it behind: it fell more than the bound behind.
+    stalled: bool,
+    /// The writer is gone.
+    drained: bool,
     /// The writer, parked until there is something to write.
     writer: Option<Waker>,
     /// The feed round the writer last registered in.
@@ -205,6 +217,8 @@ pub fn outbox(id: ConnId, feed: &Feed) -> (Outbox, Drain) {
         private_bytes: 0,
         partial: None,
         closing: false,
+        stalled: false,
+        drained: false,
         writer: None,
         round: None,
         closer: None,
@@ -221,13 +235,17 @@ pub fn outbox(id: ConnId, feed: &Feed) -> (Outbox, Drain) {
 
 impl Outbox {
     /// Queues a frame for this connection alone, or reports that it is too far behind.
+    ///
+    /// Frames for one connection (replies, notices) have their own bound, apart from the
+    /// connection's lag behind the feed: a reply larger than the bound (the member list of a
+    /// big room) still goes out when nothing else of its own is waiting.
     pub fn send(&self, frame: Frame, stats: &Stats) -> Result<(), Overflow> {
         let feed = self.feed.state.borrow();
         let mut conn = self.state.borrow_mut();
         if conn.closing {
             return Ok(());
         }
-        let queued = conn.private_bytes + conn.cursor.map_or(0, |c| feed.behind(c) as usize);
+        let queued = conn.private_bytes;
         if queued > 0 && queued + frame.len() > self.feed.max_bytes {
             return Err(Overflow);
         }
@@ -244,23 +262,36 @@ impl Outbox {
     pub fn subscribe(&self) {
         let mut feed = self.feed.state.borrow_mut();
         let mut conn = self.state.borrow_mut();
-        if conn.closing || conn.cursor.is_some() {
+        if conn.closing || conn.drained || conn.cursor.is_some() {
             return;
         }
         conn.cursor = Some(feed.head());
         feed.subscribers.insert(conn.id, self.state.clone());
+        // A writer parked before it followed the feed is not among the feed's parked writers.
+        if let Some(writer) = conn.writer.take() {
+            writer.wake();
+        }
     }
 
     /// Ends the connection: unless the peer is gone or too slow, what is queued is written and
     /// then the closing frame; a too-slow connection skips its backlog, which it would never
     /// drain. The writer then shuts the socket down.
-    pub fn close(&self, reason: CloseReason) {
+    /// Returns the reason the connection is told, which is [`CloseReason::TooSlow`] for one the
+    /// feed already left behind.
+    pub fn close(&self, reason: CloseReason) -> CloseReason {
         let mut feed = self.feed.state.borrow_mut();
         let mut conn = self.state.borrow_mut();
         if conn.closing {
-            return;
+            return reason;
         }
         conn.closing = true;
+        // A connection the feed already left behind is too slow, whatever else it is closed for:
+        // it is told so, rather than silently missing what it did not read.
+        let reason = if conn.stalled && reason != CloseReason::Disconnected {
+            CloseReason::TooSlow
+        } else {
+            reason
+        };
         if matches!(reason, CloseReason::TooSlow | CloseReason::Disconnected) {
             conn.private.clear();
             conn.private_bytes = 0;
@@ -283,13 +314,14 @@ impl Outbox {
         {
             waker.wake();
         }
+        reason
     }
 }
 
 impl Drop for Outbox {
     /// An outbox dropped without a close (the server is going away) closes without a frame.
     fn drop(&mut self) {
-        self.close(CloseReason::Disconnected);
+        let _ = self.close(CloseReason::Disconnected);
     }
 }
 
@@ -498,7 +530,9 @@ impl Drop for Drain {
     fn drop(&mut self) {
         let id = self.state.borrow().id;
         self.feed.state.borrow_mut().subscribers.remove(&id);
-        self.state.borrow_mut().cursor = None;
+        let mut conn = self.state.borrow_mut();
+        conn.cursor = None;
+        conn.drained = true;
     }
 }
 

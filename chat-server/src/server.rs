@@ -89,19 +89,21 @@ struct Executors<'a> {
 
 impl Executors<'_> {
     /// Runs both executors, reads first, until `main` completes.
+    ///
+    /// Each turn runs what is ready to read (up to a budget), then what is ready to write (up to
+    /// the same budget), then lets `main` and the reactor in. The budget keeps a flood of
+    /// input from starving writers: under load, writers get at least half the turns.
     async fn run<T>(&self, main: impl std::future::Future<Output = T>) -> T {
+        const BUDGET: usize = 512;
         let drive = async {
-            let mut ticks = 0u32;
             loop {
-                if self.reads.try_tick() || self.writes.try_tick() {
-                    ticks = ticks.wrapping_add(1);
-                    if ticks % 256 == 0 {
-                        // Let `main` and the reactor have their turn.
-                        futures_lite::future::yield_now().await;
-                    }
-                    continue;
+                let reads = (0..BUDGET).take_while(|_| self.reads.try_tick()).count();
+                let writes = (0..BUDGET).take_while(|_| self.writes.try_tick()).count();
+                if reads + writes == 0 {
+                    self.reads.tick().or(self.writes.tick()).await;
+                } else {
+                    futures_lite::future::yield_now().await;
                 }
-                self.reads.tick().or(self.writes.tick()).await;
             }
         };
         main.or(drive).await
@@ -328,11 +330,11 @@ impl Driver {
             }
             Output::Close { conn, reason } => {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
-                    if reason == CloseReason::TooSlow {
+                    let told = outbox.close(reason);
+                    if told == CloseReason::TooSlow {
                         self.stats.too_slow.fetch_add(1, Relaxed);
                     }
-                    log::debug!("conn {}: closing ({reason})", conn.0);
-                    outbox.close(reason);
+                    log::debug!("conn {}: closing ({told})", conn.0);
                 }
             }
         }
