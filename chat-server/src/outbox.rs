@@ -153,6 +153,16 @@ impl Feed {
                 let mut conn = conn.borrow_mut();
                 conn.cursor = None;
                 conn.stalled = true;
+                if conn.closing {
+                    // What it still gets is a prefix of its stream, then its closing frame.
+                    let last = conn.private.pop_back();
+                    conn.private.clear();
+                    conn.private_bytes = 0;
+                    if let Some((pos, frame)) = last {
+                        conn.private_bytes = frame.len();
+                        conn.private.push_back((pos, frame));
+                    }
+                }
             }
         }
         while feed.base < min {
@@ -563,3 +573,6 @@ pub async fn write_loop(
     let _ = stream.get_ref().shutdown(Shutdown::Both);
     result
 }
+
+#[cfg(test)]
+mod tests;

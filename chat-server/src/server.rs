@@ -90,18 +90,35 @@ struct Executors<'a> {
 impl Executors<'_> {
     /// Runs both executors, reads first, until `main` completes.
     ///
-    /// Each turn runs what is ready to read (up to a budget), then what is ready to write (up to
-    /// the same budget), then lets `main` and the reactor in. The budget keeps a flood of
-    /// input from starving writers: under load, writers get at least half the turns.
+    /// A read task runs whenever one is ready, so the room handles every ready input before the
+    /// writers go. Only a flood of input (a whole budget of reads in a row) hands the turn to
+    /// the writers for up to a budget of theirs, so that input cannot starve output.
     async fn run<T>(&self, main: impl std::future::Future<Output = T>) -> T {
-        const BUDGET: usize = 512;
+        const BUDGET: usize = 1024;
         let drive = async {
+            let (mut streak, mut ticks) = (0, 0usize);
             loop {
-                let reads = (0..BUDGET).take_while(|_| self.reads.try_tick()).count();
-                let writes = (0..BUDGET).take_while(|_| self.writes.try_tick()).count();
-                if reads + writes == 0 {
-                    self.reads.tick().or(self.writes.tick()).await;
+                let ran = if streak < BUDGET && self.reads.try_tick() {
+                    streak += 1;
+                    1
+                } else if streak >= BUDGET {
+                    streak = 0;
+                    (0..BUDGET)
+                        .take_while(|_| self.writes.try_tick())
+                        .count()
+                        .max(1)
                 } else {
+                    streak = 0;
+                    usize::from(self.writes.try_tick())
+                };
+                if ran == 0 {
+                    self.reads.tick().or(self.writes.tick()).await;
+                    continue;
+                }
+                ticks += ran;
+                if ticks >= 256 {
+                    ticks = 0;
+                    // Let `main` and the reactor have their turn.
                     futures_lite::future::yield_now().await;
                 }
             }
