@@ -192,6 +192,48 @@ impl RawClient {
     }
 }
 
+/// Reads a stalled-reader run from member `me`'s side: chats from members named `m0`, `m1`, ...
+/// whose texts start with the message's index, until `expected` chats have arrived and
+/// `stalled` has been seen leaving as too slow. Checks that nothing comes back to its sender,
+/// that each sender's messages come in order and that sequence numbers rise; calls `on_chat`
+/// for each chat. Returns the chats received and how often `stalled` was seen leaving.
+pub fn receive_chatter(
+    member: &mut RawClient,
+    me: usize,
+    expected: usize,
+    stalled: &str,
+    mut on_chat: impl FnMut(),
+) -> (usize, usize) {
+    let mut next: Vec<usize> = Vec::new();
+    let (mut got, mut stalled_left, mut last_seq) = (0, 0, 0);
+    while got < expected || stalled_left == 0 {
+        match member.recv() {
+            ServerMsg::Chat { seq, from, text } => {
+                let s: usize = from[1..].parse().expect("sender named m<index>");
+                assert_ne!(s, me, "m{me} got its own message back");
+                let n: usize = text
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("index first");
+                if next.len() <= s {
+                    next.resize(s + 1, 0);
+                }
+                assert_eq!(n, next[s], "m{me} got m{s}'s messages out of order");
+                assert!(seq > last_seq, "m{me}: sequence number did not rise");
+                next[s] += 1;
+                last_seq = seq;
+                got += 1;
+                on_chat();
+            }
+            msg if msg == left(stalled, CloseReason::TooSlow) => stalled_left += 1,
+            other => panic!("m{me}: unexpected {other:?}"),
+        }
+    }
+    (got, stalled_left)
+}
+
 /// Polls `cond` every 10 ms until it holds or `within` passes; returns whether it held.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;

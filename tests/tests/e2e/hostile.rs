@@ -20,7 +20,8 @@ use chat_proto::{
     encode_to_vec,
 };
 use tests::{
-    RawClient, ServerProcess, chat, hello, joined, left, start_server, test_config, wait_until,
+    RawClient, ServerProcess, chat, hello, joined, left, receive_chatter, start_server,
+    test_config, wait_until,
 };
 
 /// Taken by tests that open hundreds of sockets or threads, so they run one at a time.
@@ -237,25 +238,15 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
             });
             let delivered = delivered.clone();
             thread::spawn(move || {
-                let mut next = [0usize; SENDERS];
-                let (mut got, mut stalled_left, mut last_seq) = (0, 0, 0);
-                while got < (SENDERS - 1) * PER_SENDER || stalled_left == 0 {
-                    match member.recv() {
-                        ServerMsg::Chat { seq, from, text } => {
-                            let s: usize = from[1..].parse().unwrap();
-                            assert_ne!(s, i, "echo");
-                            let n: usize = text.split(' ').next().unwrap().parse().unwrap();
-                            assert_eq!(n, next[s], "m{i} got m{s}'s messages out of order");
-                            assert!(seq > last_seq);
-                            next[s] += 1;
-                            last_seq = seq;
-                            got += 1;
-                            delivered.fetch_add(1, Relaxed);
-                        }
-                        msg if msg == left("stalled", CloseReason::TooSlow) => stalled_left += 1,
-                        other => panic!("m{i}: unexpected {other:?}"),
-                    }
-                }
+                let (got, stalled_left) = receive_chatter(
+                    &mut member,
+                    i,
+                    (SENDERS - 1) * PER_SENDER,
+                    "stalled",
+                    || {
+                        delivered.fetch_add(1, Relaxed);
+                    },
+                );
                 sender.join().unwrap();
                 (member, got, stalled_left)
             })

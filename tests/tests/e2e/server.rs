@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chat_proto::{ClientMsg, CloseReason, MAGIC, Refusal, ServerMsg};
 use tests::{
-    RawClient, ServerProcess, chat, hello, joined, left, start_server, test_config, wait_until,
+    RawClient, ServerProcess, chat, hello, joined, left, receive_chatter, start_server,
+    test_config, wait_until,
 };
 
 #[test]
@@ -146,30 +147,16 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
                 }
             });
             std::thread::spawn(move || {
-                let mut next = vec![0usize; SENDERS];
-                let mut last_seq = 0;
-                let mut received = 0;
-                let mut stalled_left = false;
-                while received < (SENDERS - 1) * PER_SENDER || !stalled_left {
-                    match member.recv() {
-                        ServerMsg::Chat { seq, from, text } => {
-                            let s: usize = from[1..].parse().unwrap();
-                            assert_ne!(s, i, "echo");
-                            let n: usize = text.split(' ').next().unwrap().parse().unwrap();
-                            assert_eq!(n, next[s], "m{i} got m{s}'s messages out of order");
-                            assert!(seq > last_seq);
-                            next[s] += 1;
-                            last_seq = seq;
-                            received += 1;
-                            got[i].fetch_add(1, Relaxed);
-                        }
-                        ServerMsg::Left { name, reason } => {
-                            assert_eq!((name.as_str(), reason), ("stalled", CloseReason::TooSlow));
-                            stalled_left = true;
-                        }
-                        other => panic!("unexpected {other:?}"),
-                    }
-                }
+                let (received, stalled_left) = receive_chatter(
+                    &mut member,
+                    i,
+                    (SENDERS - 1) * PER_SENDER,
+                    "stalled",
+                    || {
+                        got[i].fetch_add(1, Relaxed);
+                    },
+                );
+                assert_eq!(stalled_left, 1);
                 sender.join().unwrap();
                 received
             })
