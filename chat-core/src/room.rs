@@ -99,7 +99,8 @@ impl Config {
                 self.max_frame_bytes, self.max_text_bytes
             ));
         }
-        // The welcome lists every member; it must fit the frame a client accepts.
+        // `Who` (and a welcome in a small room) lists every member; it must fit the frame a
+        // client accepts.
         let welcome = u64::from(self.max_clients) * (u64::from(self.max_name_chars) * 4 + 5);
         if welcome + 4096 > u64::from(chat_proto::MAX_SERVER_FRAME) {
             return Err(format!(

@@ -49,8 +49,9 @@ fn main() -> ExitCode {
         };
         serve(listener, config, stats.clone(), shutdown).await?;
         log::info!(
-            "served {} connections; {} writes carried {} frames ({:.1} per write); {} closed as too slow",
+            "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
             stats.accepted.load(Relaxed),
+            stats.accept_errors.load(Relaxed),
             stats.writes.load(Relaxed),
             stats.frames_written.load(Relaxed),
             stats.frames_per_write(),

@@ -1,7 +1,7 @@
 //! The driver: accept loop, room task, and a reader and a writer task per connection, all on
 //! one thread's executor.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -48,7 +48,8 @@ pub async fn serve(
         writes: LocalExecutor::new(),
     };
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
-    let writers = Rc::new(WriterCount::default());
+    // Live writer tasks, so that shutdown can wait for their flush.
+    let writers = Rc::new(Cell::new(0usize));
     let feed = Feed::new(config.queue_bytes);
     let room = ex.reads.spawn(room_task(
         config.clone(),
@@ -127,12 +128,6 @@ impl Executors<'_> {
     }
 }
 
-/// Counts live writer tasks so that shutdown can wait for their flush.
-#[derive(Default)]
-struct WriterCount {
-    live: std::cell::Cell<usize>,
-}
-
 async fn accept_loop(
     ex: &Executors<'_>,
     listener: async_net::TcpListener,
@@ -140,7 +135,7 @@ async fn accept_loop(
     feed: &Feed,
     events: Sender<Event>,
     stats: Arc<Stats>,
-    writers: Rc<WriterCount>,
+    writers: Rc<Cell<usize>>,
 ) {
     let scratch = Rc::new(RefCell::new(vec![0u8; READ_CHUNK]));
     let mut next_id = 0u64;
@@ -173,7 +168,7 @@ async fn accept_loop(
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
         let reader = read_loop(stream.clone(), id, decoder, events.clone(), scratch.clone());
         ex.reads.spawn(reader).detach();
-        writers.live.set(writers.live.get() + 1);
+        writers.set(writers.get() + 1);
         let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
         ex.writes
             .spawn(async move {
@@ -181,7 +176,7 @@ async fn accept_loop(
                     log::debug!("conn {}: write ended: {error}", id.0);
                 }
                 stats.connections.fetch_sub(1, Relaxed);
-                writers.live.set(writers.live.get() - 1);
+                writers.set(writers.get() - 1);
             })
             .detach();
     }
@@ -251,7 +246,7 @@ async fn room_task(
     feed: Feed,
     events: Receiver<Event>,
     stats: Arc<Stats>,
-    writers: Rc<WriterCount>,
+    writers: Rc<Cell<usize>>,
 ) {
     let linger = config.linger;
     let mut driver = Driver {
@@ -289,7 +284,7 @@ async fn room_task(
     }
     // Every connection is closing; give the writers their flush, then return.
     let deadline = Instant::now() + linger + Duration::from_millis(100);
-    while writers.live.get() > 0 && Instant::now() < deadline {
+    while writers.get() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
     }
 }

@@ -19,7 +19,8 @@ pub struct Stats {
     pub frames_written: AtomicU64,
     /// Bytes carried by those writes.
     pub bytes_written: AtomicU64,
-    /// The most bytes any one connection ever had queued.
+    /// The most bytes queued for one connection that kept up (lag behind the feed, or its
+    /// own replies); connections beyond the bound are closed as too slow instead.
     pub max_queued: AtomicU64,
     /// Connections closed as too slow.
     pub too_slow: AtomicU64,
