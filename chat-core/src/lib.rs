@@ -1,50 +1,59 @@
-//! The chat room as a sans-IO state machine.
+//! The chat room as a sans-IO state machine, and the fan-out that carries it to sockets.
 //!
-//! [`Room`] owns membership, names, sequence numbers, rate limits and deadlines, and performs no
-//! I/O: no sockets, no runtime, no clock, no randomness. Time comes in as an argument, connections
-//! are named by the driver with [`ConnId`], and everything the room wants done comes out of
-//! [`Room::poll_output`]. Misbehaving peers produce outputs (an error, a close with a reason),
-//! never panics or `Err`s; `Err` is reserved for a driver that breaks the contract.
+//! Nothing here performs I/O: no sockets, no runtime, no clock, no randomness. Time comes in as
+//! an argument, connections are named by the driver with [`ConnId`], and everything the room
+//! wants done comes out of a `poll_*` call. Misbehaving peers produce outputs (an error, a close
+//! with a reason), never panics or `Err`s; `Err` is reserved for a driver that breaks the
+//! contract.
 //!
-//! The driver's loop:
+//! Three layers, each usable alone:
+//! - [`Room`]: the gate (handshake, validation, rate limits, deadlines) over the room's ordered
+//!   log ([`log`]): members see only what the log applied. The log is in memory
+//!   ([`Room::new`]) or kept elsewhere by the driver ([`Room::shared`]).
+//! - [`Fanout`]: one shared feed of encoded broadcasts, per-connection cursors and private
+//!   queues, byte bounds, the one decision of "too slow", and the closing frame last.
+//! - [`Hub`]: a room and a fan-out joined by the chat wire encoding: what a byte-moving driver
+//!   embeds. The smol server and the blocking example in `examples/` are both thin loops around it.
+//!
+//! A driver's loop, with a hub:
 //!
 //! ```
 //! use std::time::Instant;
-//! use chat_core::{Config, ConnId, Input, Output, Room};
+//! use chat_core::{Config, ConnId, Due, Hub, Input, Room};
 //! use chat_proto::{ClientMsg, MAGIC, PROTOCOL_VERSION};
 //!
-//! let mut room = Room::new(Config::default());
+//! let mut hub = Hub::new(Room::new(Config::default()).unwrap(), 256 * 1024);
 //! let now = Instant::now(); // the driver's clock, not the room's
-//! let inputs = [
-//!     Input::Opened(ConnId(1)),
-//!     Input::Received(ConnId(1), ClientMsg::Hello {
-//!         magic: MAGIC, version: PROTOCOL_VERSION, name: "alice".into() }),
-//! ];
-//! for input in inputs {
-//!     room.handle_input(now, input).unwrap();
-//!     while let Some(output) = room.poll_output() {
-//!         match output {
-//!             Output::Send { to, msg } => { /* encode msg, queue it on `to` */ }
-//!             Output::Broadcast { except, msg } => {
-//!                 // Encode once, share the bytes with every recipient.
-//!                 for to in room.recipients(except) { /* queue on `to` */ }
-//!             }
-//!             Output::Subscribe { conn } => { /* `conn` now receives broadcasts */ }
-//!             Output::Close { conn, reason } => { /* send Closing(reason), close */ }
-//!         }
-//!     }
-//!     let _wake_at = room.poll_timeout(); // re-arm one timer; at it, feed `Input::Tick`
-//! }
-//! assert_eq!(room.name_of(ConnId(1)), Some("alice"));
+//! let alice = ConnId(1);
+//! hub.handle_input(now, Input::Opened(alice)).unwrap();
+//! let hello = ClientMsg::Hello { magic: MAGIC, version: PROTOCOL_VERSION, name: "alice".into() };
+//! hub.handle_input(now, Input::Received(alice, hello)).unwrap();
+//! while let Some(event) = hub.poll_event() { /* log it; carry proposals to a shared log */ }
+//! while let Some(conn) = hub.poll_wake() { /* wake conn's writer */ }
+//! // A writer gathers what is due into one vectored write, then says how much went out.
+//! let mut bytes = Vec::new();
+//! assert_eq!(hub.fanout().due(alice, |frame| { bytes.extend_from_slice(frame); true }), Due::Write);
+//! let written = bytes.len(); // e.g. what `write_vectored` returned
+//! hub.fanout().consumed(alice, written);
+//! let _wake_at = hub.poll_timeout(); // re-arm one timer; at it, feed `Input::Tick`
+//! assert_eq!(hub.room().name_of(alice), Some("alice"));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod config;
+mod fanout;
+mod hub;
+pub mod log;
 mod names;
 mod room;
 
+pub use config::{Config, ConfigError};
+pub use fanout::{Due, Fanout, Frame};
+pub use hub::{Hub, HubEvent};
+pub use log::{Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot};
 pub use names::{check_name, check_text, display_name, fold_name, is_invisible};
-pub use room::{Config, ConnId, Input, Output, Room, UsageError};
+pub use room::{ConnId, Input, Notice, Output, Room, UsageError};
 
 #[cfg(test)]
 mod tests;

@@ -1,125 +1,28 @@
-//! The room state machine.
+//! The room state machine: a gate over the room's log.
+//!
+//! The gate handles each connection: handshake, validation, rate limits and deadlines. What a
+//! member wants recorded (a join, a chat, a leave) becomes a [`Proposal`]; membership, notices
+//! and broadcasts follow the applied log ([`Entry`]), never the proposal. A room made with
+//! [`Room::new`] keeps its log in memory and applies each proposal at once; one made with
+//! [`Room::shared`] hands proposals to the driver ([`Output::Propose`]) and applies what the
+//! driver brings back ([`Input::Applied`], [`Input::Declined`], [`Input::Resync`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chat_proto::{
-    ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg,
+use chat_proto::{ClientMsg, CloseReason, ErrorKind, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg};
+
+use crate::config::{Config, ConfigError};
+use crate::log::{
+    Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot,
 };
-
 use crate::names::{check_name, check_text, display_name, fold_name};
 
 /// A connection, named by the driver. The core never makes these up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
-
-/// Every limit the room enforces.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// Members allowed in the room at once.
-    pub max_clients: u32,
-    /// Connections allowed to be in the handshake (opened, not yet joined) at once.
-    pub max_handshakes: u32,
-    /// A welcome lists every member only while there are at most this many; past it, the
-    /// welcome carries the count and `Who` gives the list. Keeps a join into a big room cheap.
-    pub welcome_list_max: u32,
-    /// Longest name, in characters.
-    pub max_name_chars: u32,
-    /// Longest chat text, in bytes.
-    pub max_text_bytes: u32,
-    /// Largest frame payload accepted from a client, in bytes (enforced by the driver's decoder).
-    pub max_frame_bytes: u32,
-    /// Sustained requests per second per connection.
-    pub rate_per_sec: u32,
-    /// Requests that may come at once before the rate applies.
-    pub burst: u32,
-    /// Requests refused for rate, without the bucket refilling in between, before a close for flooding.
-    pub flood_strikes: u32,
-    /// Time from connect within which a hello must be accepted.
-    pub handshake_timeout: Duration,
-    /// Silence after which a member is pinged.
-    pub ping_interval: Duration,
-    /// Silence after which a member is closed.
-    pub idle_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_clients: 10_000,
-            max_handshakes: 1_024,
-            welcome_list_max: 1_000,
-            max_name_chars: 32,
-            max_text_bytes: 1_024,
-            max_frame_bytes: 2_048,
-            rate_per_sec: 20,
-            burst: 40,
-            flood_strikes: 40,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(90),
-        }
-    }
-}
-
-impl Config {
-    /// The limits announced to clients in the welcome.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_name_chars: self.max_name_chars,
-            max_text_bytes: self.max_text_bytes,
-            max_frame_bytes: self.max_frame_bytes,
-            rate_per_sec: self.rate_per_sec,
-            burst: self.burst,
-            idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// Checks that the limits are coherent; the message says which one is not.
-    pub fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("max clients", self.max_clients),
-            ("max name chars", self.max_name_chars),
-            ("max text bytes", self.max_text_bytes),
-            ("max frame bytes", self.max_frame_bytes),
-            ("rate per second", self.rate_per_sec),
-            ("burst", self.burst),
-        ];
-        for (what, value) in positive {
-            if value == 0 {
-                return Err(format!("{what} must be at least 1"));
-            }
-        }
-        // A chat frame is a tag, a varint length and the text.
-        if u64::from(self.max_text_bytes) + 8 > u64::from(self.max_frame_bytes) {
-            return Err(format!(
-                "max frame bytes ({}) must exceed max text bytes ({}) by at least 8",
-                self.max_frame_bytes, self.max_text_bytes
-            ));
-        }
-        // `Who` (and a welcome in a small room) lists every member; it must fit the frame a
-        // client accepts.
-        let welcome = u64::from(self.max_clients) * (u64::from(self.max_name_chars) * 4 + 5);
-        if welcome + 4096 > u64::from(chat_proto::MAX_SERVER_FRAME) {
-            return Err(format!(
-                "max clients ({}) times max name chars ({}) is too large for a member list frame",
-                self.max_clients, self.max_name_chars
-            ));
-        }
-        for (what, d) in [
-            ("handshake timeout", self.handshake_timeout),
-            ("ping interval", self.ping_interval),
-            ("idle timeout", self.idle_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(format!("{what} must be longer than zero"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Something that happened, handed to [`Room::handle_input`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +33,7 @@ pub enum Input {
     Received(ConnId, ClientMsg),
     /// Bytes arrived on a connection that are not a valid frame; it is closed for a protocol error.
     Malformed(ConnId),
-    /// The connection's outbound queue overflowed; it is closed as too slow.
+    /// The connection cannot keep up with what it is sent; it is closed as too slow.
     Stalled(ConnId),
     /// The connection is gone (end of stream, reset, write error).
     Closed(ConnId),
@@ -138,6 +41,28 @@ pub enum Input {
     Shutdown,
     /// Time passed; deadlines up to `now` are handled.
     Tick,
+    /// The log recorded this entry (a room made with [`Room::shared`]). Entries must come in
+    /// log order; one already applied is ignored, and one past a gap is refused with
+    /// [`UsageError::Gap`] (resynchronise with [`Input::Resync`]).
+    Applied(Entry),
+    /// The log did not record a proposal this room made.
+    Declined {
+        /// The proposal, as [`Output::Propose`] gave it.
+        proposal: Proposal,
+        /// Why.
+        why: Declined,
+    },
+    /// The log was lost or could not be followed (it restarted empty, it was trimmed past this
+    /// room's position, this node was fenced out): every member and joiner here is closed with
+    /// `reason`, and the room starts over from `snapshot` as node `node`.
+    Resync {
+        /// The node this room is from now on.
+        node: NodeId,
+        /// Where the log stands.
+        snapshot: Snapshot,
+        /// What local members are told.
+        reason: CloseReason,
+    },
 }
 
 /// Something the driver must do, taken from [`Room::poll_output`].
@@ -150,7 +75,7 @@ pub enum Output {
         /// What to send.
         msg: ServerMsg,
     },
-    /// Send one message to every member (see [`Room::members`]) except one: encode it once.
+    /// Send one message to every member here except one: encode it once.
     Broadcast {
         /// The member left out (the sender), if any.
         except: Option<ConnId>,
@@ -174,6 +99,31 @@ pub enum Output {
         /// Why.
         reason: CloseReason,
     },
+    /// Ask the log to record this (a room made with [`Room::shared`] only). Answer with
+    /// [`Input::Applied`] once it is in the log, or [`Input::Declined`].
+    Propose(Proposal),
+    /// A member joined or left the room (here or on another node): for the driver's log and
+    /// counters. Members here are told by a [`Output::Broadcast`] of their own.
+    Notice(Notice),
+}
+
+/// A change of membership, as a typed event for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `name` joined; `conn` is its connection when it is a member here.
+    Joined {
+        /// The member's name.
+        name: Arc<str>,
+        /// Its connection, when it is here.
+        conn: Option<ConnId>,
+    },
+    /// `name` left.
+    Left {
+        /// The member's name.
+        name: Arc<str>,
+        /// Why.
+        reason: CloseReason,
+    },
 }
 
 /// The driver broke the contract.
@@ -181,17 +131,38 @@ pub enum Output {
 pub enum UsageError {
     /// `Opened` named a connection that is already open.
     AlreadyOpen(ConnId),
+    /// An entry came out of log order: `got` when `expected` was next.
+    Gap {
+        /// The position that was due.
+        expected: u64,
+        /// The position that came.
+        got: u64,
+    },
 }
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UsageError::AlreadyOpen(c) => write!(f, "connection {} is already open", c.0),
+            UsageError::Gap { expected, got } => {
+                write!(f, "log entry {got} came when {expected} was due")
+            }
         }
     }
 }
 
 impl std::error::Error for UsageError {}
+
+/// Where a connection stands with the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Connected, no name yet.
+    Handshake,
+    /// A join was proposed; waiting for the log.
+    Joining { name: Arc<str>, key: Arc<str> },
+    /// In the room.
+    Member { name: Arc<str>, key: Arc<str> },
+}
 
 #[derive(Debug)]
 struct Conn {
@@ -203,40 +174,83 @@ struct Conn {
     tokens: f64,
     tokens_at: Instant,
     strikes: u32,
-    member: Option<Member>,
+    phase: Phase,
 }
 
-#[derive(Debug)]
-struct Member {
-    name: Arc<str>,
-    key: String,
+/// The room as the applied log has it: who is in, and where the log stands.
+#[derive(Debug, Default)]
+struct View {
+    pos: u64,
+    seq: u64,
+    /// Folded name to member: the one owner of who holds which name.
+    members: BTreeMap<Arc<str>, Seat>,
 }
 
 /// The chat room: membership, names, sequence numbers, limits and deadlines.
 #[derive(Debug)]
 pub struct Room {
     config: Config,
+    node: NodeId,
+    /// The log, when the room keeps it itself.
+    log: Option<Sequencer>,
     conns: HashMap<ConnId, Conn>,
-    /// Folded name to connection and registered name: the one owner of who holds which name.
-    names: BTreeMap<String, (ConnId, Arc<str>)>,
-    seq: u64,
+    /// Connections here that are members.
+    local_members: usize,
+    view: View,
     next_nonce: u64,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Proposals waiting to go to the log.
+    proposals: VecDeque<Proposal>,
     outputs: VecDeque<Output>,
 }
 
 impl Room {
-    /// An empty room with these limits.
-    pub fn new(config: Config) -> Self {
-        Self {
+    /// An empty room with these limits, keeping its own log in memory.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let log = Sequencer::new(config.max_clients);
+        Self::make(config, NodeId(0), Some(log), Snapshot::default())
+    }
+
+    /// A room whose log is kept elsewhere, as node `node`, starting from `snapshot`: joins,
+    /// chats and leaves come out as [`Output::Propose`], and the log's entries go in as
+    /// [`Input::Applied`].
+    pub fn shared(config: Config, node: NodeId, snapshot: Snapshot) -> Result<Self, ConfigError> {
+        Self::make(config, node, None, snapshot)
+    }
+
+    fn make(
+        config: Config,
+        node: NodeId,
+        log: Option<Sequencer>,
+        snapshot: Snapshot,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut room = Self {
             config,
+            node,
+            log,
             conns: HashMap::new(),
-            names: BTreeMap::new(),
-            seq: 0,
+            local_members: 0,
+            view: View::default(),
             next_nonce: 0,
             timers: BinaryHeap::new(),
+            proposals: VecDeque::new(),
             outputs: VecDeque::new(),
-        }
+        };
+        room.load(snapshot);
+        Ok(room)
+    }
+
+    fn load(&mut self, snapshot: Snapshot) {
+        self.view = View {
+            pos: snapshot.pos,
+            seq: snapshot.seq,
+            members: snapshot
+                .members
+                .into_iter()
+                .map(|seat| (seat.key.clone(), seat))
+                .collect(),
+        };
     }
 
     /// The limits in force.
@@ -244,24 +258,37 @@ impl Room {
         &self.config
     }
 
-    /// Open connections, joined or not.
+    /// This room's node in the log.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Open connections here, joined or not.
     pub fn conn_count(&self) -> usize {
         self.conns.len()
     }
 
-    /// Members joined.
+    /// Members in the room, on every node.
     pub fn member_count(&self) -> usize {
-        self.names.len()
+        self.view.members.len()
     }
 
-    /// The sequence number of the last chat message.
+    /// The sequence number of the last chat message applied.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.view.seq
+    }
+
+    /// The position of the last log entry applied.
+    pub fn pos(&self) -> u64 {
+        self.view.pos
     }
 
     /// The registered name of a connection, if it has joined.
     pub fn name_of(&self, conn: ConnId) -> Option<&str> {
-        self.conns.get(&conn)?.member.as_ref().map(|m| &*m.name)
+        match &self.conns.get(&conn)?.phase {
+            Phase::Member { name, .. } => Some(name),
+            _ => None,
+        }
     }
 
     /// Whether a connection is open (joined or in its handshake).
@@ -269,22 +296,26 @@ impl Room {
         self.conns.contains_key(&conn)
     }
 
-    /// Every member's connection: the recipients of a broadcast. Order is unspecified.
+    /// Every member's connection here: the recipients of a broadcast. Order is unspecified.
     pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.conns
             .iter()
-            .filter(|(_, c)| c.member.is_some())
+            .filter(|(_, c)| matches!(c.phase, Phase::Member { .. }))
             .map(|(id, _)| *id)
     }
 
-    /// The recipients of a [`Output::Broadcast`]: every member but `except`.
+    /// The recipients of a [`Output::Broadcast`]: every member here but `except`.
     pub fn recipients(&self, except: Option<ConnId>) -> impl Iterator<Item = ConnId> + '_ {
         self.members().filter(move |id| Some(*id) != except)
     }
 
-    /// Every member's name, in folded-name order.
+    /// Every member's name, on every node, in folded-name order.
     pub fn member_names(&self) -> Vec<Arc<str>> {
-        self.names.values().map(|(_, name)| name.clone()).collect()
+        self.view
+            .members
+            .values()
+            .map(|seat| seat.name.clone())
+            .collect()
     }
 
     /// The next thing the driver must do. Drain until `None` after every input.
@@ -300,23 +331,74 @@ impl Room {
 
     /// Feeds one input into the room at time `now`.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
-        match input {
-            Input::Opened(id) => return self.open(now, id),
-            Input::Received(id, msg) => self.receive(now, id, msg),
-            Input::Malformed(id) => self.close(id, CloseReason::ProtocolError),
-            Input::Stalled(id) => self.close(id, CloseReason::TooSlow),
-            Input::Closed(id) => self.close(id, CloseReason::Disconnected),
-            Input::Shutdown => {
-                let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
-                all.sort_unstable();
-                // Everyone is told by their own closing frame; no one is told of the others.
-                for id in all {
-                    self.close_quietly(id, CloseReason::ServerShutdown);
-                }
+        let result = match input {
+            Input::Opened(id) => self.open(now, id),
+            Input::Received(id, msg) => {
+                self.receive(now, id, msg);
+                Ok(())
             }
-            Input::Tick => self.handle_timeouts(now),
+            Input::Malformed(id) => {
+                self.close(id, CloseReason::ProtocolError);
+                Ok(())
+            }
+            Input::Stalled(id) => {
+                self.close(id, CloseReason::TooSlow);
+                Ok(())
+            }
+            Input::Closed(id) => {
+                self.close(id, CloseReason::Disconnected);
+                Ok(())
+            }
+            Input::Shutdown => {
+                self.shutdown();
+                Ok(())
+            }
+            Input::Tick => {
+                self.handle_timeouts(now);
+                Ok(())
+            }
+            Input::Applied(entry) => self.apply(now, entry),
+            Input::Declined { proposal, why } => {
+                self.declined(proposal, why);
+                Ok(())
+            }
+            Input::Resync {
+                node,
+                snapshot,
+                reason,
+            } => {
+                self.resync(node, snapshot, reason);
+                Ok(())
+            }
+        };
+        self.flush_proposals(now);
+        result
+    }
+
+    /// Hands proposals to the log: to the room's own, at once, or out to the driver.
+    fn flush_proposals(&mut self, now: Instant) {
+        while let Some(proposal) = self.proposals.pop_front() {
+            let Some(log) = &mut self.log else {
+                self.outputs.push_back(Output::Propose(proposal));
+                continue;
+            };
+            match log.propose(self.node, proposal.clone()) {
+                Ok(entry) => {
+                    // The room's own log never skips or repeats a position.
+                    let _ = self.apply(now, entry);
+                }
+                Err(why) => self.declined(proposal, why),
+            }
         }
-        Ok(())
+    }
+
+    fn propose(&mut self, conn: ConnId, name: &Arc<str>, key: &Arc<str>, kind: ProposalKind) {
+        self.proposals.push_back(Proposal {
+            conn,
+            name: name.clone(),
+            key: key.clone(),
+            kind,
+        });
     }
 
     fn open(&mut self, now: Instant, id: ConnId) -> Result<(), UsageError> {
@@ -333,10 +415,10 @@ impl Room {
                 tokens: f64::from(self.config.burst),
                 tokens_at: now,
                 strikes: 0,
-                member: None,
+                phase: Phase::Handshake,
             },
         );
-        let handshakes = self.conns.len() - self.names.len();
+        let handshakes = self.conns.len() - self.local_members;
         if handshakes > self.config.max_handshakes as usize {
             self.send(id, ServerMsg::Refused(Refusal::ServerFull));
             self.close(id, CloseReason::ServerFull);
@@ -350,7 +432,7 @@ impl Room {
         let Some(conn) = self.conns.get_mut(&id) else {
             return; // Closed by the room while the message was in flight.
         };
-        let joined = conn.member.is_some();
+        let joined = matches!(conn.phase, Phase::Member { .. });
         // A pong is free only as the answer to an outstanding ping; otherwise it is paid for
         // like any request, so that it cannot be used to flood.
         let answers_ping = conn.pinged && matches!(msg, ClientMsg::Pong { .. });
@@ -371,7 +453,7 @@ impl Room {
                 magic,
                 version,
                 name,
-            } => self.hello(now, id, magic, version, &name),
+            } => self.hello(id, magic, version, &name),
             ClientMsg::Chat { text } => self.chat(id, text),
             ClientMsg::Leave => self.close(id, CloseReason::Left),
             ClientMsg::Who => {
@@ -412,16 +494,20 @@ impl Room {
         false
     }
 
-    fn hello(&mut self, now: Instant, id: ConnId, magic: u32, version: u16, name: &str) {
+    fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str) {
         if magic != MAGIC {
             self.close(id, CloseReason::ProtocolError);
             return;
         }
+        let handshake = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.phase == Phase::Handshake);
         let refusal = if version != PROTOCOL_VERSION {
             Some(Refusal::UnsupportedVersion {
                 supported: PROTOCOL_VERSION,
             })
-        } else if self.name_of(id).is_some() {
+        } else if !handshake {
             Some(Refusal::AlreadyJoined)
         } else if let Err(rule) = check_name(name, self.config.max_name_chars) {
             Some(Refusal::NameInvalid(rule))
@@ -432,50 +518,22 @@ impl Room {
             self.send(id, ServerMsg::Refused(refusal));
             return;
         }
-        let key = fold_name(name);
-        if self.names.contains_key(&key) {
+        let key: Arc<str> = fold_name(name).into();
+        // What the applied log already shows answers at once; the log decides the rest.
+        if self.view.members.contains_key(&key) {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
         }
-        if self.names.len() >= self.config.max_clients as usize {
+        if self.view.members.len() >= self.config.max_clients as usize {
             self.send(id, ServerMsg::Refused(Refusal::ServerFull));
             self.close(id, CloseReason::ServerFull);
             return;
         }
         let name: Arc<str> = display_name(name).into();
-        self.names.insert(key.clone(), (id, name.clone()));
+        self.propose(id, &name, &key, ProposalKind::Join);
         if let Some(conn) = self.conns.get_mut(&id) {
-            conn.member = Some(Member {
-                name: name.clone(),
-                key,
-            });
-            conn.last_heard = now;
+            conn.phase = Phase::Joining { name, key };
         }
-        self.schedule(
-            id,
-            now + self.config.ping_interval.min(self.config.idle_timeout),
-        );
-        let online = self.names.len();
-        let members = if online <= self.config.welcome_list_max as usize {
-            self.member_names()
-        } else {
-            Vec::new()
-        };
-        let welcome = ServerMsg::Welcome {
-            name: name.to_string(),
-            online: u32::try_from(online).unwrap_or(u32::MAX),
-            members,
-            limits: self.config.limits(),
-            seq: self.seq,
-        };
-        self.send(id, welcome);
-        self.outputs.push_back(Output::Subscribe { conn: id });
-        self.outputs.push_back(Output::Broadcast {
-            except: Some(id),
-            msg: ServerMsg::Joined {
-                name: name.to_string(),
-            },
-        });
     }
 
     fn chat(&mut self, id: ConnId, text: String) {
@@ -483,41 +541,233 @@ impl Room {
             self.send(id, ServerMsg::Error(error));
             return;
         }
-        let Some(from) = self.name_of(id).map(str::to_owned) else {
+        let Some(Phase::Member { name, key }) = self.conns.get(&id).map(|c| c.phase.clone()) else {
             return;
         };
-        self.seq += 1;
+        self.propose(id, &name, &key, ProposalKind::Chat { text });
+    }
+
+    /// Applies one log entry: membership, notices and broadcasts follow from it.
+    fn apply(&mut self, now: Instant, entry: Entry) -> Result<(), UsageError> {
+        if entry.pos <= self.view.pos {
+            return Ok(()); // Already applied (a reader that resumed from an earlier position).
+        }
+        if entry.pos != self.view.pos + 1 {
+            return Err(UsageError::Gap {
+                expected: self.view.pos + 1,
+                got: entry.pos,
+            });
+        }
+        self.view.pos = entry.pos;
+        let here = entry.node == self.node;
+        match entry.event {
+            Event::Joined => self.joined(now, here, entry),
+            Event::Chat { seq, text } => {
+                self.view.seq = seq;
+                let seat = self.view.members.get(&entry.key);
+                let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
+                self.outputs.push_back(Output::Broadcast {
+                    except,
+                    msg: ServerMsg::Chat {
+                        seq,
+                        from: entry.name.to_string(),
+                        text,
+                    },
+                });
+            }
+            Event::Left { reason } => {
+                let Some(seat) = self.view.members.remove(&entry.key) else {
+                    return Ok(());
+                };
+                // A member here that the log let go of (its node was swept) is closed.
+                if seat.node == self.node {
+                    let still_here = self.conns.get(&seat.conn).is_some_and(
+                        |c| matches!(&c.phase, Phase::Member { key, .. } if *key == seat.key),
+                    );
+                    if still_here {
+                        self.forget(seat.conn, reason);
+                    }
+                }
+                self.outputs.push_back(Output::Notice(Notice::Left {
+                    name: seat.name.clone(),
+                    reason,
+                }));
+                self.outputs.push_back(Output::Broadcast {
+                    except: None,
+                    msg: ServerMsg::Left {
+                        name: seat.name.to_string(),
+                        reason,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn joined(&mut self, now: Instant, here: bool, entry: Entry) {
+        let seat = Seat {
+            node: entry.node,
+            conn: entry.conn,
+            name: entry.name.clone(),
+            key: entry.key.clone(),
+        };
+        self.view.members.insert(entry.key.clone(), seat);
+        let joiner = here
+            && self.conns.get(&entry.conn).is_some_and(
+                |c| matches!(&c.phase, Phase::Joining { key, .. } if *key == entry.key),
+            );
+        let conn = joiner.then_some(entry.conn);
+        self.outputs.push_back(Output::Notice(Notice::Joined {
+            name: entry.name.clone(),
+            conn,
+        }));
+        if here && !joiner {
+            // The connection went away while its join was in flight: it leaves at once.
+            let reason = CloseReason::Disconnected;
+            self.propose(
+                entry.conn,
+                &entry.name,
+                &entry.key,
+                ProposalKind::Leave { reason },
+            );
+        }
+        if !joiner {
+            self.outputs.push_back(Output::Broadcast {
+                except: None,
+                msg: ServerMsg::Joined {
+                    name: entry.name.to_string(),
+                },
+            });
+            return;
+        }
+        let id = entry.conn;
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.phase = Phase::Member {
+                name: entry.name.clone(),
+                key: entry.key.clone(),
+            };
+            conn.last_heard = now;
+        }
+        self.local_members += 1;
+        self.schedule(
+            id,
+            now + self.config.ping_interval.min(self.config.idle_timeout),
+        );
+        let online = self.view.members.len();
+        let members = if online <= self.config.welcome_list_max as usize {
+            self.member_names()
+        } else {
+            Vec::new()
+        };
+        let welcome = ServerMsg::Welcome {
+            name: entry.name.to_string(),
+            online: u32::try_from(online).unwrap_or(u32::MAX),
+            members,
+            limits: self.config.limits(),
+            seq: self.view.seq,
+        };
+        self.send(id, welcome);
+        self.outputs.push_back(Output::Subscribe { conn: id });
         self.outputs.push_back(Output::Broadcast {
             except: Some(id),
-            msg: ServerMsg::Chat {
-                seq: self.seq,
-                from,
-                text,
+            msg: ServerMsg::Joined {
+                name: entry.name.to_string(),
             },
         });
     }
 
-    /// Forgets a connection, frees its name, tells the others, and tells the driver to close it.
-    fn close(&mut self, id: ConnId, reason: CloseReason) {
-        if let Some(name) = self.close_quietly(id, reason) {
-            self.outputs.push_back(Output::Broadcast {
-                except: None,
-                msg: ServerMsg::Left {
-                    name: name.to_string(),
-                    reason,
-                },
-            });
+    fn declined(&mut self, proposal: Proposal, why: Declined) {
+        let Proposal {
+            conn, key, kind, ..
+        } = proposal;
+        let joining = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(&c.phase, Phase::Joining { key: k, .. } if *k == key));
+        match kind {
+            ProposalKind::Join if joining => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.phase = Phase::Handshake;
+                }
+                match why {
+                    Declined::RoomFull => {
+                        self.send(conn, ServerMsg::Refused(Refusal::ServerFull));
+                        self.close(conn, CloseReason::ServerFull);
+                    }
+                    Declined::Unavailable => {
+                        self.send(conn, ServerMsg::Refused(Refusal::Unavailable));
+                    }
+                    Declined::NameTaken | Declined::NotHolder => {
+                        self.send(conn, ServerMsg::Refused(Refusal::NameTaken));
+                    }
+                }
+            }
+            ProposalKind::Chat { .. }
+                if why == Declined::Unavailable && self.name_of(conn).is_some() =>
+            {
+                self.send(conn, ServerMsg::Error(ErrorKind::Unavailable));
+            }
+            // A chat from a member the log no longer holds, a leave already recorded, a join
+            // whose connection is gone: nothing to do.
+            _ => {}
         }
     }
 
-    /// Forgets a connection, frees its name and tells the driver to close it, without telling
-    /// the others; returns the member's name if it had joined.
-    fn close_quietly(&mut self, id: ConnId, reason: CloseReason) -> Option<Arc<str>> {
+    fn resync(&mut self, node: NodeId, snapshot: Snapshot, reason: CloseReason) {
+        let mut gone: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase != Phase::Handshake)
+            .map(|(id, _)| *id)
+            .collect();
+        gone.sort_unstable();
+        for id in gone {
+            // Its claim, if the log still has one, is given back.
+            if let Some((name, key)) = self.forget(id, reason) {
+                let kind = ProposalKind::Leave { reason };
+                self.propose(id, &name, &key, kind);
+            }
+        }
+        self.node = node;
+        self.load(snapshot);
+    }
+
+    fn shutdown(&mut self) {
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort_unstable();
+        // Everyone here is told by their own closing frame; no one here is told of the others.
+        // Other nodes of a shared log are told through it.
+        for id in all {
+            if let Some((name, key)) = self.forget(id, CloseReason::ServerShutdown) {
+                if self.log.is_none() {
+                    let reason = CloseReason::ServerShutdown;
+                    self.propose(id, &name, &key, ProposalKind::Leave { reason });
+                }
+            }
+        }
+    }
+
+    /// Closes a connection for `reason`: the log is asked to let its member go, and the others
+    /// are told once it has.
+    fn close(&mut self, id: ConnId, reason: CloseReason) {
+        if let Some((name, key)) = self.forget(id, reason) {
+            self.propose(id, &name, &key, ProposalKind::Leave { reason });
+        }
+    }
+
+    /// Forgets a connection and tells the driver to close it; returns the name and key it
+    /// joined or was joining with.
+    fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<(Arc<str>, Arc<str>)> {
         let conn = self.conns.remove(&id)?;
         self.outputs.push_back(Output::Close { conn: id, reason });
-        let member = conn.member?;
-        self.names.remove(&member.key);
-        Some(member.name)
+        match conn.phase {
+            Phase::Handshake => None,
+            Phase::Joining { name, key } => Some((name, key)),
+            Phase::Member { name, key } => {
+                self.local_members -= 1;
+                Some((name, key))
+            }
+        }
     }
 
     fn send(&mut self, to: ConnId, msg: ServerMsg) {
@@ -535,7 +785,7 @@ impl Room {
     }
 
     fn deadline(&self, conn: &Conn) -> Instant {
-        if conn.member.is_none() {
+        if !matches!(conn.phase, Phase::Member { .. }) {
             return conn.opened_at + self.config.handshake_timeout;
         }
         let ping_at = conn.last_heard + self.config.ping_interval;
@@ -562,9 +812,10 @@ impl Room {
             conn.timer_at = None;
             let conn = &self.conns[&id];
             let due = self.deadline(conn);
+            let member = matches!(conn.phase, Phase::Member { .. });
             if due > now {
                 self.schedule(id, due);
-            } else if conn.member.is_none() {
+            } else if !member {
                 self.close(id, CloseReason::HandshakeTimeout);
             } else if !conn.pinged && self.config.ping_interval < self.config.idle_timeout {
                 // The ping deadline passed (see `deadline`): ask for a sign of life.

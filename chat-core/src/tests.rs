@@ -12,6 +12,7 @@ use super::*;
 struct Harness {
     room: Room,
     now: Instant,
+    notices: Vec<Notice>,
 }
 
 fn config() -> Config {
@@ -68,14 +69,24 @@ impl Harness {
 
     fn with(config: Config) -> Self {
         Self {
-            room: Room::new(config),
+            room: Room::new(config).unwrap(),
             now: Instant::now(),
+            notices: Vec::new(),
         }
     }
 
     fn input(&mut self, input: Input) -> Vec<Output> {
         self.room.handle_input(self.now, input).unwrap();
-        std::iter::from_fn(|| self.room.poll_output()).collect()
+        // Notices are for the driver's log; tests of them read `self.notices`.
+        std::iter::from_fn(|| self.room.poll_output())
+            .filter(|o| match o {
+                Output::Notice(n) => {
+                    self.notices.push(n.clone());
+                    false
+                }
+                _ => true,
+            })
+            .collect()
     }
 
     fn open(&mut self, id: u64) -> Vec<Output> {
@@ -606,19 +617,33 @@ fn config_validation_names_the_bad_limit() {
     };
     assert_eq!(
         bad.validate(),
-        Err("rate per second must be at least 1".into())
+        Err(ConfigError("rate per second must be at least 1".into()))
+    );
+    assert_eq!(
+        Room::new(bad).unwrap_err().to_string(),
+        "rate per second must be at least 1"
     );
     let bad = Config {
         max_text_bytes: 4096,
         max_frame_bytes: 4096,
         ..Config::default()
     };
-    assert!(bad.validate().unwrap_err().contains("max frame bytes"));
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "max frame bytes (4096) must be at least 4099 to carry a chat of max text bytes (4096)"
+    );
+    // The chat frame's arithmetic, exactly: tag, a 2-byte varint length, the text.
+    let fits = Config {
+        max_text_bytes: 4096,
+        max_frame_bytes: 4099,
+        ..Config::default()
+    };
+    assert_eq!(fits.validate(), Ok(()));
     let bad = Config {
         max_clients: 1_000_000,
         ..Config::default()
     };
-    assert!(bad.validate().unwrap_err().contains("max clients"));
+    assert!(bad.validate().unwrap_err().0.contains("max clients"));
 }
 
 #[test]

@@ -8,6 +8,27 @@ pub const PREFIX_LEN: usize = 4;
 /// Largest frame payload a client accepts from a server (the welcome lists every member).
 pub const MAX_SERVER_FRAME: u32 = 8 << 20;
 
+/// Bytes a postcard varint takes to encode `n`.
+fn varint_len(n: u64) -> u64 {
+    (u64::from(64 - n.leading_zeros()).max(1)).div_ceil(7)
+}
+
+/// Payload bytes of a client chat frame carrying `text_bytes` bytes of text: the message tag, the
+/// text's varint length, then the text. A server's frame limit must be at least this.
+pub fn chat_payload_len(text_bytes: u32) -> u64 {
+    1 + varint_len(u64::from(text_bytes)) + u64::from(text_bytes)
+}
+
+/// The most payload bytes a member list (`Who`'s answer, or a welcome that lists everyone) of
+/// `count` names of at most `name_chars` characters can take, with room for the welcome's other
+/// fields. A server must keep this within [`MAX_SERVER_FRAME`], the most a client accepts.
+pub fn member_list_payload_max(count: u32, name_chars: u32) -> u64 {
+    // A name is a varint length and up to 4 bytes per character; the list is a varint count;
+    // the welcome adds its own name, the count, the limits and the sequence number.
+    let name = varint_len(u64::from(name_chars) * 4) + u64::from(name_chars) * 4;
+    1 + varint_len(u64::from(count)) + u64::from(count) * name + 128 + name
+}
+
 /// A decode buffer that grew past this is released after its frame, so idle connections stay small.
 const KEEP_CAPACITY: usize = 4096;
 

@@ -11,8 +11,8 @@ mod frame;
 mod msg;
 
 pub use frame::{
-    DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, decode_payload, encode,
-    encode_to_vec,
+    DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, chat_payload_len,
+    decode_payload, encode, encode_to_vec, member_list_payload_max,
 };
 pub use msg::{
     ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, NameRule, PROTOCOL_VERSION, Refusal,

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 /// The first field of every hello: tells a chat server from anything else that opened a socket.
 pub const MAGIC: u32 = 0x4348_4154; // "CHAT"
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this crate speaks. Version 2 added [`Refusal::Unavailable`],
+/// [`ErrorKind::Unavailable`], [`CloseReason::ServerLost`] and [`CloseReason::RoomReset`] (a room
+/// shared by several servers); a version 1 hello is refused with `UnsupportedVersion`.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A message from a client to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +140,8 @@ pub enum Refusal {
     ServerFull,
     /// This connection has already joined.
     AlreadyJoined,
+    /// The room's shared log cannot be reached just now; try again shortly.
+    Unavailable,
 }
 
 /// The rule a refused name broke.
@@ -172,6 +176,8 @@ pub enum ErrorKind {
     TextInvalid,
     /// Too many messages too fast: this one was dropped.
     RateLimited,
+    /// The room's shared log cannot be reached just now: this one was not sent.
+    Unavailable,
 }
 
 /// Why a connection was closed, or why a member left.
@@ -195,6 +201,10 @@ pub enum CloseReason {
     ServerShutdown,
     /// The server has as many clients as it allows.
     ServerFull,
+    /// The member's server stopped answering the room (crashed, cut off, or fenced out).
+    ServerLost,
+    /// The room's shared log was lost or skipped: everyone on this server must join again.
+    RoomReset,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -209,6 +219,8 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ProtocolError => "protocol error",
             CloseReason::ServerShutdown => "server shutting down",
             CloseReason::ServerFull => "server full",
+            CloseReason::ServerLost => "their server was lost",
+            CloseReason::RoomReset => "the room was reset; join again",
         })
     }
 }
@@ -240,6 +252,7 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::ServerFull => f.write_str("server is full; try again later"),
             Refusal::AlreadyJoined => f.write_str("already joined"),
+            Refusal::Unavailable => f.write_str("the room is unavailable just now; try again"),
         }
     }
 }
@@ -253,6 +266,9 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::TextEmpty => f.write_str("message is empty; not sent"),
             ErrorKind::TextInvalid => f.write_str("message contains control characters; not sent"),
             ErrorKind::RateLimited => f.write_str("sending too fast; message dropped"),
+            ErrorKind::Unavailable => {
+                f.write_str("the room is unavailable just now; message not sent")
+            }
         }
     }
 }

@@ -228,7 +228,10 @@ pub fn resolve(
     if let Some(raw) = pick(&args.queue_bytes, "queue-bytes", &env) {
         config.queue_bytes = number(&raw)?;
     }
-    config.room.validate().map_err(ConfigError)?;
+    config
+        .room
+        .validate()
+        .map_err(|e| ConfigError(e.to_string()))?;
     Ok(config)
 }
 

@@ -2,7 +2,6 @@
 //! one thread's executor.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
@@ -11,13 +10,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{ConnId, Input, Output, Room};
-use chat_proto::{ClientMsg, CloseReason, FrameDecoder, ServerMsg};
+use chat_core::{ConnId, Hub, HubEvent, Input, Notice, Room};
+use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
 
 use crate::config::ServerConfig;
-use crate::outbox::{self, Feed, Frame, Outbox};
+use crate::outbox::{self, Shared};
 use crate::stats::Stats;
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
@@ -28,7 +27,6 @@ const ROOM_QUEUE: usize = 4096;
 
 /// What the room task is told.
 enum Event {
-    Opened(ConnId, Outbox),
     Input(Input),
 }
 
@@ -50,10 +48,11 @@ pub async fn serve(
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
-    let feed = Feed::new(config.queue_bytes);
+    let room = Room::new(config.room.clone()).map_err(io::Error::other)?;
+    let shared = Shared::new(Hub::new(room, config.queue_bytes));
     let room = ex.reads.spawn(room_task(
         config.clone(),
-        feed.clone(),
+        shared.clone(),
         events_rx,
         stats.clone(),
         writers.clone(),
@@ -62,7 +61,7 @@ pub async fn serve(
         &ex,
         listener,
         &config,
-        &feed,
+        &shared,
         events_tx.clone(),
         stats.clone(),
         writers,
@@ -132,7 +131,7 @@ async fn accept_loop(
     ex: &Executors<'_>,
     listener: async_net::TcpListener,
     config: &ServerConfig,
-    feed: &Feed,
+    shared: &Rc<Shared>,
     events: Sender<Event>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
@@ -161,8 +160,7 @@ async fn accept_loop(
         let stream: Arc<Async<TcpStream>> = stream.into();
         next_id += 1;
         let id = ConnId(next_id);
-        let (outbox, drain) = outbox::outbox(id, feed);
-        if events.send(Event::Opened(id, outbox)).await.is_err() {
+        if events.send(Event::Input(Input::Opened(id))).await.is_err() {
             return;
         }
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
@@ -170,9 +168,11 @@ async fn accept_loop(
         ex.reads.spawn(reader).detach();
         writers.set(writers.get() + 1);
         let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
+        let shared = shared.clone();
         ex.writes
             .spawn(async move {
-                if let Err(error) = outbox::write_loop(stream, drain, stats.clone(), linger).await {
+                let write = outbox::write_loop(stream, id, shared, stats.clone(), linger);
+                if let Err(error) = write.await {
                     log::debug!("conn {}: write ended: {error}", id.0);
                 }
                 stats.connections.fetch_sub(1, Relaxed);
@@ -240,44 +240,33 @@ async fn read_loop(
     let _ = events.send(Event::Input(end)).await;
 }
 
-/// The one owner of the [`Room`]: feeds it inputs, carries out its outputs, keeps its timer.
+/// The one owner of the hub's inputs: feeds it, acts on its events, wakes writers, keeps its
+/// timer.
 async fn room_task(
     config: ServerConfig,
-    feed: Feed,
+    shared: Rc<Shared>,
     events: Receiver<Event>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
 ) {
     let linger = config.linger;
-    let mut driver = Driver {
-        room: Room::new(config.room),
-        feed,
-        outboxes: HashMap::new(),
-        stats,
-        scratch: Vec::new(),
-    };
     let mut timer = Timer::never();
     loop {
         let event = async { Some(events.recv().await) }.or(async {
             (&mut timer).await;
             None
         });
-        match event.await {
-            Some(Ok(Event::Opened(id, outbox))) => {
-                driver.outboxes.insert(id, outbox);
-                driver.input(Input::Opened(id));
-            }
-            Some(Ok(Event::Input(input))) => {
-                let shutdown = input == Input::Shutdown;
-                driver.input(input);
-                if shutdown {
-                    break;
-                }
-            }
+        let input = match event.await {
+            Some(Ok(Event::Input(input))) => input,
             Some(Err(_)) => break,
-            None => driver.input(Input::Tick),
+            None => Input::Tick,
+        };
+        let shutdown = input == Input::Shutdown;
+        let next = step(&shared, input, &stats);
+        if shutdown {
+            break;
         }
-        match driver.room.poll_timeout() {
+        match next {
             Some(at) => timer.set_at(at),
             None => timer = Timer::never(),
         }
@@ -289,95 +278,44 @@ async fn room_task(
     }
 }
 
-/// The room and the connections' outboxes: carries out what the room decides.
-struct Driver {
-    room: Room,
-    feed: Feed,
-    outboxes: HashMap<ConnId, Outbox>,
-    stats: Arc<Stats>,
-    scratch: Vec<u8>,
-}
-
-impl Driver {
-    fn input(&mut self, input: Input) {
-        let mut pending = vec![input];
-        while let Some(input) = pending.pop() {
-            if let Err(error) = self.room.handle_input(Instant::now(), input) {
-                log::error!("driver bug: {error}");
-            }
-            while let Some(output) = self.room.poll_output() {
-                self.output(output, &mut pending);
-            }
-        }
-        self.stats
-            .members
-            .store(self.room.member_count() as u64, Relaxed);
+/// Feeds one input to the hub and carries out what follows; returns the next deadline.
+fn step(shared: &Shared, input: Input, stats: &Stats) -> Option<Instant> {
+    let mut hub = shared.hub.borrow_mut();
+    if let Err(error) = hub.handle_input(Instant::now(), input) {
+        log::error!("driver bug: {error}");
     }
-
-    /// Carries out one output; connections whose queue overflowed are added to `stalled`.
-    fn output(&mut self, output: Output, stalled: &mut Vec<Input>) {
-        match output {
-            Output::Send { to, msg } => {
-                if let Some(frame) = encode(&msg, &mut self.scratch) {
-                    self.push(to, frame, stalled);
-                }
+    let mut closed = Vec::new();
+    while let Some(event) = hub.poll_event() {
+        match event {
+            HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
+            HubEvent::Notice(Notice::Left { name, reason }) => {
+                log::info!("{name} left ({reason})");
             }
-            Output::Broadcast { except, msg } => {
-                match &msg {
-                    ServerMsg::Joined { name } => log::info!("{name} joined"),
-                    ServerMsg::Left { name, reason } => log::info!("{name} left ({reason})"),
-                    _ => {}
+            HubEvent::Closed { conn, reason } => {
+                if reason == CloseReason::TooSlow {
+                    stats.too_slow.fetch_add(1, Relaxed);
                 }
-                let Some(frame) = encode(&msg, &mut self.scratch) else {
-                    return;
-                };
-                // Once, whatever the number of members: each writer follows the feed.
-                let behind = self.feed.append(frame, except, &self.stats);
-                stalled.extend(behind.into_iter().map(Input::Stalled));
+                log::debug!("conn {}: closing ({reason})", conn.0);
+                closed.push(conn);
             }
-            Output::Subscribe { conn } => {
-                if let Some(outbox) = self.outboxes.get(&conn) {
-                    outbox.subscribe();
-                }
-            }
-            Output::Close { conn, reason } => {
-                if let Some(outbox) = self.outboxes.remove(&conn) {
-                    let told = outbox.close(reason);
-                    if told == CloseReason::TooSlow {
-                        self.stats.too_slow.fetch_add(1, Relaxed);
-                    }
-                    log::debug!("conn {}: closing ({told})", conn.0);
-                }
+            HubEvent::Propose(proposal) => {
+                log::error!("driver bug: a room alone proposed {proposal:?}");
             }
         }
     }
-
-    fn push(&self, to: ConnId, frame: Frame, stalled: &mut Vec<Input>) {
-        if let Some(outbox) = self.outboxes.get(&to) {
-            if outbox.send(frame, &self.stats).is_err() {
-                stalled.push(Input::Stalled(to));
-            }
-        }
+    stats
+        .members
+        .store(hub.room().member_count() as u64, Relaxed);
+    stats
+        .max_queued
+        .fetch_max(hub.fanout().peak_queued() as u64, Relaxed);
+    let next = hub.poll_timeout();
+    drop(hub);
+    for conn in closed {
+        shared.closed(conn);
     }
-}
-
-/// Encodes a message into a shared frame. `scratch` keeps its capacity between calls, so a
-/// large frame (a welcome listing every member) is built without regrowing, then copied once.
-fn encode(msg: &ServerMsg, scratch: &mut Vec<u8>) -> Option<Frame> {
-    scratch.clear();
-    match chat_proto::encode(msg, scratch) {
-        Ok(()) => {
-            let frame = Frame::from(&scratch[..]);
-            if scratch.capacity() > 1 << 20 {
-                *scratch = Vec::new(); // do not keep a buffer sized by a rare huge frame
-            }
-            Some(frame)
-        }
-        Err(error) => {
-            log::error!("cannot encode {msg:?}: {error}");
-            None
-        }
-    }
+    shared.wake_writers();
+    next
 }
 
 /// A server running on its own thread: for tests and for embedding in a program that has

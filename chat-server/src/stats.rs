@@ -27,10 +27,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn note_queue(&self, bytes: usize) {
-        self.max_queued.fetch_max(bytes as u64, Relaxed);
-    }
-
     /// Frames per write call so far: how well writers coalesce.
     pub fn frames_per_write(&self) -> f64 {
         let writes = self.writes.load(Relaxed);

@@ -95,7 +95,7 @@ fn prop_config() -> Config {
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let config = prop_config();
-    let mut room = Room::new(config.clone());
+    let mut room = Room::new(config.clone()).unwrap();
     let mut now = Instant::now();
     let mut model = Model::default();
     let mut received: HashMap<u64, Vec<(u64, String, String)>> = HashMap::new();
@@ -258,6 +258,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     prop_assert!(closed.insert(conn.0, reason).is_none(), "closed twice");
                 }
+                Output::Notice(_) => {}
+                Output::Propose(p) => prop_assert!(false, "a room alone proposed {p:?}"),
             }
         }
         prop_assert_eq!(&closed, &expect_closed);

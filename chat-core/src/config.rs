@@ -1,0 +1,128 @@
+//! The room's limits, checked once: a room is only ever made from a coherent config.
+
+use std::time::Duration;
+
+use chat_proto::Limits;
+
+/// Every limit the room enforces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Members allowed in the room at once.
+    pub max_clients: u32,
+    /// Connections allowed to be in the handshake (opened, not yet joined) at once.
+    pub max_handshakes: u32,
+    /// A welcome lists every member only while there are at most this many; past it, the
+    /// welcome carries the count and `Who` gives the list. Keeps a join into a big room cheap.
+    pub welcome_list_max: u32,
+    /// Longest name, in characters.
+    pub max_name_chars: u32,
+    /// Longest chat text, in bytes.
+    pub max_text_bytes: u32,
+    /// Largest frame payload accepted from a client, in bytes: every driver's decoder is made
+    /// with it.
+    pub max_frame_bytes: u32,
+    /// Sustained requests per second per connection.
+    pub rate_per_sec: u32,
+    /// Requests that may come at once before the rate applies.
+    pub burst: u32,
+    /// Requests refused for rate, without the bucket refilling in between, before a close for flooding.
+    pub flood_strikes: u32,
+    /// Time from connect within which a hello must be accepted.
+    pub handshake_timeout: Duration,
+    /// Silence after which a member is pinged.
+    pub ping_interval: Duration,
+    /// Silence after which a member is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_clients: 10_000,
+            max_handshakes: 1_024,
+            welcome_list_max: 1_000,
+            max_name_chars: 32,
+            max_text_bytes: 1_024,
+            max_frame_bytes: 2_048,
+            rate_per_sec: 20,
+            burst: 40,
+            flood_strikes: 40,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl Config {
+    /// The limits announced to clients in the welcome.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_name_chars: self.max_name_chars,
+            max_text_bytes: self.max_text_bytes,
+            max_frame_bytes: self.max_frame_bytes,
+            rate_per_sec: self.rate_per_sec,
+            burst: self.burst,
+            idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Checks that the limits are coherent; the error says which one is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(ConfigError)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max clients", self.max_clients),
+            ("max name chars", self.max_name_chars),
+            ("max text bytes", self.max_text_bytes),
+            ("max frame bytes", self.max_frame_bytes),
+            ("rate per second", self.rate_per_sec),
+            ("burst", self.burst),
+        ];
+        for (what, value) in positive {
+            if value == 0 {
+                return Err(format!("{what} must be at least 1"));
+            }
+        }
+        let chat = chat_proto::chat_payload_len(self.max_text_bytes);
+        if chat > u64::from(self.max_frame_bytes) {
+            return Err(format!(
+                "max frame bytes ({}) must be at least {chat} to carry a chat of max text bytes ({})",
+                self.max_frame_bytes, self.max_text_bytes
+            ));
+        }
+        // `Who` (and a welcome in a small room) lists every member; it must fit the frame a
+        // client accepts.
+        let list = chat_proto::member_list_payload_max(self.max_clients, self.max_name_chars);
+        if list > u64::from(chat_proto::MAX_SERVER_FRAME) {
+            return Err(format!(
+                "max clients ({}) times max name chars ({}) is too large for a member list frame",
+                self.max_clients, self.max_name_chars
+            ));
+        }
+        for (what, d) in [
+            ("handshake timeout", self.handshake_timeout),
+            ("ping interval", self.ping_interval),
+            ("idle timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{what} must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A config whose limits do not fit together; says which, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
