@@ -1,4 +1,5 @@
 mod model;
+mod nodes;
 
 use std::time::{Duration, Instant};
 
@@ -700,4 +701,155 @@ fn unsolicited_pongs_are_paid_for_and_a_pong_flood_is_closed() {
     );
     let out = h.recv(1, ClientMsg::Pong { nonce: 0 });
     assert_eq!(out[0], close(1, CloseReason::Flood));
+}
+
+// Tests that pin literal values, each of which caught a deliberate bug the others missed.
+
+#[test]
+fn the_bucket_refills_at_exactly_the_configured_rate() {
+    let mut h = Harness::with(Config {
+        rate_per_sec: 10,
+        burst: 5,
+        flood_strikes: 100,
+        ..config()
+    });
+    h.join(1, "alice"); // the hello took one token: 4 left
+    for _ in 0..4 {
+        assert!(!h.recv(1, chat("hi")).is_empty());
+    }
+    let limited = vec![send(1, ServerMsg::Error(ErrorKind::RateLimited))];
+    assert_eq!(h.recv(1, chat("hi")), limited);
+    // 10 per second: after 100 ms exactly one token, not two, not ten.
+    h.now += Duration::from_millis(100);
+    assert_eq!(h.recv(1, chat("one")).len(), 1, "one token after 100 ms");
+    assert_eq!(h.recv(1, chat("two")), limited);
+    h.now += Duration::from_millis(99);
+    assert_eq!(h.recv(1, chat("early")), limited, "not yet a whole token");
+}
+
+#[test]
+fn the_welcome_announces_each_limit_in_its_own_field() {
+    let mut h = Harness::with(Config {
+        max_name_chars: 11,
+        max_text_bytes: 222,
+        max_frame_bytes: 333,
+        rate_per_sec: 7,
+        burst: 9,
+        idle_timeout: Duration::from_millis(20_500),
+        ..config()
+    });
+    h.open(1);
+    let out = h.recv(1, hello("alice"));
+    let Output::Send {
+        msg: ServerMsg::Welcome { limits, .. },
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        *limits,
+        chat_proto::Limits {
+            max_name_chars: 11,
+            max_text_bytes: 222,
+            max_frame_bytes: 333,
+            rate_per_sec: 7,
+            burst: 9,
+            idle_timeout_ms: 20_500,
+        }
+    );
+}
+
+#[test]
+fn the_welcome_lists_members_up_to_exactly_the_cut_off() {
+    let mut h = Harness::with(Config {
+        welcome_list_max: 2,
+        ..config()
+    });
+    h.join(1, "a");
+    h.open(2);
+    let out = h.recv(2, hello("b"));
+    let Output::Send {
+        msg: ServerMsg::Welcome {
+            online, members, ..
+        },
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        (*online, members.len()),
+        (2, 2),
+        "two members, cut-off two: listed"
+    );
+    h.open(3);
+    let out = h.recv(3, hello("c"));
+    let Output::Send {
+        msg: ServerMsg::Welcome {
+            online, members, ..
+        },
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        (*online, members.len()),
+        (3, 0),
+        "three members: the count only"
+    );
+}
+
+#[test]
+fn a_name_is_registered_and_shown_in_composed_form() {
+    let mut h = Harness::new();
+    h.join(1, "bob");
+    h.open(2);
+    // "cafe" + COMBINING ACUTE ACCENT registers as "caf" + U+00E9.
+    let out = h.recv(2, hello("cafe\u{301}"));
+    let Output::Send {
+        msg: ServerMsg::Welcome { name, .. },
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(name, "caf\u{e9}");
+    assert_eq!(
+        out[2],
+        broadcast(
+            Some(2),
+            ServerMsg::Joined {
+                name: "caf\u{e9}".into()
+            }
+        )
+    );
+    assert_eq!(
+        h.notices.last(),
+        Some(&Notice::Joined {
+            name: "caf\u{e9}".into(),
+            conn: Some(ConnId(2))
+        })
+    );
+}
+
+#[test]
+fn a_member_leaving_is_a_typed_notice_for_the_driver() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.recv(1, ClientMsg::Leave);
+    assert_eq!(
+        h.notices,
+        vec![
+            Notice::Joined {
+                name: "alice".into(),
+                conn: Some(ConnId(1))
+            },
+            Notice::Left {
+                name: "alice".into(),
+                reason: CloseReason::Left
+            },
+        ]
+    );
 }

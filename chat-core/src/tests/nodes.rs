@@ -1,0 +1,347 @@
+//! Three rooms (simulated nodes) sharing one in-memory sequencer, with proposals and log
+//! entries delivered in a random interleaving: the seam a shared room (Redis) stands on.
+//!
+//! Checked: every node applies the same log in the same order; names stay unique across nodes
+//! after folding; each chat reaches every member once and never its sender; every member has
+//! seen a sender join before it sees the sender's chat; once everything is delivered, every node
+//! lists the same members as the log.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const NAMES: &[&str] = &[
+    "alice",
+    "ALICE",
+    "ａｌｉｃｅ",
+    "bob",
+    "Bob",
+    "carol",
+    "dave",
+];
+const NODES: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open(usize, u64),
+    Hello(usize, u64, usize),
+    Chat(usize, u64),
+    Who(usize, u64),
+    Leave(usize, u64),
+    Drop(usize, u64),
+    /// The log decides the next proposal of a node.
+    Decide(usize),
+    /// A node applies the next log entry it has not applied.
+    Apply(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let node = 0..NODES;
+    let conn = 0..5u64;
+    prop_oneof![
+        2 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Open(n, c)),
+        3 => (node.clone(), conn.clone(), 0..NAMES.len()).prop_map(|(n, c, k)| Op::Hello(n, c, k)),
+        4 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Chat(n, c)),
+        1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Who(n, c)),
+        1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Leave(n, c)),
+        1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Drop(n, c)),
+        6 => node.clone().prop_map(Op::Decide),
+        8 => node.prop_map(Op::Apply),
+    ]
+}
+
+fn config() -> Config {
+    Config {
+        max_clients: 5,
+        rate_per_sec: 1_000_000,
+        burst: 1_000_000,
+        ..Config::default()
+    }
+}
+
+/// One node: its room, the proposals it made that the log has not decided, how far it applied.
+struct Node {
+    room: Room,
+    proposals: VecDeque<Proposal>,
+    applied: usize,
+    open: HashSet<u64>,
+}
+
+/// What one member has seen, to check it against the log.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Names it knows are in the room (from its welcome, then joins and leaves).
+    known: HashSet<String>,
+    /// Chat sequence numbers it received, in order.
+    seqs: Vec<u64>,
+    name: String,
+}
+
+struct World {
+    nodes: Vec<Node>,
+    log: Sequencer,
+    entries: Vec<Entry>,
+    now: Instant,
+    /// Per (node, conn): what that member has seen.
+    seen: HashMap<(usize, u64), Seen>,
+    /// The sender of each chat seq, as (node, conn).
+    senders: HashMap<u64, (usize, u64)>,
+}
+
+impl World {
+    fn new() -> Self {
+        let nodes = (0..NODES)
+            .map(|i| Node {
+                room: Room::shared(config(), NodeId(i as u64 + 1), Snapshot::default()).unwrap(),
+                proposals: VecDeque::new(),
+                applied: 0,
+                open: HashSet::new(),
+            })
+            .collect();
+        Self {
+            nodes,
+            log: Sequencer::new(config().max_clients),
+            entries: Vec::new(),
+            now: Instant::now(),
+            seen: HashMap::new(),
+            senders: HashMap::new(),
+        }
+    }
+
+    fn input(&mut self, n: usize, input: Input) -> Result<(), TestCaseError> {
+        let node = &mut self.nodes[n];
+        node.room
+            .handle_input(self.now, input)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        while let Some(output) = node.room.poll_output() {
+            match output {
+                Output::Propose(p) => node.proposals.push_back(p),
+                Output::Send { to, msg } => {
+                    if let ServerMsg::Welcome { name, members, .. } = msg {
+                        let seen = Seen {
+                            known: members.iter().map(|m| m.to_string()).collect(),
+                            seqs: Vec::new(),
+                            name,
+                        };
+                        prop_assert!(seen.known.contains(&seen.name), "welcome lists the joiner");
+                        self.seen.insert((n, to.0), seen);
+                    }
+                }
+                Output::Broadcast { except, msg } => {
+                    for to in node.room.recipients(except) {
+                        let seen = self.seen.get_mut(&(n, to.0)).expect("a member's welcome");
+                        match &msg {
+                            ServerMsg::Joined { name } => {
+                                prop_assert!(seen.known.insert(name.clone()), "joined twice");
+                            }
+                            ServerMsg::Left { name, .. } => {
+                                prop_assert!(seen.known.remove(name), "left without joining");
+                            }
+                            ServerMsg::Chat { seq, from, .. } => {
+                                prop_assert!(
+                                    seen.known.contains(from),
+                                    "{from}'s chat before its join, at node {n}"
+                                );
+                                prop_assert_ne!(self.senders.get(seq), Some(&(n, to.0)), "echo");
+                                prop_assert!(seen.seqs.last().is_none_or(|s| s < seq));
+                                seen.seqs.push(*seq);
+                            }
+                            other => prop_assert!(false, "broadcast {other:?}"),
+                        }
+                    }
+                }
+                Output::Close { conn, .. } => {
+                    node.open.remove(&conn.0);
+                    self.seen.remove(&(n, conn.0));
+                }
+                Output::Subscribe { .. } | Output::Notice(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, n: usize) -> Result<(), TestCaseError> {
+        let Some(proposal) = self.nodes[n].proposals.pop_front() else {
+            return Ok(());
+        };
+        let node = NodeId(n as u64 + 1);
+        match self.log.propose(node, proposal.clone()) {
+            Ok(entry) => {
+                if let Event::Chat { seq, .. } = entry.event {
+                    self.senders.insert(seq, (n, entry.conn.0));
+                }
+                self.entries.push(entry);
+                Ok(())
+            }
+            Err(why) => self.input(n, Input::Declined { proposal, why }),
+        }
+    }
+
+    fn apply(&mut self, n: usize) -> Result<(), TestCaseError> {
+        let at = self.nodes[n].applied;
+        let Some(entry) = self.entries.get(at).cloned() else {
+            return Ok(());
+        };
+        self.nodes[n].applied += 1;
+        self.input(n, Input::Applied(entry))?;
+        prop_assert_eq!(self.nodes[n].room.pos(), at as u64 + 1);
+        Ok(())
+    }
+
+    /// Names unique across nodes: no folded name is held by two members anywhere.
+    fn check_unique(&self) -> Result<(), TestCaseError> {
+        let mut keys = BTreeSet::new();
+        for node in &self.nodes {
+            for conn in node.room.members() {
+                let key = fold_name(node.room.name_of(conn).unwrap());
+                prop_assert!(keys.insert(key.clone()), "{key} held twice");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hello(name: &str) -> ClientMsg {
+    ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut w = World::new();
+    let mut said = 0u64;
+    for op in ops {
+        match op {
+            Op::Open(n, c) => {
+                if w.nodes[n].open.insert(c) {
+                    w.input(n, Input::Opened(ConnId(c)))?;
+                }
+            }
+            Op::Hello(n, c, k) if w.nodes[n].open.contains(&c) => {
+                w.input(n, Input::Received(ConnId(c), hello(NAMES[k])))?;
+            }
+            Op::Chat(n, c) if w.nodes[n].room.name_of(ConnId(c)).is_some() => {
+                said += 1;
+                let text = format!("m{said}");
+                w.input(n, Input::Received(ConnId(c), ClientMsg::Chat { text }))?;
+            }
+            Op::Who(n, c) if w.nodes[n].open.contains(&c) => {
+                w.input(n, Input::Received(ConnId(c), ClientMsg::Who))?;
+            }
+            Op::Leave(n, c) if w.nodes[n].open.contains(&c) => {
+                w.input(n, Input::Received(ConnId(c), ClientMsg::Leave))?;
+            }
+            Op::Drop(n, c) if w.nodes[n].open.contains(&c) => {
+                w.input(n, Input::Closed(ConnId(c)))?;
+            }
+            Op::Decide(n) => w.decide(n)?,
+            Op::Apply(n) => w.apply(n)?,
+            _ => {}
+        }
+        w.check_unique()?;
+    }
+    // Deliver everything: every proposal decided, every entry applied everywhere.
+    loop {
+        let pending = w.nodes.iter().any(|n| !n.proposals.is_empty())
+            || w.nodes.iter().any(|n| n.applied < w.entries.len());
+        if !pending {
+            break;
+        }
+        for n in 0..NODES {
+            w.decide(n)?;
+            w.apply(n)?;
+        }
+        w.check_unique()?;
+    }
+    let log_names: Vec<String> = w
+        .log
+        .snapshot()
+        .members
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    for (n, node) in w.nodes.iter().enumerate() {
+        let names: Vec<String> = node
+            .room
+            .member_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        prop_assert_eq!(
+            &names,
+            &log_names,
+            "node {} lists other members than the log",
+            n
+        );
+        prop_assert_eq!(node.room.pos(), w.log.pos());
+    }
+    // Each chat reached every member that was in the room when it was applied, once: members
+    // present from before the first chat to the end received every chat but their own.
+    for ((n, c), seen) in &w.seen {
+        let mut unique = seen.seqs.clone();
+        unique.dedup();
+        prop_assert_eq!(&unique, &seen.seqs, "a chat twice at {}/{}", n, c);
+        prop_assert!(
+            seen.known.contains(&seen.name),
+            "{} does not know itself",
+            seen.name
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn three_nodes_sharing_one_log_agree(ops in proptest::collection::vec(op(), 1..150)) {
+        run(ops)?;
+    }
+}
+
+#[test]
+fn a_member_of_another_node_is_greeted_and_heard() {
+    let mut w = World::new();
+    w.input(0, Input::Opened(ConnId(1))).unwrap();
+    w.input(1, Input::Opened(ConnId(1))).unwrap();
+    w.input(0, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    w.input(1, Input::Received(ConnId(1), hello("ALICE")))
+        .unwrap();
+    // Node 1's claim reaches the log first: node 0's look-alike is refused by the log.
+    w.decide(1).unwrap();
+    w.decide(0).unwrap();
+    assert_eq!(w.nodes[0].room.name_of(ConnId(1)), None);
+    for n in 0..NODES {
+        w.apply(n).unwrap();
+    }
+    assert_eq!(w.nodes[1].room.name_of(ConnId(1)), Some("ALICE"));
+    assert_eq!(
+        w.nodes[2].room.member_names(),
+        vec![Arc::<str>::from("ALICE")]
+    );
+    w.input(0, Input::Received(ConnId(1), hello("bob")))
+        .unwrap();
+    w.decide(0).unwrap();
+    for n in 0..NODES {
+        w.apply(n).unwrap();
+    }
+    let chat = ClientMsg::Chat { text: "hi".into() };
+    w.input(0, Input::Received(ConnId(1), chat)).unwrap();
+    w.decide(0).unwrap();
+    for n in 0..NODES {
+        w.apply(n).unwrap();
+    }
+    assert_eq!(w.seen[&(1, 1)].seqs, vec![1], "ALICE on node 1 heard bob");
+    assert_eq!(
+        w.seen[&(0, 1)].seqs,
+        Vec::<u64>::new(),
+        "bob did not hear himself"
+    );
+}
