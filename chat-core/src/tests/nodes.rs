@@ -218,10 +218,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut said = 0u64;
     for op in ops {
         match op {
-            Op::Open(n, c) => {
-                if w.nodes[n].open.insert(c) {
-                    w.input(n, Input::Opened(ConnId(c)))?;
-                }
+            Op::Open(n, c) if w.nodes[n].open.insert(c) => {
+                w.input(n, Input::Opened(ConnId(c)))?;
             }
             Op::Hello(n, c, k) if w.nodes[n].open.contains(&c) => {
                 w.input(n, Input::Received(ConnId(c), hello(NAMES[k])))?;
