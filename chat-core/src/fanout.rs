@@ -28,7 +28,8 @@ pub enum Due {
     Write,
     /// Nothing is due: wait until [`Fanout::poll_wake`] names this connection.
     Wait,
-    /// The connection is closed and everything it was owed has been handed over: shut it down.
+    /// The connection is closed and everything it was owed has been handed over (or it is not
+    /// known: open it before its writer starts): shut it down.
     Done,
 }
 
@@ -177,7 +178,8 @@ impl Fanout {
         self.head_bytes - self.bytes_before(cursor)
     }
 
-    /// A new connection: it gets only its own frames until [`Fanout::follow`].
+    /// A new connection: it gets only its own frames until [`Fanout::follow`]. Opening one that
+    /// is open changes nothing ([`crate::Hub`] opens it again when the room does).
     pub fn open(&mut self, conn: ConnId) {
         self.conns.entry(conn).or_insert(Out {
             state: State::Open,

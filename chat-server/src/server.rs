@@ -160,6 +160,8 @@ async fn accept_loop(
         let stream: Arc<Async<TcpStream>> = stream.into();
         next_id += 1;
         let id = ConnId(next_id);
+        // The writer may run before the room has seen the connection: open its place first.
+        shared.hub.borrow_mut().fanout().open(id);
         if events.send(Event::Input(Input::Opened(id))).await.is_err() {
             return;
         }

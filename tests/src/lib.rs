@@ -270,6 +270,22 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The path of an example of the workspace's library crates (`blocking`, chat-core's second
+/// driver), building it first: `cargo test -p tests` alone does not build examples.
+pub fn example(package: &str, name: &str) -> PathBuf {
+    let mut dir = binary("chat-server");
+    dir.pop();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "-p", package, "--example", name]);
+    if dir.ends_with("release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "cargo build of example {name} failed");
+    dir.join("examples").join(name)
+}
+
 /// The real server binary, started on port 0; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {

@@ -13,7 +13,7 @@ use chat_proto::{ClientMsg, CloseReason, FrameDecoder, Limits, ServerMsg, encode
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Expect, Regex, Session};
-use tests::{RawClient, ServerProcess, binary, start_server, test_config, wait_until};
+use tests::{RawClient, ServerProcess, binary, example, start_server, test_config, wait_until};
 
 /// How long to wait for one line of output, or for the client to exit.
 const WAIT: Duration = Duration::from_secs(10);
@@ -762,4 +762,36 @@ fn no_name_in_scripted_mode_is_a_usage_error() {
             "error: no name given; pass --name or set CHAT_NAME\n"
         )
     );
+}
+
+/// chat-core's blocking `std::net` example drives the same hub as the server: the real client
+/// cannot tell them apart.
+#[test]
+fn the_client_talks_through_the_blocking_example_server() {
+    let server = ServerProcess::start_with(
+        Command::new(example("chat-core", "blocking")).arg("127.0.0.1:0"),
+    );
+    let addr = server.addr;
+    let mut alice = ScriptedClient::join(addr, "alice");
+    alice.expect_line("* joined as alice; online: alice");
+    let mut bob = ScriptedClient::join(addr, "bob");
+    bob.expect_line("* joined as bob; online: alice, bob");
+    alice.expect_line("* bob joined");
+    // The same folding of look-alike names as the server's.
+    let mut copy = ScriptedClient::join(addr, "ALICE");
+    let (status, _, err) = copy.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(err, vec!["error: name is taken; choose another"]);
+
+    alice.type_line("send hello from a thread");
+    bob.expect_line("alice: hello from a thread");
+    bob.type_line("who");
+    bob.expect_line("* online: alice, bob");
+    bob.type_line("leave");
+    alice.expect_line("* bob left (left)");
+    let (status, out, err) = bob.wait_exit();
+    assert_eq!((status.code(), out, err), (Some(0), vec![], vec![]));
+    alice.end_input();
+    let (status, out, err) = alice.wait_exit();
+    assert_eq!((status.code(), out, err), (Some(0), vec![], vec![]));
 }
