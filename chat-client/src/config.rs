@@ -1,6 +1,7 @@
 //! Command-line arguments and their resolution against the environment and the defaults.
 
 use argh::FromArgs;
+use chat_proto::settings::{self, PortZero, SettingError};
 
 /// The host used when neither `--host` nor `CHAT_HOST` gives one.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -13,13 +14,13 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// Reads commands line by line when stdin is not a terminal, so it can be scripted.
 #[derive(FromArgs, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Args {
-    /// server host name or address (else CHAT_HOST, else 127.0.0.1)
+    /// server host name or address [env CHAT_HOST, default 127.0.0.1]
     #[argh(option)]
     pub host: Option<String>,
-    /// server port (else CHAT_PORT, else 7878)
+    /// server port [env CHAT_PORT, default 7878]
     #[argh(option)]
     pub port: Option<String>,
-    /// the name to join under (else CHAT_NAME, else asked for at the prompt)
+    /// the name to join under [env CHAT_NAME, else asked for at the prompt]
     #[argh(option)]
     pub name: Option<String>,
 }
@@ -35,71 +36,28 @@ pub struct Config {
     pub name: Option<String>,
 }
 
-/// A flag or environment variable holds a value the client cannot use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The port is not a number from 1 to 65535.
-    BadPort {
-        /// The value as given.
-        value: String,
-        /// Where it came from: `--port` or `CHAT_PORT`.
-        source: &'static str,
-    },
-    /// The host is empty.
-    EmptyHost {
-        /// Where it came from: `--host`.
-        source: &'static str,
-    },
-}
+/// A flag or environment variable holds a value the client cannot use; displays as one line
+/// such as `invalid --port 'abc' (from CHAT_PORT): expected a number 1-65535`.
+pub type ConfigError = SettingError;
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigError::BadPort { value, source } => write!(
-                f,
-                "invalid port {value:?} from {source}; expected a number from 1 to 65535"
-            ),
-            ConfigError::EmptyHost { source } => {
-                write!(f, "empty host from {source}; give a host name or address")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Applies flag, then environment, then default to each setting.
+/// Applies the one rule in [`chat_proto::settings`] to each setting: flag, then environment
+/// variable, then default.
 ///
 /// `env` looks up an environment variable (`|k| std::env::var(k).ok()` in the binary); an empty
 /// variable counts as unset. Only the value that wins is validated, so a bad `CHAT_PORT` is
-/// harmless when `--port` is given.
+/// harmless when `--port` is given. Port 0 is refused: there is no port 0 to connect to.
 pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let env = |key: &str| env(key).filter(|v| !v.is_empty());
-
-    let host = match (&args.host, env("CHAT_HOST")) {
-        (Some(h), _) if h.is_empty() => return Err(ConfigError::EmptyHost { source: "--host" }),
-        (Some(h), _) => h.clone(),
-        (None, Some(h)) => h,
-        (None, None) => DEFAULT_HOST.to_owned(),
+    let pick = |flag: &str, given: &Option<String>| settings::pick(flag, given.as_deref(), &env);
+    let host = match pick("host", &args.host) {
+        Some(raw) => raw.host()?,
+        None => DEFAULT_HOST.to_owned(),
     };
-    let port = match (&args.port, env("CHAT_PORT")) {
-        (Some(p), _) => parse_port(p, "--port")?,
-        (None, Some(p)) => parse_port(&p, "CHAT_PORT")?,
-        (None, None) => DEFAULT_PORT,
+    let port = match pick("port", &args.port) {
+        Some(raw) => raw.port(PortZero::Refused)?,
+        None => DEFAULT_PORT,
     };
-    let name = args.name.clone().or_else(|| env("CHAT_NAME"));
+    let name = pick("name", &args.name).map(|raw| raw.value);
     Ok(Config { host, port, name })
-}
-
-/// Parses a TCP port from 1 to 65535; the one check shared by `--port` and `CHAT_PORT`.
-fn parse_port(value: &str, source: &'static str) -> Result<u16, ConfigError> {
-    match value.parse::<u16>() {
-        Ok(port) if port != 0 => Ok(port),
-        _ => Err(ConfigError::BadPort {
-            value: value.to_owned(),
-            source,
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -194,18 +152,22 @@ mod tests {
             let err = resolve(&args(None, Some(bad), None), env_of(&[])).unwrap_err();
             assert_eq!(
                 err,
-                ConfigError::BadPort {
+                SettingError {
+                    flag: "port".into(),
                     value: bad.into(),
-                    source: "--port"
+                    var: None,
+                    expected: "a number 1-65535".into(),
                 }
             );
             if !bad.is_empty() {
                 let err = resolve(&Args::default(), env_of(&[("CHAT_PORT", bad)])).unwrap_err();
                 assert_eq!(
                     err,
-                    ConfigError::BadPort {
+                    SettingError {
+                        flag: "port".into(),
                         value: bad.into(),
-                        source: "CHAT_PORT"
+                        var: Some("CHAT_PORT".into()),
+                        expected: "a number 1-65535".into(),
                     }
                 );
             }
@@ -221,6 +183,20 @@ mod tests {
     }
 
     #[test]
+    fn port_zero_is_refused_from_the_flag_and_from_the_environment() {
+        let err = resolve(&args(None, Some("0"), None), env_of(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --port '0': expected a number 1-65535"
+        );
+        let err = resolve(&Args::default(), env_of(&[("CHAT_PORT", "0")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --port '0' (from CHAT_PORT): expected a number 1-65535"
+        );
+    }
+
+    #[test]
     fn bad_environment_port_is_ignored_when_flag_given() {
         let env = env_of(&[("CHAT_PORT", "abc")]);
         let config = resolve(&args(None, Some("8000"), None), env).unwrap();
@@ -228,19 +204,27 @@ mod tests {
     }
 
     #[test]
-    fn error_text_is_one_line_and_names_the_source() {
+    fn error_text_is_one_line_and_names_the_flag_and_the_variable() {
         let err = resolve(&Args::default(), env_of(&[("CHAT_PORT", "70000")])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid port \"70000\" from CHAT_PORT; expected a number from 1 to 65535"
+            "invalid --port '70000' (from CHAT_PORT): expected a number 1-65535"
         );
         let err = resolve(&args(None, Some("abc"), None), env_of(&[])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid port \"abc\" from --port; expected a number from 1 to 65535"
+            "invalid --port 'abc': expected a number 1-65535"
         );
         let err = resolve(&args(Some(""), None, None), env_of(&[])).unwrap_err();
-        assert!(!err.to_string().contains('\n'));
+        assert_eq!(
+            err.to_string(),
+            "invalid --host '': expected a host name or IP address"
+        );
+        let err = resolve(&Args::default(), env_of(&[("CHAT_HOST", "a b\n")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r"invalid --host 'a b\n' (from CHAT_HOST): expected a host name or IP address"
+        );
     }
 
     #[test]

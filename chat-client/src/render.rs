@@ -283,19 +283,49 @@ mod tests {
 
     #[test]
     fn escape_bidi_and_separators() {
-        for c in ('\u{202a}'..='\u{202e}').chain('\u{2066}'..='\u{2069}') {
-            assert_eq!(escape(&c.to_string()), format!("\\u{{{:x}}}", c as u32));
-        }
+        assert_eq!(
+            escape("\u{202a}\u{202b}\u{202c}\u{202d}\u{202e}"),
+            "\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{202e}"
+        );
+        assert_eq!(
+            escape("\u{2066}\u{2067}\u{2068}\u{2069}"),
+            "\\u{2066}\\u{2067}\\u{2068}\\u{2069}"
+        );
         assert_eq!(
             escape("\u{200e}\u{200f}\u{61c}\u{2028}\u{2029}"),
             "\\u{200e}\\u{200f}\\u{61c}\\u{2028}\\u{2029}"
         );
     }
 
+    /// Every code point below U+3000 that must be escaped, written out rather than taken from
+    /// `needs_escape`, so that a character dropped from (or added to) it shows here.
+    fn must_escape() -> Vec<u32> {
+        (0x00..=0x1f)
+            .chain(0x7f..=0x9f)
+            .chain([0x61c, 0x200e, 0x200f])
+            .chain(0x2028..=0x202e)
+            .chain(0x2066..=0x2069)
+            .collect()
+    }
+
+    #[test]
+    fn exactly_the_controls_bidi_marks_and_separators_are_escaped() {
+        let changed: Vec<u32> = (0u32..0x3000)
+            .filter_map(char::from_u32)
+            .filter(|c| escape(&c.to_string()) != c.to_string())
+            .map(|c| c as u32)
+            .collect();
+        assert_eq!(changed, must_escape());
+    }
+
     #[test]
     fn escaped_text_has_no_escapable_chars_left() {
         let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
         let escaped = escape(&all);
-        assert!(!escaped.chars().any(needs_escape));
+        let left: Vec<char> = escaped
+            .chars()
+            .filter(|&c| must_escape().contains(&(c as u32)))
+            .collect();
+        assert_eq!(left, []);
     }
 }

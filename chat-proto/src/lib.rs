@@ -9,6 +9,7 @@
 
 mod frame;
 mod msg;
+pub mod settings;
 
 pub use frame::{
     DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, chat_payload_len,

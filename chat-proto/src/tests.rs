@@ -323,8 +323,20 @@ proptest! {
         }
         let cut = split.index(bytes.len() + 1);
         let mut decoder = FrameDecoder::new(4096);
-        let _ = decode_all::<ClientMsg>(&mut decoder, &[&bytes[..cut], &bytes[cut..]]);
+        let split = decode_all::<ClientMsg>(&mut decoder, &[&bytes[..cut], &bytes[cut..]]);
         prop_assert!(decoder.buffered() <= PREFIX_LEN + 4096);
+        // Where the bytes were cut changes nothing: the same messages, or the same error.
+        let whole = decode_all::<ClientMsg>(&mut FrameDecoder::new(4096), &[&bytes]);
+        prop_assert_eq!(&split, &whole);
+        assert_sane_outcome(&split, 4096);
+        // Flips that happened to write the byte already there leave the frames as they were.
+        let mut original = Vec::new();
+        for m in &msgs {
+            encode(m, &mut original).unwrap();
+        }
+        if bytes == original {
+            prop_assert_eq!(split, Ok(msgs));
+        }
     }
 }
 
@@ -333,10 +345,40 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let one_byte_at_a_time: Vec<&[u8]> = bytes.chunks(1).collect();
         let mut decoder = FrameDecoder::new(128);
-        let _ = decode_all::<ClientMsg>(&mut decoder, &[&bytes]);
+        let whole = decode_all::<ClientMsg>(&mut decoder, &[&bytes]);
         prop_assert!(decoder.buffered() <= PREFIX_LEN + 128);
+        assert_sane_outcome(&whole, 128);
+        let bytewise = decode_all::<ClientMsg>(&mut FrameDecoder::new(128), &one_byte_at_a_time);
+        prop_assert_eq!(whole, bytewise);
         let mut decoder = FrameDecoder::new(128);
-        let _ = decode_all::<ServerMsg>(&mut decoder, &[&bytes]);
+        let whole = decode_all::<ServerMsg>(&mut decoder, &[&bytes]);
+        prop_assert!(decoder.buffered() <= PREFIX_LEN + 128);
+        assert_sane_outcome(&whole, 128);
+        let bytewise = decode_all::<ServerMsg>(&mut FrameDecoder::new(128), &one_byte_at_a_time);
+        prop_assert_eq!(whole, bytewise);
+    }
+}
+
+/// What any outcome of decoding garbage must satisfy: an oversized frame is refused for a length
+/// really over the limit; every message decoded fits in a frame within the limit.
+fn assert_sane_outcome<T: serde::Serialize>(outcome: &Result<Vec<T>, DecodeError>, max: u32) {
+    match outcome {
+        Err(DecodeError::FrameTooLarge { len, max: limit }) => {
+            assert_eq!(*limit, max);
+            assert!(
+                *len > max,
+                "refused a length of {len} under the limit {max}"
+            );
+        }
+        Err(DecodeError::TrailingBytes { extra }) => assert!(*extra > 0),
+        Err(DecodeError::Malformed(_)) => {}
+        Ok(msgs) => {
+            for msg in msgs {
+                let frame = encode_to_vec(msg).unwrap();
+                assert!(frame.len() <= PREFIX_LEN + max as usize);
+            }
+        }
     }
 }

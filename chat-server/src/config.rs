@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use argh::FromArgs;
+use chat_proto::settings::{self, PortZero, SettingError};
 
 /// The chat server: one room, many members.
 #[derive(FromArgs, Debug, Default, Clone, PartialEq, Eq)]
@@ -81,7 +82,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// A flag or variable whose value is unusable; the message names it and the value.
+/// A setting that cannot be used, or limits that do not fit together; one line, which the
+/// binary prints after `error: ` before it exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 
@@ -93,40 +95,14 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One setting's raw value and where it came from, for error messages.
-struct Raw {
-    value: String,
-    origin: String,
-}
-
-fn pick(flag: &Option<String>, name: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Raw> {
-    let var = format!("CHAT_{}", name.to_uppercase().replace('-', "_"));
-    match flag {
-        Some(value) => Some(Raw {
-            value: value.clone(),
-            origin: format!("--{name}"),
-        }),
-        None => env(&var).map(|value| Raw { value, origin: var }),
-    }
-}
-
-fn invalid(raw: &Raw, expected: &str) -> ConfigError {
-    ConfigError(format!(
-        "invalid {} '{}': expected {expected}",
-        raw.origin, raw.value
-    ))
-}
-
-fn number<T: std::str::FromStr + PartialOrd + From<u8>>(raw: &Raw) -> Result<T, ConfigError> {
-    match raw.value.trim().parse::<T>() {
-        Ok(n) if n >= T::from(1) => Ok(n),
-        _ => Err(invalid(raw, "a whole number of at least 1")),
+impl From<SettingError> for ConfigError {
+    fn from(error: SettingError) -> Self {
+        Self(error.to_string())
     }
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
     let (digits, scale) = if let Some(d) = text.strip_suffix("ms") {
         (d, 0.001)
     } else if let Some(d) = text.strip_suffix('s') {
@@ -136,97 +112,87 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     } else {
         (text, 1.0)
     };
-    let value: f64 = digits.trim().parse().ok()?;
+    let value: f64 = digits.parse().ok()?;
     let secs = value * scale;
     (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
 }
 
-fn duration(raw: &Raw) -> Result<Duration, ConfigError> {
-    parse_duration(&raw.value)
-        .ok_or_else(|| invalid(raw, "a positive duration such as 10s or 500ms"))
-}
-
-/// Resolves flags, then environment variables (via `env`), then defaults. Pure: the caller
-/// passes `|k| std::env::var(k).ok()` or a test's map.
+/// Resolves each setting by the one rule in [`chat_proto::settings`]: flag, then environment
+/// variable (via `env`; empty counts as unset), then default. Port 0 means any free port.
+/// Pure: the caller passes `|k| std::env::var(k).ok()` or a test's map.
 pub fn resolve(
     args: &Args,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<ServerConfig, ConfigError> {
+    let pick = |flag: &str, given: &Option<String>| settings::pick(flag, given.as_deref(), &env);
     let mut config = ServerConfig::default();
-    if let Some(raw) = pick(&args.host, "host", &env) {
-        if raw.value.trim().is_empty() {
-            return Err(invalid(&raw, "a host name or IP address"));
-        }
-        config.host = raw.value.trim().to_string();
+    if let Some(raw) = pick("host", &args.host) {
+        config.host = raw.host()?;
     }
-    if let Some(raw) = pick(&args.port, "port", &env) {
-        config.port = raw
-            .value
-            .trim()
-            .parse()
-            .map_err(|_| invalid(&raw, "a port number from 0 to 65535"))?;
+    if let Some(raw) = pick("port", &args.port) {
+        config.port = raw.port(PortZero::AnyFree)?;
     }
     let room = &mut config.room;
-    let counts: [(&Option<String>, &str, &mut u32); 9] = [
+    let counts: [(&str, &Option<String>, &mut u32); 9] = [
+        ("max-clients", &args.max_clients, &mut room.max_clients),
         (
-            &args.welcome_list_max,
-            "welcome-list-max",
-            &mut room.welcome_list_max,
-        ),
-        (&args.max_clients, "max-clients", &mut room.max_clients),
-        (
-            &args.max_handshakes,
             "max-handshakes",
+            &args.max_handshakes,
             &mut room.max_handshakes,
         ),
         (
-            &args.max_name_chars,
+            "welcome-list-max",
+            &args.welcome_list_max,
+            &mut room.welcome_list_max,
+        ),
+        (
             "max-name-chars",
+            &args.max_name_chars,
             &mut room.max_name_chars,
         ),
         (
-            &args.max_text_bytes,
             "max-text-bytes",
+            &args.max_text_bytes,
             &mut room.max_text_bytes,
         ),
         (
-            &args.max_frame_bytes,
             "max-frame-bytes",
+            &args.max_frame_bytes,
             &mut room.max_frame_bytes,
         ),
-        (&args.rate, "rate", &mut room.rate_per_sec),
-        (&args.burst, "burst", &mut room.burst),
+        ("rate", &args.rate, &mut room.rate_per_sec),
+        ("burst", &args.burst, &mut room.burst),
         (
-            &args.flood_strikes,
             "flood-strikes",
+            &args.flood_strikes,
             &mut room.flood_strikes,
         ),
     ];
-    for (flag, name, slot) in counts {
-        if let Some(raw) = pick(flag, name, &env) {
-            *slot = number(&raw)?;
+    for (flag, given, slot) in counts {
+        if let Some(raw) = pick(flag, given) {
+            *slot = raw.count()?;
         }
     }
-    let durations: [(&Option<String>, &str, &mut Duration); 3] = [
+    let durations: [(&str, &Option<String>, &mut Duration); 3] = [
         (
-            &args.handshake_timeout,
             "handshake-timeout",
+            &args.handshake_timeout,
             &mut room.handshake_timeout,
         ),
         (
-            &args.ping_interval,
             "ping-interval",
+            &args.ping_interval,
             &mut room.ping_interval,
         ),
-        (&args.idle_timeout, "idle-timeout", &mut room.idle_timeout),
+        ("idle-timeout", &args.idle_timeout, &mut room.idle_timeout),
     ];
-    for (flag, name, slot) in durations {
-        if let Some(raw) = pick(flag, name, &env) {
-            *slot = duration(&raw)?;
+    for (flag, given, slot) in durations {
+        if let Some(raw) = pick(flag, given) {
+            *slot = raw.parse_with(parse_duration, "a positive duration such as 10s or 500ms")?;
         }
     }
-    if let Some(raw) = pick(&args.queue_bytes, "queue-bytes", &env) {
-        config.queue_bytes = number(&raw)?;
+    if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
+        config.queue_bytes = raw.count()?;
     }
     config
         .room
@@ -314,7 +280,7 @@ mod tests {
                     ..Args::default()
                 },
                 vec![],
-                "invalid --port 'abc': expected a port number from 0 to 65535",
+                "invalid --port 'abc': expected a number 0-65535",
             ),
             (
                 Args {
@@ -322,12 +288,12 @@ mod tests {
                     ..Args::default()
                 },
                 vec![],
-                "invalid --port '70000': expected a port number from 0 to 65535",
+                "invalid --port '70000': expected a number 0-65535",
             ),
             (
                 Args::default(),
                 vec![("CHAT_PORT", "-1")],
-                "invalid CHAT_PORT '-1': expected a port number from 0 to 65535",
+                "invalid --port '-1' (from CHAT_PORT): expected a number 0-65535",
             ),
             (
                 Args {
@@ -358,6 +324,151 @@ mod tests {
             let error = resolve(&args, env(&vars)).unwrap_err();
             assert_eq!(error.0, message);
             assert!(!error.0.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset() {
+        let config = resolve(
+            &Args::default(),
+            env(&[("CHAT_HOST", ""), ("CHAT_PORT", ""), ("CHAT_RATE", "")]),
+        );
+        assert_eq!(config, Ok(ServerConfig::default()));
+    }
+
+    #[test]
+    fn port_zero_means_any_free_port() {
+        let args = Args {
+            port: Some("0".into()),
+            ..Args::default()
+        };
+        assert_eq!(resolve(&args, env(&[])).unwrap().port, 0);
+        assert_eq!(
+            resolve(&Args::default(), env(&[("CHAT_PORT", "0")]))
+                .unwrap()
+                .port,
+            0
+        );
+    }
+
+    #[test]
+    fn a_bad_variable_is_harmless_when_its_flag_is_given() {
+        let args = Args {
+            port: Some("9000".into()),
+            rate: Some("5".into()),
+            ..Args::default()
+        };
+        let config = resolve(&args, env(&[("CHAT_PORT", "abc"), ("CHAT_RATE", "0")])).unwrap();
+        assert_eq!((config.port, config.room.rate_per_sec), (9000, 5));
+    }
+
+    #[test]
+    fn a_bad_variable_is_reported_under_its_flag_and_its_name() {
+        let cases = [
+            (
+                "CHAT_HOST",
+                " ",
+                "invalid --host ' ' (from CHAT_HOST): expected a host name or IP address",
+            ),
+            (
+                "CHAT_PORT",
+                "abc",
+                "invalid --port 'abc' (from CHAT_PORT): expected a number 0-65535",
+            ),
+            (
+                "CHAT_BURST",
+                "many",
+                "invalid --burst 'many' (from CHAT_BURST): expected a whole number of at least 1",
+            ),
+            (
+                "CHAT_QUEUE_BYTES",
+                "0",
+                "invalid --queue-bytes '0' (from CHAT_QUEUE_BYTES): expected a whole number of at least 1",
+            ),
+            (
+                "CHAT_PING_INTERVAL",
+                "0s",
+                "invalid --ping-interval '0s' (from CHAT_PING_INTERVAL): expected a positive duration such as 10s or 500ms",
+            ),
+        ];
+        for (var, value, message) in cases {
+            let pairs = [(var, value)];
+            assert_eq!(
+                resolve(&Args::default(), env(&pairs)),
+                Err(ConfigError(message.into())),
+                "{var}={value}"
+            );
+        }
+    }
+
+    /// Every flag with a value no other flag has and no default equals: a flag that wrote
+    /// another's field (or none) shows as a wrong number in a field named here.
+    #[test]
+    fn every_flag_lands_in_its_own_field() {
+        let args = Args {
+            host: Some("10.1.2.3".into()),
+            port: Some("4001".into()),
+            max_clients: Some("101".into()),
+            max_handshakes: Some("102".into()),
+            welcome_list_max: Some("103".into()),
+            max_name_chars: Some("14".into()),
+            max_text_bytes: Some("1005".into()),
+            max_frame_bytes: Some("3006".into()),
+            queue_bytes: Some("70007".into()),
+            rate: Some("7".into()),
+            burst: Some("9".into()),
+            flood_strikes: Some("11".into()),
+            handshake_timeout: Some("3s".into()),
+            ping_interval: Some("4s".into()),
+            idle_timeout: Some("5s".into()),
+        };
+        assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
+    }
+
+    /// The same for every variable: each one lands in its own field.
+    #[test]
+    fn every_variable_lands_in_its_own_field() {
+        let vars = [
+            ("CHAT_HOST", "10.1.2.3"),
+            ("CHAT_PORT", "4001"),
+            ("CHAT_MAX_CLIENTS", "101"),
+            ("CHAT_MAX_HANDSHAKES", "102"),
+            ("CHAT_WELCOME_LIST_MAX", "103"),
+            ("CHAT_MAX_NAME_CHARS", "14"),
+            ("CHAT_MAX_TEXT_BYTES", "1005"),
+            ("CHAT_MAX_FRAME_BYTES", "3006"),
+            ("CHAT_QUEUE_BYTES", "70007"),
+            ("CHAT_RATE", "7"),
+            ("CHAT_BURST", "9"),
+            ("CHAT_FLOOD_STRIKES", "11"),
+            ("CHAT_HANDSHAKE_TIMEOUT", "3s"),
+            ("CHAT_PING_INTERVAL", "4s"),
+            ("CHAT_IDLE_TIMEOUT", "5s"),
+        ];
+        assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
+    }
+
+    /// What the two tests above expect, written out field by field.
+    fn distinct_config() -> ServerConfig {
+        ServerConfig {
+            host: "10.1.2.3".into(),
+            port: 4001,
+            room: chat_core::Config {
+                max_clients: 101,
+                max_handshakes: 102,
+                welcome_list_max: 103,
+                max_name_chars: 14,
+                max_text_bytes: 1005,
+                max_frame_bytes: 3006,
+                rate_per_sec: 7,
+                burst: 9,
+                flood_strikes: 11,
+                handshake_timeout: Duration::from_secs(3),
+                ping_interval: Duration::from_secs(4),
+                idle_timeout: Duration::from_secs(5),
+            },
+            queue_bytes: 70007,
+            linger: Duration::from_secs(2),
         }
     }
 

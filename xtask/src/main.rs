@@ -7,6 +7,7 @@ mod ci;
 mod fuzz;
 mod hooks;
 mod purity;
+mod tidy;
 
 use std::{
     env,

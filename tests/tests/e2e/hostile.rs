@@ -156,7 +156,8 @@ fn no_loss_when_100_members_each_send_100_messages() {
 /// 2. Stalled reader under load (the real binary, 256 KiB queues): 20 members each send 100
 ///    messages of 2 KB as fast as the others read them, while one member never reads (4 MB for
 ///    it, twice what its queue and the kernel's socket buffers hold). It is closed as too slow
-///    (every other member sees it leave once, reason TooSlow); the server's resident memory
+///    (every other member sees it leave once, reason TooSlow, and it receives
+///    `Closing(TooSlow)` after a prefix of its stream); the server's resident memory
 ///    grows by less than all its queues full plus 4 MiB (9.25 MiB) over the run; each of the
 ///    20 receives all 19 x 100 messages of the others, in order, and nothing more.
 #[test]
@@ -189,6 +190,8 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
     let mut stalled = RawClient::from_stream(socket.into());
     stalled.send(&hello("stalled"));
     assert!(matches!(stalled.recv(), ServerMsg::Welcome { .. }));
+    // Joins before the members, so they never see it arrive; it reads everything.
+    let (mut observer, _) = RawClient::join(server.addr, "observer");
     let mut members: Vec<RawClient> = (0..SENDERS)
         .map(|i| RawClient::join(server.addr, &format!("m{i}")).0)
         .collect();
@@ -197,6 +200,31 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
             assert_eq!(member.recv(), joined(&format!("m{j}")));
         }
     }
+    // The observer raises `told` when it sees the stalled member leave as too slow: the cue for
+    // the stalled member to start reading, within the 2 s linger its closing gets, so that it
+    // receives what its socket held and then the frame that says why.
+    let told = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let told = told.clone();
+        thread::spawn(move || {
+            let mut chats = 0;
+            while chats < SENDERS * PER_SENDER || !told.load(Relaxed) {
+                match observer.recv() {
+                    ServerMsg::Chat { .. } => chats += 1,
+                    ServerMsg::Joined { .. } => {}
+                    msg if msg == left("stalled", CloseReason::TooSlow) => {
+                        told.store(true, Relaxed);
+                    }
+                    other => panic!("observer: unexpected {other:?}"),
+                }
+            }
+            observer
+        })
+    };
+    let stalled_reader = thread::spawn(move || {
+        assert!(wait_until(Duration::from_secs(60), || told.load(Relaxed)));
+        stalled.until_closed()
+    });
 
     let rss_before = server.rss_kib().expect("server RSS");
     let pid = server.child.id();
@@ -269,12 +297,15 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
         growth < GROWTH_BOUND_KIB,
         "server RSS grew by {growth} KiB (bound {GROWTH_BOUND_KIB} KiB)"
     );
-    // It was told why, after what its socket already held (or the socket was cut mid-frame).
-    let (reason, _) = stalled.until_closed();
-    assert!(
-        matches!(reason, Some(CloseReason::TooSlow) | None),
-        "{reason:?}"
-    );
+    // It was told why, after what its socket already held.
+    let (reason, before) = stalled_reader.join().unwrap();
+    assert_eq!(reason, Some(CloseReason::TooSlow));
+    let not_a_prefix: Vec<&ServerMsg> = before
+        .iter()
+        .filter(|msg| !matches!(msg, ServerMsg::Joined { .. } | ServerMsg::Chat { .. }))
+        .collect();
+    assert_eq!(not_a_prefix, Vec::<&ServerMsg>::new());
+    drop(watcher.join().unwrap());
 }
 
 /// A TLS 1.3 ClientHello record for "localhost", as a browser would open with.
