@@ -9,6 +9,7 @@
 
 mod frame;
 mod msg;
+mod reader;
 
 pub use frame::{
     DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, decode_payload, encode,
@@ -18,6 +19,7 @@ pub use msg::{
     ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, NameRule, PROTOCOL_VERSION, Refusal,
     ServerMsg,
 };
+pub use reader::{FrameReader, MAX_READ_CHUNK, MIN_READ_CHUNK};
 
 #[cfg(test)]
 mod tests;
