@@ -1,9 +1,11 @@
 //! The chat terminal client: command-line configuration, the command parser, the rendering of
-//! server messages, and the connection loop.
+//! server messages, the session state machine and its driver.
 //!
-//! The binary resolves a [`Config`] from flags and the environment, then calls [`run`]. Tests
-//! (and other programs) can drive a session with scripted input and captured output through
-//! [`run_session`]:
+//! A [`Session`] is sans-IO: it is told what the user typed, what the server sent and what time
+//! it is, and answers with [`Output`]s (send this, print that, exit with this code). The binary
+//! resolves a [`Config`] from flags and the environment, then calls [`run`], whose driver
+//! [`run_session`] owns the socket, the input and the timer. Tests (and other programs) can run
+//! a whole session with scripted input and captured output through [`run_session`]:
 //!
 //! ```no_run
 //! use chat_client::{Config, Input, run_session};
@@ -34,7 +36,10 @@ pub use command::{Command, CommandError, HELP, parse_command};
 pub use config::{Args, Config, ConfigError, DEFAULT_HOST, DEFAULT_PORT, resolve};
 pub use input::{Input, InputEvent, PromptWriter};
 pub use render::{Line, escape, render};
-pub use session::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LEAVE_GRACE, run_session};
+pub use session::{
+    CONNECT_TIMEOUT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LAST_WORD_GRACE, LEAVE_GRACE, Output,
+    Prompt, Session, run_session,
+};
 
 /// Runs the client on the process's terminal or standard streams and returns the exit code.
 ///

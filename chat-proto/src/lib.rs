@@ -9,6 +9,7 @@
 
 mod frame;
 mod msg;
+mod reader;
 pub mod settings;
 
 pub use frame::{
@@ -19,6 +20,7 @@ pub use msg::{
     ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, NameRule, PROTOCOL_VERSION, Refusal,
     ServerMsg,
 };
+pub use reader::{FrameReader, MAX_READ_CHUNK, MIN_READ_CHUNK};
 
 #[cfg(test)]
 mod tests;

@@ -382,3 +382,244 @@ fn assert_sane_outcome<T: serde::Serialize>(outcome: &Result<Vec<T>, DecodeError
         }
     }
 }
+
+// FrameReader: the read buffer and decoder together.
+
+/// Feeds `chunks` to `reader` as successive reads (each at most the space offered) and
+/// collects every message, draining after each read as a driver must.
+fn read_all<T: serde::de::DeserializeOwned>(
+    reader: &mut FrameReader,
+    chunks: &[&[u8]],
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut chunk = *chunk;
+        while !chunk.is_empty() {
+            let space = reader.buf();
+            let n = space.len().min(chunk.len());
+            space[..n].copy_from_slice(&chunk[..n]);
+            reader.filled(n);
+            chunk = &chunk[n..];
+            while let Some(msg) = reader.next()? {
+                out.push(msg);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn all_server_frames() -> (Vec<ServerMsg>, Vec<u8>) {
+    let msgs = every_server_msg();
+    let mut bytes = Vec::new();
+    for m in &msgs {
+        encode(m, &mut bytes).unwrap();
+    }
+    (msgs, bytes)
+}
+
+#[test]
+fn reader_yields_whole_frames_one_read_each() {
+    let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+    for msg in every_server_msg() {
+        let bytes = encode_to_vec(&msg).unwrap();
+        assert_eq!(read_all::<ServerMsg>(&mut reader, &[&bytes]), Ok(vec![msg]));
+        assert_eq!(reader.buffered(), 0);
+    }
+}
+
+#[test]
+fn reader_yields_many_frames_from_one_read() {
+    let (msgs, bytes) = all_server_frames();
+    assert!(
+        bytes.len() <= MIN_READ_CHUNK,
+        "the test wants a single read"
+    );
+    let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+    assert_eq!(read_all::<ServerMsg>(&mut reader, &[&bytes]), Ok(msgs));
+    assert_eq!(reader.buffered(), 0);
+}
+
+#[test]
+fn reader_splits_at_every_byte_decode_the_same() {
+    let (msgs, bytes) = all_server_frames();
+    for cut in 0..=bytes.len() {
+        let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+        let got = read_all::<ServerMsg>(&mut reader, &[&bytes[..cut], &bytes[cut..]]);
+        assert_eq!(got.as_ref(), Ok(&msgs), "cut at {cut}");
+        assert_eq!(reader.buffered(), 0, "cut at {cut}");
+    }
+}
+
+#[test]
+fn reader_one_byte_at_a_time_matches_whole() {
+    let (msgs, bytes) = all_server_frames();
+    let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+    let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+    assert_eq!(read_all::<ServerMsg>(&mut reader, &chunks), Ok(msgs));
+}
+
+#[test]
+fn reader_gathers_a_frame_larger_than_one_read() {
+    let big = frame_of_payload_len(3 * MAX_READ_CHUNK);
+    let mut reader = FrameReader::new(4 * MAX_READ_CHUNK as u32);
+    let got = read_all::<ClientMsg>(&mut reader, &[&big]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(reader.buffered(), 0);
+}
+
+#[test]
+fn reader_refuses_an_oversize_frame_before_its_payload() {
+    let max = 2048;
+    let at = frame_of_payload_len(max as usize);
+    let over = frame_of_payload_len(max as usize + 1);
+    let mut reader = FrameReader::new(max);
+    assert_eq!(
+        read_all::<ClientMsg>(&mut reader, &[&at]).map(|m| m.len()),
+        Ok(1)
+    );
+    let mut reader = FrameReader::new(max);
+    let refused = Err(DecodeError::FrameTooLarge { len: max + 1, max });
+    assert_eq!(
+        read_all::<ClientMsg>(&mut reader, &[&over[..PREFIX_LEN]]),
+        refused
+    );
+    // A huge announced length allocates nothing beyond the read space.
+    let mut reader = FrameReader::new(max);
+    let huge = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+    assert!(read_all::<ClientMsg>(&mut reader, &[&huge]).is_err());
+    assert!(reader.buffered() <= PREFIX_LEN);
+    assert_eq!(reader.capacity(), 0);
+}
+
+#[test]
+fn reader_refuses_malformed_frames_and_stays_failed() {
+    let mut reader = FrameReader::new(2048);
+    let mut bytes = vec![1, 0, 0, 0, 200]; // unknown tag
+    bytes.extend_from_slice(&encode_to_vec(&ClientMsg::Who).unwrap());
+    let first = read_all::<ClientMsg>(&mut reader, &[&bytes]);
+    assert!(matches!(first, Err(DecodeError::Malformed(_))), "{first:?}");
+    // The stream is out of step: the valid frame behind the bad one is not decoded.
+    assert_eq!(reader.next::<ClientMsg>(), first.map(|_| None));
+    assert_eq!(reader.capacity(), 0);
+
+    let mut payload = postcard::to_allocvec(&ClientMsg::Who).unwrap();
+    payload.push(0);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    let mut reader = FrameReader::new(2048);
+    assert_eq!(
+        read_all::<ClientMsg>(&mut reader, &[&frame]),
+        Err(DecodeError::TrailingBytes { extra: 1 })
+    );
+}
+
+#[test]
+fn reader_holds_no_read_buffer_when_idle() {
+    let (_, bytes) = all_server_frames();
+    let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+    assert_eq!(reader.capacity(), 0);
+    read_all::<ServerMsg>(&mut reader, &[&bytes]).unwrap();
+    assert_eq!(reader.capacity(), 0);
+    // Half a frame waits in the decoder, which keeps only what it needs.
+    let frame = frame_of_payload_len(1000);
+    let mut reader = FrameReader::new(2048);
+    read_all::<ClientMsg>(&mut reader, &[&frame[..500]]).unwrap();
+    assert_eq!(reader.capacity(), 0);
+    assert_eq!(reader.buffered(), 500);
+}
+
+#[test]
+fn reader_read_space_grows_with_full_reads_and_shrinks_with_small_ones() {
+    // 16-byte frames, so that reads of a power of two bytes end between frames.
+    let frame = frame_of_payload_len(16 - PREFIX_LEN);
+    let stream: Vec<u8> = frame.iter().copied().cycle().take(1 << 20).collect();
+    let who = encode_to_vec(&ClientMsg::Who).unwrap();
+    let mut reader = FrameReader::new(2048);
+    assert_eq!(reader.buf().len(), MIN_READ_CHUNK);
+    let mut at = 0;
+    for _ in 0..10 {
+        let space = reader.buf();
+        let n = space.len();
+        space.copy_from_slice(&stream[at..at + n]);
+        at += n;
+        reader.filled(n);
+        while reader.next::<ClientMsg>().unwrap().is_some() {}
+    }
+    assert_eq!(reader.buf().len(), MAX_READ_CHUNK);
+    reader.filled(0); // the end of the stream, or nothing: no change
+    assert_eq!(reader.buf().len(), MAX_READ_CHUNK);
+    for _ in 0..10 {
+        let space = reader.buf();
+        space[..who.len()].copy_from_slice(&who);
+        reader.filled(who.len());
+        assert_eq!(reader.next::<ClientMsg>(), Ok(Some(ClientMsg::Who)));
+        assert_eq!(reader.next::<ClientMsg>(), Ok(None));
+    }
+    assert_eq!(reader.buf().len(), MIN_READ_CHUNK);
+}
+
+#[test]
+fn reader_counts_past_the_offered_space_are_cut_down() {
+    let mut reader = FrameReader::new(2048);
+    let offered = reader.buf().len();
+    reader.filled(offered + 100);
+    assert_eq!(reader.buffered(), offered);
+}
+
+#[test]
+fn reader_keeps_undecoded_bytes_when_read_again_before_draining() {
+    let who = encode_to_vec(&ClientMsg::Who).unwrap();
+    let leave = encode_to_vec(&ClientMsg::Leave).unwrap();
+    let mut reader = FrameReader::new(2048);
+    reader.buf()[..who.len()].copy_from_slice(&who);
+    reader.filled(who.len());
+    reader.buf()[..leave.len()].copy_from_slice(&leave);
+    reader.filled(leave.len());
+    assert_eq!(reader.next::<ClientMsg>(), Ok(Some(ClientMsg::Who)));
+    assert_eq!(reader.next::<ClientMsg>(), Ok(Some(ClientMsg::Leave)));
+    assert_eq!(reader.next::<ClientMsg>(), Ok(None));
+}
+
+#[test]
+fn reader_reports_a_frame_cut_short_at_the_end_of_the_stream() {
+    let bytes = encode_to_vec(&ClientMsg::Chat { text: "hi".into() }).unwrap();
+    let mut source = &bytes[..bytes.len() - 1];
+    let mut reader = FrameReader::new(2048);
+    assert_eq!(reader.read_from(&mut source).unwrap(), bytes.len() - 1);
+    assert_eq!(reader.next::<ClientMsg>(), Ok(None));
+    assert_eq!(reader.read_from(&mut source).unwrap(), 0);
+    assert_eq!(reader.next::<ClientMsg>(), Ok(None));
+    assert_eq!(reader.buffered(), bytes.len() - 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn reader_random_splits_decode_the_same(
+        msgs in proptest::collection::vec(arb_client_msg(), 0..20),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
+    ) {
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode(m, &mut bytes).unwrap();
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        points.push(0);
+        points.push(bytes.len());
+        points.sort_unstable();
+        let chunks: Vec<&[u8]> = points.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+        let mut reader = FrameReader::new(4096);
+        prop_assert_eq!(read_all::<ClientMsg>(&mut reader, &chunks).unwrap(), msgs);
+        prop_assert_eq!(reader.buffered(), 0);
+        prop_assert_eq!(reader.capacity(), 0);
+    }
+
+    #[test]
+    fn reader_garbage_never_panics_nor_grows(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut reader = FrameReader::new(128);
+        let _ = read_all::<ServerMsg>(&mut reader, &[&bytes]);
+        prop_assert!(reader.buffered() <= PREFIX_LEN + 128);
+        prop_assert_eq!(reader.capacity(), 0);
+    }
+}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_proto::{
-    ClientMsg, CloseReason, FrameDecoder, MAGIC, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMsg,
+    ClientMsg, CloseReason, FrameReader, MAGIC, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMsg,
 };
 pub use chat_server::{RunningServer, ServerConfig};
 
@@ -68,9 +68,7 @@ pub fn left(name: &str, reason: CloseReason) -> ServerMsg {
 pub struct RawClient {
     /// The socket, for tests that misbehave on it.
     pub stream: TcpStream,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
-    start: usize,
+    reader: FrameReader,
 }
 
 impl RawClient {
@@ -85,9 +83,7 @@ impl RawClient {
         stream.set_read_timeout(Some(RECV_TIMEOUT)).ok();
         Self {
             stream,
-            decoder: FrameDecoder::new(MAX_SERVER_FRAME),
-            buf: Vec::new(),
-            start: 0,
+            reader: FrameReader::new(MAX_SERVER_FRAME),
         }
     }
 
@@ -113,29 +109,15 @@ impl RawClient {
         self.stream.write_all(bytes).expect("write");
     }
 
-    /// The next message; `None` at end of stream. Panics on timeout.
+    /// The next message; `None` at end of stream. A read timeout is an `Err`.
     pub fn try_recv(&mut self) -> io::Result<Option<ServerMsg>> {
         loop {
-            let mut input = &self.buf[self.start..];
-            let before = input.len();
-            let msg = self
-                .decoder
-                .decode::<ServerMsg>(&mut input)
-                .map_err(io::Error::other)?;
-            self.start += before - input.len();
-            if self.start == self.buf.len() {
-                self.buf.clear();
-                self.start = 0;
-            }
-            if let Some(msg) = msg {
+            if let Some(msg) = self.reader.next().map_err(io::Error::other)? {
                 return Ok(Some(msg));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
+            if self.reader.read_from(&mut self.stream)? == 0 {
                 return Ok(None);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 

@@ -352,6 +352,11 @@ async fn send_loop(run: Rc<Run>, stream: Arc<Async<TcpStream>>, k: usize) -> io:
 
 /// Reads one connection until it closes, counting every chat message it receives.
 /// `member` is `None` for a sender, whose incoming traffic is only drained.
+///
+/// This keeps its own read loop rather than `chat_proto::FrameReader`: it reads into one scratch
+/// buffer shared by every connection, decodes chat frames borrowed (no allocation per message)
+/// and skips other frames undecoded, and it speaks Redis too. `FrameReader` decodes every frame
+/// into an owned message, which would make the generator, not the server, the bottleneck.
 async fn member_loop(
     run: Rc<Run>,
     stream: Arc<Async<TcpStream>>,

@@ -1,15 +1,9 @@
-//! Sessions against an in-process fake server speaking the real protocol on loopback.
+//! The session state machine driven directly: a fake clock, inputs in, whole output sequences
+//! compared. No sockets, no runtime, no sleeps.
 
-use std::future::Future;
-use std::time::Instant;
-
-use async_net::TcpListener;
-use chat_proto::{NameRule, Refusal};
+use chat_proto::{NameRule, Refusal, encode_to_vec};
 
 use super::*;
-
-/// Every test finishes well within this, or fails.
-const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn limits() -> Limits {
     Limits {
@@ -32,440 +26,522 @@ fn welcome(name: &str, members: &[&str]) -> ServerMsg {
     }
 }
 
-/// The fake server's end of one connection.
-struct Peer {
-    stream: TcpStream,
-    decoder: FrameDecoder,
-    unread: Vec<u8>,
-}
-
-impl Peer {
-    async fn accept(listener: TcpListener) -> Peer {
-        let (stream, _) = listener.accept().await.unwrap();
-        Peer {
-            stream,
-            decoder: FrameDecoder::new(1024),
-            unread: Vec::new(),
-        }
-    }
-
-    /// The next message from the client; `None` once it closed the connection.
-    async fn recv(&mut self) -> Option<ClientMsg> {
-        loop {
-            let mut input = &self.unread[..];
-            let msg = self
-                .decoder
-                .decode::<ClientMsg>(&mut input)
-                .expect("client sent a bad frame");
-            let used = self.unread.len() - input.len();
-            self.unread.drain(..used);
-            if msg.is_some() {
-                return msg;
-            }
-            let mut chunk = [0; 4096];
-            match self.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.unread.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// The next message, or `None` if nothing arrives for a while.
-    async fn recv_within(&mut self, wait: Duration) -> Option<ClientMsg> {
-        future::or(self.recv(), async {
-            Timer::after(wait).await;
-            None
-        })
-        .await
-    }
-
-    async fn send(&mut self, msg: ServerMsg) {
-        let mut bytes = Vec::new();
-        encode(&msg, &mut bytes).unwrap();
-        self.stream.write_all(&bytes).await.unwrap();
-    }
-
-    /// Reads the hello, checks its magic and version, and returns the name.
-    async fn expect_hello(&mut self) -> String {
-        match self.recv().await {
-            Some(ClientMsg::Hello {
-                magic,
-                version,
-                name,
-            }) => {
-                assert_eq!(magic, MAGIC);
-                assert_eq!(version, PROTOCOL_VERSION);
-                name
-            }
-            other => panic!("expected a hello, got {other:?}"),
-        }
-    }
-
-    /// Everything the client sends until it closes the connection.
-    async fn rest(&mut self) -> Vec<ClientMsg> {
-        let mut all = Vec::new();
-        while let Some(msg) = self.recv().await {
-            all.push(msg);
-        }
-        all
-    }
-}
-
-/// What the client did.
-#[derive(Debug)]
-struct Outcome {
-    code: u8,
-    out: Vec<String>,
-    err: Vec<String>,
-}
-
-fn lines_of(bytes: Vec<u8>) -> Vec<String> {
-    String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-async fn run_client(port: u16, name: Option<&str>, input: Receiver<String>) -> Outcome {
-    let config = Config {
-        host: "127.0.0.1".into(),
-        port,
-        name: name.map(Into::into),
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_session(&config, &mut Input::lines(input), &mut out, &mut err).await;
-    Outcome {
-        code,
-        out: lines_of(out),
-        err: lines_of(err),
-    }
-}
-
-/// Script input: these lines, then the end of input.
-fn script(lines: &[&str]) -> Receiver<String> {
-    let (tx, rx) = smol::channel::unbounded();
-    for line in lines {
-        tx.try_send(line.to_string()).unwrap();
-    }
-    rx
-}
-
-/// Runs a fake server script (given the listener) and a client side by side, bounded in time.
-fn with_server<S, C, T>(
-    server: impl FnOnce(TcpListener) -> S,
-    client: impl FnOnce(u16) -> C,
-) -> (T, Outcome)
-where
-    S: Future<Output = T>,
-    C: Future<Output = Outcome>,
-{
-    smol::block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let both = future::zip(server(listener), client(port));
-        future::or(both, async {
-            Timer::after(TEST_TIMEOUT).await;
-            panic!("test did not finish within {TEST_TIMEOUT:?}");
-        })
-        .await
+fn hello(name: &str) -> Output {
+    Output::Send(ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: name.into(),
     })
+}
+
+fn out(text: &str) -> Output {
+    Output::Print(Line::Out(text.into()))
+}
+
+fn err(text: &str) -> Output {
+    Output::Print(Line::Err(text.into()))
+}
+
+fn line(text: &str) -> InputEvent {
+    InputEvent::Line(text.into())
+}
+
+/// A session on a fake clock that starts at `start`.
+struct Test {
+    session: Session,
+    start: Instant,
+    now: Instant,
+}
+
+impl Test {
+    fn new(name: Option<&str>, interactive: bool) -> Self {
+        let config = Config {
+            host: "127.0.0.1".into(),
+            port: 7878,
+            name: name.map(Into::into),
+        };
+        let now = Instant::now();
+        Test {
+            session: Session::new(now, &config, interactive),
+            start: now,
+            now,
+        }
+    }
+
+    /// A scripted session named `name`, connected, its hello already taken.
+    fn connected(name: &str) -> Self {
+        let mut test = Test::new(Some(name), false);
+        assert_eq!(test.outputs(), [Output::Connect]);
+        test.session.handle_connected();
+        assert_eq!(test.outputs(), [hello(name)]);
+        test
+    }
+
+    /// A scripted session in the room as `alice` with `alice` and `bob` online.
+    fn joined() -> Self {
+        let mut test = Test::connected("alice");
+        test.msg(welcome("alice", &["alice", "bob"]));
+        assert_eq!(
+            test.outputs(),
+            [out("* joined as alice; online: alice, bob")]
+        );
+        test
+    }
+
+    /// Everything the session asks for, drained.
+    fn outputs(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.session.poll_output()).collect()
+    }
+
+    fn msg(&mut self, msg: ServerMsg) {
+        self.session.handle_msg(msg);
+    }
+
+    fn input(&mut self, event: InputEvent) {
+        self.session.handle_input(self.now, event);
+    }
+
+    /// Moves the clock to `start + at` and lets the session see it.
+    fn advance_to(&mut self, at: Duration) {
+        self.now = self.start + at;
+        self.session.handle_timeout(self.now);
+    }
+
+    /// Feeds raw bytes through the session's read buffer, as the driver's reads would.
+    fn bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let space = self.session.read_buf();
+            let n = space.len().min(bytes.len());
+            space[..n].copy_from_slice(&bytes[..n]);
+            self.session.handle_read(n);
+            bytes = &bytes[n..];
+        }
+    }
 }
 
 #[test]
 fn welcome_chat_and_shutdown_are_shown_and_exit_1() {
-    let (tx, rx) = smol::channel::unbounded::<String>();
-    let (name, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            let name = peer.expect_hello().await;
-            peer.send(welcome("alice", &["alice", "bob"])).await;
-            peer.send(ServerMsg::Chat {
-                seq: 1,
-                from: "bob".into(),
-                text: "hi \x1b[31mthere\u{202e}".into(),
-            })
-            .await;
-            peer.send(ServerMsg::Joined {
-                name: "carol".into(),
-            })
-            .await;
-            peer.send(ServerMsg::Left {
-                name: "carol".into(),
-                reason: CloseReason::IdleTimeout,
-            })
-            .await;
-            peer.send(ServerMsg::Closing(CloseReason::ServerShutdown))
-                .await;
-            name
-        },
-        // The input stays open: the server's goodbye alone ends the session.
-        |port| run_client(port, Some("alice"), rx),
-    );
-    drop(tx);
-    assert_eq!(name, "alice");
+    let mut t = Test::connected("alice");
+    t.msg(welcome("alice", &["alice", "bob"]));
+    t.msg(ServerMsg::Chat {
+        seq: 1,
+        from: "bob".into(),
+        text: "hi \x1b[31mthere\u{202e}".into(),
+    });
+    t.msg(ServerMsg::Joined {
+        name: "carol".into(),
+    });
+    t.msg(ServerMsg::Left {
+        name: "carol".into(),
+        reason: CloseReason::IdleTimeout,
+    });
+    t.msg(ServerMsg::Closing(CloseReason::ServerShutdown));
     assert_eq!(
-        outcome.out,
+        t.outputs(),
         [
-            "* joined as alice; online: alice, bob",
-            "bob: hi \\x1b[31mthere\\u{202e}",
-            "* carol joined",
-            "* carol left (timed out)",
-            "* server is shutting down",
+            out("* joined as alice; online: alice, bob"),
+            out("bob: hi \\x1b[31mthere\\u{202e}"),
+            out("* carol joined"),
+            out("* carol left (timed out)"),
+            out("* server is shutting down"),
+            Output::Exit(EXIT_FAILURE),
         ]
     );
-    assert_eq!(outcome.err, Vec::<String>::new());
-    assert_eq!(outcome.code, EXIT_FAILURE);
+    assert!(t.session.is_done());
+    assert_eq!(t.session.poll_timeout(), None);
 }
 
 #[test]
-fn script_is_sent_in_order_after_the_welcome_then_leaves() {
-    let input = script(&[
+fn a_script_is_not_read_before_the_welcome() {
+    let mut t = Test::new(Some("alice"), false);
+    assert!(!t.session.wants_input());
+    assert_eq!(t.outputs(), [Output::Connect]);
+    t.session.handle_connected();
+    assert_eq!(t.outputs(), [hello("alice")]);
+    assert!(!t.session.wants_input());
+    t.msg(welcome("alice", &["alice"]));
+    assert!(t.session.wants_input());
+}
+
+#[test]
+fn script_commands_are_sent_in_order_and_bad_ones_are_hints() {
+    let mut t = Test::joined();
+    for text in [
         "send hello  world ",
         "",
         "bogus",
         "send",
         "who",
         "send 12345678901234567890123456789012345678901234567890123456789012345",
-    ]);
-    let (received, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            // Nothing is sent before the welcome, although the script is ready.
-            assert_eq!(peer.recv_within(Duration::from_millis(100)).await, None);
-            peer.send(welcome("alice", &["alice", "bob"])).await;
-            let mut received = Vec::new();
-            loop {
-                let msg = peer.recv().await.expect("client closed before leaving");
-                received.push(msg.clone());
-                match msg {
-                    ClientMsg::Who => {
-                        peer.send(ServerMsg::Members {
-                            names: vec!["alice".into(), "bob".into()],
-                        })
-                        .await
-                    }
-                    ClientMsg::Leave => break,
-                    _ => {}
-                }
-            }
-            peer.send(ServerMsg::Closing(CloseReason::Left)).await;
-            received.extend(peer.rest().await);
-            received
-        },
-        |port| run_client(port, Some("alice"), input),
-    );
+    ] {
+        t.input(line(text));
+    }
+    t.msg(ServerMsg::Members {
+        names: vec!["alice".into(), "bob".into()],
+    });
+    t.input(InputEvent::Eof);
+    assert!(!t.session.wants_input());
+    t.msg(ServerMsg::Closing(CloseReason::Left));
     assert_eq!(
-        received,
+        t.outputs(),
         [
-            ClientMsg::Chat {
+            Output::Send(ClientMsg::Chat {
                 text: "hello  world ".into()
-            },
-            ClientMsg::Who,
-            ClientMsg::Leave,
+            }),
+            err("error: unknown command 'bogus'; type help for the commands"),
+            err("error: nothing to send; type send <MSG>"),
+            Output::Send(ClientMsg::Who),
+            err("error: message is longer than 64 bytes; not sent"),
+            out("* online: alice, bob"),
+            Output::Send(ClientMsg::Leave),
+            Output::Exit(EXIT_OK),
         ]
     );
-    assert_eq!(
-        outcome.out,
-        [
-            "* joined as alice; online: alice, bob",
-            "* online: alice, bob"
-        ]
-    );
-    assert_eq!(
-        outcome.err,
-        [
-            "error: unknown command 'bogus'; type help for the commands",
-            "error: nothing to send; type send <MSG>",
-            "error: message is longer than 64 bytes; not sent",
-        ]
-    );
-    assert_eq!(outcome.code, EXIT_OK);
 }
 
 #[test]
-fn leave_command_ends_the_script_early() {
-    let input = script(&["help", "leave", "send never"]);
-    let (received, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.send(welcome("alice", &["alice"])).await;
-            assert_eq!(peer.recv().await, Some(ClientMsg::Leave));
-            peer.send(ServerMsg::Closing(CloseReason::Left)).await;
-            peer.rest().await
-        },
-        |port| run_client(port, Some("alice"), input),
-    );
-    assert_eq!(received, []);
-    assert_eq!(outcome.out[0], "* joined as alice; online: alice");
-    assert_eq!(&outcome.out[1..], HELP);
-    assert_eq!(outcome.code, EXIT_OK);
+fn a_message_of_exactly_the_limit_is_sent() {
+    let mut t = Test::joined();
+    let text = "x".repeat(64);
+    t.input(line(&format!("send {text}")));
+    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Chat { text })]);
 }
 
 #[test]
-fn pings_are_answered_with_the_same_nonce() {
-    let (tx, rx) = smol::channel::unbounded::<String>();
-    let (pong, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.send(ServerMsg::Ping { nonce: 7 }).await;
-            peer.send(welcome("alice", &["alice"])).await;
-            peer.send(ServerMsg::Ping { nonce: 42 }).await;
-            let first = peer.recv().await;
-            let second = peer.recv().await;
-            peer.send(ServerMsg::Closing(CloseReason::IdleTimeout))
-                .await;
-            (first, second)
-        },
-        |port| run_client(port, Some("alice"), rx),
-    );
-    drop(tx);
+fn help_prints_the_commands_and_leave_stops_reading_the_script() {
+    let mut t = Test::joined();
+    t.input(line("help"));
+    t.input(line("leave"));
+    assert!(!t.session.wants_input());
+    let mut expected: Vec<Output> = HELP.iter().map(|l| out(l)).collect();
+    expected.push(Output::Send(ClientMsg::Leave));
+    assert_eq!(t.outputs(), expected);
+}
+
+#[test]
+fn pings_are_answered_with_the_same_nonce_before_and_after_the_welcome() {
+    let mut t = Test::connected("alice");
+    t.msg(ServerMsg::Ping { nonce: 7 });
+    t.msg(welcome("alice", &["alice"]));
+    t.msg(ServerMsg::Ping { nonce: 42 });
+    t.msg(ServerMsg::Pong { nonce: 1 });
+    t.msg(ServerMsg::Closing(CloseReason::IdleTimeout));
     assert_eq!(
-        pong,
-        (
-            Some(ClientMsg::Pong { nonce: 7 }),
-            Some(ClientMsg::Pong { nonce: 42 })
-        )
-    );
-    assert_eq!(
-        outcome.out,
+        t.outputs(),
         [
-            "* joined as alice; online: alice",
-            "* disconnected by server: timed out"
+            Output::Send(ClientMsg::Pong { nonce: 7 }),
+            out("* joined as alice; online: alice"),
+            Output::Send(ClientMsg::Pong { nonce: 42 }),
+            out("* disconnected by server: timed out"),
+            Output::Exit(EXIT_FAILURE),
         ]
     );
-    assert_eq!(outcome.code, EXIT_FAILURE);
 }
 
 #[test]
 fn refusal_in_a_script_is_an_error_and_exit_1() {
-    let input = script(&["send hi"]);
-    let (rest, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            assert_eq!(peer.expect_hello().await, "bad name");
-            peer.send(ServerMsg::Refused(Refusal::NameInvalid(
-                NameRule::Whitespace,
-            )))
-            .await;
-            peer.rest().await
-        },
-        |port| run_client(port, Some("bad name"), input),
-    );
-    assert_eq!(rest, []);
-    assert_eq!(outcome.out, Vec::<String>::new());
+    let mut t = Test::connected("bad name");
+    t.msg(ServerMsg::Refused(Refusal::NameInvalid(
+        NameRule::Whitespace,
+    )));
     assert_eq!(
-        outcome.err,
-        ["error: name contains whitespace; choose another"]
+        t.outputs(),
+        [
+            err("error: name contains whitespace; choose another"),
+            Output::Exit(EXIT_FAILURE),
+        ]
     );
-    assert_eq!(outcome.code, EXIT_FAILURE);
 }
 
 #[test]
-fn a_dead_server_is_noticed_without_any_input() {
-    let (tx, rx) = smol::channel::unbounded::<String>();
-    let ((), outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.send(welcome("alice", &["alice"])).await;
-            // Dropping the peer closes the socket without a closing frame.
-        },
-        |port| run_client(port, Some("alice"), rx),
+fn at_a_prompt_a_name_is_asked_for_then_asked_again_after_a_refusal() {
+    let mut t = Test::new(None, true);
+    assert_eq!(t.outputs(), [Output::Prompt(Prompt::Name)]);
+    assert!(t.session.wants_input());
+    t.input(line("   "));
+    assert_eq!(t.outputs(), []);
+    t.input(line(" Bob "));
+    assert_eq!(
+        t.outputs(),
+        [Output::Prompt(Prompt::Command), Output::Connect]
     );
-    drop(tx);
-    assert_eq!(outcome.out, ["* joined as alice; online: alice"]);
-    assert_eq!(outcome.err, ["error: connection to server lost"]);
-    assert_eq!(outcome.code, EXIT_FAILURE);
+    // Lines typed while connecting are dropped.
+    t.input(line("send early"));
+    t.session.handle_connected();
+    t.input(line("send still early"));
+    t.msg(ServerMsg::Refused(Refusal::NameTaken));
+    t.input(line(""));
+    t.input(line("alice"));
+    t.msg(welcome("alice", &["alice", "bob"]));
+    assert_eq!(
+        t.outputs(),
+        [
+            hello("Bob"),
+            err("error: not in the room yet; wait for the welcome"),
+            err("error: name is taken; choose another"),
+            Output::Prompt(Prompt::Name),
+            Output::Prompt(Prompt::Command),
+            hello("alice"),
+            out("* joined as alice; online: alice, bob"),
+        ]
+    );
 }
 
 #[test]
-fn garbage_from_the_server_ends_the_session() {
-    let (tx, rx) = smol::channel::unbounded::<String>();
-    let ((), outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.stream.write_all(&[0xff; 8]).await.unwrap();
-            peer.rest().await;
-        },
-        |port| run_client(port, Some("alice"), rx),
+fn ctrl_c_or_ctrl_d_before_joining_exits_0_without_a_goodbye() {
+    for event in [InputEvent::Eof, InputEvent::Interrupted] {
+        // At the name prompt.
+        let mut t = Test::new(None, true);
+        t.outputs();
+        t.input(event.clone());
+        assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
+        // While connecting.
+        let mut t = Test::new(Some("alice"), true);
+        t.outputs();
+        t.input(event.clone());
+        assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
+        // Waiting for the welcome.
+        let mut t = Test::new(Some("alice"), true);
+        t.session.handle_connected();
+        t.outputs();
+        t.input(event.clone());
+        assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
+    }
+}
+
+#[test]
+fn ctrl_c_in_the_room_leaves() {
+    let mut t = Test::new(Some("alice"), true);
+    t.session.handle_connected();
+    t.msg(welcome("alice", &["alice"]));
+    t.outputs();
+    t.input(InputEvent::Interrupted);
+    assert!(t.session.wants_input(), "a terminal is always read");
+    t.input(line("send too late"));
+    t.msg(ServerMsg::Closing(CloseReason::Left));
+    assert_eq!(
+        t.outputs(),
+        [Output::Send(ClientMsg::Leave), Output::Exit(EXIT_OK)]
     );
-    drop(tx);
-    assert_eq!(outcome.err.len(), 1);
-    assert!(
-        outcome.err[0].starts_with("error: connection to server lost: frame of"),
-        "{:?}",
-        outcome.err
+}
+
+#[test]
+fn a_dead_server_is_one_error_line_and_exit_1() {
+    let mut t = Test::joined();
+    t.session.handle_read(0);
+    t.session.handle_closed();
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: connection to server lost"),
+            Output::Exit(EXIT_FAILURE)
+        ]
     );
-    assert_eq!(outcome.code, EXIT_FAILURE);
+}
+
+#[test]
+fn frames_split_across_reads_are_decoded() {
+    let mut t = Test::connected("alice");
+    let mut bytes = encode_to_vec(&welcome("alice", &["alice", "bob"])).unwrap();
+    bytes.extend(encode_to_vec(&ServerMsg::Ping { nonce: 3 }).unwrap());
+    for byte in bytes.chunks(1) {
+        t.bytes(byte);
+    }
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* joined as alice; online: alice, bob"),
+            Output::Send(ClientMsg::Pong { nonce: 3 }),
+        ]
+    );
+}
+
+#[test]
+fn garbage_from_the_server_ends_the_session_and_nothing_after_it_is_read() {
+    let mut t = Test::connected("alice");
+    let mut bytes = vec![0xff; 8];
+    bytes.extend(encode_to_vec(&welcome("alice", &["alice"])).unwrap());
+    t.bytes(&bytes);
+    assert_eq!(
+        t.outputs(),
+        [
+            err(&format!(
+                "error: connection to server lost: frame of {} bytes is over the limit of {}",
+                u32::MAX,
+                MAX_SERVER_FRAME
+            )),
+            Output::Exit(EXIT_FAILURE),
+        ]
+    );
 }
 
 #[test]
 fn leave_is_bounded_when_the_server_never_answers() {
-    let input = script(&[]);
-    let started = Instant::now();
-    let (received, outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.send(welcome("alice", &["alice"])).await;
-            // Never says goodbye; the client must give up on its own.
-            peer.rest().await
-        },
-        |port| run_client(port, Some("alice"), input),
-    );
-    let elapsed = started.elapsed();
-    assert_eq!(received, [ClientMsg::Leave]);
-    assert_eq!(outcome.code, EXIT_OK);
-    assert!(elapsed >= LEAVE_GRACE, "{elapsed:?}");
-    assert!(
-        elapsed < LEAVE_GRACE + Duration::from_secs(2),
-        "{elapsed:?}"
+    let mut t = Test::joined();
+    t.advance_to(Duration::from_secs(5));
+    t.input(InputEvent::Eof);
+    let until = t.start + Duration::from_secs(5) + LEAVE_GRACE;
+    assert_eq!(t.session.poll_timeout(), Some(until));
+    t.advance_to(Duration::from_secs(5) + LEAVE_GRACE - Duration::from_millis(1));
+    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Leave)]);
+    t.advance_to(Duration::from_secs(5) + LEAVE_GRACE);
+    assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
+    assert_eq!(t.session.poll_timeout(), None);
+}
+
+#[test]
+fn the_connection_closing_after_leave_is_a_clean_exit() {
+    let mut t = Test::joined();
+    t.input(line("leave"));
+    t.session.handle_read(0);
+    assert_eq!(
+        t.outputs(),
+        [Output::Send(ClientMsg::Leave), Output::Exit(EXIT_OK)]
     );
 }
 
 #[test]
-fn connection_closed_after_leave_is_a_clean_exit() {
-    let input = script(&["leave"]);
-    let ((), outcome) = with_server(
-        |listener| async move {
-            let mut peer = Peer::accept(listener).await;
-            peer.expect_hello().await;
-            peer.send(welcome("alice", &["alice"])).await;
-            assert_eq!(peer.recv().await, Some(ClientMsg::Leave));
-            // Closes without the closing frame.
-        },
-        |port| run_client(port, Some("alice"), input),
+fn a_closing_frame_other_than_left_while_leaving_is_shown_but_exits_0() {
+    let mut t = Test::joined();
+    t.input(line("leave"));
+    t.msg(ServerMsg::Closing(CloseReason::ServerShutdown));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Send(ClientMsg::Leave),
+            out("* server is shutting down"),
+            Output::Exit(EXIT_OK),
+        ]
     );
-    assert_eq!(outcome.err, Vec::<String>::new());
-    assert_eq!(outcome.code, EXIT_OK);
 }
 
 #[test]
-fn cannot_connect_names_the_address() {
-    let port = smol::block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
-    });
-    let outcome = smol::block_on(run_client(port, Some("alice"), script(&[])));
-    assert_eq!(outcome.code, EXIT_FAILURE);
-    assert_eq!(outcome.err.len(), 1);
-    let prefix = format!("error: cannot connect to 127.0.0.1:{port}: ");
-    assert!(outcome.err[0].starts_with(&prefix), "{:?}", outcome.err);
+fn a_failed_write_waits_briefly_for_the_servers_last_word() {
+    // The last word arrives: it is shown.
+    let mut t = Test::joined();
+    t.input(line("send hi"));
+    t.outputs();
+    t.session.handle_send_failed(t.now);
+    assert!(!t.session.wants_input());
+    assert_eq!(t.session.poll_timeout(), Some(t.now + LAST_WORD_GRACE));
+    t.msg(ServerMsg::Closing(CloseReason::Flood));
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* disconnected by server: flooding"),
+            Output::Exit(EXIT_FAILURE)
+        ]
+    );
+    // Nothing arrives: the connection is reported lost when the grace ends, not before.
+    let mut t = Test::joined();
+    t.session.handle_send_failed(t.now);
+    t.session
+        .handle_send_failed(t.now + Duration::from_millis(500));
+    t.advance_to(LAST_WORD_GRACE - Duration::from_millis(1));
+    assert_eq!(t.outputs(), []);
+    t.advance_to(LAST_WORD_GRACE);
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: connection to server lost"),
+            Output::Exit(EXIT_FAILURE)
+        ]
+    );
+}
+
+#[test]
+fn a_failed_write_while_leaving_keeps_the_leave_deadline() {
+    let mut t = Test::joined();
+    t.input(line("leave"));
+    t.session.handle_send_failed(t.now);
+    assert_eq!(t.session.poll_timeout(), Some(t.now + LEAVE_GRACE));
+}
+
+#[test]
+fn cannot_connect_names_the_address_and_exits_1() {
+    let mut t = Test::new(Some("alice"), false);
+    t.outputs();
+    t.session.handle_connect_failed("connection refused");
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: cannot connect to 127.0.0.1:7878: connection refused"),
+            Output::Exit(EXIT_FAILURE),
+        ]
+    );
+}
+
+#[test]
+fn connecting_gives_up_after_the_connect_timeout() {
+    let mut t = Test::new(Some("alice"), false);
+    t.outputs();
+    assert_eq!(t.session.poll_timeout(), Some(t.start + CONNECT_TIMEOUT));
+    t.advance_to(CONNECT_TIMEOUT - Duration::from_millis(1));
+    assert_eq!(t.outputs(), []);
+    t.advance_to(CONNECT_TIMEOUT);
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: cannot connect to 127.0.0.1:7878: timed out"),
+            Output::Exit(EXIT_FAILURE),
+        ]
+    );
+    // A connection that completes too late changes nothing.
+    t.session.handle_connected();
+    assert_eq!(t.outputs(), []);
 }
 
 #[test]
 fn no_name_in_a_script_is_a_usage_error() {
-    let outcome = smol::block_on(run_client(1, None, script(&["send hi"])));
-    assert_eq!(outcome.code, EXIT_USAGE);
+    let mut t = Test::new(None, false);
     assert_eq!(
-        outcome.err,
-        ["error: no name given; pass --name or set CHAT_NAME"]
+        t.outputs(),
+        [
+            err("error: no name given; pass --name or set CHAT_NAME"),
+            Output::Exit(EXIT_USAGE),
+        ]
     );
+    assert!(!t.session.wants_input());
+}
+
+#[test]
+fn the_timer_never_spins() {
+    // Every deadline, once handled, is gone or later than the time that handled it.
+    let mut t = Test::joined();
+    t.input(line("leave"));
+    let mut wakes = 0;
+    while let Some(at) = t.session.poll_timeout() {
+        assert!(at > t.now, "deadline {at:?} did not move past {:?}", t.now);
+        // Handled late, as a busy driver would.
+        t.now = at + Duration::from_millis(5);
+        t.session.handle_timeout(t.now);
+        wakes += 1;
+        assert!(wakes < 3, "woke {wakes} times");
+    }
+    assert!(t.session.is_done());
+}
+
+#[test]
+fn nothing_is_handled_after_the_exit() {
+    let mut t = Test::joined();
+    t.msg(ServerMsg::Closing(CloseReason::TooSlow));
+    t.outputs();
+    t.msg(ServerMsg::Chat {
+        seq: 2,
+        from: "bob".into(),
+        text: "late".into(),
+    });
+    t.input(line("send late"));
+    t.session.handle_closed();
+    t.advance_to(Duration::from_secs(3600));
+    assert_eq!(t.outputs(), []);
+}
+
+#[test]
+fn prompts_are_only_asked_for_at_a_terminal() {
+    let mut t = Test::connected("alice");
+    t.msg(ServerMsg::Refused(Refusal::NameTaken));
+    assert!(!t.outputs().iter().any(|o| matches!(o, Output::Prompt(_))));
 }
 
 #[test]
