@@ -208,6 +208,23 @@ fn a_message_of_exactly_the_limit_is_sent() {
 }
 
 #[test]
+fn the_limit_counts_bytes_not_characters() {
+    // 62 ASCII bytes and a two-byte 'é': 64 bytes in 63 characters, exactly the limit.
+    let mut t = Test::joined();
+    t.input(line(&format!("send {}é", "a".repeat(62))));
+    t.input(line(&format!("send {}é", "a".repeat(63))));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Send(ClientMsg::Chat {
+                text: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaé".into()
+            }),
+            err("error: message is longer than 64 bytes; not sent"),
+        ]
+    );
+}
+
+#[test]
 fn help_prints_the_commands_and_leave_stops_reading_the_script() {
     let mut t = Test::joined();
     t.input(line("help"));
