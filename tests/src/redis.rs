@@ -4,7 +4,7 @@
 //! ```no_run
 //! use tests::redis::{RedisServer, Reply};
 //! let redis = RedisServer::builder().aof(true).start();
-//! assert_eq!(redis.cmd(&["XADD", "room", "*", "text", "hi"]).is_error(), false);
+//! assert!(!redis.cmd(&["XADD", "room", "*", "text", "hi"]).is_error());
 //! assert_eq!(redis.cmd(&["XLEN", "room"]), Reply::Int(1));
 //! ```
 
