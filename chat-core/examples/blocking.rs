@@ -15,7 +15,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_core::{Config, ConnId, Due, Hub, HubEvent, Input, Notice, Room};
+use chat_core::{CodecId, Config, ConnId, Due, Hub, HubEvent, Input, Notice, Room};
 use chat_proto::{ClientMsg, FrameDecoder};
 
 /// The hub, and one condition variable its writers wait on.
@@ -57,7 +57,7 @@ fn main() -> std::io::Result<()> {
         };
         let conn = ConnId(id);
         // The writer may look before the room has seen the connection: open its place first.
-        shared.hub.lock().unwrap().fanout().open(conn);
+        shared.hub.lock().unwrap().attach(conn, CodecId::WIRE);
         if inputs.send(Input::Opened(conn)).is_err() {
             break;
         }
@@ -148,5 +148,5 @@ fn write_loop(mut stream: TcpStream, conn: ConnId, shared: &Shared) {
             .consumed(conn, bytes.len());
     }
     let _ = stream.shutdown(Shutdown::Both);
-    shared.hub.lock().unwrap().fanout().remove(conn);
+    shared.hub.lock().unwrap().detach(conn);
 }

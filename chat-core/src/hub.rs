@@ -7,7 +7,7 @@
 //! into a decoder and hands over messages, writes what [`Fanout::due`] gives, wakes the writers
 //! [`Hub::poll_wake`] names, and carries [`HubEvent::Propose`] to the log when the log is shared.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use chat_proto::{CloseReason, ServerMsg};
@@ -33,11 +33,62 @@ pub enum HubEvent {
     },
 }
 
-/// A room, its fan-out, and the encoding between them.
+/// How a hub turns the room's messages into bytes for one kind of connection: the chat wire
+/// protocol ([`Wire`]), or another protocol's adapter (IRC lines, WebSocket frames). A broadcast
+/// is encoded once per codec in use, whatever the number of members.
+pub trait Codec: std::fmt::Debug + Send {
+    /// Appends the bytes of `msg`, sent to `to` alone. Returns false if it has nothing to send
+    /// (the message means nothing in this protocol).
+    fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool;
+    /// Appends the bytes of a broadcast, the same for every recipient. Returns false if it has
+    /// nothing to send.
+    fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool;
+    /// `conn` is gone: forget anything kept about it.
+    fn forget(&mut self, conn: ConnId) {
+        let _ = conn;
+    }
+}
+
+/// The chat wire protocol: each message one length-prefixed postcard frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wire;
+
+impl Codec for Wire {
+    fn encode_to(&mut self, _to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        self.encode_broadcast(msg, out)
+    }
+
+    fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        // Every message the room makes fits a frame (the config was checked for it).
+        chat_proto::encode(msg, out).is_ok()
+    }
+}
+
+/// One of a hub's codecs. [`CodecId::WIRE`] is always there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodecId(usize);
+
+impl CodecId {
+    /// The chat wire protocol, codec 0 of every hub.
+    pub const WIRE: CodecId = CodecId(0);
+}
+
+/// A codec, the fan-out of the connections that use it, and how many do.
+#[derive(Debug)]
+struct Lane {
+    codec: Box<dyn Codec>,
+    fanout: Fanout,
+    conns: usize,
+}
+
+/// A room, its fan-outs (one per codec in use), and the encoding between them.
 #[derive(Debug)]
 pub struct Hub {
     room: Room,
-    fanout: Fanout,
+    lanes: Vec<Lane>,
+    /// The codec of every connection attached.
+    conns: HashMap<ConnId, usize>,
+    queue_bytes: usize,
     scratch: Vec<u8>,
     events: VecDeque<HubEvent>,
 }
@@ -46,12 +97,29 @@ impl Hub {
     /// A hub around `room` whose connections may fall `queue_bytes` behind before they are
     /// closed as too slow.
     pub fn new(room: Room, queue_bytes: usize) -> Self {
+        let wire = Lane {
+            codec: Box::new(Wire),
+            fanout: Fanout::new(queue_bytes),
+            conns: 0,
+        };
         Self {
             room,
-            fanout: Fanout::new(queue_bytes),
+            lanes: vec![wire],
+            conns: HashMap::new(),
+            queue_bytes,
             scratch: Vec::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Adds a codec (another protocol's adapter) with a fan-out of its own.
+    pub fn add_codec(&mut self, codec: Box<dyn Codec>) -> CodecId {
+        self.lanes.push(Lane {
+            codec,
+            fanout: Fanout::new(self.queue_bytes),
+            conns: 0,
+        });
+        CodecId(self.lanes.len() - 1)
     }
 
     /// The room.
@@ -59,9 +127,47 @@ impl Hub {
         &self.room
     }
 
-    /// The fan-out: writers take what is due from it.
+    /// The fan-out of the wire-protocol connections.
     pub fn fanout(&mut self) -> &mut Fanout {
-        &mut self.fanout
+        &mut self.lanes[0].fanout
+    }
+
+    /// The fan-out `conn`'s writer takes from: the one of its codec. A connection that is not
+    /// attached gets the wire protocol's, where it is unknown (its writer sees [`crate::Due::Done`]).
+    pub fn fanout_of(&mut self, conn: ConnId) -> &mut Fanout {
+        let lane = self.conns.get(&conn).copied().unwrap_or(0);
+        &mut self.lanes[lane].fanout
+    }
+
+    /// Gives `conn` a place in the fan-out of `codec` before its writer starts; the room learns
+    /// of it with [`Input::Opened`]. A connection opened without being attached uses the wire
+    /// protocol.
+    pub fn attach(&mut self, conn: ConnId, codec: CodecId) {
+        if self.conns.contains_key(&conn) || codec.0 >= self.lanes.len() {
+            return;
+        }
+        self.conns.insert(conn, codec.0);
+        let lane = &mut self.lanes[codec.0];
+        lane.conns += 1;
+        lane.fanout.open(conn);
+    }
+
+    /// `conn`'s writer is done: forget it everywhere but in the room (whose [`Input::Closed`]
+    /// comes from the reader).
+    pub fn detach(&mut self, conn: ConnId) {
+        if let Some(lane) = self.conns.remove(&conn) {
+            let lane = &mut self.lanes[lane];
+            lane.conns -= 1;
+            lane.fanout.remove(conn);
+            lane.codec.forget(conn);
+        }
+    }
+
+    /// Queues bytes an adapter made itself (an answer the room has no part in) for `conn`
+    /// alone, in order with everything the room sends it.
+    pub fn send_raw(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) -> Result<(), UsageError> {
+        self.fanout_of(conn).send(conn, Frame::from(bytes));
+        self.settle(now)
     }
 
     /// The largest frame payload a connection's decoder may accept.
@@ -72,19 +178,25 @@ impl Hub {
     /// Feeds one input into the room at time `now` and carries out everything that follows.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         if let Input::Opened(conn) = input {
-            self.fanout.open(conn);
+            self.attach(conn, CodecId::WIRE);
         }
         let result = self.room.handle_input(now, input);
+        self.settle(now)?;
+        result
+    }
+
+    /// Carries out the room's outputs, and closes whoever the fan-outs found too slow.
+    fn settle(&mut self, now: Instant) -> Result<(), UsageError> {
         loop {
             while let Some(output) = self.room.poll_output() {
                 self.carry_out(output);
             }
-            let Some(conn) = self.fanout.poll_stalled() else {
-                break;
+            let stalled = self.lanes.iter_mut().find_map(|l| l.fanout.poll_stalled());
+            let Some(conn) = stalled else {
+                return Ok(());
             };
             self.room.handle_input(now, Input::Stalled(conn))?;
         }
-        result
     }
 
     /// The next event for the driver. Drain until `None` after every input.
@@ -94,7 +206,7 @@ impl Hub {
 
     /// The next writer to wake. Drain until `None` after every input.
     pub fn poll_wake(&mut self) -> Option<ConnId> {
-        self.fanout.poll_wake()
+        self.lanes.iter_mut().find_map(|l| l.fanout.poll_wake())
     }
 
     /// The next deadline: call `handle_input(deadline, Input::Tick)` at or after it.
@@ -105,28 +217,30 @@ impl Hub {
 
     fn carry_out(&mut self, output: Output) {
         match output {
-            Output::Send { to, msg } => {
-                if let Some(frame) = self.encode(&msg) {
-                    self.fanout.send(to, frame);
-                }
-            }
+            Output::Send { to, msg } => self.send(to, &msg),
             Output::Broadcast { except, msg } => {
-                // Once, whatever the number of members: each writer follows the feed.
-                if let Some(frame) = self.encode(&msg) {
-                    self.fanout.publish(frame, except);
+                // Once per codec in use, whatever the number of members: each writer follows
+                // its codec's feed.
+                for lane in self.lanes.iter_mut().filter(|l| l.conns > 0) {
+                    self.scratch.clear();
+                    if lane.codec.encode_broadcast(&msg, &mut self.scratch) {
+                        lane.fanout.publish(frame(&mut self.scratch), except);
+                    }
                 }
             }
-            Output::Subscribe { conn } => self.fanout.follow(conn),
+            Output::Subscribe { conn } => self.fanout_of(conn).follow(conn),
             Output::Close { conn, reason } => {
                 let gone = reason == CloseReason::Disconnected;
-                let last = if gone {
-                    None
-                } else {
-                    self.encode(&ServerMsg::Closing(reason))
-                };
+                let lane = &mut self.lanes[self.conns.get(&conn).copied().unwrap_or(0)];
+                self.scratch.clear();
+                let last = (!gone
+                    && lane
+                        .codec
+                        .encode_to(conn, &ServerMsg::Closing(reason), &mut self.scratch))
+                .then(|| frame(&mut self.scratch));
                 // A peer too slow to drain its backlog, or gone, gets no more of it.
                 let skip_backlog = gone || reason == CloseReason::TooSlow;
-                self.fanout.close(conn, last, skip_backlog);
+                lane.fanout.close(conn, last, skip_backlog);
                 self.events.push_back(HubEvent::Closed { conn, reason });
             }
             Output::Propose(proposal) => self.events.push_back(HubEvent::Propose(proposal)),
@@ -134,17 +248,21 @@ impl Hub {
         }
     }
 
-    /// Encodes a message into a shared frame. The scratch buffer keeps its capacity between
-    /// calls, so a large frame (a welcome listing every member) is built without regrowing,
-    /// then copied once.
-    fn encode(&mut self, msg: &ServerMsg) -> Option<Frame> {
+    fn send(&mut self, to: ConnId, msg: &ServerMsg) {
+        let lane = &mut self.lanes[self.conns.get(&to).copied().unwrap_or(0)];
         self.scratch.clear();
-        // Every message the room makes fits a frame (the config was checked for it).
-        chat_proto::encode(msg, &mut self.scratch).ok()?;
-        let frame = Frame::from(&self.scratch[..]);
-        if self.scratch.capacity() > 1 << 20 {
-            self.scratch = Vec::new(); // do not keep a buffer sized by a rare huge frame
+        if lane.codec.encode_to(to, msg, &mut self.scratch) {
+            lane.fanout.send(to, frame(&mut self.scratch));
         }
-        Some(frame)
     }
+}
+
+/// The encoded bytes as a shared frame. The scratch buffer keeps its capacity between calls, so
+/// a large frame (a welcome listing every member) is built without regrowing, then copied once.
+fn frame(scratch: &mut Vec<u8>) -> Frame {
+    let frame = Frame::from(&scratch[..]);
+    if scratch.capacity() > 1 << 20 {
+        *scratch = Vec::new(); // do not keep a buffer sized by a rare huge frame
+    }
+    frame
 }

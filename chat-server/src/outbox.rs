@@ -81,7 +81,7 @@ fn write_step(
     waker: &Waker,
 ) -> Poll<io::Result<Step>> {
     let mut hub = shared.hub.borrow_mut();
-    let fanout = hub.fanout();
+    let fanout = hub.fanout_of(conn);
     let (due, result) = {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let (mut count, mut bytes) = (0, 0);
@@ -147,7 +147,7 @@ pub async fn write_loop(
     // Once closing, the flush is bounded: a peer that does not read cannot hold the socket open.
     let flush_deadline = async {
         poll_fn(|cx| {
-            if shared.hub.borrow_mut().fanout().is_closing(conn) {
+            if shared.hub.borrow_mut().fanout_of(conn).is_closing(conn) {
                 Poll::Ready(())
             } else {
                 shared.closers.borrow_mut().insert(conn, cx.waker().clone());
@@ -160,7 +160,7 @@ pub async fn write_loop(
     };
     let result = write.or(flush_deadline).await;
     let _ = stream.get_ref().shutdown(Shutdown::Both);
-    shared.hub.borrow_mut().fanout().remove(conn);
+    shared.hub.borrow_mut().detach(conn);
     shared.writers.borrow_mut().remove(&conn);
     shared.closers.borrow_mut().remove(&conn);
     result

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{ConnId, Hub, HubEvent, Input, Notice, Room};
+use chat_core::{CodecId, ConnId, Hub, HubEvent, Input, Notice, Room};
 use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -161,7 +161,7 @@ async fn accept_loop(
         next_id += 1;
         let id = ConnId(next_id);
         // The writer may run before the room has seen the connection: open its place first.
-        shared.hub.borrow_mut().fanout().open(id);
+        shared.hub.borrow_mut().attach(id, CodecId::WIRE);
         if events.send(Event::Input(Input::Opened(id))).await.is_err() {
             return;
         }

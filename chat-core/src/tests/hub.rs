@@ -1,0 +1,112 @@
+//! The hub with two codecs: each connection gets its own protocol's bytes, a broadcast is
+//! encoded once per codec in use, and the closing frame comes from the connection's codec.
+
+use std::time::Instant;
+
+use super::*;
+use crate::{Codec, Due, Hub};
+
+/// A codec that writes one text line per message, counting how often it encoded a broadcast.
+#[derive(Debug, Default)]
+struct Lines {
+    broadcasts: usize,
+}
+
+impl Codec for Lines {
+    fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let line = match msg {
+            ServerMsg::Welcome { name, .. } => format!("to {}: welcome {name}\n", to.0),
+            ServerMsg::Closing(reason) => format!("to {}: bye ({reason})\n", to.0),
+            ServerMsg::Ping { .. } => return false,
+            other => format!("to {}: {other:?}\n", to.0),
+        };
+        out.extend_from_slice(line.as_bytes());
+        true
+    }
+
+    fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        self.broadcasts += 1;
+        let line = match msg {
+            ServerMsg::Chat { from, text, .. } => format!("<{from}> {text}\n"),
+            ServerMsg::Joined { name } => format!("+{name}\n"),
+            ServerMsg::Left { name, .. } => format!("-{name}\n"),
+            other => format!("{other:?}\n"),
+        };
+        out.extend_from_slice(line.as_bytes());
+        true
+    }
+}
+
+fn drain(hub: &mut Hub, conn: ConnId) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        let due = hub.fanout_of(conn).due(conn, |f| {
+            chunk.extend_from_slice(f);
+            true
+        });
+        if due != Due::Write {
+            return got;
+        }
+        hub.fanout_of(conn).consumed(conn, chunk.len());
+        got.extend(chunk);
+    }
+}
+
+#[test]
+fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_codec() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let lines = hub.add_codec(Box::new(Lines::default()));
+    let (wire, text1, text2) = (ConnId(1), ConnId(2), ConnId(3));
+    hub.attach(text1, lines);
+    hub.attach(text2, lines);
+    for (conn, name) in [(wire, "wire"), (text1, "t1"), (text2, "t2")] {
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
+        hub.handle_input(now, Input::Received(conn, hello(name)))
+            .unwrap();
+    }
+    for conn in [wire, text1, text2] {
+        drain(&mut hub, conn);
+    }
+    hub.handle_input(now, Input::Received(wire, chat("hi")))
+        .unwrap();
+    assert_eq!(drain(&mut hub, text1), b"<wire> hi\n");
+    assert_eq!(drain(&mut hub, text2), b"<wire> hi\n");
+    assert_eq!(drain(&mut hub, wire), b"", "no echo");
+    hub.handle_input(now, Input::Received(text1, chat("yo")))
+        .unwrap();
+    let frame = chat_proto::encode_to_vec(&ServerMsg::Chat {
+        seq: 2,
+        from: "t1".into(),
+        text: "yo".into(),
+    })
+    .unwrap();
+    assert_eq!(drain(&mut hub, wire), frame);
+    assert_eq!(drain(&mut hub, text2), b"<t1> yo\n");
+    hub.handle_input(now, Input::Received(text2, ClientMsg::Leave))
+        .unwrap();
+    assert_eq!(drain(&mut hub, text2), b"to 3: bye (left)\n");
+    assert_eq!(hub.fanout_of(text2).due(text2, |_| true), Due::Done);
+    assert_eq!(drain(&mut hub, text1), b"-t2\n");
+    hub.detach(text2);
+}
+
+#[test]
+fn a_raw_reply_is_ordered_after_what_the_room_sent_before_it() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let lines = hub.add_codec(Box::new(Lines::default()));
+    let (a, b) = (ConnId(1), ConnId(2));
+    hub.attach(b, lines);
+    for (conn, name) in [(a, "a"), (b, "b")] {
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
+        hub.handle_input(now, Input::Received(conn, hello(name)))
+            .unwrap();
+    }
+    drain(&mut hub, b);
+    hub.handle_input(now, Input::Received(a, chat("first")))
+        .unwrap();
+    hub.send_raw(now, b, b"PONG\n").unwrap();
+    assert_eq!(drain(&mut hub, b), b"<a> first\nPONG\n");
+}
