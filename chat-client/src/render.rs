@@ -62,12 +62,34 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
         }
         ServerMsg::Members { names } => Line::notice(format_args!("online: {}", join_names(names))),
         ServerMsg::Error(kind) => Line::error(kind),
-        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
+            return None;
+        }
         ServerMsg::Closing(CloseReason::ServerShutdown) => Line::notice("server is shutting down"),
         ServerMsg::Closing(reason) => {
             Line::notice(format_args!("disconnected by server: {reason}"))
         }
     })
+}
+
+/// The lines shown for the history after a welcome: set apart from live chat, so that nobody
+/// answers a stale line by mistake.
+pub fn render_history(chats: &[chat_proto::HistoryChat], missed: u64) -> Vec<Line> {
+    let mut lines = Vec::new();
+    if missed > 0 {
+        let s = if missed == 1 { "" } else { "s" };
+        lines.push(Line::notice(format_args!(
+            "{missed} message{s} were missed"
+        )));
+    }
+    for chat in chats {
+        lines.push(Line::Out(format!(
+            "[earlier] {}: {}",
+            escape(&chat.from),
+            escape(&chat.text)
+        )));
+    }
+    lines
 }
 
 fn join_names(names: &[std::sync::Arc<str>]) -> String {

@@ -21,7 +21,7 @@ use smol::Timer;
 use crate::command::{Command, CommandError, HELP, parse_command};
 use crate::config::Config;
 use crate::input::{COMMAND_PROMPT, Input, InputEvent, NAME_PROMPT};
-use crate::render::{Line, render};
+use crate::render::{Line, render, render_history};
 
 /// Exit code: the user left (or gave up before joining).
 pub const EXIT_OK: u8 = 0;
@@ -280,6 +280,7 @@ impl Session {
             // Shown as they are; a welcome or refusal out of turn too.
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused(_)
+            | ServerMsg::History { .. }
             | ServerMsg::Chat { .. }
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
@@ -414,7 +415,11 @@ impl Session {
     }
 
     fn print_msg(&mut self, msg: &ServerMsg) {
-        if let Some(line) = render(msg) {
+        if let ServerMsg::History { chats, missed } = msg {
+            for line in render_history(chats, *missed) {
+                self.print(line);
+            }
+        } else if let Some(line) = render(msg) {
             self.print(line);
         }
     }

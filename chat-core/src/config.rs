@@ -14,6 +14,16 @@ pub struct Config {
     /// A welcome lists every member only while there are at most this many; past it, the
     /// welcome carries the count and `Who` gives the list. Keeps a join into a big room cheap.
     pub welcome_list_max: u32,
+    /// Connections from one address (an IPv4 address, or an IPv6 /64) allowed in the handshake
+    /// at once, so that one address cannot take every handshake slot.
+    pub max_handshakes_per_ip: u32,
+    /// Members from one address allowed at once; 0 for no limit.
+    pub max_clients_per_ip: u32,
+    /// Joins and leaves are announced one by one only while the room has at most this many
+    /// members; past it, members learn the count from the welcome and names from `Who`.
+    pub announce_max: u32,
+    /// Chat messages kept for newcomers and for clients that resume; 0 keeps none.
+    pub history: u32,
     /// Longest name, in characters.
     pub max_name_chars: u32,
     /// Longest chat text, in bytes.
@@ -41,6 +51,10 @@ impl Default for Config {
             max_clients: 10_000,
             max_handshakes: 1_024,
             welcome_list_max: 1_000,
+            max_handshakes_per_ip: 32,
+            max_clients_per_ip: 0,
+            announce_max: 1_000,
+            history: 100,
             max_name_chars: 32,
             max_text_bytes: 1_024,
             max_frame_bytes: 2_048,
@@ -100,6 +114,17 @@ impl Config {
             return Err(format!(
                 "max clients ({}) times max name chars ({}) is too large for a member list frame",
                 self.max_clients, self.max_name_chars
+            ));
+        }
+        if self.max_handshakes_per_ip == 0 {
+            return Err("max handshakes per ip must be at least 1".into());
+        }
+        let history =
+            chat_proto::history_payload_max(self.history, self.max_name_chars, self.max_text_bytes);
+        if history > u64::from(chat_proto::MAX_SERVER_FRAME) {
+            return Err(format!(
+                "history ({}) times max text bytes ({}) is too large for one frame",
+                self.history, self.max_text_bytes
             ));
         }
         for (what, d) in [

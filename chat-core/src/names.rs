@@ -2,6 +2,7 @@
 
 use chat_proto::{ErrorKind, NameRule};
 use unicode_normalization::UnicodeNormalization;
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 /// Characters that draw nothing or reorder text: zero-width spaces and joiners, bidi
 /// embeddings, overrides and isolates, invisible operators, tag characters, the byte-order mark,
@@ -34,15 +35,26 @@ pub fn check_name(name: &str, max_chars: u32) -> Result<(), NameRule> {
     if name.chars().any(is_invisible) {
         return Err(NameRule::Invisible);
     }
+    // Letters from several scripts (Latin with a Cyrillic 'а', say) are how a look-alike is made;
+    // UTS #39 allows Latin mixed only with Han, Hiragana, Katakana or Hangul ("highly
+    // restrictive"). Digits, punctuation and symbols are not letters and do not count; letters
+    // are judged in their compatibility form (a fullwidth 'ｚ' is a Latin 'z').
+    let letters: String = name.nfkc().filter(|c| c.is_alphabetic()).collect();
+    if letters.as_str().detect_restriction_level() > RestrictionLevel::HighlyRestrictive {
+        return Err(NameRule::MixedScript);
+    }
     Ok(())
 }
 
-/// The key under which a name is unique: compatibility-normalised and case-folded
-/// (NFKC, full Unicode case folding, NFKC again), so `Alice`, `ALICE`, `ａｌｉｃｅ` and
-/// decomposed accents all fold to one key.
+/// The key under which a name is unique: compatibility-normalised and case-folded (NFKC, full
+/// Unicode case folding), then reduced to its UTS #39 confusable skeleton and folded again, so
+/// `Alice`, `ALICE`, `ａｌｉｃｅ`, decomposed accents, a dotless `ı` for `i` and a name spelled
+/// wholly in Cyrillic look-alikes all fold to one key.
 pub fn fold_name(name: &str) -> String {
     let nfkc: String = name.nfkc().collect();
-    caseless::default_case_fold_str(&nfkc).nfkc().collect()
+    let folded = caseless::default_case_fold_str(&nfkc);
+    let skeleton: String = unicode_security::skeleton(&folded).collect();
+    caseless::default_case_fold_str(&skeleton).nfkc().collect()
 }
 
 /// The form a valid name is registered and shown in: canonically composed (NFC).

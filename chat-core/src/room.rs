@@ -7,12 +7,15 @@
 //! [`Room::shared`] hands proposals to the driver ([`Output::Propose`]) and applies what the
 //! driver brings back ([`Input::Applied`], [`Input::Declined`], [`Input::Resync`]).
 
+use core::net::IpAddr;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chat_proto::{ClientMsg, CloseReason, ErrorKind, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg};
+use chat_proto::{
+    ClientMsg, CloseReason, ErrorKind, HistoryChat, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg,
+};
 
 use crate::config::{Config, ConfigError};
 use crate::log::{
@@ -27,8 +30,11 @@ pub struct ConnId(pub u64);
 /// Something that happened, handed to [`Room::handle_input`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A connection was accepted.
+    /// A connection was accepted (its address unknown: it counts under no address's limits).
     Opened(ConnId),
+    /// A connection was accepted from this address: it counts towards the address's limits
+    /// (an IPv6 address counts as its /64).
+    OpenedFrom(ConnId, IpAddr),
     /// A whole message arrived on a connection.
     Received(ConnId, ClientMsg),
     /// Bytes arrived on a connection that are not a valid frame; it is closed for a protocol error.
@@ -175,6 +181,37 @@ struct Conn {
     tokens_at: Instant,
     strikes: u32,
     phase: Phase,
+    /// The address it counts under.
+    addr: Option<AddrKey>,
+    /// Where its history starts, if it asked to resume.
+    resume: Option<u64>,
+}
+
+/// An address as limits count it: an IPv4 address, or the /64 of an IPv6 address (one host
+/// usually holds a whole /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AddrKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl From<IpAddr> for AddrKey {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(v4) => AddrKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddrKey::V4(u32::from(v4)),
+                None => AddrKey::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// What one address holds: connections in the handshake, and members.
+#[derive(Debug, Default, Clone, Copy)]
+struct AddrCount {
+    handshakes: u32,
+    members: u32,
 }
 
 /// The room as the applied log has it: who is in, and where the log stands.
@@ -184,6 +221,8 @@ struct View {
     seq: u64,
     /// Folded name to member: the one owner of who holds which name.
     members: BTreeMap<Arc<str>, Seat>,
+    /// The most recent chats, oldest first.
+    history: VecDeque<HistoryChat>,
 }
 
 /// The chat room: membership, names, sequence numbers, limits and deadlines.
@@ -196,6 +235,8 @@ pub struct Room {
     conns: HashMap<ConnId, Conn>,
     /// Connections here that are members.
     local_members: usize,
+    /// What each address holds, for the per-address limits.
+    per_addr: HashMap<AddrKey, AddrCount>,
     view: View,
     next_nonce: u64,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
@@ -231,6 +272,7 @@ impl Room {
             log,
             conns: HashMap::new(),
             local_members: 0,
+            per_addr: HashMap::new(),
             view: View::default(),
             next_nonce: 0,
             timers: BinaryHeap::new(),
@@ -250,6 +292,7 @@ impl Room {
                 .into_iter()
                 .map(|seat| (seat.key.clone(), seat))
                 .collect(),
+            history: VecDeque::new(),
         };
     }
 
@@ -332,7 +375,8 @@ impl Room {
     /// Feeds one input into the room at time `now`.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         let result = match input {
-            Input::Opened(id) => self.open(now, id),
+            Input::Opened(id) => self.open(now, id, None),
+            Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr.into())),
             Input::Received(id, msg) => {
                 self.receive(now, id, msg);
                 Ok(())
@@ -401,7 +445,7 @@ impl Room {
         });
     }
 
-    fn open(&mut self, now: Instant, id: ConnId) -> Result<(), UsageError> {
+    fn open(&mut self, now: Instant, id: ConnId, addr: Option<AddrKey>) -> Result<(), UsageError> {
         if self.conns.contains_key(&id) {
             return Err(UsageError::AlreadyOpen(id));
         }
@@ -416,8 +460,20 @@ impl Room {
                 tokens_at: now,
                 strikes: 0,
                 phase: Phase::Handshake,
+                addr,
+                resume: None,
             },
         );
+        let from_addr = addr.map_or(0, |a| {
+            let count = self.per_addr.entry(a).or_default();
+            count.handshakes += 1;
+            count.handshakes
+        });
+        if from_addr > self.config.max_handshakes_per_ip {
+            self.send(id, ServerMsg::Refused(Refusal::TooManyConnections));
+            self.close(id, CloseReason::TooManyConnections);
+            return Ok(());
+        }
         let handshakes = self.conns.len() - self.local_members;
         if handshakes > self.config.max_handshakes as usize {
             self.send(id, ServerMsg::Refused(Refusal::ServerFull));
@@ -440,6 +496,13 @@ impl Room {
             conn.last_heard = now;
             conn.pinged = false;
         }
+        if let ClientMsg::Resume { after } = msg {
+            // Free, and only before joining: where the history after the welcome starts.
+            if conn.phase == Phase::Handshake {
+                conn.resume = Some(after);
+            }
+            return;
+        }
         if !joined && !matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Leave) {
             self.close(id, CloseReason::ProtocolError);
             return;
@@ -461,7 +524,7 @@ impl Room {
                 self.send(id, ServerMsg::Members { names });
             }
             ClientMsg::Ping { nonce } => self.send(id, ServerMsg::Pong { nonce }),
-            ClientMsg::Pong { .. } => {}
+            ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
         }
     }
 
@@ -529,6 +592,14 @@ impl Room {
             self.close(id, CloseReason::ServerFull);
             return;
         }
+        let max_per_addr = self.config.max_clients_per_ip;
+        let addr = self.conns.get(&id).and_then(|c| c.addr);
+        let members_from_addr = addr.map_or(0, |a| self.per_addr[&a].members);
+        if max_per_addr > 0 && members_from_addr >= max_per_addr {
+            self.send(id, ServerMsg::Refused(Refusal::TooManyConnections));
+            self.close(id, CloseReason::TooManyConnections);
+            return;
+        }
         let name: Arc<str> = display_name(name).into();
         self.propose(id, &name, &key, ProposalKind::Join);
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -564,6 +635,16 @@ impl Room {
             Event::Joined => self.joined(now, here, entry),
             Event::Chat { seq, text } => {
                 self.view.seq = seq;
+                if self.config.history > 0 {
+                    if self.view.history.len() >= self.config.history as usize {
+                        self.view.history.pop_front();
+                    }
+                    self.view.history.push_back(HistoryChat {
+                        seq,
+                        from: entry.name.clone(),
+                        text: text.as_str().into(),
+                    });
+                }
                 let seat = self.view.members.get(&entry.key);
                 let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
                 self.outputs.push_back(Output::Broadcast {
@@ -576,6 +657,7 @@ impl Room {
                 });
             }
             Event::Left { reason } => {
+                let announce = self.view.members.len() <= self.config.announce_max as usize;
                 let Some(seat) = self.view.members.remove(&entry.key) else {
                     return Ok(());
                 };
@@ -592,13 +674,15 @@ impl Room {
                     name: seat.name.clone(),
                     reason,
                 }));
-                self.outputs.push_back(Output::Broadcast {
-                    except: None,
-                    msg: ServerMsg::Left {
-                        name: seat.name.to_string(),
-                        reason,
-                    },
-                });
+                if announce {
+                    self.outputs.push_back(Output::Broadcast {
+                        except: None,
+                        msg: ServerMsg::Left {
+                            name: seat.name.to_string(),
+                            reason,
+                        },
+                    });
+                }
             }
         }
         Ok(())
@@ -612,6 +696,8 @@ impl Room {
             key: entry.key.clone(),
         };
         self.view.members.insert(entry.key.clone(), seat);
+        // Past `announce_max` members, joins and leaves are not announced one by one.
+        let announce = self.view.members.len() <= self.config.announce_max as usize;
         let joiner = here
             && self.conns.get(&entry.conn).is_some_and(
                 |c| matches!(&c.phase, Phase::Joining { key, .. } if *key == entry.key),
@@ -632,21 +718,29 @@ impl Room {
             );
         }
         if !joiner {
-            self.outputs.push_back(Output::Broadcast {
-                except: None,
-                msg: ServerMsg::Joined {
-                    name: entry.name.to_string(),
-                },
-            });
+            if announce {
+                self.outputs.push_back(Output::Broadcast {
+                    except: None,
+                    msg: ServerMsg::Joined {
+                        name: entry.name.to_string(),
+                    },
+                });
+            }
             return;
         }
         let id = entry.conn;
+        let mut resume = None;
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.phase = Phase::Member {
                 name: entry.name.clone(),
                 key: entry.key.clone(),
             };
             conn.last_heard = now;
+            resume = conn.resume;
+            if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
+                count.handshakes -= 1;
+                count.members += 1;
+            }
         }
         self.local_members += 1;
         self.schedule(
@@ -667,13 +761,40 @@ impl Room {
             seq: self.view.seq,
         };
         self.send(id, welcome);
+        if let Some(history) = self.history_after(resume) {
+            self.send(id, history);
+        }
         self.outputs.push_back(Output::Subscribe { conn: id });
-        self.outputs.push_back(Output::Broadcast {
-            except: Some(id),
-            msg: ServerMsg::Joined {
-                name: entry.name.to_string(),
-            },
-        });
+        if announce {
+            self.outputs.push_back(Output::Broadcast {
+                except: Some(id),
+                msg: ServerMsg::Joined {
+                    name: entry.name.to_string(),
+                },
+            });
+        }
+    }
+
+    /// What a member joining now is shown of the past: the chats after `resume` (or all kept),
+    /// and how many it missed that are no longer kept. `None` when there is nothing to show.
+    fn history_after(&self, resume: Option<u64>) -> Option<ServerMsg> {
+        let after = resume.unwrap_or(0);
+        let chats: Vec<HistoryChat> = self
+            .view
+            .history
+            .iter()
+            .filter(|c| c.seq > after)
+            .cloned()
+            .collect();
+        // Only a client that resumes is told what it missed; a newcomer missed nothing.
+        let missed = match resume {
+            Some(after) => {
+                let first_kept = chats.first().map_or(self.view.seq + 1, |c| c.seq);
+                first_kept.saturating_sub(after + 1)
+            }
+            None => 0,
+        };
+        (!chats.is_empty() || missed > 0).then_some(ServerMsg::History { chats, missed })
     }
 
     fn declined(&mut self, proposal: Proposal, why: Declined) {
@@ -760,6 +881,17 @@ impl Room {
     fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<(Arc<str>, Arc<str>)> {
         let conn = self.conns.remove(&id)?;
         self.outputs.push_back(Output::Close { conn: id, reason });
+        if let Some(addr) = conn.addr {
+            if let Some(count) = self.per_addr.get_mut(&addr) {
+                match conn.phase {
+                    Phase::Member { .. } => count.members -= 1,
+                    _ => count.handshakes -= 1,
+                }
+                if count.handshakes == 0 && count.members == 0 {
+                    self.per_addr.remove(&addr);
+                }
+            }
+        }
         match conn.phase {
             Phase::Handshake => None,
             Phase::Joining { name, key } => Some((name, key)),

@@ -854,3 +854,230 @@ fn a_member_leaving_is_a_typed_notice_for_the_driver() {
         ]
     );
 }
+
+// Issue 14: look-alike names across scripts, history and resume, per-address limits, quiet
+// big rooms.
+
+#[test]
+fn look_alikes_across_scripts_are_refused_or_collide() {
+    let mut h = Harness::with(Config {
+        max_clients: 10,
+        ..config()
+    });
+    h.join(1, "alice");
+    h.open(2);
+    let refused = |rule| vec![send(2, ServerMsg::Refused(Refusal::NameInvalid(rule)))];
+    let taken = vec![send(2, ServerMsg::Refused(Refusal::NameTaken))];
+    // A Cyrillic 'а' among Latin letters, a Greek omicron among Latin letters: mixed scripts.
+    assert_eq!(
+        h.recv(2, hello("\u{430}lice")),
+        refused(NameRule::MixedScript)
+    );
+    assert_eq!(
+        h.recv(2, hello("b\u{3bf}b")),
+        refused(NameRule::MixedScript)
+    );
+    // A dotless 'ı', and "alice" spelled wholly in Cyrillic look-alikes: the same skeleton.
+    assert_eq!(h.recv(2, hello("al\u{131}ce")), taken);
+    assert_eq!(
+        h.recv(2, hello("\u{430}\u{4cf}\u{456}\u{441}\u{435}")),
+        taken
+    );
+    // Names in one script other than Latin, or Latin with Han, still join.
+    for (id, name) in [(3, "Łukasz"), (4, "Дмитрий"), (5, "太郎"), (6, "Tarō太郎")] {
+        h.open(id);
+        let out = h.recv(id, hello(name));
+        assert!(
+            matches!(
+                &out[0],
+                Output::Send {
+                    msg: ServerMsg::Welcome { .. },
+                    ..
+                }
+            ),
+            "{name}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_newcomer_gets_the_last_n_chats_after_its_welcome() {
+    let mut h = Harness::with(Config {
+        history: 3,
+        ..config()
+    });
+    h.join(1, "alice");
+    for i in 1..=5 {
+        h.recv(1, chat(&format!("m{i}")));
+    }
+    h.open(2);
+    let out = h.recv(2, hello("bob"));
+    let history = |seqs: &[u64]| ServerMsg::History {
+        chats: seqs
+            .iter()
+            .map(|s| chat_proto::HistoryChat {
+                seq: *s,
+                from: "alice".into(),
+                text: format!("m{s}").into(),
+            })
+            .collect(),
+        missed: 0,
+    };
+    assert_eq!(out[1], send(2, history(&[3, 4, 5])));
+    assert_eq!(out[2], Output::Subscribe { conn: ConnId(2) });
+}
+
+#[test]
+fn a_client_that_resumes_gets_exactly_what_it_missed_or_the_count_it_cannot() {
+    let mut h = Harness::with(Config {
+        history: 3,
+        ..config()
+    });
+    h.join(1, "alice");
+    for i in 1..=5 {
+        h.recv(1, chat(&format!("m{i}")));
+    }
+    let chat_at = |s: u64| chat_proto::HistoryChat {
+        seq: s,
+        from: "alice".into(),
+        text: format!("m{s}").into(),
+    };
+    // Resume after 3: 4 and 5, once.
+    h.open(2);
+    h.recv(2, ClientMsg::Resume { after: 3 });
+    let out = h.recv(2, hello("bob"));
+    assert_eq!(
+        out[1],
+        send(
+            2,
+            ServerMsg::History {
+                chats: vec![chat_at(4), chat_at(5)],
+                missed: 0
+            }
+        )
+    );
+    // Resume after 0 with only 3..=5 kept: told that 2 were missed.
+    h.open(3);
+    h.recv(3, ClientMsg::Resume { after: 0 });
+    let out = h.recv(3, hello("carol"));
+    assert_eq!(
+        out[1],
+        send(
+            3,
+            ServerMsg::History {
+                chats: vec![chat_at(3), chat_at(4), chat_at(5)],
+                missed: 2
+            }
+        )
+    );
+    // Resume after the latest: nothing to show at all.
+    h.open(4);
+    h.recv(4, ClientMsg::Resume { after: 5 });
+    let out = h.recv(4, hello("dave"));
+    assert_eq!(out[1], Output::Subscribe { conn: ConnId(4) });
+}
+
+#[test]
+fn one_address_cannot_take_every_handshake_slot() {
+    let mut h = Harness::with(Config {
+        max_handshakes: 8,
+        max_handshakes_per_ip: 2,
+        ..config()
+    });
+    let a: core::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let b: core::net::IpAddr = "127.0.0.2".parse().unwrap();
+    assert!(h.input(Input::OpenedFrom(ConnId(1), a)).is_empty());
+    assert!(h.input(Input::OpenedFrom(ConnId(2), a)).is_empty());
+    assert_eq!(
+        h.input(Input::OpenedFrom(ConnId(3), a)),
+        vec![
+            send(3, ServerMsg::Refused(Refusal::TooManyConnections)),
+            close(3, CloseReason::TooManyConnections),
+        ]
+    );
+    // Another address still gets in, and a slot freed by a join is free again.
+    assert!(h.input(Input::OpenedFrom(ConnId(4), b)).is_empty());
+    h.recv(1, hello("alice"));
+    assert!(h.input(Input::OpenedFrom(ConnId(5), a)).is_empty());
+    // IPv6 counts per /64.
+    let v6 = |s: &str| -> core::net::IpAddr { s.parse().unwrap() };
+    assert!(
+        h.input(Input::OpenedFrom(ConnId(6), v6("2001:db8::1")))
+            .is_empty()
+    );
+    assert!(
+        h.input(Input::OpenedFrom(ConnId(7), v6("2001:db8::ffff:2")))
+            .is_empty()
+    );
+    assert_eq!(
+        h.input(Input::OpenedFrom(ConnId(8), v6("2001:db8::3")))
+            .len(),
+        2
+    );
+    assert!(
+        h.input(Input::OpenedFrom(ConnId(9), v6("2001:db8:0:1::1")))
+            .is_empty()
+    );
+}
+
+#[test]
+fn members_per_address_are_limited_when_asked() {
+    let mut h = Harness::with(Config {
+        max_clients_per_ip: 1,
+        ..config()
+    });
+    let a: core::net::IpAddr = "10.0.0.1".parse().unwrap();
+    h.input(Input::OpenedFrom(ConnId(1), a));
+    h.recv(1, hello("alice"));
+    h.input(Input::OpenedFrom(ConnId(2), a));
+    assert_eq!(
+        h.recv(2, hello("bob")),
+        vec![
+            send(2, ServerMsg::Refused(Refusal::TooManyConnections)),
+            close(2, CloseReason::TooManyConnections),
+        ]
+    );
+}
+
+#[test]
+fn past_announce_max_joins_and_leaves_are_not_announced_but_who_is_complete() {
+    let mut h = Harness::with(Config {
+        announce_max: 2,
+        ..config()
+    });
+    h.join(1, "a");
+    h.join(2, "b");
+    h.open(3);
+    let out = h.recv(3, hello("c"));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Broadcast { .. })),
+        "a third member is not announced: {out:?}"
+    );
+    assert_eq!(
+        h.recv(3, ClientMsg::Who),
+        vec![send(
+            3,
+            ServerMsg::Members {
+                names: vec!["a".into(), "b".into(), "c".into()]
+            }
+        )]
+    );
+    // Leaving a room of three is not announced; leaving a room of two is.
+    let out = h.recv(3, ClientMsg::Leave);
+    assert_eq!(out, vec![close(3, CloseReason::Left)]);
+    let out = h.recv(2, ClientMsg::Leave);
+    assert_eq!(
+        out,
+        vec![
+            close(2, CloseReason::Left),
+            broadcast(None, left_msg("b", CloseReason::Left)),
+        ]
+    );
+}
+
+fn left_msg(name: &str, reason: CloseReason) -> ServerMsg {
+    ServerMsg::Left {
+        name: name.into(),
+        reason,
+    }
+}

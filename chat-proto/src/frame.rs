@@ -29,6 +29,16 @@ pub fn member_list_payload_max(count: u32, name_chars: u32) -> u64 {
     1 + varint_len(u64::from(count)) + u64::from(count) * name + 128 + name
 }
 
+/// The most payload bytes a history of `count` chats (names of at most `name_chars`
+/// characters, texts of at most `text_bytes` bytes) can take.
+pub fn history_payload_max(count: u32, name_chars: u32, text_bytes: u32) -> u64 {
+    let name = varint_len(u64::from(name_chars) * 4) + u64::from(name_chars) * 4;
+    let text = varint_len(u64::from(text_bytes)) + u64::from(text_bytes);
+    // The tag, the count, each chat's sequence number (a varint of up to 10 bytes), the missed
+    // count.
+    1 + varint_len(u64::from(count)) + u64::from(count) * (10 + name + text) + 10
+}
+
 /// A decode buffer that grew past this is released after its frame, so idle connections stay small.
 const KEEP_CAPACITY: usize = 4096;
 

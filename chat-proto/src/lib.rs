@@ -14,11 +14,11 @@ pub mod settings;
 
 pub use frame::{
     DecodeError, EncodeError, FrameDecoder, MAX_SERVER_FRAME, PREFIX_LEN, chat_payload_len,
-    decode_payload, encode, encode_to_vec, member_list_payload_max,
+    decode_payload, encode, encode_to_vec, history_payload_max, member_list_payload_max,
 };
 pub use msg::{
-    ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, NameRule, PROTOCOL_VERSION, Refusal,
-    ServerMsg,
+    ClientMsg, CloseReason, ErrorKind, HistoryChat, Limits, MAGIC, NameRule, PROTOCOL_VERSION,
+    Refusal, ServerMsg,
 };
 pub use reader::{FrameReader, MAX_READ_CHUNK, MIN_READ_CHUNK};
 

@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 /// The first field of every hello: tells a chat server from anything else that opened a socket.
 pub const MAGIC: u32 = 0x4348_4154; // "CHAT"
 
-/// The protocol version this crate speaks. Version 2 added [`Refusal::Unavailable`],
-/// [`ErrorKind::Unavailable`], [`CloseReason::ServerLost`] and [`CloseReason::RoomReset`] (a room
-/// shared by several servers); a version 1 hello is refused with `UnsupportedVersion`.
+/// The protocol version this crate speaks. Version 2 added a room shared by several servers
+/// ([`Refusal::Unavailable`], [`ErrorKind::Unavailable`], [`CloseReason::ServerLost`],
+/// [`CloseReason::RoomReset`]), history and resuming ([`ClientMsg::Resume`],
+/// [`ServerMsg::History`]), per-address limits and look-alike names
+/// ([`Refusal::TooManyConnections`], [`NameRule::MixedScript`]); a version 1 hello is refused
+/// with `UnsupportedVersion`.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A message from a client to the server.
@@ -43,6 +46,23 @@ pub enum ClientMsg {
         /// The nonce of the ping answered.
         nonce: u64,
     },
+    /// Sent before the hello by a client that reconnects: the history that follows its welcome
+    /// starts after chat `after` (the last sequence number it saw) instead of with the most recent.
+    Resume {
+        /// The last chat sequence number the client saw.
+        after: u64,
+    },
+}
+
+/// A chat message from before the welcome, as the history carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryChat {
+    /// The room sequence number it had.
+    pub seq: u64,
+    /// The sender's registered name.
+    pub from: Arc<str>,
+    /// The text.
+    pub text: Arc<str>,
 }
 
 /// A message from the server to a client.
@@ -105,6 +125,15 @@ pub enum ServerMsg {
     },
     /// The server is about to close this connection, and why.
     Closing(CloseReason),
+    /// Sent right after the welcome: the room's recent chat, oldest first (after the `Resume`
+    /// point if the client sent one), so that a newcomer sees the conversation and a client
+    /// that reconnects sees what it missed, once.
+    History {
+        /// The messages, oldest first.
+        chats: Vec<HistoryChat>,
+        /// Messages the client missed that the history no longer holds.
+        missed: u64,
+    },
 }
 
 /// The limits a server enforces, announced in the welcome.
@@ -142,6 +171,8 @@ pub enum Refusal {
     AlreadyJoined,
     /// The room's shared log cannot be reached just now; try again shortly.
     Unavailable,
+    /// Too many connections from the same address are joining or joined.
+    TooManyConnections,
 }
 
 /// The rule a refused name broke.
@@ -160,6 +191,9 @@ pub enum NameRule {
     Control,
     /// The name contains an invisible formatting character (zero-width, bidi override, ...).
     Invisible,
+    /// The name mixes letters of scripts in a way Unicode's UTS #39 does not allow in an
+    /// identifier (Latin with a Cyrillic look-alike, say), so it could pass for another name.
+    MixedScript,
 }
 
 /// Why a request was refused without closing the connection.
@@ -205,6 +239,8 @@ pub enum CloseReason {
     ServerLost,
     /// The room's shared log was lost or skipped: everyone on this server must join again.
     RoomReset,
+    /// Too many connections from the same address.
+    TooManyConnections,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -221,6 +257,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ServerFull => "server full",
             CloseReason::ServerLost => "their server was lost",
             CloseReason::RoomReset => "the room was reset; join again",
+            CloseReason::TooManyConnections => "too many connections from one address",
         })
     }
 }
@@ -235,6 +272,9 @@ impl std::fmt::Display for NameRule {
             NameRule::Whitespace => f.write_str("name contains whitespace"),
             NameRule::Control => f.write_str("name contains a control character"),
             NameRule::Invisible => f.write_str("name contains an invisible formatting character"),
+            NameRule::MixedScript => {
+                f.write_str("name mixes look-alike letters from different scripts")
+            }
         }
     }
 }
@@ -253,6 +293,9 @@ impl std::fmt::Display for Refusal {
             Refusal::ServerFull => f.write_str("server is full; try again later"),
             Refusal::AlreadyJoined => f.write_str("already joined"),
             Refusal::Unavailable => f.write_str("the room is unavailable just now; try again"),
+            Refusal::TooManyConnections => {
+                f.write_str("too many connections from your address; try again later")
+            }
         }
     }
 }

@@ -107,6 +107,11 @@ impl Raw {
         )
     }
 
+    /// A whole number, 0 included (for settings where 0 means "none" or "no limit").
+    pub fn number<T: std::str::FromStr>(&self) -> Result<T, SettingError> {
+        self.parse_with(|v| v.parse::<T>().ok(), "a whole number")
+    }
+
     /// A host name or address: not empty, no spaces or control characters.
     pub fn host(&self) -> Result<String, SettingError> {
         self.parse_with(

@@ -23,6 +23,18 @@ pub struct Args {
     /// list the members in a welcome only up to this many [env CHAT_WELCOME_LIST_MAX, default 1000]
     #[argh(option)]
     pub welcome_list_max: Option<String>,
+    /// connections from one address (IPv6: one /64) allowed in the handshake at once [env CHAT_MAX_HANDSHAKES_PER_IP, default 32]
+    #[argh(option)]
+    pub max_handshakes_per_ip: Option<String>,
+    /// members from one address allowed at once, 0 for no limit [env CHAT_MAX_CLIENTS_PER_IP, default 0]
+    #[argh(option)]
+    pub max_clients_per_ip: Option<String>,
+    /// announce joins and leaves one by one only up to this many members [env CHAT_ANNOUNCE_MAX, default 1000]
+    #[argh(option)]
+    pub announce_max: Option<String>,
+    /// chat messages kept for newcomers and resuming clients, 0 for none [env CHAT_HISTORY, default 100]
+    #[argh(option)]
+    pub history: Option<String>,
     /// longest name in characters [env CHAT_MAX_NAME_CHARS, default 32]
     #[argh(option)]
     pub max_name_chars: Option<String>,
@@ -133,7 +145,26 @@ pub fn resolve(
         config.port = raw.port(PortZero::AnyFree)?;
     }
     let room = &mut config.room;
-    let counts: [(&str, &Option<String>, &mut u32); 9] = [
+    let numbers: [(&str, &Option<String>, &mut u32); 2] = [
+        (
+            "max-clients-per-ip",
+            &args.max_clients_per_ip,
+            &mut room.max_clients_per_ip,
+        ),
+        ("history", &args.history, &mut room.history),
+    ];
+    for (flag, given, slot) in numbers {
+        if let Some(raw) = pick(flag, given) {
+            *slot = raw.number()?;
+        }
+    }
+    let counts: [(&str, &Option<String>, &mut u32); 11] = [
+        (
+            "max-handshakes-per-ip",
+            &args.max_handshakes_per_ip,
+            &mut room.max_handshakes_per_ip,
+        ),
+        ("announce-max", &args.announce_max, &mut room.announce_max),
         ("max-clients", &args.max_clients, &mut room.max_clients),
         (
             "max-handshakes",
@@ -411,6 +442,10 @@ mod tests {
             max_clients: Some("101".into()),
             max_handshakes: Some("102".into()),
             welcome_list_max: Some("103".into()),
+            max_handshakes_per_ip: Some("104".into()),
+            max_clients_per_ip: Some("105".into()),
+            announce_max: Some("106".into()),
+            history: Some("107".into()),
             max_name_chars: Some("14".into()),
             max_text_bytes: Some("1005".into()),
             max_frame_bytes: Some("3006".into()),
@@ -434,6 +469,10 @@ mod tests {
             ("CHAT_MAX_CLIENTS", "101"),
             ("CHAT_MAX_HANDSHAKES", "102"),
             ("CHAT_WELCOME_LIST_MAX", "103"),
+            ("CHAT_MAX_HANDSHAKES_PER_IP", "104"),
+            ("CHAT_MAX_CLIENTS_PER_IP", "105"),
+            ("CHAT_ANNOUNCE_MAX", "106"),
+            ("CHAT_HISTORY", "107"),
             ("CHAT_MAX_NAME_CHARS", "14"),
             ("CHAT_MAX_TEXT_BYTES", "1005"),
             ("CHAT_MAX_FRAME_BYTES", "3006"),
@@ -457,6 +496,10 @@ mod tests {
                 max_clients: 101,
                 max_handshakes: 102,
                 welcome_list_max: 103,
+                max_handshakes_per_ip: 104,
+                max_clients_per_ip: 105,
+                announce_max: 106,
+                history: 107,
                 max_name_chars: 14,
                 max_text_bytes: 1005,
                 max_frame_bytes: 3006,

@@ -89,6 +89,14 @@ mod tests {
             .filter_map(|l| l.split(['.', '=', ' ']).next())
             .filter(|n| !n.is_empty() && !n.starts_with('#'))
             .collect();
-        assert_eq!(names, ["caseless", "chat-proto", "unicode-normalization"]);
+        assert_eq!(
+            names,
+            [
+                "caseless",
+                "chat-proto",
+                "unicode-normalization",
+                "unicode-security"
+            ]
+        );
     }
 }
