@@ -27,7 +27,7 @@ mod tests {
                     .unwrap_or_else(|e| panic!("read {path}: {e}"))
             };
             Self {
-                room: read("chat-core/src/room.rs"),
+                room: read("chat-core/src/config.rs"),
                 server_config: read("chat-server/src/config.rs"),
                 client_config: read("chat-client/src/config.rs"),
                 readme: read("README.md"),
