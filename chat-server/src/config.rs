@@ -52,6 +52,24 @@ pub struct Args {
     /// silence after which a client is closed [env CHAT_IDLE_TIMEOUT, default 90s]
     #[argh(option)]
     pub idle_timeout: Option<String>,
+    /// share the room with other servers through this Redis, e.g. redis://127.0.0.1:6379 [env CHAT_REDIS, default off]
+    #[argh(option)]
+    pub redis: Option<String>,
+    /// the shared room's name in Redis [env CHAT_ROOM, default chat]
+    #[argh(option)]
+    pub room: Option<String>,
+    /// this server's label in the shared room's logs [env CHAT_NODE_ID, default host-pid]
+    #[argh(option)]
+    pub node_id: Option<String>,
+    /// how long this server stays in the shared room without a heartbeat [env CHAT_LEASE, default 10s]
+    #[argh(option)]
+    pub lease: Option<String>,
+    /// entries the shared room's stream keeps, about [env CHAT_TRIM_LEN, default 100000]
+    #[argh(option)]
+    pub trim_len: Option<String>,
+    /// let several servers listen on the same port (SO_REUSEPORT) [env CHAT_REUSE_PORT]
+    #[argh(switch)]
+    pub reuse_port: bool,
 }
 
 /// Everything the server needs to run.
@@ -67,6 +85,25 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// How long a closing connection may take to flush its last frames.
     pub linger: Duration,
+    /// The room is shared through Redis (`--redis`); `None`: the room lives in this process.
+    pub shared: Option<SharedConfig>,
+    /// Listen with SO_REUSEPORT, so that several processes share one port.
+    pub reuse_port: bool,
+}
+
+/// Where and how this server takes part in a room shared through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// The Redis URL.
+    pub url: String,
+    /// The room's name: its keys are `chat:{ROOM}:*`.
+    pub room: String,
+    /// This server's label, for logs.
+    pub label: String,
+    /// How long this server stays in the room without a heartbeat.
+    pub lease: Duration,
+    /// Entries the stream keeps, about.
+    pub trim_len: u64,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +114,8 @@ impl Default for ServerConfig {
             room: chat_core::Config::default(),
             queue_bytes: 256 * 1024,
             linger: Duration::from_secs(2),
+            shared: None,
+            reuse_port: false,
         }
     }
 }
@@ -228,11 +267,67 @@ pub fn resolve(
     if let Some(raw) = pick(&args.queue_bytes, "queue-bytes", &env) {
         config.queue_bytes = number(&raw)?;
     }
+    config.reuse_port = args.reuse_port || env("CHAT_REUSE_PORT").is_some_and(|v| v == "1");
+    config.shared = resolve_shared(args, &env)?;
     config
         .room
         .validate()
         .map_err(|e| ConfigError(e.to_string()))?;
     Ok(config)
+}
+
+/// The shared-room settings: `None` without `--redis`.
+fn resolve_shared(
+    args: &Args,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SharedConfig>, ConfigError> {
+    let Some(url) = pick(&args.redis, "redis", env) else {
+        return Ok(None);
+    };
+    if !url.value.starts_with("redis://") && !url.value.starts_with("unix://") {
+        return Err(invalid(&url, "a URL such as redis://127.0.0.1:6379"));
+    }
+    let mut shared = SharedConfig {
+        url: url.value.trim().to_string(),
+        room: "chat".into(),
+        label: format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        ),
+        lease: Duration::from_secs(10),
+        trim_len: 100_000,
+    };
+    if let Some(raw) = pick(&args.room, "room", env) {
+        let ok = !raw.value.is_empty()
+            && raw.value.len() <= 64
+            && raw
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            return Err(invalid(&raw, "a name of letters, digits, '-', '_' or '.'"));
+        }
+        shared.room = raw.value;
+    }
+    if let Some(raw) = pick(&args.node_id, "node-id", env) {
+        if raw.value.trim().is_empty() {
+            return Err(invalid(&raw, "a non-empty label"));
+        }
+        shared.label = raw.value.trim().to_string();
+    }
+    if let Some(raw) = pick(&args.lease, "lease", env) {
+        shared.lease = duration(&raw)?;
+        if shared.lease < Duration::from_millis(300) {
+            return Err(invalid(&raw, "a lease of at least 300ms"));
+        }
+    }
+    if let Some(raw) = pick(&args.trim_len, "trim-len", env) {
+        shared.trim_len = number(&raw)?;
+    }
+    Ok(Some(shared))
 }
 
 #[cfg(test)]
