@@ -5,6 +5,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod load;
+pub mod proxy;
+pub mod redis;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

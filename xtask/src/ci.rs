@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 
-use std::{env, process::Command};
+use std::process::Command;
 
-use crate::{bench, cargo, project_root, step};
+use crate::{bench, cargo, deps, deps::on_path, project_root, step};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
@@ -27,6 +27,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    // The end-to-end tests start real programs (redis-server); install what is missing.
+    deps::ensure()?;
     step(
         "test",
         "cargo test --workspace",
@@ -51,12 +53,4 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     eprintln!("==> ci: all steps passed");
     Ok(())
-}
-
-/// Whether an executable named `program` is in a directory on `PATH`.
-fn on_path(program: &str) -> bool {
-    env::var_os("PATH").is_some_and(|paths| {
-        env::split_paths(&paths)
-            .any(|dir| dir.join(program).is_file() || dir.join(format!("{program}.exe")).is_file())
-    })
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod deps;
 mod fuzz;
 mod hooks;
 mod purity;

@@ -3,4 +3,5 @@
 
 mod client;
 mod hostile;
+mod redis_infra;
 mod server;
