@@ -181,8 +181,13 @@ pub(crate) fn spawn(
 ) -> Sender<Proposal> {
     let (proposals_tx, proposals_rx) = async_channel::bounded(PROPOSAL_QUEUE);
     let (control_tx, control_rx) = async_channel::bounded(8);
-    ex.spawn(propose_loop(shared.clone(), proposals_rx, events.clone()))
-        .detach();
+    let proposer = propose_loop(
+        shared.clone(),
+        proposals_rx,
+        events.clone(),
+        control_tx.clone(),
+    );
+    ex.spawn(proposer).detach();
     ex.spawn(read_loop(
         shared.clone(),
         events,
@@ -274,8 +279,9 @@ impl Link {
 enum Verdict {
     Appended,
     Declined(Declined),
-    /// This node was swept or the room was reset: nothing it proposes enters the log.
-    Fenced,
+    /// This node was swept (`ServerLost`) or the room was reset (`RoomReset`): nothing it
+    /// proposes enters the log until it rejoins.
+    Fenced(CloseReason),
     /// Redis could not be reached.
     Unreachable,
 }
@@ -345,7 +351,8 @@ impl Shared {
                 "NAME_TAKEN" => Verdict::Declined(Declined::NameTaken),
                 "ROOM_FULL" => Verdict::Declined(Declined::RoomFull),
                 "NOT_HOLDER" => Verdict::Declined(Declined::NotHolder),
-                "FENCED" | "RESET" => Verdict::Fenced,
+                "FENCED" => Verdict::Fenced(CloseReason::ServerLost),
+                "RESET" => Verdict::Fenced(CloseReason::RoomReset),
                 other => {
                     log::error!("redis: unexpected answer to a proposal: {other}");
                     Verdict::Declined(Declined::Unavailable)
@@ -362,7 +369,12 @@ impl Shared {
 
 /// Runs the room's proposals in order. Joins and chats that cannot reach Redis are declined as
 /// unavailable at once; leaves are kept and retried, so that no claim is left behind.
-async fn propose_loop(shared: Rc<Shared>, proposals: Receiver<Proposal>, events: Sender<Event>) {
+async fn propose_loop(
+    shared: Rc<Shared>,
+    proposals: Receiver<Proposal>,
+    events: Sender<Event>,
+    control: Sender<Rejoin>,
+) {
     let mut link = Link::new(Some(COMMAND_TIMEOUT));
     let mut leaves: VecDeque<Proposal> = VecDeque::new();
     loop {
@@ -396,7 +408,12 @@ async fn propose_loop(shared: Rc<Shared>, proposals: Receiver<Proposal>, events:
         let why = match shared.propose(&mut link, &proposal).await {
             Verdict::Appended => continue,
             Verdict::Declined(why) => why,
-            Verdict::Fenced => Declined::Unavailable,
+            Verdict::Fenced(reason) => {
+                // Found out before the heartbeat: the reader rejoins now.
+                let node = shared.node();
+                let _ = control.try_send(Rejoin { reason, node });
+                Declined::Unavailable
+            }
             Verdict::Unreachable if is_leave => {
                 keep(&mut leaves, proposal);
                 continue;
