@@ -178,7 +178,7 @@ pub(crate) fn spawn(
     events: Sender<Event>,
     start_pos: u64,
     last_id: String,
-) -> Sender<Proposal> {
+) -> Sender<(NodeId, Proposal)> {
     let (proposals_tx, proposals_rx) = async_channel::bounded(PROPOSAL_QUEUE);
     let (control_tx, control_rx) = async_channel::bounded(8);
     let proposer = propose_loop(
@@ -322,12 +322,16 @@ impl Shared {
         })
     }
 
-    /// Runs the script for `proposal` as this node.
-    async fn propose(&self, link: &mut Link, proposal: &Proposal) -> Verdict {
+    /// Runs the script for `proposal` as `node`: the node the room was when it proposed. A
+    /// proposal from before the room started over is refused without asking Redis.
+    async fn propose(&self, link: &mut Link, node: NodeId, proposal: &Proposal) -> Verdict {
+        let NodeId(node) = node;
+        if node != self.node() {
+            return Verdict::Fenced(CloseReason::ServerLost);
+        }
         let Some(conn) = link.get(&self.client).await else {
             return Verdict::Unreachable;
         };
-        let node = self.node();
         let (script, extra) = match &proposal.kind {
             ProposalKind::Join => (&self.scripts.join, self.max_members.to_string()),
             ProposalKind::Chat { text } => (&self.scripts.chat, text.clone()),
@@ -371,12 +375,12 @@ impl Shared {
 /// unavailable at once; leaves are kept and retried, so that no claim is left behind.
 async fn propose_loop(
     shared: Rc<Shared>,
-    proposals: Receiver<Proposal>,
+    proposals: Receiver<(NodeId, Proposal)>,
     events: Sender<Event>,
     control: Sender<Rejoin>,
 ) {
     let mut link = Link::new(Some(COMMAND_TIMEOUT));
-    let mut leaves: VecDeque<Proposal> = VecDeque::new();
+    let mut leaves: VecDeque<(NodeId, Proposal)> = VecDeque::new();
     loop {
         let next = if leaves.is_empty() {
             match proposals.recv().await {
@@ -391,31 +395,35 @@ async fn propose_loop(
             };
             recv.or(retry).await
         };
-        while let Some(proposal) = leaves.front() {
-            match shared.propose(&mut link, proposal).await {
+        while let Some((node, proposal)) = leaves.front() {
+            match shared.propose(&mut link, *node, proposal).await {
                 Verdict::Unreachable => break,
                 _ => {
                     leaves.pop_front();
                 }
             }
         }
-        let Some(proposal) = next else { continue };
+        let Some((node, proposal)) = next else {
+            continue;
+        };
         let is_leave = matches!(proposal.kind, ProposalKind::Leave { .. });
         if is_leave && !leaves.is_empty() {
-            keep(&mut leaves, proposal);
+            keep(&mut leaves, (node, proposal));
             continue;
         }
-        let why = match shared.propose(&mut link, &proposal).await {
+        let why = match shared.propose(&mut link, node, &proposal).await {
             Verdict::Appended => continue,
             Verdict::Declined(why) => why,
             Verdict::Fenced(reason) => {
                 // Found out before the heartbeat: the reader rejoins now.
-                let node = shared.node();
-                let _ = control.try_send(Rejoin { reason, node });
+                let _ = control.try_send(Rejoin {
+                    reason,
+                    node: node.0,
+                });
                 Declined::Unavailable
             }
             Verdict::Unreachable if is_leave => {
-                keep(&mut leaves, proposal);
+                keep(&mut leaves, (node, proposal));
                 continue;
             }
             Verdict::Unreachable => Declined::Unavailable,
@@ -427,12 +435,15 @@ async fn propose_loop(
     }
 }
 
-fn keep(leaves: &mut VecDeque<Proposal>, leave: Proposal) {
+fn keep(leaves: &mut VecDeque<(NodeId, Proposal)>, leave: (NodeId, Proposal)) {
     if leaves.len() < LEAVES_KEPT {
         leaves.push_back(leave);
     } else {
         // The claim stays until this node is swept or retires.
-        log::warn!("redis: too many leaves waiting; dropping {}'s", leave.name);
+        log::warn!(
+            "redis: too many leaves waiting; dropping {}'s",
+            leave.1.name
+        );
     }
 }
 
@@ -445,12 +456,23 @@ struct Rejoin {
     node: u64,
 }
 
+/// What ended a wait on the blocking read.
+enum Read {
+    Reply(RedisResult<Value>),
+    Rejoin(Option<Rejoin>),
+}
+
 /// Extends this node's lease every third of it, and sweeps nodes whose lease ran out.
 async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
-    let mut link = Link::new(Some(COMMAND_TIMEOUT));
-    let period = shared.config.lease / 3;
+    // Answers later than a quarter of the lease are failures, tried again soon after: a slow
+    // link must not cost this node its lease.
+    let lease = shared.config.lease;
+    let mut link = Link::new(Some(COMMAND_TIMEOUT.min(lease / 4)));
+    let period = lease / 3;
+    let mut wait = period;
     loop {
-        Timer::after(period).await;
+        Timer::after(wait).await;
+        wait = RECONNECT_DELAY;
         let Some(conn) = link.get(&shared.client).await else {
             continue;
         };
@@ -462,7 +484,10 @@ async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
             .arg(lease_ms(shared.config.lease));
         let answer = call.invoke_async::<String>(conn).await;
         let reason = match answer.as_deref() {
-            Ok("OK") => None,
+            Ok("OK") => {
+                wait = period;
+                None
+            }
             Ok("FENCED") => Some(CloseReason::ServerLost),
             Ok("RESET") => Some(CloseReason::RoomReset),
             Ok(other) => {
@@ -552,16 +577,25 @@ async fn read_loop(
             .arg("STREAMS")
             .arg(&shared.keys.log)
             .arg(&last_id);
-        let read = cmd.query_async::<Value>(conn);
+        let read = async { Read::Reply(cmd.query_async::<Value>(conn).await) };
         let stuck = async {
             Timer::after(Duration::from_millis(READ_BLOCK_MS) + 2 * COMMAND_TIMEOUT).await;
-            Err(::redis::RedisError::from(io::Error::from(
-                io::ErrorKind::TimedOut,
-            )))
+            let stuck = io::Error::from(io::ErrorKind::TimedOut);
+            Read::Reply(Err(::redis::RedisError::from(stuck)))
         };
-        let value = match read.or(stuck).await {
-            Ok(value) => value,
-            Err(error) => {
+        let rejoin = async { Read::Rejoin(control.recv().await.ok()) };
+        let value = match read.or(stuck).or(rejoin).await {
+            Read::Rejoin(None) => return,
+            Read::Rejoin(Some(rejoin)) => {
+                // The blocking read is abandoned with its connection: the rejoin starts now.
+                link.conn = None;
+                if rejoin.node == shared.node() {
+                    pending = Some((rejoin.reason, true));
+                }
+                continue;
+            }
+            Read::Reply(Ok(value)) => value,
+            Read::Reply(Err(error)) => {
                 log::warn!("redis: reading the room failed: {error}");
                 link.broken();
                 continue;

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{ConnId, Declined, Hub, HubEvent, Input, Notice, Proposal, Room};
+use chat_core::{ConnId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room};
 use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -264,7 +264,7 @@ async fn room_task(
     config: ServerConfig,
     shared: Rc<Shared>,
     events: Receiver<Event>,
-    proposals: Option<Sender<Proposal>>,
+    proposals: Option<Sender<(NodeId, Proposal)>>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
 ) {
@@ -301,7 +301,7 @@ async fn room_task(
 fn step(
     shared: &Shared,
     input: Input,
-    proposals: Option<&Sender<Proposal>>,
+    proposals: Option<&Sender<(NodeId, Proposal)>>,
     stats: &Stats,
 ) -> Option<Instant> {
     let mut hub = shared.hub.borrow_mut();
@@ -326,8 +326,11 @@ fn step(
                 }
                 HubEvent::Propose(proposal) => match proposals {
                     Some(proposals) => {
-                        if let Err(full) = proposals.try_send(proposal) {
-                            let proposal = full.into_inner();
+                        // As the node the room is now: a proposal made before the room
+                        // started over is not run as the node it became.
+                        let node = hub.room().node();
+                        if let Err(full) = proposals.try_send((node, proposal)) {
+                            let (_, proposal) = full.into_inner();
                             if matches!(proposal.kind, chat_core::ProposalKind::Leave { .. }) {
                                 // The claim stays until this node is swept or retires.
                                 log::warn!(

@@ -11,10 +11,17 @@ use tests::{RawClient, ServerProcess, chat, hello, joined, left};
 /// The lease the nodes in these tests hold: short, so that losses are found quickly.
 const LEASE: &str = "2s";
 
+/// A longer lease, for the tests where Redis is away for a while and nobody may be lost.
+const OUTAGE_LEASE: &str = "5s";
+
 /// A node of the room kept in `url`, with test-friendly limits.
 fn node(url: &str) -> ServerProcess {
+    node_with_lease(url, LEASE)
+}
+
+fn node_with_lease(url: &str, lease: &str) -> ServerProcess {
     ServerProcess::start(&[
-        "--redis", url, "--lease", LEASE, "--rate", "10000", "--burst", "10000",
+        "--redis", url, "--lease", lease, "--rate", "10000", "--burst", "10000",
     ])
 }
 
@@ -247,7 +254,11 @@ fn a_killed_node_s_members_leave_once_everywhere_and_their_names_come_free() {
 #[test]
 fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues() {
     let mut redis = RedisServer::builder().aof(true).start();
-    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let url = redis.url();
+    let (a, b) = (
+        node_with_lease(&url, OUTAGE_LEASE),
+        node_with_lease(&url, OUTAGE_LEASE),
+    );
     let (mut alice, _) = RawClient::join(a.addr, "alice");
     let (mut bob, _) = RawClient::join(b.addr, "bob");
     assert_eq!(alice.recv(), joined("bob"));
@@ -289,7 +300,8 @@ fn a_cut_link_gives_unavailable_then_every_missed_entry_arrives_once() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.addr());
     let proxied = format!("redis://{}", proxy.addr());
-    let (a, b) = (node(&proxied), node(&redis.url()));
+    let a = node_with_lease(&proxied, OUTAGE_LEASE);
+    let b = node_with_lease(&redis.url(), OUTAGE_LEASE);
     let (mut alice, _) = RawClient::join(a.addr, "alice");
     let (mut bob, _) = RawClient::join(b.addr, "bob");
     assert_eq!(alice.recv(), joined("bob"));
