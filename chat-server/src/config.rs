@@ -471,6 +471,35 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_room_is_off_unless_redis_is_given() {
+        let args = Args::default();
+        assert_eq!(resolve(&args, env(&[])).unwrap().shared, None);
+        let config = resolve(
+            &args,
+            env(&[
+                ("CHAT_REDIS", "redis://127.0.0.1:6379"),
+                ("CHAT_LEASE", "3s"),
+                ("CHAT_NODE_ID", "n1"),
+            ]),
+        )
+        .unwrap();
+        let shared = config.shared.unwrap();
+        assert_eq!(shared.room, "chat");
+        assert_eq!(shared.label, "n1");
+        assert_eq!(shared.lease, Duration::from_secs(3));
+        assert_eq!(shared.trim_len, 100_000);
+        let bad = Args {
+            redis: Some("redis://x".into()),
+            room: Some("a{b}".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            resolve(&bad, env(&[])).unwrap_err().0,
+            "invalid --room 'a{b}': expected a name of letters, digits, '-', '_' or '.'"
+        );
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
