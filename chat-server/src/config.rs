@@ -65,6 +65,24 @@ pub struct Args {
     /// silence after which a client is closed [env CHAT_IDLE_TIMEOUT, default 90s]
     #[argh(option)]
     pub idle_timeout: Option<String>,
+    /// share the room with other servers through this Redis, e.g. redis://127.0.0.1:6379 [env CHAT_REDIS, else the room is this process's alone]
+    #[argh(option)]
+    pub redis: Option<String>,
+    /// the shared room's name in Redis [env CHAT_ROOM, default chat]
+    #[argh(option)]
+    pub room: Option<String>,
+    /// this server's label in the shared room's logs [env CHAT_NODE_ID, else HOST-PID]
+    #[argh(option)]
+    pub node_id: Option<String>,
+    /// how long this server stays in the shared room without a heartbeat [env CHAT_LEASE, default 10s]
+    #[argh(option)]
+    pub lease: Option<String>,
+    /// entries the shared room's stream keeps, about [env CHAT_TRIM_LEN, default 100000]
+    #[argh(option)]
+    pub trim_len: Option<String>,
+    /// let several servers listen on the same port (SO_REUSEPORT) [env CHAT_REUSE_PORT]
+    #[argh(switch)]
+    pub reuse_port: bool,
 }
 
 /// Everything the server needs to run.
@@ -80,6 +98,39 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// How long a closing connection may take to flush its last frames.
     pub linger: Duration,
+    /// The room is shared through Redis (`--redis`); `None`: the room lives in this process.
+    pub shared: Option<SharedConfig>,
+    /// Listen with SO_REUSEPORT, so that several processes share one port.
+    pub reuse_port: bool,
+}
+
+/// Where and how this server takes part in a room shared through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// The Redis URL.
+    pub url: String,
+    /// The room's name: its keys are `chat:{ROOM}:*`.
+    pub room: String,
+    /// This server's label, for logs.
+    pub label: String,
+    /// How long this server stays in the room without a heartbeat.
+    pub lease: Duration,
+    /// Entries the stream keeps, about.
+    pub trim_len: u64,
+}
+
+impl Default for SharedConfig {
+    /// The defaults of the shared-room flags; `url` and `label` have none (`--redis` turns the
+    /// shared room on; the label is made from the host name and process id).
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            room: "chat".into(),
+            label: String::new(),
+            lease: Duration::from_secs(10),
+            trim_len: 100_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +141,8 @@ impl Default for ServerConfig {
             room: chat_core::Config::default(),
             queue_bytes: 256 * 1024,
             linger: Duration::from_secs(2),
+            shared: None,
+            reuse_port: false,
         }
     }
 }
@@ -225,11 +278,67 @@ pub fn resolve(
     if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
         config.queue_bytes = raw.count()?;
     }
+    config.reuse_port = args.reuse_port || env("CHAT_REUSE_PORT").is_some_and(|v| v == "1");
+    config.shared = resolve_shared(args, &env)?;
     config
         .room
         .validate()
         .map_err(|e| ConfigError(e.to_string()))?;
     Ok(config)
+}
+
+/// The shared-room settings: `None` without `--redis`. The same rule as every other setting.
+fn resolve_shared(
+    args: &Args,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SharedConfig>, ConfigError> {
+    let pick = |flag: &str, given: &Option<String>| settings::pick(flag, given.as_deref(), env);
+    let Some(url) = pick("redis", &args.redis) else {
+        return Ok(None);
+    };
+    let url = url.parse_with(
+        |v| (v.starts_with("redis://") || v.starts_with("unix://")).then(|| v.to_owned()),
+        "a URL such as redis://127.0.0.1:6379",
+    )?;
+    let mut shared = SharedConfig {
+        url,
+        label: format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        ),
+        ..SharedConfig::default()
+    };
+    if let Some(raw) = pick("room", &args.room) {
+        shared.room = raw.parse_with(
+            |v| {
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                ok.then(|| v.to_owned())
+            },
+            "a name of letters, digits, '-', '_' or '.'",
+        )?;
+    }
+    if let Some(raw) = pick("node-id", &args.node_id) {
+        shared.label = raw.parse_with(
+            |v| (!v.trim().is_empty()).then(|| v.trim().to_owned()),
+            "a non-empty label",
+        )?;
+    }
+    if let Some(raw) = pick("lease", &args.lease) {
+        shared.lease = raw.parse_with(
+            |v| parse_duration(v).filter(|d| *d >= Duration::from_millis(300)),
+            "a duration of at least 300ms",
+        )?;
+    }
+    if let Some(raw) = pick("trim-len", &args.trim_len) {
+        shared.trim_len = raw.count()?;
+    }
+    Ok(Some(shared))
 }
 
 #[cfg(test)]
@@ -456,6 +565,12 @@ mod tests {
             handshake_timeout: Some("3s".into()),
             ping_interval: Some("4s".into()),
             idle_timeout: Some("5s".into()),
+            redis: Some("redis://127.0.0.1:6390".into()),
+            room: Some("r1".into()),
+            node_id: Some("n1".into()),
+            lease: Some("6s".into()),
+            trim_len: Some("108".into()),
+            reuse_port: true,
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -483,6 +598,12 @@ mod tests {
             ("CHAT_HANDSHAKE_TIMEOUT", "3s"),
             ("CHAT_PING_INTERVAL", "4s"),
             ("CHAT_IDLE_TIMEOUT", "5s"),
+            ("CHAT_REDIS", "redis://127.0.0.1:6390"),
+            ("CHAT_ROOM", "r1"),
+            ("CHAT_NODE_ID", "n1"),
+            ("CHAT_LEASE", "6s"),
+            ("CHAT_TRIM_LEN", "108"),
+            ("CHAT_REUSE_PORT", "1"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -512,6 +633,14 @@ mod tests {
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),
+            shared: Some(SharedConfig {
+                url: "redis://127.0.0.1:6390".into(),
+                room: "r1".into(),
+                label: "n1".into(),
+                lease: Duration::from_secs(6),
+                trim_len: 108,
+            }),
+            reuse_port: true,
         }
     }
 
@@ -526,6 +655,35 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("max frame bytes")
+        );
+    }
+
+    #[test]
+    fn the_shared_room_is_off_unless_redis_is_given() {
+        let args = Args::default();
+        assert_eq!(resolve(&args, env(&[])).unwrap().shared, None);
+        let config = resolve(
+            &args,
+            env(&[
+                ("CHAT_REDIS", "redis://127.0.0.1:6379"),
+                ("CHAT_LEASE", "3s"),
+                ("CHAT_NODE_ID", "n1"),
+            ]),
+        )
+        .unwrap();
+        let shared = config.shared.unwrap();
+        assert_eq!(shared.room, "chat");
+        assert_eq!(shared.label, "n1");
+        assert_eq!(shared.lease, Duration::from_secs(3));
+        assert_eq!(shared.trim_len, 100_000);
+        let bad = Args {
+            redis: Some("redis://x".into()),
+            room: Some("a{b}".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            resolve(&bad, env(&[])).unwrap_err().0,
+            "invalid --room 'a{b}': expected a name of letters, digits, '-', '_' or '.'"
         );
     }
 

@@ -21,9 +21,10 @@
 
 mod config;
 mod outbox;
+mod redis;
 mod server;
 mod stats;
 
-pub use config::{Args, ConfigError, ServerConfig, parse_duration, resolve};
+pub use config::{Args, ConfigError, ServerConfig, SharedConfig, parse_duration, resolve};
 pub use server::{RunningServer, serve};
 pub use stats::Stats;

@@ -8,6 +8,29 @@ use async_signal::{Signal, Signals};
 use chat_server::{Args, Stats, resolve, serve};
 use futures_lite::StreamExt;
 
+/// Binds the listening socket; with `reuse_port`, other processes may bind the same port
+/// (SO_REUSEPORT) and the kernel spreads connections among them.
+fn listen(host: &str, port: u16, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    if !reuse_port {
+        return std::net::TcpListener::bind((host, port));
+    }
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     let config = match resolve(&args, |k| std::env::var(k).ok()) {
@@ -21,7 +44,7 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let listener = match std::net::TcpListener::bind((config.host.as_str(), config.port)) {
+    let listener = match listen(&config.host, config.port, config.reuse_port) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!(

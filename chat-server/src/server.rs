@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{CodecId, ConnId, Hub, HubEvent, Input, Notice, Room};
+use chat_core::{CodecId, ConnId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room};
 use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const ROOM_QUEUE: usize = 4096;
 
 /// What the room task is told.
-enum Event {
+pub(crate) enum Event {
     Input(Input),
 }
 
@@ -48,12 +48,27 @@ pub async fn serve(
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
-    let room = Room::new(config.room.clone()).map_err(io::Error::other)?;
+    // With `--redis`, the room's log is a Redis stream: join it before serving anyone.
+    let (room, log) = match &config.shared {
+        None => (Room::new(config.room.clone()), None),
+        Some(shared) => {
+            let (log, node, snapshot, last_id) =
+                crate::redis::enter(shared, config.room.max_clients).await?;
+            let pos = snapshot.pos;
+            let room = Room::shared(config.room.clone(), node, snapshot);
+            (room, Some((log, pos, last_id)))
+        }
+    };
+    let room = room.map_err(io::Error::other)?;
+    let proposals = log.as_ref().map(|(log, pos, last_id)| {
+        crate::redis::spawn(log, &ex.reads, events_tx.clone(), *pos, last_id.clone())
+    });
     let shared = Shared::new(Hub::new(room, config.queue_bytes));
     let room = ex.reads.spawn(room_task(
         config.clone(),
         shared.clone(),
         events_rx,
+        proposals,
         stats.clone(),
         writers.clone(),
     ));
@@ -72,6 +87,9 @@ pub async fn serve(
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
         room.await;
+        if let Some((log, _, _)) = &log {
+            crate::redis::retire(log, CloseReason::ServerShutdown).await;
+        }
     };
     ex.run(main).await;
     Ok(())
@@ -248,6 +266,7 @@ async fn room_task(
     config: ServerConfig,
     shared: Rc<Shared>,
     events: Receiver<Event>,
+    proposals: Option<Sender<(NodeId, Proposal)>>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
 ) {
@@ -264,7 +283,7 @@ async fn room_task(
             None => Input::Tick,
         };
         let shutdown = input == Input::Shutdown;
-        let next = step(&shared, input, &stats);
+        let next = step(&shared, input, proposals.as_ref(), &stats);
         if shutdown {
             break;
         }
@@ -281,27 +300,53 @@ async fn room_task(
 }
 
 /// Feeds one input to the hub and carries out what follows; returns the next deadline.
-fn step(shared: &Shared, input: Input, stats: &Stats) -> Option<Instant> {
+fn step(
+    shared: &Shared,
+    input: Input,
+    proposals: Option<&Sender<(NodeId, Proposal)>>,
+    stats: &Stats,
+) -> Option<Instant> {
     let mut hub = shared.hub.borrow_mut();
-    if let Err(error) = hub.handle_input(Instant::now(), input) {
-        log::error!("driver bug: {error}");
-    }
+    let mut inputs = std::collections::VecDeque::from([input]);
     let mut closed = Vec::new();
-    while let Some(event) = hub.poll_event() {
-        match event {
-            HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
-            HubEvent::Notice(Notice::Left { name, reason }) => {
-                log::info!("{name} left ({reason})");
-            }
-            HubEvent::Closed { conn, reason } => {
-                if reason == CloseReason::TooSlow {
-                    stats.too_slow.fetch_add(1, Relaxed);
+    while let Some(input) = inputs.pop_front() {
+        if let Err(error) = hub.handle_input(Instant::now(), input) {
+            log::error!("driver bug: {error}");
+        }
+        while let Some(event) = hub.poll_event() {
+            match event {
+                HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
+                HubEvent::Notice(Notice::Left { name, reason }) => {
+                    log::info!("{name} left ({reason})");
                 }
-                log::debug!("conn {}: closing ({reason})", conn.0);
-                closed.push(conn);
-            }
-            HubEvent::Propose(proposal) => {
-                log::error!("driver bug: a room alone proposed {proposal:?}");
+                HubEvent::Closed { conn, reason } => {
+                    if reason == CloseReason::TooSlow {
+                        stats.too_slow.fetch_add(1, Relaxed);
+                    }
+                    log::debug!("conn {}: closing ({reason})", conn.0);
+                    closed.push(conn);
+                }
+                HubEvent::Propose(proposal) => match proposals {
+                    Some(proposals) => {
+                        // As the node the room is now: a proposal made before the room
+                        // started over is not run as the node it became.
+                        let node = hub.room().node();
+                        if let Err(full) = proposals.try_send((node, proposal)) {
+                            let (_, proposal) = full.into_inner();
+                            if matches!(proposal.kind, chat_core::ProposalKind::Leave { .. }) {
+                                // The claim stays until this node is swept or retires.
+                                log::warn!(
+                                    "proposal queue full: {}'s leave dropped",
+                                    proposal.name
+                                );
+                            } else {
+                                let why = Declined::Unavailable;
+                                inputs.push_back(Input::Declined { proposal, why });
+                            }
+                        }
+                    }
+                    None => log::error!("driver bug: a room alone proposed {proposal:?}"),
+                },
             }
         }
     }

@@ -163,17 +163,28 @@ mod tests {
         if program == "server" {
             let room = fields_of(&sources.room, "impl Default for Config {")?;
             let server = fields_of(&sources.server_config, "impl Default for ServerConfig {")?;
+            let shared = fields_of(&sources.server_config, "impl Default for SharedConfig {")?;
             for (field, _) in help_notes(&sources.server_config)? {
+                // Flags with no default value: off unless given, or made at run time.
+                if ["redis", "node_id"].contains(&field.as_str()) {
+                    defaults.insert(field, None);
+                    continue;
+                }
                 // The one flag whose field has another name.
                 let code_field = if field == "rate" {
                     "rate_per_sec"
                 } else {
                     &field
                 };
-                let expr = server
-                    .get(code_field)
-                    .or_else(|| room.get(code_field))
-                    .ok_or_else(|| format!("server --{field}: no default in code found"))?;
+                // The shared room's flags are fields of `SharedConfig` (`room` is also a field
+                // of `ServerConfig`, the room's limits).
+                let shared_flag = ["room", "lease", "trim_len"].contains(&code_field);
+                let expr = if shared_flag {
+                    shared.get(code_field)
+                } else {
+                    server.get(code_field).or_else(|| room.get(code_field))
+                }
+                .ok_or_else(|| format!("server --{field}: no default in code found"))?;
                 let value = canonical(expr).ok_or_else(|| {
                     format!("server --{field}: cannot read its default `{expr}`; teach tidy.rs")
                 })?;

@@ -3,5 +3,6 @@
 
 mod client;
 mod hostile;
+mod redis;
 mod redis_infra;
 mod server;
