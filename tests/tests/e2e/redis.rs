@@ -286,6 +286,18 @@ fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues()
             other => panic!("carol: {other:?}"),
         }
     }
+    // A newcomer is shown what was said before it came: in a shared room, the log applied.
+    assert_eq!(
+        carol.recv(),
+        ServerMsg::History {
+            chats: vec![chat_proto::HistoryChat {
+                seq: 1,
+                from: "alice".into(),
+                text: "one".into()
+            }],
+            missed: 0
+        }
+    );
     assert_eq!(alice.recv(), joined("carol"));
     assert_eq!(bob.recv(), joined("carol"));
     bob.send(&chat("two"));
