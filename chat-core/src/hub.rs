@@ -177,7 +177,7 @@ impl Hub {
 
     /// Feeds one input into the room at time `now` and carries out everything that follows.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
-        if let Input::Opened(conn) = input {
+        if let Input::Opened(conn) | Input::OpenedFrom(conn, _) = input {
             self.attach(conn, CodecId::WIRE);
         }
         let result = self.room.handle_input(now, input);

@@ -1081,3 +1081,33 @@ fn left_msg(name: &str, reason: CloseReason) -> ServerMsg {
         reason,
     }
 }
+
+#[test]
+fn a_room_of_1001_members_sends_no_join_notice_for_the_last_and_who_is_complete() {
+    let mut h = Harness::with(Config {
+        max_clients: 2_000,
+        max_handshakes: 2_000,
+        ..config()
+    });
+    assert_eq!(h.room.config().announce_max, 1_000);
+    for id in 1..=1_000 {
+        h.join(id, &format!("m{id}"));
+    }
+    h.open(1_001);
+    let out = h.recv(1_001, hello("m1001"));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Broadcast { .. })),
+        "the 1,001st join is not announced"
+    );
+    let out = h.recv(1_001, ClientMsg::Who);
+    let [
+        Output::Send {
+            msg: ServerMsg::Members { names },
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(names.len(), 1_001);
+}

@@ -158,10 +158,10 @@ async fn accept_loop(
     let mut next_id = 0u64;
     let mut backoff = Duration::from_millis(5);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
                 backoff = Duration::from_millis(5);
-                stream
+                accepted
             }
             Err(error) => {
                 // Out of descriptors and the like: survive, back off, try again.
@@ -180,7 +180,9 @@ async fn accept_loop(
         let id = ConnId(next_id);
         // The writer may run before the room has seen the connection: open its place first.
         shared.hub.borrow_mut().attach(id, CodecId::WIRE);
-        if events.send(Event::Input(Input::Opened(id))).await.is_err() {
+        // The peer's address counts towards the per-address limits.
+        let opened = Input::OpenedFrom(id, peer.ip());
+        if events.send(Event::Input(opened)).await.is_err() {
             return;
         }
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);

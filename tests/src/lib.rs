@@ -34,6 +34,9 @@ pub fn test_config() -> ServerConfig {
     config.room.rate_per_sec = 10_000;
     config.room.burst = 10_000;
     config.room.flood_strikes = 10_000;
+    // Every test client comes from 127.0.0.1, and loopback is not exempt from the per-address
+    // limit; the tests of that limit set it themselves.
+    config.room.max_handshakes_per_ip = 100_000;
     config.linger = Duration::from_millis(500);
     config
 }
@@ -282,11 +285,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `chat-server --port 0` with extra arguments and waits for `listening on ADDR`.
     pub fn start(args: &[&str]) -> Self {
-        Self::start_with(
-            Command::new(binary("chat-server"))
-                .args(["--port", "0"])
-                .args(args),
-        )
+        let mut command = Command::new(binary("chat-server"));
+        command.args(["--port", "0"]);
+        // Every test client comes from 127.0.0.1, and loopback is not exempt from the
+        // per-address limit; a test of that limit passes the flag itself.
+        if !args.contains(&"--max-handshakes-per-ip") {
+            command.args(["--max-handshakes-per-ip", "100000"]);
+        }
+        Self::start_with(command.args(args))
     }
 
     /// Starts a prepared command (which must print `listening on ADDR`).

@@ -84,6 +84,9 @@ const CHAT_FLAGS: &[&str] = &[
     "20000",
     "--max-handshakes",
     "20000",
+    // Every generated client comes from 127.0.0.1; loopback is not exempt.
+    "--max-handshakes-per-ip",
+    "20000",
     "--rate",
     "1000000",
     "--burst",

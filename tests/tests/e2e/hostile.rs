@@ -763,9 +763,14 @@ fn name_table() -> Vec<(String, NameVerdict)> {
         ("alicé", Welcome), // a different letter, not a variant
         ("alice3", Welcome),
         ("Josè", Welcome),
-        // Known limit: look-alikes from other scripts are not folded (no confusables table).
-        ("\u{0430}lice", Welcome), // Cyrillic a
-        ("al\u{0131}ce", Welcome), // dotless i
+        // Look-alikes from other scripts: UTS #39 skeletons and restriction levels.
+        ("\u{0430}lice", Invalid(MixedScript)), // Cyrillic a among Latin letters
+        ("b\u{03BF}b", Invalid(MixedScript)),   // Greek omicron among Latin letters
+        ("al\u{0131}ce", Taken),                // dotless i: the same skeleton as alice
+        ("\u{0430}\u{04CF}\u{0456}\u{0441}\u{0435}", Taken), // "alice" all in Cyrillic look-alikes
+        ("Łukasz", Welcome),
+        ("Дмитрий", Welcome),
+        ("太郎", Welcome),
     ]
     .into_iter()
     .map(|(name, verdict)| (name.to_owned(), verdict))
@@ -1050,7 +1055,9 @@ fn out_of_descriptors_the_accept_loop_survives_and_recovers() {
     const LIMIT: usize = 64;
     let bin = tests::binary("chat-server");
     let log = std::env::temp_dir().join(format!("chat-hostile-fds-{}.log", std::process::id()));
-    let script = format!("ulimit -n {LIMIT} && exec \"$0\" --port 0 2>\"$1\"");
+    let script = format!(
+        "ulimit -n {LIMIT} && exec \"$0\" --port 0 --max-handshakes-per-ip 100000 2>\"$1\""
+    );
     let server = ServerProcess::start_with(
         Command::new("sh")
             .arg("-c")
@@ -1292,4 +1299,35 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
             _ => break,
         }
     }
+}
+
+/// 13. One address cannot lock everyone out: 1,100 silent sockets from 127.0.0.1 take at most
+///     their address's 32 handshake slots (the rest are refused at once, with the reason), and a
+///     newcomer from 127.0.0.2 is welcomed.
+#[test]
+fn silent_sockets_from_one_address_do_not_lock_out_another() {
+    let mut config = tests::test_config();
+    config.room.max_handshakes_per_ip = 32;
+    let server = tests::start_server(config);
+    let silent: Vec<TcpStream> = (0..1_100)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    // The last one is past its address's limit: refused with the reason, then closed.
+    let mut last = RawClient::from_stream(silent.last().unwrap().try_clone().unwrap());
+    assert_eq!(last.recv(), ServerMsg::Refused(Refusal::TooManyConnections));
+    assert_eq!(
+        last.until_closed(),
+        (Some(CloseReason::TooManyConnections), vec![])
+    );
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let mut newcomer = RawClient::from_stream(socket.into());
+    newcomer.send(&tests::hello("newcomer"));
+    assert!(
+        matches!(newcomer.recv(), ServerMsg::Welcome { .. }),
+        "a newcomer from another address is welcomed"
+    );
+    drop(silent);
 }

@@ -256,6 +256,11 @@ fn in_process_shutdown_tells_every_client() {
     let server = start_server(test_config());
     let (mut a, _) = RawClient::join(server.addr(), "a");
     let mut pending = RawClient::connect(server.addr());
+    // The server must have accepted it: a connection still in the kernel's backlog at shutdown
+    // is closed by the kernel, with nothing said.
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.stats().accepted.load(Relaxed) == 2
+    }));
     server.shutdown().unwrap();
     assert_eq!(a.until_closed().0, Some(CloseReason::ServerShutdown));
     assert_eq!(pending.until_closed().0, Some(CloseReason::ServerShutdown));
