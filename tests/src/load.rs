@@ -29,6 +29,8 @@ pub enum Proto {
 pub struct Workload {
     /// The server.
     pub addr: SocketAddr,
+    /// More nodes of the same (shared) room: connection `i` goes to `i mod (1 + others.len())`.
+    pub others: Vec<SocketAddr>,
     /// Its protocol.
     pub proto: Proto,
     /// Receiving members.
@@ -230,7 +232,13 @@ async fn drive(ex: &LocalExecutor<'_>, w: Workload) -> io::Result<Report> {
 
 /// Connects connection `i` and joins (chat) or subscribes (Redis members).
 async fn join(run: &Run, i: usize) -> io::Result<(Arc<Async<TcpStream>>, Vec<u8>)> {
-    let stream = Async::<TcpStream>::connect(run.w.addr).await?;
+    let node = i % (1 + run.w.others.len());
+    let addr = if node == 0 {
+        run.w.addr
+    } else {
+        run.w.others[node - 1]
+    };
+    let stream = Async::<TcpStream>::connect(addr).await?;
     stream.get_ref().set_nodelay(true)?;
     let stream = Arc::new(stream);
     let is_member = i < run.w.members;

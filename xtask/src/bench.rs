@@ -109,24 +109,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             command(&["--smoke".to_owned()]),
         );
     }
+    if args.iter().any(|a| a == "--cluster") {
+        return cluster();
+    }
     let only: Option<&String> = args.iter().skip_while(|a| *a != "--only").nth(1);
     let with_redis = !args.iter().any(|a| a == "--no-redis");
-    step(
-        "bench build",
-        "cargo build --release -p chat-server -p tests --bin chat-server --bin loadgen",
-        cargo(&[
-            "build",
-            "--release",
-            "-p",
-            "chat-server",
-            "-p",
-            "tests",
-            "--bin",
-            "chat-server",
-            "--bin",
-            "loadgen",
-        ]),
-    )?;
+    build()?;
     let root = project_root();
     let bin = root.join("target/release");
     let redis = with_redis.then(|| which("redis-server")).flatten();
@@ -201,6 +189,191 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     std::fs::write(&path, &report).map_err(|e| format!("write BENCHMARKS.md: {e}"))?;
     println!("{report}");
     Ok(())
+}
+
+/// The points `--cluster` runs: one node alone, then three nodes sharing the room through Redis.
+const CLUSTER: &[Point] = &[
+    Point {
+        name: "burst N=1,000",
+        members: 1_000,
+        messages: 300,
+        rate: 0,
+        idle: false,
+    },
+    Point {
+        name: "20k/s N=1,000",
+        members: 1_000,
+        messages: 100,
+        rate: 20_000,
+        idle: false,
+    },
+    Point {
+        name: "200k/s N=1,000",
+        members: 1_000,
+        messages: 100,
+        rate: 200_000,
+        idle: false,
+    },
+];
+
+/// `cargo xtask bench --cluster`: each point once on a single server, then on three servers
+/// sharing the room through one Redis, members spread evenly over the three. Prints a table.
+fn cluster() -> Result<(), String> {
+    build()?;
+    let bin = project_root().join("target/release");
+    let redis_bin = which("redis-server")
+        .ok_or("bench --cluster needs redis-server (Debian: apt-get install redis-server)")?;
+    let mut rows = Vec::new();
+    for point in CLUSTER {
+        eprintln!("==> {} on one server", point.name);
+        let single = {
+            let port = free_port()?;
+            let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+            args.extend(CHAT_FLAGS.iter().map(|s| s.to_string()));
+            let server = Server::start(&bin.join("chat-server"), &args, port, false)?;
+            loadgen_at(&bin, point, &[port], server.pid())?
+        };
+        eprintln!("==> {} on three servers and Redis", point.name);
+        let redis_port = free_port()?;
+        let redis_args: Vec<String> = [
+            "--port",
+            &redis_port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let redis = Server::start(Path::new(&redis_bin), &redis_args, redis_port, false)?;
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+            args.extend(CHAT_FLAGS.iter().map(|s| s.to_string()));
+            args.extend(
+                [
+                    "--redis",
+                    &format!("redis://127.0.0.1:{redis_port}"),
+                    "--lease",
+                    "30s",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
+            nodes.push(Server::start(&bin.join("chat-server"), &args, port, false)?);
+            ports.push(port);
+        }
+        let redis_cpu = || cpu_secs(redis.pid());
+        let before = redis_cpu();
+        let shared = loadgen_at(&bin, point, &ports, nodes[0].pid())?;
+        let redis_secs = redis_cpu() - before;
+        drop(nodes);
+        drop(redis);
+        rows.push((point, single, shared, redis_secs));
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Produced by `cargo xtask bench --cluster`. Machine: {}. Nothing pinned: three servers, Redis and the load generator share the cores. K = {SENDERS} senders, S = {SIZE}-byte payloads, members spread evenly over the servers.
+
+",
+        machine()
+    ));
+    out.push_str("| point | 1 server deliveries/s | 3 servers deliveries/s (per server) | 1 server p50 / p99 ms | 3 servers p50 / p99 ms | Redis CPU per message | lost (1 / 3) |
+");
+    out.push_str(
+        "|---|---|---|---|---|---|---|
+",
+    );
+    for (point, single, shared, redis_secs) in &rows {
+        let messages = (SENDERS * point.messages) as f64;
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} ({:.0}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} µs | {} / {} |
+",
+            point.name,
+            single.num("deliveries_per_sec"),
+            shared.num("deliveries_per_sec"),
+            shared.num("deliveries_per_sec") / 3.0,
+            single.num("p50_us") / 1000.0,
+            single.num("p99_us") / 1000.0,
+            shared.num("p50_us") / 1000.0,
+            shared.num("p99_us") / 1000.0,
+            redis_secs * 1e6 / messages,
+            single.num("lost"),
+            shared.num("lost"),
+        ));
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    // The kernel counts in clock ticks: 100 per second on Linux.
+    ticks / 100.0
+}
+
+/// The load generator against one or more chat servers of one room.
+fn loadgen_at(bin: &Path, point: &Point, ports: &[u16], pid: u32) -> Result<Json, String> {
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut cmd = pin(&bin.join("loadgen"), false, 1);
+    cmd.args(["--addr", &addrs.join(","), "--proto", "chat"]);
+    cmd.args(["--server-pid", &pid.to_string()]);
+    cmd.args(["--members", &point.members.to_string()]);
+    cmd.args(["--senders", &SENDERS.to_string()]);
+    cmd.args(["--messages", &point.messages.to_string()]);
+    cmd.args(["--size", &SIZE.to_string()]);
+    cmd.args(["--rate", &point.rate.to_string()]);
+    cmd.args(["--join-concurrency", "256"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().map_err(|e| format!("start loadgen: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .last()
+        .unwrap_or_default();
+    let _ = child.wait();
+    Json::parse(&line)
+        .ok_or_else(|| format!("{}: the load generator printed no report", point.name))
+}
+
+/// Builds the release server and load generator.
+fn build() -> Result<(), String> {
+    step(
+        "bench build",
+        "cargo build --release -p chat-server -p tests --bin chat-server --bin loadgen",
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "chat-server",
+            "-p",
+            "tests",
+            "--bin",
+            "chat-server",
+            "--bin",
+            "loadgen",
+        ]),
+    )
 }
 
 /// `loadgen <args>` in release mode, from the repository root.

@@ -11,7 +11,8 @@ use tests::load::{Proto, Report, Workload, run};
 /// Fan-out load generator for chat (and Redis pub/sub, for comparison).
 #[derive(FromArgs, Debug)]
 struct Args {
-    /// server address, e.g. 127.0.0.1:7878 (not needed with --smoke)
+    /// server address, e.g. 127.0.0.1:7878, or several separated by commas (the nodes of a
+    /// shared room: connection i goes to address i mod n) (not needed with --smoke)
     #[argh(option)]
     addr: Option<String>,
     /// server process id, to read its memory from /proc
@@ -54,14 +55,16 @@ fn main() -> ExitCode {
     if args.smoke {
         return smoke();
     }
-    let Some(addr) = args
-        .addr
-        .as_deref()
-        .and_then(|a| a.to_socket_addrs().ok()?.next())
-    else {
-        eprintln!("error: --addr HOST:PORT is required (or --smoke)");
+    let addrs: Option<Vec<SocketAddr>> = args.addr.as_deref().and_then(|list| {
+        list.split(',')
+            .map(|a| a.to_socket_addrs().ok()?.next())
+            .collect()
+    });
+    let Some(addrs) = addrs.filter(|a| !a.is_empty()) else {
+        eprintln!("error: --addr HOST:PORT[,HOST:PORT...] is required (or --smoke)");
         return ExitCode::from(2);
     };
+    let addr = addrs[0];
     let proto = match args.proto.as_str() {
         "chat" => Proto::Chat,
         "redis" => Proto::Redis,
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     };
     let w = Workload {
         addr,
+        others: addrs[1..].to_vec(),
         proto,
         members: args.members,
         senders: args.senders,
@@ -203,6 +207,7 @@ fn smoke() -> ExitCode {
     for rate in [0, 20_000] {
         let w = Workload {
             addr,
+            others: Vec::new(),
             proto: Proto::Chat,
             members: 50,
             senders: 5,
