@@ -243,6 +243,48 @@ pub enum CloseReason {
     TooManyConnections,
 }
 
+impl CloseReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [CloseReason; 12] = [
+        CloseReason::Left,
+        CloseReason::Disconnected,
+        CloseReason::HandshakeTimeout,
+        CloseReason::IdleTimeout,
+        CloseReason::TooSlow,
+        CloseReason::Flood,
+        CloseReason::ProtocolError,
+        CloseReason::ServerShutdown,
+        CloseReason::ServerFull,
+        CloseReason::ServerLost,
+        CloseReason::RoomReset,
+        CloseReason::TooManyConnections,
+    ];
+
+    /// A stable code for the reason (`too_slow`), for text formats that carry it: a shared
+    /// room's log, a JSON frame. [`CloseReason::from_code`] reads it back.
+    pub fn code(self) -> &'static str {
+        match self {
+            CloseReason::Left => "left",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::TooSlow => "too_slow",
+            CloseReason::Flood => "flood",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::ServerFull => "server_full",
+            CloseReason::ServerLost => "server_lost",
+            CloseReason::RoomReset => "room_reset",
+            CloseReason::TooManyConnections => "too_many_connections",
+        }
+    }
+
+    /// The reason with this [`CloseReason::code`], if any.
+    pub fn from_code(code: &str) -> Option<CloseReason> {
+        CloseReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
 impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -623,3 +623,28 @@ proptest! {
         prop_assert_eq!(reader.capacity(), 0);
     }
 }
+
+#[test]
+fn every_close_reason_has_a_code_that_reads_back() {
+    for reason in CloseReason::ALL {
+        assert_eq!(CloseReason::from_code(reason.code()), Some(reason));
+    }
+    assert_eq!(CloseReason::TooSlow.code(), "too_slow");
+    assert_eq!(CloseReason::from_code("nonsense"), None);
+    // ALL lists every variant: a new one must be added there (and so gets a code).
+    let count = |r: CloseReason| match r {
+        CloseReason::Left
+        | CloseReason::Disconnected
+        | CloseReason::HandshakeTimeout
+        | CloseReason::IdleTimeout
+        | CloseReason::TooSlow
+        | CloseReason::Flood
+        | CloseReason::ProtocolError
+        | CloseReason::ServerShutdown
+        | CloseReason::ServerFull
+        | CloseReason::ServerLost
+        | CloseReason::RoomReset
+        | CloseReason::TooManyConnections => 12,
+    };
+    assert_eq!(count(CloseReason::Left), CloseReason::ALL.len());
+}

@@ -231,7 +231,7 @@ fn cluster() -> Result<(), String> {
             let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
             args.extend(CHAT_FLAGS.iter().map(|s| s.to_string()));
             let server = Server::start(&bin.join("chat-server"), &args, port, false)?;
-            loadgen_at(&bin, point, &[port], server.pid())?
+            loadgen_at(&bin, point, "chat", &[port], server.pid(), false)?
         };
         eprintln!("==> {} on three servers and Redis", point.name);
         let redis_port = free_port()?;
@@ -272,7 +272,7 @@ fn cluster() -> Result<(), String> {
         }
         let redis_cpu = || cpu_secs(redis.pid());
         let before = redis_cpu();
-        let shared = loadgen_at(&bin, point, &ports, nodes[0].pid())?;
+        let shared = loadgen_at(&bin, point, "chat", &ports, nodes[0].pid(), false)?;
         let redis_secs = redis_cpu() - before;
         drop(nodes);
         drop(redis);
@@ -331,11 +331,18 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// The load generator against one or more chat servers of one room.
-fn loadgen_at(bin: &Path, point: &Point, ports: &[u16], pid: u32) -> Result<Json, String> {
+/// The load generator against one server, or the servers of one shared room.
+fn loadgen_at(
+    bin: &Path,
+    point: &Point,
+    proto: &str,
+    ports: &[u16],
+    pid: u32,
+    pinned: bool,
+) -> Result<Json, String> {
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let mut cmd = pin(&bin.join("loadgen"), false, 1);
-    cmd.args(["--addr", &addrs.join(","), "--proto", "chat"]);
+    let mut cmd = pin(&bin.join("loadgen"), pinned, 1);
+    cmd.args(["--addr", &addrs.join(","), "--proto", proto]);
     cmd.args(["--server-pid", &pid.to_string()]);
     cmd.args(["--members", &point.members.to_string()]);
     cmd.args(["--senders", &SENDERS.to_string()]);
@@ -343,6 +350,9 @@ fn loadgen_at(bin: &Path, point: &Point, ports: &[u16], pid: u32) -> Result<Json
     cmd.args(["--size", &SIZE.to_string()]);
     cmd.args(["--rate", &point.rate.to_string()]);
     cmd.args(["--join-concurrency", "256"]);
+    if point.idle {
+        cmd.arg("--idle");
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| format!("start loadgen: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
@@ -453,45 +463,7 @@ fn loadgen(
     pid: u32,
     pinned: bool,
 ) -> Result<Json, String> {
-    let mut cmd = pin(&bin.join("loadgen"), pinned, 1);
-    cmd.args(["--addr", &format!("127.0.0.1:{port}"), "--proto", proto]);
-    cmd.args([
-        "--server-pid",
-        &pid.to_string(),
-        "--members",
-        &point.members.to_string(),
-    ]);
-    cmd.args([
-        "--senders",
-        &SENDERS.to_string(),
-        "--messages",
-        &point.messages.to_string(),
-    ]);
-    cmd.args([
-        "--size",
-        &SIZE.to_string(),
-        "--rate",
-        &point.rate.to_string(),
-    ]);
-    cmd.args(["--join-concurrency", "256"]);
-    if point.idle {
-        cmd.arg("--idle");
-    }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().map_err(|e| format!("start loadgen: {e}"))?;
-    let stdout = child.stdout.take().expect("piped");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .last()
-        .unwrap_or_default();
-    let _ = child.wait();
-    Json::parse(&line).ok_or_else(|| {
-        format!(
-            "{} ({proto}): the load generator printed no report",
-            point.name
-        )
-    })
+    loadgen_at(bin, point, proto, &[port], pid, pinned)
 }
 
 /// The load generator's JSON line, read by key (flat, numbers and strings only).
