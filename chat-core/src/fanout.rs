@@ -13,10 +13,11 @@
 //! The feed is trimmed behind the slowest cursor, so memory is bounded by the bound, not by the
 //! number of members times the bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::ConnId;
+use crate::conns::ConnMap;
 
 /// One encoded frame, shared by every connection it goes to.
 pub type Frame = Arc<[u8]>;
@@ -71,6 +72,7 @@ struct Out {
 }
 
 impl Out {
+    #[inline]
     fn cursor(&self) -> Option<u64> {
         match self.state {
             State::Following { cursor } => Some(cursor),
@@ -110,7 +112,7 @@ pub struct Fanout {
     entries: VecDeque<FeedEntry>,
     /// Bytes published in all.
     head_bytes: u64,
-    conns: HashMap<ConnId, Out>,
+    conns: ConnMap<Out>,
     /// Writers waiting for the next publish.
     parked: Vec<ConnId>,
     /// Writers to wake.
@@ -130,7 +132,7 @@ impl Fanout {
             base_bytes: 0,
             entries: VecDeque::new(),
             head_bytes: 0,
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             parked: Vec::new(),
             wake: Vec::new(),
             stalled: Vec::new(),
@@ -234,7 +236,11 @@ impl Fanout {
         let head = self.head();
         let mut min = head;
         let mut peak = self.peak_queued;
-        for (id, out) in &mut self.conns {
+        for (id, out) in self.conns.iter_mut() {
+            // A member's own broadcasts, which it skips, are no lag.
+            if out.partial.is_none() {
+                skip_own(*id, out, self.base, &self.entries, head);
+            }
             let Some(cursor) = out.cursor() else { continue };
             let behind = self.head_bytes - {
                 // `bytes_before`, inlined to borrow only the feed fields.
@@ -414,26 +420,30 @@ impl Fanout {
             written -= rest;
             frames += 1;
         }
+        // One walk over what was handed out: only a frame cut short is cloned; the cursor and
+        // the private queue move once, at the end.
+        let mut walk = Walk::new(out, self.base, head);
+        let mut cut = None;
         while written > 0 {
-            let mut walk = Walk::new(out, self.base, head);
-            let Some(frame) = walk.next(conn, out, self.base, &self.entries).cloned() else {
+            let Some(frame) = walk.next(conn, out, self.base, &self.entries) else {
                 break;
             };
-            if let Some(cursor) = walk.cursor {
-                out.set_cursor(cursor);
-            }
-            if walk.private > 0 {
-                if let Some((_, frame)) = out.private.pop_front() {
-                    out.private_bytes -= frame.len();
-                }
-            }
             if written < frame.len() {
-                out.partial = Some((frame, written));
+                cut = Some((frame.clone(), written));
                 break;
             }
             written -= frame.len();
             frames += 1;
         }
+        if let Some(cursor) = walk.cursor {
+            out.set_cursor(cursor);
+        }
+        for _ in 0..walk.private {
+            if let Some((_, frame)) = out.private.pop_front() {
+                out.private_bytes -= frame.len();
+            }
+        }
+        out.partial = cut;
         frames
     }
 
@@ -473,6 +483,7 @@ impl Fanout {
 }
 
 /// Steps over the broadcasts a connection's own member sent, at the front of what is due.
+#[inline]
 fn skip_own(conn: ConnId, out: &mut Out, base: u64, entries: &VecDeque<FeedEntry>, head: u64) {
     let end = out.end(head);
     let next_private = out.private.front().map(|(pos, _)| *pos);
@@ -498,6 +509,7 @@ struct Walk {
 }
 
 impl Walk {
+    #[inline]
     fn new(out: &Out, base: u64, head: u64) -> Self {
         Self {
             cursor: out.cursor().map(|c| c.max(base)),
@@ -506,6 +518,7 @@ impl Walk {
         }
     }
 
+    #[inline]
     fn next<'a>(
         &mut self,
         conn: ConnId,

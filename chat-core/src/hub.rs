@@ -7,11 +7,12 @@
 //! into a decoder and hands over messages, writes what [`Fanout::due`] gives, wakes the writers
 //! [`Hub::poll_wake`] names, and carries [`HubEvent::Propose`] to the log when the log is shared.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use chat_proto::{CloseReason, ServerMsg};
 
+use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
 use crate::log::Proposal;
 use crate::room::{ConnId, Input, Notice, Output, Room, UsageError};
@@ -87,7 +88,7 @@ pub struct Hub {
     room: Room,
     lanes: Vec<Lane>,
     /// The codec of every connection attached.
-    conns: HashMap<ConnId, usize>,
+    conns: ConnMap<usize>,
     queue_bytes: usize,
     scratch: Vec<u8>,
     events: VecDeque<HubEvent>,
@@ -105,7 +106,7 @@ impl Hub {
         Self {
             room,
             lanes: vec![wire],
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             queue_bytes,
             scratch: Vec::new(),
             events: VecDeque::new(),

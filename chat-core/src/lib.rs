@@ -42,6 +42,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod config;
+mod conns;
 mod fanout;
 mod hub;
 pub mod log;
@@ -49,6 +50,7 @@ mod names;
 mod room;
 
 pub use config::{Config, ConfigError};
+pub use conns::{ConnHasher, ConnMap};
 pub use fanout::{Due, Fanout, Frame};
 pub use hub::{Codec, CodecId, Hub, HubEvent, Wire};
 pub use log::{Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot};

@@ -3,7 +3,6 @@
 //! and when a connection is too slow lives in [`chat_core::Fanout`]; this is only the I/O.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
@@ -12,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use chat_core::{ConnId, Due, Hub};
+use chat_core::{ConnId, ConnMap, Due, Hub};
 use futures_lite::FutureExt;
 use futures_lite::future::poll_fn;
 use smol::{Async, Timer};
@@ -31,9 +30,9 @@ pub struct Shared {
     /// The room and its fan-out.
     pub hub: RefCell<Hub>,
     /// Writers parked until the fan-out names them.
-    writers: RefCell<HashMap<ConnId, Waker>>,
+    writers: RefCell<ConnMap<Waker>>,
     /// Writers waiting for their connection to close, to start the flush deadline.
-    closers: RefCell<HashMap<ConnId, Waker>>,
+    closers: RefCell<ConnMap<Waker>>,
 }
 
 impl Shared {
