@@ -678,9 +678,10 @@ fn nothing_a_fenced_node_sends_after_waking_enters_the_log() {
     b.signal("CONT");
     let (reason, _) = bob.until_closed();
     assert_eq!(reason, Some(CloseReason::ServerLost));
-    // Eve is refused while b rejoins, or welcomed by b as the node it became.
+    // Eve's hello came under the old node: she is refused (her join was fenced), closed (b
+    // started over while she was joining), or welcomed by b as the node it became.
     match eve.recv() {
-        ServerMsg::Refused(Refusal::Unavailable) => {}
+        ServerMsg::Refused(Refusal::Unavailable) | ServerMsg::Closing(CloseReason::ServerLost) => {}
         ServerMsg::Welcome { .. } => assert_eq!(alice.recv(), joined("eve")),
         other => panic!("eve: {other:?}"),
     }
@@ -753,4 +754,37 @@ fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
         "node shut down: {within:?} to the leaves, {:?} in all",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_node_started_after_the_chats_shows_newcomers_the_history_the_others_show() {
+    let redis = RedisServer::start();
+    let node =
+        |url: &str| ServerProcess::start(&["--redis", url, "--lease", LEASE, "--history", "2"]);
+    let a = node(&redis.url());
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    for i in 1..=3 {
+        alice.send(&chat(&format!("c{i}")));
+    }
+    assert!(wait_until(Duration::from_secs(5), || log_len(&redis) == 4));
+    // b starts from a snapshot: the last chats come with it, as many as --history keeps.
+    let b = node(&redis.url());
+    let shown = ServerMsg::History {
+        chats: (2..=3)
+            .map(|seq| chat_proto::HistoryChat {
+                seq,
+                from: "alice".into(),
+                text: format!("c{seq}").into(),
+            })
+            .collect(),
+        missed: 0,
+    };
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(
+        bob.recv(),
+        shown,
+        "on the node that started after the chats"
+    );
+    let (mut carol, _) = RawClient::join(a.addr, "carol");
+    assert_eq!(carol.recv(), shown, "on the node that applied them");
 }
