@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chat_proto::CloseReason;
+use chat_proto::{CloseReason, HistoryChat};
 
 use crate::ConnId;
 
@@ -121,6 +121,9 @@ pub struct Snapshot {
     pub seq: u64,
     /// Everyone in the room at `pos`.
     pub members: Vec<Seat>,
+    /// The most recent chats up to `pos`, oldest first, as many as the log still holds: what
+    /// a newcomer is shown, the same on a room that starts now as on one that applied them.
+    pub history: Vec<HistoryChat>,
 }
 
 /// An in-memory log: claims names by folded key and numbers entries. The sequencer inside a
@@ -236,10 +239,12 @@ impl Sequencer {
     pub fn snapshot(&self) -> Snapshot {
         let mut members: Vec<Seat> = self.claims.values().cloned().collect();
         members.sort_by(|a, b| a.key.cmp(&b.key));
+        // This log keeps no chats: a room started from it shows only what it applies.
         Snapshot {
             pos: self.pos,
             seq: self.seq,
             members,
+            history: Vec::new(),
         }
     }
 }

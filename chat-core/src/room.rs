@@ -284,6 +284,8 @@ impl Room {
     }
 
     fn load(&mut self, snapshot: Snapshot) {
+        let keep = snapshot.history.len().min(self.config.history as usize);
+        let skip = snapshot.history.len() - keep;
         self.view = View {
             pos: snapshot.pos,
             seq: snapshot.seq,
@@ -292,7 +294,7 @@ impl Room {
                 .into_iter()
                 .map(|seat| (seat.key.clone(), seat))
                 .collect(),
-            history: VecDeque::new(),
+            history: snapshot.history.into_iter().skip(skip).collect(),
         };
     }
 

@@ -28,7 +28,7 @@ use chat_core::{
     ConnId, Declined, Entry, Event as LogEvent, Input, NodeId, Proposal, ProposalKind, Seat,
     Snapshot,
 };
-use chat_proto::CloseReason;
+use chat_proto::{CloseReason, HistoryChat};
 use futures_lite::FutureExt;
 use smol::{LocalExecutor, Timer};
 
@@ -110,6 +110,8 @@ impl Scripts {
 pub(crate) struct Shared {
     config: SharedConfig,
     max_members: u32,
+    /// Recent chats a snapshot brings, for newcomers (`--history`).
+    history: u32,
     client: Client,
     keys: Keys,
     scripts: Scripts,
@@ -141,12 +143,14 @@ struct Start {
 pub(crate) async fn enter(
     config: &SharedConfig,
     max_members: u32,
+    history: u32,
 ) -> io::Result<(Rc<Shared>, NodeId, Snapshot, String)> {
     let client = Client::open(config.url.as_str())
         .map_err(|e| io::Error::other(format!("bad Redis URL '{}': {e}", config.url)))?;
     let shared = Rc::new(Shared {
         config: config.clone(),
         max_members,
+        history,
         client,
         keys: Keys::new(&config.room),
         scripts: Scripts::new(),
@@ -311,6 +315,7 @@ impl Shared {
         }
         let mut call = self.scripts.snapshot.prepare_invoke();
         self.keyed(&mut call);
+        call.arg(self.history);
         let value: Value = call.invoke_async(conn).await?;
         let (snapshot, epoch, last_id) = parse_snapshot(&value)
             .ok_or_else(|| io::Error::other(format!("malformed snapshot from Redis: {value:?}")))?;
@@ -689,9 +694,18 @@ fn parse_seat(key: String, claim: &str) -> Option<Seat> {
 /// The snapshot script's answer: the snapshot, the epoch and the last stream ID.
 fn parse_snapshot(value: &Value) -> Option<(Snapshot, String, String)> {
     let parts = items(value)?;
-    let [pos, seq, epoch, last_id, claims] = parts.as_slice() else {
+    let [pos, seq, epoch, last_id, claims, chats] = parts.as_slice() else {
         return None;
     };
+    let mut history = Vec::new();
+    for chat in items(chats)?.chunks(3) {
+        let [seq, from, said] = chat else { return None };
+        history.push(HistoryChat {
+            seq: number(seq)?,
+            from: Arc::from(text(from)?),
+            text: Arc::from(text(said)?),
+        });
+    }
     let mut members = Vec::new();
     for pair in items(claims)?.chunks(2) {
         let [key, claim] = pair else { return None };
@@ -705,6 +719,7 @@ fn parse_snapshot(value: &Value) -> Option<(Snapshot, String, String)> {
         pos: number(pos)?,
         seq: number(seq)?,
         members,
+        history,
     };
     Some((snapshot, text(epoch)?, text(last_id)?))
 }

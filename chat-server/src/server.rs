@@ -53,7 +53,7 @@ pub async fn serve(
         None => (Room::new(config.room.clone()), None),
         Some(shared) => {
             let (log, node, snapshot, last_id) =
-                crate::redis::enter(shared, config.room.max_clients).await?;
+                crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
             let pos = snapshot.pos;
             let room = Room::shared(config.room.clone(), node, snapshot);
             (room, Some((log, pos, last_id)))

@@ -343,3 +343,53 @@ fn a_member_of_another_node_is_greeted_and_heard() {
         "bob did not hear himself"
     );
 }
+
+#[test]
+fn a_room_started_from_a_snapshot_shows_its_chats_to_a_newcomer_as_many_as_it_keeps() {
+    let said = |seq: u64| chat_proto::HistoryChat {
+        seq,
+        from: "bob".into(),
+        text: format!("c{seq}").into(),
+    };
+    let snapshot = Snapshot {
+        pos: 4,
+        seq: 3,
+        members: Vec::new(),
+        history: (1..=3).map(said).collect(),
+    };
+    let config = Config {
+        history: 2,
+        ..config()
+    };
+    let mut room = Room::shared(config, NodeId(1), snapshot).unwrap();
+    let now = Instant::now();
+    room.handle_input(now, Input::Opened(ConnId(1))).unwrap();
+    room.handle_input(now, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    let Some(Output::Propose(proposal)) = room.poll_output() else {
+        panic!("the hello is proposed to the log");
+    };
+    let entry = Entry {
+        pos: 5,
+        node: NodeId(1),
+        conn: ConnId(1),
+        name: proposal.name,
+        key: proposal.key,
+        event: Event::Joined,
+    };
+    room.handle_input(now, Input::Applied(entry)).unwrap();
+    let sent: Vec<ServerMsg> = std::iter::from_fn(|| room.poll_output())
+        .filter_map(|o| match o {
+            Output::Send { msg, .. } => Some(msg),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(sent[0], ServerMsg::Welcome { .. }), "{sent:?}");
+    assert_eq!(
+        sent[1..],
+        [ServerMsg::History {
+            chats: vec![said(2), said(3)],
+            missed: 0
+        }]
+    );
+}

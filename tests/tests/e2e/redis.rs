@@ -1,12 +1,13 @@
 //! One room across several `chat-server --redis` processes and a real `redis-server`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use chat_proto::{ClientMsg, CloseReason, ErrorKind, Refusal, ServerMsg};
 use tests::proxy::Proxy;
 use tests::redis::RedisServer;
-use tests::{RawClient, ServerProcess, chat, hello, joined, left};
+use tests::{RawClient, ServerProcess, chat, hello, joined, left, wait_until};
 
 /// The lease the nodes in these tests hold: short, so that losses are found quickly.
 const LEASE: &str = "2s";
@@ -79,6 +80,100 @@ fn until(client: &mut RawClient, want: &ServerMsg) -> Vec<ServerMsg> {
     }
 }
 
+/// One entry of the room's log as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogEntry {
+    pos: u64,
+    node: u64,
+    name: String,
+    event: LogEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LogEvent {
+    Joined,
+    Chat { seq: u64, text: String },
+    Left { reason: CloseReason },
+}
+
+impl LogEntry {
+    /// What a member named `me` is sent for this entry, if anything: nobody is told of their own
+    /// join, chat or leave.
+    fn seen_by(&self, me: &str) -> Option<ServerMsg> {
+        if self.name == me {
+            return None;
+        }
+        Some(match &self.event {
+            LogEvent::Joined => joined(&self.name),
+            LogEvent::Chat { seq, text } => said(*seq, &self.name, text),
+            LogEvent::Left { reason } => left(&self.name, *reason),
+        })
+    }
+
+    fn is_join_of(&self, name: &str) -> bool {
+        self.event == LogEvent::Joined && self.name == name
+    }
+}
+
+/// The stream of room `chat` in `redis`, oldest first, read with XRANGE.
+fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
+    let reply = redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
+    reply
+        .array()
+        .iter()
+        .map(|entry| {
+            let fields: HashMap<String, String> = entry.array()[1]
+                .array()
+                .chunks(2)
+                .map(|kv| (kv[0].text(), kv[1].text()))
+                .collect();
+            let field = |name: &str| {
+                fields
+                    .get(name)
+                    .unwrap_or_else(|| panic!("log entry without {name}: {fields:?}"))
+                    .clone()
+            };
+            let event = match field("kind").as_str() {
+                "join" => LogEvent::Joined,
+                "chat" => LogEvent::Chat {
+                    seq: field("seq").parse().unwrap(),
+                    text: field("text"),
+                },
+                "leave" => LogEvent::Left {
+                    reason: match field("reason").as_str() {
+                        "left" => CloseReason::Left,
+                        "disconnected" => CloseReason::Disconnected,
+                        "server_lost" => CloseReason::ServerLost,
+                        "server_shutdown" => CloseReason::ServerShutdown,
+                        "room_reset" => CloseReason::RoomReset,
+                        other => panic!("unexpected leave reason {other}"),
+                    },
+                },
+                other => panic!("unexpected entry kind {other}"),
+            };
+            LogEntry {
+                pos: field("pos").parse().unwrap(),
+                node: field("node").parse().unwrap(),
+                name: field("name"),
+                event,
+            }
+        })
+        .collect()
+}
+
+/// The number of entries in room `chat`'s stream.
+fn log_len(redis: &RedisServer) -> i64 {
+    redis.cmd(&["XLEN", "chat:{chat}:log"]).int()
+}
+
+/// The next message that is not the history shown to a newcomer.
+fn recv_past_history(client: &mut RawClient) -> ServerMsg {
+    match client.recv() {
+        ServerMsg::History { .. } => client.recv(),
+        other => other,
+    }
+}
+
 #[test]
 fn two_nodes_share_chats_notices_and_the_member_list() {
     let redis = RedisServer::start();
@@ -145,65 +240,6 @@ fn two_nodes_share_chats_notices_and_the_member_list() {
     assert_eq!(alice.recv(), joined("carol"));
     bob.send(&chat("again"));
     assert_eq!(alice.recv(), said(3, "bob", "again"));
-}
-
-#[test]
-fn a_name_race_across_nodes_has_one_winner_per_folded_name() {
-    let redis = RedisServer::start();
-    let nodes = [node(&redis.url()), node(&redis.url()), node(&redis.url())];
-    // Look-alike spellings of each name fold to one key: only one of each may be welcomed.
-    let spellings = |i: usize| {
-        [
-            format!("name{i}"),
-            format!("NAME{i}"),
-            format!("Name{i}"),
-            format!("ｎａｍｅ{i}"),
-        ]
-    };
-    let mut clients = Vec::new();
-    for i in 0..10 {
-        for (j, spelling) in spellings(i).into_iter().enumerate() {
-            for (k, node) in nodes.iter().enumerate() {
-                if (j + k) % 2 == 0 {
-                    let mut c = RawClient::connect(node.addr);
-                    c.send(&hello(&spelling));
-                    clients.push((i, c));
-                }
-            }
-        }
-    }
-    let mut welcomed: HashMap<usize, usize> = HashMap::new();
-    let mut winners = Vec::new();
-    for (i, mut c) in clients {
-        loop {
-            match c.recv() {
-                ServerMsg::Welcome { .. } => {
-                    *welcomed.entry(i).or_default() += 1;
-                    winners.push(c);
-                    break;
-                }
-                ServerMsg::Refused(Refusal::NameTaken) => break,
-                ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-    for i in 0..10 {
-        assert_eq!(welcomed.get(&i), Some(&1), "name{i} welcomed {welcomed:?}");
-    }
-    // Every node lists the same ten.
-    let mut lists = Vec::new();
-    for node in &nodes {
-        let (mut c, _) = RawClient::join(node.addr, &format!("watcher{}", lists.len()));
-        lists.push(
-            who(&mut c)
-                .into_iter()
-                .filter(|n| !n.starts_with("watcher"))
-                .collect::<Vec<_>>(),
-        );
-    }
-    assert_eq!(lists[0].len(), 10);
-    assert!(lists.iter().all(|l| *l == lists[0]), "{lists:?}");
 }
 
 #[test]
@@ -384,4 +420,371 @@ fn a_node_stopped_past_its_lease_is_fenced_and_closes_its_members() {
     carol.send(&chat("on b again"));
     assert_eq!(alice.recv(), said(1, "carol", "on b again"));
     alice.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn three_nodes_of_thirty_members_see_one_sequence_each_chat_once_never_echoed() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let nodes: Vec<ServerProcess> = (0..3).map(|_| node(&redis.url())).collect();
+    let mut members: Vec<(String, RawClient)> = Vec::new();
+    for i in 0..30 {
+        for (k, node) in nodes.iter().enumerate() {
+            let name = format!("n{k}m{i}");
+            let (client, _) = RawClient::join(node.addr, &name);
+            members.push((name, client));
+        }
+    }
+    // Two chats from everyone, sent all at once, so that the three nodes' proposals interleave.
+    for round in 0..2 {
+        for (name, client) in &mut members {
+            client.send(&chat(&format!("{name} says {round}")));
+        }
+    }
+    // On each node, one member leaves and one hangs up (after its chats, on the same socket).
+    for (name, client) in &mut members {
+        if name.ends_with("m0") {
+            client.send(&ClientMsg::Leave);
+        } else if name.ends_with("m1") {
+            client.stream.shutdown(Shutdown::Write).unwrap();
+        }
+    }
+    let total = 90 + 180 + 6;
+    assert!(
+        wait_until(Duration::from_secs(20), || log_len(&redis) >= total),
+        "the log holds {} entries, not {total}",
+        log_len(&redis)
+    );
+    let log = log_entries(&redis);
+    assert_eq!(log.len(), total as usize);
+    // One order: positions and chat numbers count up from 1 with no gaps.
+    assert!(log.iter().map(|e| e.pos).eq(1..=total as u64));
+    let seqs: Vec<u64> = log
+        .iter()
+        .filter_map(|e| match e.event {
+            LogEvent::Chat { seq, .. } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert!(seqs.iter().copied().eq(1..=180), "{seqs:?}");
+
+    // Kept open until every view is checked: a dropped one would be a leave the others see.
+    for (name, client) in &mut members {
+        let mine = log.iter().position(|e| e.is_join_of(name)).unwrap();
+        let expected: Vec<ServerMsg> = log[mine + 1..]
+            .iter()
+            .filter_map(|e| e.seen_by(name))
+            .collect();
+        if name.ends_with("m0") || name.ends_with("m1") {
+            // Closed once it left: what it saw is where the others' view begins.
+            let (reason, seen) = client.until_closed();
+            if name.ends_with("m0") {
+                assert_eq!(reason, Some(CloseReason::Left), "{name}");
+            }
+            assert!(expected.starts_with(&seen), "{name} saw {seen:?}");
+            continue;
+        }
+        let seen: Vec<ServerMsg> = (0..expected.len()).map(|_| client.recv()).collect();
+        assert_eq!(seen, expected, "{name}'s view of the room");
+        let chats = seen
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Chat { .. }))
+            .count();
+        assert_eq!(chats, 178, "{name}: every chat but its own two, once each");
+        client.expect_silence(Duration::from_millis(10));
+    }
+    eprintln!("three nodes x 30 members: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_name_race_across_nodes_with_look_alike_spellings_has_one_winner_per_name() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let nodes = [node(&redis.url()), node(&redis.url()), node(&redis.url())];
+    // Six spellings of each of 25 names: case, fullwidth, and wholly Cyrillic look-alikes
+    // (с, о, р, е) in lower and upper case. Each is one script, so none is refused as mixed.
+    let spellings = |i: usize| {
+        [
+            format!("cope{i}"),
+            format!("COPE{i}"),
+            format!("Cope{i}"),
+            format!("ｃｏｐｅ{i}"),
+            format!("\u{441}\u{43e}\u{440}\u{435}{i}"),
+            format!("\u{421}\u{41e}\u{420}\u{415}{i}"),
+        ]
+    };
+    let mut keys = HashSet::new();
+    for i in 0..25 {
+        let names = spellings(i);
+        for name in &names {
+            assert_eq!(chat_core::check_name(name, 32), Ok(()), "{name}");
+            assert_eq!(chat_core::fold_name(name), chat_core::fold_name(&names[0]));
+        }
+        assert!(
+            keys.insert(chat_core::fold_name(&names[0])),
+            "cope{i} collides"
+        );
+    }
+    // 150 hellos, 50 per node, all sent before any answer is read.
+    let mut clients = Vec::new();
+    for i in 0..25 {
+        for (j, spelling) in spellings(i).into_iter().enumerate() {
+            let mut c = RawClient::connect(nodes[(i + j) % 3].addr);
+            c.send(&hello(&spelling));
+            clients.push((i, spelling, c));
+        }
+    }
+    let mut winners: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut kept = Vec::new();
+    for (i, spelling, mut c) in clients {
+        loop {
+            match c.recv() {
+                ServerMsg::Welcome { name, .. } => {
+                    assert_eq!(name, spelling);
+                    winners.entry(i).or_default().push(spelling);
+                    kept.push(c);
+                    break;
+                }
+                ServerMsg::Refused(Refusal::NameTaken) => break,
+                ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {}
+                other => panic!("{spelling}: unexpected {other:?}"),
+            }
+        }
+    }
+    let mut expected = Vec::new();
+    for i in 0..25 {
+        let won = winners.get(&i).cloned().unwrap_or_default();
+        assert_eq!(won.len(), 1, "cope{i} welcomed as {won:?}");
+        expected.push(won[0].clone());
+    }
+    expected.sort();
+    // Every node lists the same 25: asked by a member who joined after every claim was decided.
+    for (k, node) in nodes.iter().enumerate() {
+        let (mut watcher, _) = RawClient::join(node.addr, &format!("watcher{k}"));
+        let list: Vec<String> = who(&mut watcher)
+            .into_iter()
+            .filter(|n| !n.starts_with("watcher"))
+            .collect();
+        assert_eq!(list, expected, "who on node {k}");
+    }
+    eprintln!("name race, 150 clients: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_node_behind_the_trimmed_log_resets_alone_and_its_members_can_rejoin() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    // A lease long enough for the others to outrun the trim while this node sleeps within it.
+    let lease = Duration::from_secs(6);
+    let args = [
+        "--redis",
+        &redis.url(),
+        "--lease",
+        "6s",
+        "--trim-len",
+        "10",
+        "--rate",
+        "10000",
+        "--burst",
+        "10000",
+    ];
+    let (a, b) = (ServerProcess::start(&args), ServerProcess::start(&args));
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut dave, _) = RawClient::join(a.addr, "dave");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    let (mut carol, _) = RawClient::join(b.addr, "carol");
+    assert_eq!(alice.recv(), joined("dave"));
+    for c in [&mut alice, &mut dave] {
+        assert_eq!(c.recv(), joined("bob"));
+        assert_eq!(c.recv(), joined("carol"));
+    }
+    assert_eq!(bob.recv(), joined("carol"));
+
+    let stopped = Instant::now();
+    b.signal("STOP");
+    // `MAXLEN ~` drops whole stream nodes (100 entries by default): say far more than that.
+    let chats = 400;
+    for i in 0..chats {
+        alice.send(&chat(&format!("c{i}")));
+    }
+    for i in 0..chats {
+        assert_eq!(dave.recv(), said(i + 1, "alice", &format!("c{i}")));
+    }
+    let first = log_entries(&redis)[0].pos;
+    assert!(first > 5, "the log still starts at {first}: not trimmed");
+    assert!(
+        stopped.elapsed() < lease - Duration::from_secs(2),
+        "the chats took {:?}: too close to the lease for this test",
+        stopped.elapsed()
+    );
+    b.signal("CONT");
+
+    // b finds the gap and starts over: its members are told the room was reset.
+    for c in [&mut bob, &mut carol] {
+        let (reason, _) = c.until_closed();
+        assert_eq!(reason, Some(CloseReason::RoomReset));
+    }
+    // The others see them go, and nothing else: b was not lost, only behind.
+    for c in [&mut alice, &mut dave] {
+        assert_eq!(c.recv(), left("bob", CloseReason::RoomReset));
+        assert_eq!(c.recv(), left("carol", CloseReason::RoomReset));
+    }
+    dave.send(&chat("still here"));
+    assert_eq!(alice.recv(), said(chats + 1, "dave", "still here"));
+    // b's members come back and the room goes on across both nodes.
+    let (mut bob, members) = join_soon(b.addr, "bob");
+    assert_eq!(members, vec!["alice", "bob", "dave"]);
+    for c in [&mut alice, &mut dave] {
+        assert_eq!(c.recv(), joined("bob"));
+    }
+    alice.send(&chat("welcome back"));
+    assert_eq!(
+        recv_past_history(&mut bob),
+        said(chats + 2, "alice", "welcome back")
+    );
+    bob.send(&chat("thanks"));
+    assert_eq!(alice.recv(), said(chats + 3, "bob", "thanks"));
+    assert_eq!(dave.recv(), said(chats + 2, "alice", "welcome back"));
+    assert_eq!(dave.recv(), said(chats + 3, "bob", "thanks"));
+    for c in [&mut alice, &mut dave, &mut bob] {
+        c.expect_silence(Duration::from_millis(100));
+    }
+    eprintln!("node behind the trim: {:?}", started.elapsed());
+}
+
+#[test]
+fn nothing_a_fenced_node_sends_after_waking_enters_the_log() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    let b_node = log_entries(&redis)
+        .iter()
+        .find(|e| e.is_join_of("bob"))
+        .unwrap()
+        .node;
+    b.signal("STOP");
+    assert_eq!(alice.recv(), left("bob", CloseReason::ServerLost));
+    // While b sleeps past its lease, its member talks and a newcomer knocks: all of it waits in
+    // b's sockets, to be read the moment b wakes, before it can know it was swept.
+    for i in 0..20 {
+        bob.send(&chat(&format!("from the grave {i}")));
+    }
+    let mut eve = RawClient::connect(b.addr);
+    eve.send(&hello("eve"));
+    let swept_at = log_entries(&redis).len();
+    b.signal("CONT");
+    let (reason, _) = bob.until_closed();
+    assert_eq!(reason, Some(CloseReason::ServerLost));
+    // Eve's hello came under the old node: she is refused (her join was fenced), closed (b
+    // started over while she was joining), or welcomed by b as the node it became.
+    match eve.recv() {
+        ServerMsg::Refused(Refusal::Unavailable) | ServerMsg::Closing(CloseReason::ServerLost) => {}
+        ServerMsg::Welcome { .. } => assert_eq!(alice.recv(), joined("eve")),
+        other => panic!("eve: {other:?}"),
+    }
+    alice.expect_silence(Duration::from_millis(500));
+    // b serves again under another node number; the log holds nothing from its old one after
+    // the sweep.
+    let (mut carol, _) = join_soon(b.addr, "carol");
+    assert_eq!(alice.recv(), joined("carol"));
+    carol.send(&chat("on b again"));
+    assert_eq!(alice.recv(), said(1, "carol", "on b again"));
+    let log = log_entries(&redis);
+    let after: Vec<&LogEntry> = log[swept_at..].iter().collect();
+    assert!(after.iter().all(|e| e.node != b_node), "{after:?}");
+    assert!(
+        log.iter()
+            .all(|e| !matches!(&e.event, LogEvent::Chat { text, .. } if text.contains("grave"))),
+        "{log:?}"
+    );
+    alice.expect_silence(Duration::from_millis(200));
+    eprintln!("fenced node: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    // A long lease: a leave within it can only be the node's own word, not a sweep.
+    let (a, mut b) = (
+        node_with_lease(&redis.url(), "30s"),
+        node_with_lease(&redis.url(), "30s"),
+    );
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    let (mut carol, _) = RawClient::join(b.addr, "carol");
+    assert_eq!(alice.recv(), joined("bob"));
+    assert_eq!(alice.recv(), joined("carol"));
+    assert_eq!(bob.recv(), joined("carol"));
+
+    let term = Instant::now();
+    b.signal("TERM");
+    for c in [&mut bob, &mut carol] {
+        let (reason, _) = c.until_closed();
+        assert_eq!(reason, Some(CloseReason::ServerShutdown));
+    }
+    let mut gone = vec![alice.recv(), alice.recv()];
+    let within = term.elapsed();
+    gone.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(
+        gone,
+        vec![
+            left("bob", CloseReason::ServerShutdown),
+            left("carol", CloseReason::ServerShutdown)
+        ]
+    );
+    assert!(within < Duration::from_secs(3), "{within:?}");
+    assert!(
+        b.wait_exit(Duration::from_secs(5))
+            .is_some_and(|s| s.success())
+    );
+    // Their names are free at once, and the node is out of the room.
+    let (_bob, _) = RawClient::join(a.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    assert_eq!(
+        redis.cmd(&["ZCARD", "chat:{chat}:nodes"]).int(),
+        1,
+        "only node a holds a lease"
+    );
+    alice.expect_silence(Duration::from_millis(200));
+    eprintln!(
+        "node shut down: {within:?} to the leaves, {:?} in all",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_node_started_after_the_chats_shows_newcomers_the_history_the_others_show() {
+    let redis = RedisServer::start();
+    let node =
+        |url: &str| ServerProcess::start(&["--redis", url, "--lease", LEASE, "--history", "2"]);
+    let a = node(&redis.url());
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    for i in 1..=3 {
+        alice.send(&chat(&format!("c{i}")));
+    }
+    assert!(wait_until(Duration::from_secs(5), || log_len(&redis) == 4));
+    // b starts from a snapshot: the last chats come with it, as many as --history keeps.
+    let b = node(&redis.url());
+    let shown = ServerMsg::History {
+        chats: (2..=3)
+            .map(|seq| chat_proto::HistoryChat {
+                seq,
+                from: "alice".into(),
+                text: format!("c{seq}").into(),
+            })
+            .collect(),
+        missed: 0,
+    };
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(
+        bob.recv(),
+        shown,
+        "on the node that started after the chats"
+    );
+    let (mut carol, _) = RawClient::join(a.addr, "carol");
+    assert_eq!(carol.recv(), shown, "on the node that applied them");
 }
