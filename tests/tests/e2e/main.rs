@@ -3,5 +3,6 @@
 
 mod client;
 mod hostile;
+mod irc;
 mod redis_infra;
 mod server;
