@@ -65,6 +65,15 @@ pub struct Args {
     /// silence after which a client is closed [env CHAT_IDLE_TIMEOUT, default 90s]
     #[argh(option)]
     pub idle_timeout: Option<String>,
+    /// port for IRC clients, in the same room, 0 for any free port [env CHAT_IRC_PORT, else no IRC]
+    #[argh(option)]
+    pub irc_port: Option<String>,
+    /// the IRC channel that is the room [env CHAT_IRC_CHANNEL, default #chat]
+    #[argh(option)]
+    pub irc_channel: Option<String>,
+    /// the server name in IRC lines [env CHAT_IRC_SERVER_NAME, else the host name]
+    #[argh(option)]
+    pub irc_server_name: Option<String>,
     /// share the room with other servers through this Redis, e.g. redis://127.0.0.1:6379 [env CHAT_REDIS, else the room is this process's alone]
     #[argh(option)]
     pub redis: Option<String>,
@@ -98,6 +107,12 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// How long a closing connection may take to flush its last frames.
     pub linger: Duration,
+    /// Port for IRC clients (the gateway); none: no IRC.
+    pub irc_port: Option<u16>,
+    /// The IRC channel that is the room.
+    pub irc_channel: String,
+    /// The server name in IRC lines; none: the host name.
+    pub irc_server_name: Option<String>,
     /// The room is shared through Redis (`--redis`); `None`: the room lives in this process.
     pub shared: Option<SharedConfig>,
     /// Listen with SO_REUSEPORT, so that several processes share one port.
@@ -141,6 +156,9 @@ impl Default for ServerConfig {
             room: chat_core::Config::default(),
             queue_bytes: 256 * 1024,
             linger: Duration::from_secs(2),
+            irc_port: None,
+            irc_channel: "#chat".into(),
+            irc_server_name: None,
             shared: None,
             reuse_port: false,
         }
@@ -277,6 +295,29 @@ pub fn resolve(
     }
     if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
         config.queue_bytes = raw.count()?;
+    }
+    if let Some(raw) = pick("irc-port", &args.irc_port) {
+        config.irc_port = Some(raw.port(PortZero::AnyFree)?);
+    }
+    if let Some(raw) = pick("irc-channel", &args.irc_channel) {
+        config.irc_channel = raw.parse_with(
+            |v| {
+                let usable = v.starts_with('#')
+                    && (2..=50).contains(&v.len())
+                    && !v
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+                usable.then(|| v.to_owned())
+            },
+            "a channel name such as #chat (up to 50 bytes, no spaces or commas)",
+        )?;
+    }
+    if let Some(raw) = pick("irc-server-name", &args.irc_server_name) {
+        let name = raw.host()?;
+        if name.starts_with(':') {
+            return Err(raw.invalid("a host name or IP address").into());
+        }
+        config.irc_server_name = Some(name);
     }
     config.reuse_port = args.reuse_port || env("CHAT_REUSE_PORT").is_some_and(|v| v == "1");
     config.shared = resolve_shared(args, &env)?;
@@ -565,6 +606,9 @@ mod tests {
             handshake_timeout: Some("3s".into()),
             ping_interval: Some("4s".into()),
             idle_timeout: Some("5s".into()),
+            irc_port: Some("6668".into()),
+            irc_channel: Some("#room".into()),
+            irc_server_name: Some("irc.example".into()),
             redis: Some("redis://127.0.0.1:6390".into()),
             room: Some("r1".into()),
             node_id: Some("n1".into()),
@@ -598,6 +642,9 @@ mod tests {
             ("CHAT_HANDSHAKE_TIMEOUT", "3s"),
             ("CHAT_PING_INTERVAL", "4s"),
             ("CHAT_IDLE_TIMEOUT", "5s"),
+            ("CHAT_IRC_PORT", "6668"),
+            ("CHAT_IRC_CHANNEL", "#room"),
+            ("CHAT_IRC_SERVER_NAME", "irc.example"),
             ("CHAT_REDIS", "redis://127.0.0.1:6390"),
             ("CHAT_ROOM", "r1"),
             ("CHAT_NODE_ID", "n1"),
@@ -633,6 +680,9 @@ mod tests {
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),
+            irc_port: Some(6668),
+            irc_channel: "#room".into(),
+            irc_server_name: Some("irc.example".into()),
             shared: Some(SharedConfig {
                 url: "redis://127.0.0.1:6390".into(),
                 room: "r1".into(),
@@ -642,6 +692,32 @@ mod tests {
             }),
             reuse_port: true,
         }
+    }
+
+    #[test]
+    fn irc_settings_are_checked() {
+        let bad = |args: Args| resolve(&args, env(&[])).unwrap_err().0;
+        assert_eq!(
+            bad(Args {
+                irc_channel: Some("chat".into()),
+                ..Args::default()
+            }),
+            "invalid --irc-channel 'chat': expected a channel name such as #chat (up to 50 bytes, no spaces or commas)"
+        );
+        assert!(
+            bad(Args {
+                irc_server_name: Some(":x".into()),
+                ..Args::default()
+            })
+            .starts_with("invalid --irc-server-name ':x'")
+        );
+        assert!(
+            bad(Args {
+                irc_port: Some("irc".into()),
+                ..Args::default()
+            })
+            .starts_with("invalid --irc-port 'irc'")
+        );
     }
 
     #[test]

@@ -20,11 +20,12 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod config;
+pub mod irc;
 mod outbox;
 mod redis;
 mod server;
 mod stats;
 
 pub use config::{Args, ConfigError, ServerConfig, SharedConfig, parse_duration, resolve};
-pub use server::{RunningServer, serve};
+pub use server::{RunningServer, serve, serve_with_irc};
 pub use stats::Stats;

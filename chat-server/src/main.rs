@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_signal::{Signal, Signals};
-use chat_server::{Args, Stats, resolve, serve};
+use chat_server::{Args, Stats, resolve, serve_with_irc};
 use futures_lite::StreamExt;
 
 /// Binds the listening socket; with `reuse_port`, other processes may bind the same port
@@ -54,6 +54,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let irc = match config.irc_port {
+        None => None,
+        Some(port) => match std::net::TcpListener::bind((config.host.as_str(), port)) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!(
+                    "error: cannot listen for IRC on {}:{port}: {error}",
+                    config.host
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
         Err(error) => {
@@ -64,13 +77,21 @@ fn main() -> ExitCode {
     let run = async {
         let listener = async_net::TcpListener::try_from(listener)?;
         println!("listening on {}", listener.local_addr()?);
+        let irc = match irc {
+            Some(irc) => {
+                let irc = async_net::TcpListener::try_from(irc)?;
+                println!("IRC listening on {}", irc.local_addr()?);
+                Some(irc)
+            }
+            None => None,
+        };
         let stats = Arc::new(Stats::default());
         let shutdown = async {
             if let Some(Ok(signal)) = signals.next().await {
                 log::info!("received {signal:?}");
             }
         };
-        serve(listener, config, stats.clone(), shutdown).await?;
+        serve_with_irc(listener, irc, config, stats.clone(), shutdown).await?;
         log::info!(
             "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
             stats.accepted.load(Relaxed),

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{CodecId, ConnId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room};
+use chat_core::{
+    CodecId, ConnId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError,
+};
 use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -25,9 +27,16 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Inputs waiting for the room task; readers wait when it is full.
 const ROOM_QUEUE: usize = 4096;
 
-/// What the room task is told.
+/// What the room task is told, in the order the readers produced it.
 pub(crate) enum Event {
+    /// An input for the room.
     Input(Input),
+    /// Bytes a protocol adapter made itself for one connection (an answer the room has no part
+    /// in), queued in order with everything the room sends it.
+    Raw(ConnId, Vec<u8>),
+    /// Runs on the room task when it gets here: an adapter's per-connection codec state that
+    /// must change exactly between the inputs before it and after it.
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
@@ -37,6 +46,17 @@ pub(crate) enum Event {
 /// reader task and a writer task. The room task never waits on a socket.
 pub async fn serve(
     listener: async_net::TcpListener,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with_irc(listener, None, config, stats, shutdown).await
+}
+
+/// [`serve`], with IRC clients on `irc` too (the gateway of [`crate::irc`]), in the same room.
+pub async fn serve_with_irc(
+    listener: async_net::TcpListener,
+    irc: Option<async_net::TcpListener>,
     config: ServerConfig,
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -63,7 +83,13 @@ pub async fn serve(
     let proposals = log.as_ref().map(|(log, pos, last_id)| {
         crate::redis::spawn(log, &ex.reads, events_tx.clone(), *pos, last_id.clone())
     });
-    let shared = Shared::new(Hub::new(room, config.queue_bytes));
+    let mut hub = Hub::new(room, config.queue_bytes);
+    let irc = irc.map(|listener| {
+        let gateway = crate::irc::Gateway::new(&config);
+        let codec = hub.add_codec(Box::new(gateway.codec()));
+        (listener, gateway, codec)
+    });
+    let shared = Shared::new(hub);
     let room = ex.reads.spawn(room_task(
         config.clone(),
         shared.clone(),
@@ -72,17 +98,25 @@ pub async fn serve(
         stats.clone(),
         writers.clone(),
     ));
-    let accept = accept_loop(
-        &ex,
-        listener,
-        &config,
-        &shared,
-        events_tx.clone(),
-        stats.clone(),
+    let conns = Conns {
+        ex: &ex,
+        shared: shared.clone(),
+        events: events_tx.clone(),
+        stats: stats.clone(),
         writers,
-    );
+        linger: config.linger,
+        next_id: Cell::new(0),
+        scratch: Rc::new(RefCell::new(vec![0u8; READ_CHUNK])),
+    };
+    let accept = accept_loop(&conns, listener, &config);
+    let accept_irc = async {
+        match irc {
+            Some((listener, gateway, codec)) => gateway.accept_loop(&conns, listener, codec).await,
+            None => std::future::pending().await,
+        }
+    };
     let main = async move {
-        accept.or(shutdown).await;
+        accept.or(accept_irc).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
@@ -145,53 +179,74 @@ impl Executors<'_> {
     }
 }
 
-async fn accept_loop(
-    ex: &Executors<'_>,
-    listener: async_net::TcpListener,
-    config: &ServerConfig,
-    shared: &Rc<Shared>,
-    events: Sender<Event>,
+/// What every accept loop shares: the hub, the room's queue, counters, the executors, and the
+/// connection ids (one sequence for every listener).
+pub(crate) struct Conns<'e, 'a> {
+    ex: &'e Executors<'a>,
+    pub(crate) shared: Rc<Shared>,
+    pub(crate) events: Sender<Event>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
-) {
-    let scratch = Rc::new(RefCell::new(vec![0u8; READ_CHUNK]));
-    let mut next_id = 0u64;
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(5);
-                accepted
+    linger: Duration,
+    next_id: Cell<u64>,
+    /// A read buffer shared by every reader on the thread.
+    pub(crate) scratch: Rc<RefCell<Vec<u8>>>,
+}
+
+impl<'a> Conns<'_, 'a> {
+    /// The next connection from `listener`. Accept errors (out of descriptors and the like) are
+    /// logged and survived with a backoff.
+    pub(crate) async fn accept(
+        &self,
+        listener: &async_net::TcpListener,
+    ) -> (Arc<Async<TcpStream>>, std::net::IpAddr) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    self.stats.accepted.fetch_add(1, Relaxed);
+                    self.stats.connections.fetch_add(1, Relaxed);
+                    let _ = stream.set_nodelay(true);
+                    return (stream.into(), peer.ip());
+                }
+                Err(error) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
+                    log::warn!("accept failed: {error}; retrying in {backoff:?}");
+                    Timer::after(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
-            Err(error) => {
-                // Out of descriptors and the like: survive, back off, try again.
-                stats.accept_errors.fetch_add(1, Relaxed);
-                log::warn!("accept failed: {error}; retrying in {backoff:?}");
-                Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        stats.accepted.fetch_add(1, Relaxed);
-        stats.connections.fetch_add(1, Relaxed);
-        let _ = stream.set_nodelay(true);
-        let stream: Arc<Async<TcpStream>> = stream.into();
-        next_id += 1;
-        let id = ConnId(next_id);
-        // The writer may run before the room has seen the connection: open its place first.
-        shared.hub.borrow_mut().attach(id, CodecId::WIRE);
-        // The peer's address counts towards the per-address limits.
-        let opened = Input::OpenedFrom(id, peer.ip());
-        if events.send(Event::Input(opened)).await.is_err() {
-            return;
         }
-        let decoder = FrameDecoder::new(config.room.max_frame_bytes);
-        let reader = read_loop(stream.clone(), id, decoder, events.clone(), scratch.clone());
-        ex.reads.spawn(reader).detach();
-        writers.set(writers.get() + 1);
-        let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
-        let shared = shared.clone();
-        ex.writes
+    }
+
+    /// Gives `stream` an id (handed to `prepare` first), a place in `codec`'s fan-out and a writer, and tells the room it
+    /// opened. `None` once the room task is gone.
+    pub(crate) async fn open(
+        &self,
+        stream: &Arc<Async<TcpStream>>,
+        peer: std::net::IpAddr,
+        codec: CodecId,
+        prepare: impl FnOnce(ConnId),
+    ) -> Option<ConnId> {
+        self.next_id.set(self.next_id.get() + 1);
+        let id = ConnId(self.next_id.get());
+        // The writer may run before the room has seen the connection: open its place first.
+        prepare(id);
+        self.shared.hub.borrow_mut().attach(id, codec);
+        if self
+            .events
+            // The peer's address counts towards the per-address limits.
+            .send(Event::Input(Input::OpenedFrom(id, peer)))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        self.writers.set(self.writers.get() + 1);
+        let (stats, writers, linger) = (self.stats.clone(), self.writers.clone(), self.linger);
+        let (shared, stream) = (self.shared.clone(), stream.clone());
+        self.ex
+            .writes
             .spawn(async move {
                 let write = outbox::write_loop(stream, id, shared, stats.clone(), linger);
                 if let Err(error) = write.await {
@@ -201,6 +256,34 @@ async fn accept_loop(
                 writers.set(writers.get() - 1);
             })
             .detach();
+        Some(id)
+    }
+
+    /// Runs a connection's reader.
+    pub(crate) fn spawn_reader(&self, reader: impl std::future::Future<Output = ()> + 'a) {
+        self.ex.reads.spawn(reader).detach();
+    }
+}
+
+async fn accept_loop(
+    conns: &Conns<'_, '_>,
+    listener: async_net::TcpListener,
+    config: &ServerConfig,
+) {
+    loop {
+        let (stream, peer) = conns.accept(&listener).await;
+        let Some(id) = conns.open(&stream, peer, CodecId::WIRE, |_| {}).await else {
+            return;
+        };
+        let decoder = FrameDecoder::new(config.room.max_frame_bytes);
+        let events = conns.events.clone();
+        conns.spawn_reader(read_loop(
+            stream,
+            id,
+            decoder,
+            events,
+            conns.scratch.clone(),
+        ));
     }
 }
 
@@ -273,6 +356,7 @@ async fn room_task(
     writers: Rc<Cell<usize>>,
 ) {
     let linger = config.linger;
+    let proposals = proposals.as_ref();
     let mut timer = Timer::never();
     loop {
         let event = async { Some(events.recv().await) }.or(async {
@@ -281,11 +365,27 @@ async fn room_task(
         });
         let input = match event.await {
             Some(Ok(Event::Input(input))) => input,
+            Some(Ok(Event::Raw(conn, bytes))) => {
+                let next = step(&shared, &stats, proposals, |hub, now| {
+                    hub.send_raw(now, conn, &bytes)
+                });
+                match next {
+                    Some(at) => timer.set_at(at),
+                    None => timer = Timer::never(),
+                }
+                continue;
+            }
+            Some(Ok(Event::Call(call))) => {
+                call();
+                continue;
+            }
             Some(Err(_)) => break,
             None => Input::Tick,
         };
         let shutdown = input == Input::Shutdown;
-        let next = step(&shared, input, proposals.as_ref(), &stats);
+        let next = step(&shared, &stats, proposals, |hub, now| {
+            hub.handle_input(now, input)
+        });
         if shutdown {
             break;
         }
@@ -301,20 +401,21 @@ async fn room_task(
     }
 }
 
-/// Feeds one input to the hub and carries out what follows; returns the next deadline.
+/// Feeds one input to the hub (or queues raw bytes) and carries out what follows: proposals go
+/// to the shared log (a full queue declines them at once); returns the next deadline.
 fn step(
     shared: &Shared,
-    input: Input,
-    proposals: Option<&Sender<(NodeId, Proposal)>>,
     stats: &Stats,
+    proposals: Option<&Sender<(NodeId, Proposal)>>,
+    feed: impl FnOnce(&mut Hub, Instant) -> Result<(), UsageError>,
 ) -> Option<Instant> {
     let mut hub = shared.hub.borrow_mut();
-    let mut inputs = std::collections::VecDeque::from([input]);
+    if let Err(error) = feed(&mut hub, Instant::now()) {
+        log::error!("driver bug: {error}");
+    }
     let mut closed = Vec::new();
-    while let Some(input) = inputs.pop_front() {
-        if let Err(error) = hub.handle_input(Instant::now(), input) {
-            log::error!("driver bug: {error}");
-        }
+    let mut declined = Vec::new();
+    loop {
         while let Some(event) = hub.poll_event() {
             match event {
                 HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
@@ -343,13 +444,17 @@ fn step(
                                 );
                             } else {
                                 let why = Declined::Unavailable;
-                                inputs.push_back(Input::Declined { proposal, why });
+                                declined.push(Input::Declined { proposal, why });
                             }
                         }
                     }
                     None => log::error!("driver bug: a room alone proposed {proposal:?}"),
                 },
             }
+        }
+        let Some(input) = declined.pop() else { break };
+        if let Err(error) = hub.handle_input(Instant::now(), input) {
+            log::error!("driver bug: {error}");
         }
     }
     stats
@@ -372,28 +477,44 @@ fn step(
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    irc_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl RunningServer {
-    /// Starts a server on `listener` (bind it to port 0 for a free port).
+    /// Starts a server on `listener` (bind it to port 0 for a free port). With
+    /// `config.irc_port`, IRC clients are served too, on that port of `config.host`.
     pub fn start(listener: std::net::TcpListener, config: ServerConfig) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let listener = async_net::TcpListener::try_from(listener)?;
+        let irc = match config.irc_port {
+            Some(port) => Some(std::net::TcpListener::bind((config.host.as_str(), port))?),
+            None => None,
+        };
+        let irc_addr = irc.as_ref().map(|l| l.local_addr()).transpose()?;
+        let irc = irc.map(async_net::TcpListener::try_from).transpose()?;
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("chat-server".into())
             .spawn(move || {
-                smol::block_on(serve(listener, config, thread_stats, async move {
+                let shutdown = async move {
                     let _ = stopped.recv().await;
-                }))
+                };
+                smol::block_on(serve_with_irc(
+                    listener,
+                    irc,
+                    config,
+                    thread_stats,
+                    shutdown,
+                ))
             })?;
         Ok(Self {
             addr,
+            irc_addr,
             stats,
             stop,
             thread: Some(thread),
@@ -403,6 +524,11 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address IRC clients connect to, if it serves them.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc_addr
     }
 
     /// Its counters.

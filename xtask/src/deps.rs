@@ -13,6 +13,8 @@ use std::{
 pub(crate) const NEEDED: &[(&str, &str)] = &[
     // The Redis-backed room's end-to-end tests start their own redis-server on a free port.
     ("redis-server", "redis-server"),
+    // The IRC gateway's end-to-end test drives ii, a file-driven IRC client.
+    ("ii", "ii"),
 ];
 
 /// What to do about the programs the tests need.

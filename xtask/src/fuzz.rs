@@ -1,4 +1,5 @@
-//! `cargo xtask fuzz [SECONDS]`: runs the frame decoder's fuzz target for a while (default 60 s).
+//! `cargo xtask fuzz [SECONDS]`: runs each fuzz target (the frame decoder's, then the IRC
+//! gateway's line handling) for a while (default 60 s each).
 //!
 //! The fuzz crate lives in `fuzz/`, outside the workspace, so CI never needs cargo-fuzz. On
 //! stable, `-s none` (no sanitizer) is enough; if the stable build fails, the run is retried
@@ -9,6 +10,9 @@ use std::process::Command;
 use crate::{project_root, step};
 
 const DEFAULT_SECONDS: u64 = 60;
+
+/// The targets in `fuzz/fuzz_targets/`, run in turn.
+const TARGETS: [&str; 2] = ["decode", "irc_line"];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let seconds = match args {
@@ -36,8 +40,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut toolchain = None;
     if step(
         "fuzz build",
-        "cargo fuzz build -s none decode",
-        fuzz(None, "build", &[]),
+        "cargo fuzz build -s none",
+        fuzz(None, "build", None, &[]),
     )
     .is_err()
     {
@@ -45,24 +49,32 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         toolchain = Some("+nightly");
         step(
             "fuzz build (nightly)",
-            "cargo +nightly fuzz build -s none decode",
-            fuzz(toolchain, "build", &[]),
+            "cargo +nightly fuzz build -s none",
+            fuzz(toolchain, "build", None, &[]),
         )?;
     }
     let max_time = format!("-max_total_time={seconds}");
-    let shown = format!(
-        "cargo {}fuzz run -s none decode -- {max_time} (crashes go to fuzz/artifacts/decode/)",
-        toolchain.map(|t| format!("{t} ")).unwrap_or_default()
-    );
-    step("fuzz", &shown, fuzz(toolchain, "run", &["--", &max_time]))
+    for target in TARGETS {
+        let shown = format!(
+            "cargo {}fuzz run -s none {target} -- {max_time} (crashes go to fuzz/artifacts/{target}/)",
+            toolchain.map(|t| format!("{t} ")).unwrap_or_default()
+        );
+        step(
+            "fuzz",
+            &shown,
+            fuzz(toolchain, "run", Some(target), &["--", &max_time]),
+        )?;
+    }
+    Ok(())
 }
 
-/// `cargo [+toolchain] fuzz <task> -s none decode [rest]` in `fuzz/`, through the rustup proxy
-/// on `PATH` (not `$CARGO`) so that a toolchain can be chosen.
-fn fuzz(toolchain: Option<&str>, task: &str, rest: &[&str]) -> Command {
+/// `cargo [+toolchain] fuzz <task> -s none [target] [rest]` in `fuzz/` (every target when none
+/// is named), through the rustup proxy on `PATH` (not `$CARGO`) so that a toolchain can be chosen.
+fn fuzz(toolchain: Option<&str>, task: &str, target: Option<&str>, rest: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args(toolchain)
-        .args(["fuzz", task, "-s", "none", "decode"])
+        .args(["fuzz", task, "-s", "none"])
+        .args(target)
         .args(rest)
         .current_dir(project_root().join("fuzz"))
         .env_remove("RUSTUP_TOOLCHAIN");

@@ -3,6 +3,7 @@
 
 mod client;
 mod hostile;
+mod irc;
 mod redis;
 mod redis_infra;
 mod server;

@@ -1,0 +1,452 @@
+//! The room's messages as IRC lines, for IRC connections: a [`chat_core::Codec`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chat_core::{Codec, ConnId, fold_name};
+use chat_proto::{ErrorKind, Refusal, ServerMsg};
+
+use super::line::MAX_LINE;
+
+/// How chat text marks a CTCP ACTION (`/me waves`) for native clients, which show
+/// `bob: /me waves`; IRC recipients get it back as an ACTION.
+pub const ACTION_PREFIX: &str = "/me ";
+
+/// Characters IRC cannot carry in a nick anywhere (`!` and `@` split a prefix, `,` splits
+/// targets), and `%`, the escape itself.
+const ESCAPED_ANYWHERE: &[char] = &['!', '@', ',', '%'];
+
+/// Characters a nick cannot start with: a trailing-parameter colon, the channel type, and
+/// membership prefixes that clients strip from NAMES replies.
+const ESCAPED_FIRST: &[char] = &[':', '#', '&', '+', '~'];
+
+/// The nick IRC users see for a room name: each character IRC cannot carry there is written
+/// `%XX` (its hex code), so the mapping is one-to-one. Every valid IRC nick maps to itself.
+pub fn irc_nick(name: &str) -> Cow<'_, str> {
+    let escape = |(i, c): (usize, char)| {
+        ESCAPED_ANYWHERE.contains(&c) || (i == 0 && ESCAPED_FIRST.contains(&c))
+    };
+    if !name.char_indices().any(escape) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 6);
+    for (i, c) in name.char_indices() {
+        if escape((i, c)) {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// How the next `Members` answer to a connection is shown: it answers the command that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// NAMES (or a JOIN): 353 lines, then 366.
+    Names,
+    /// WHO of the channel (`mask` is it) or of one nick (352 with `*` as channel), then 315.
+    Who {
+        /// As the client wrote it.
+        mask: String,
+    },
+    /// USERHOST: 302 with those online.
+    Userhost(Vec<String>),
+    /// A private message to this nick: 401 if nobody has it, else a numeric saying private
+    /// messages are not carried.
+    Private {
+        /// The nick written to.
+        target: String,
+    },
+}
+
+/// What the codec knows of one IRC connection.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// The nick, once welcomed.
+    pub nick: Option<String>,
+    /// The nick asked for in the hello in flight.
+    pub wanted: String,
+    /// How to show the next member list.
+    pub listing: Option<Listing>,
+    /// Told the hello's outcome (welcomed or not) once.
+    pub outcome: Option<async_channel::Sender<bool>>,
+}
+
+/// Per-connection state shared by the codec (on the room task) and the readers.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions(Arc<Mutex<HashMap<ConnId, ConnState>>>);
+
+impl Sessions {
+    /// A new connection, before its writer can run.
+    pub fn open(&self, conn: ConnId) {
+        self.lock().insert(conn, ConnState::default());
+    }
+
+    /// The map, locked. Everything runs on one thread, so the lock is never contended.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, ConnState>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// What every IRC line from the server names: the server, the channel, the host in prefixes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The prefix of every server line, and the host of every member's prefix.
+    pub server: String,
+    /// The room's one channel.
+    pub channel: String,
+}
+
+/// The IRC codec: encodes the room's messages as IRC lines.
+#[derive(Debug)]
+pub struct IrcCodec {
+    id: Identity,
+    sessions: Sessions,
+}
+
+impl IrcCodec {
+    /// A codec naming `id`, keeping per-connection state in `sessions`.
+    pub fn new(id: Identity, sessions: Sessions) -> Self {
+        Self { id, sessions }
+    }
+}
+
+impl Codec for IrcCodec {
+    fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let mut sessions = self.sessions.lock();
+        // A connection already forgotten gets nothing kept (and its bytes go nowhere).
+        let mut spare = ConnState::default();
+        let state = sessions.get_mut(&to).unwrap_or(&mut spare);
+        let id = &self.id;
+        let srv = id.server.as_str();
+        match msg {
+            ServerMsg::Welcome {
+                name,
+                online,
+                members,
+                limits,
+                ..
+            } => {
+                let nick = irc_nick(name).into_owned();
+                if let Some(tx) = state.outcome.take() {
+                    let _ = tx.try_send(true);
+                }
+                state.nick = Some(nick.clone());
+                let version = env!("CARGO_PKG_VERSION");
+                push(
+                    out,
+                    format_args!(":{srv} 001 {nick} :Welcome to the chat, {nick}"),
+                );
+                push(
+                    out,
+                    format_args!(
+                        ":{srv} 002 {nick} :Your host is {srv}, running chat-server-{version}"
+                    ),
+                );
+                push(
+                    out,
+                    format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
+                );
+                push(
+                    out,
+                    format_args!(":{srv} 004 {nick} {srv} chat-server-{version} i nt"),
+                );
+                push(
+                    out,
+                    format_args!(
+                        ":{srv} 005 {nick} CHANTYPES=# NICKLEN={} CHANNELLEN=50 CASEMAPPING=rfc8265 PREFIX= CHANMODES=,,,nt MAXTARGETS=1 NETWORK=chat :are supported by this server",
+                        limits.max_name_chars,
+                    ),
+                );
+                push(out, format_args!(":{srv} 422 {nick} :MOTD File is missing"));
+                push(
+                    out,
+                    format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
+                );
+                if members.is_empty() && *online > 1 {
+                    push(
+                        out,
+                        format_args!(
+                            ":{srv} NOTICE {nick} :{online} members online; /names lists them"
+                        ),
+                    );
+                }
+                let names: Vec<Cow<'_, str>> = if members.is_empty() {
+                    vec![Cow::Borrowed(nick.as_str())]
+                } else {
+                    members.iter().map(|m| irc_nick(m)).collect()
+                };
+                names_lines(out, id, &nick, &names);
+            }
+            ServerMsg::Refused(refusal) => {
+                if let Some(tx) = state.outcome.take() {
+                    let _ = tx.try_send(false);
+                }
+                let me = state.nick.as_deref().unwrap_or("*");
+                let wanted = &state.wanted;
+                match refusal {
+                    Refusal::NameTaken => push(
+                        out,
+                        format_args!(
+                            ":{srv} 433 {me} {wanted} :Nickname is already in use (or one that looks the same)"
+                        ),
+                    ),
+                    Refusal::NameInvalid(rule) => push(
+                        out,
+                        format_args!(":{srv} 432 {me} {wanted} :Erroneous nickname: {rule}"),
+                    ),
+                    Refusal::AlreadyJoined => {
+                        push(out, format_args!(":{srv} 462 {me} :You may not reregister"));
+                    }
+                    other => push(out, format_args!(":{srv} NOTICE {me} :{other}")),
+                }
+            }
+            ServerMsg::Error(kind) => {
+                if let Some(tx) = state.outcome.take() {
+                    let _ = tx.try_send(false); // a hello refused for rate
+                }
+                state.listing = None;
+                let me = state.nick.as_deref().unwrap_or("*");
+                match kind {
+                    ErrorKind::TextTooLong { .. }
+                    | ErrorKind::TextEmpty
+                    | ErrorKind::TextInvalid => {
+                        push(out, format_args!(":{srv} 404 {me} {} :{kind}", id.channel));
+                    }
+                    _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
+                }
+            }
+            ServerMsg::Members { names } => {
+                let me = state.nick.clone().unwrap_or_else(|| "*".into());
+                let listing = state.listing.take().unwrap_or(Listing::Names);
+                drop(sessions);
+                members(out, id, &me, listing, names);
+            }
+            ServerMsg::Ping { nonce } => push(out, format_args!("PING :{nonce}")),
+            ServerMsg::Pong { .. } => return false,
+            ServerMsg::Closing(reason) => {
+                push(out, format_args!("ERROR :Closing link: {reason}"));
+            }
+            ServerMsg::Chat { .. } | ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
+                drop(sessions);
+                return self.encode_broadcast(msg, out);
+            }
+            ServerMsg::History { chats, missed } => {
+                // What was said before: server NOTICEs to the channel, set apart from live
+                // PRIVMSGs so that nobody answers a stale line by mistake.
+                let chan = id.channel.as_str();
+                if *missed > 0 {
+                    push(
+                        out,
+                        format_args!(":{srv} NOTICE {chan} :{missed} earlier messages were missed"),
+                    );
+                }
+                for chat in chats {
+                    let head = format!(
+                        ":{srv} NOTICE {chan} :[earlier] <{}> ",
+                        irc_nick(&chat.from)
+                    );
+                    let room = MAX_LINE - 2 - head.len();
+                    for piece in pieces(&chat.text, room.max(16)) {
+                        out.extend_from_slice(head.as_bytes());
+                        out.extend_from_slice(piece.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let id = &self.id;
+        let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+        match msg {
+            ServerMsg::Chat { from, text, .. } => {
+                let from = irc_nick(from);
+                let head = format!(":{from}!{from}@{srv} PRIVMSG {chan} :");
+                let (text, action) = match text.strip_prefix(ACTION_PREFIX) {
+                    Some(rest) if !rest.trim().is_empty() => (rest, true),
+                    _ => (text.as_str(), false),
+                };
+                // Each line at most 512 bytes: long text goes out in pieces.
+                let room = MAX_LINE - 2 - head.len() - if action { 9 } else { 0 };
+                for piece in pieces(text, room.max(16)) {
+                    out.extend_from_slice(head.as_bytes());
+                    if action {
+                        out.extend_from_slice(b"\x01ACTION ");
+                        out.extend_from_slice(piece.as_bytes());
+                        out.extend_from_slice(b"\x01\r\n");
+                    } else {
+                        out.extend_from_slice(piece.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            ServerMsg::Joined { name } => {
+                let n = irc_nick(name);
+                push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
+            }
+            ServerMsg::Left { name, reason } => {
+                let n = irc_nick(name);
+                push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}"));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.sessions.lock().remove(&conn);
+    }
+}
+
+/// Appends one line and its CR LF.
+fn push(out: &mut Vec<u8>, line: std::fmt::Arguments<'_>) {
+    let _ = std::io::Write::write_fmt(out, line);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `text` cut at character boundaries into pieces of at most `max` bytes.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// 353 lines of at most 512 bytes listing `names`, then 366.
+fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names: &[S]) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    let head = format!(":{srv} 353 {me} = {chan} :");
+    let mut line = head.clone();
+    for name in names {
+        let name = name.as_ref();
+        if line.len() > head.len() && line.len() + 1 + name.len() > MAX_LINE - 2 {
+            push(out, format_args!("{line}"));
+            line.truncate(head.len());
+        }
+        if line.len() > head.len() {
+            line.push(' ');
+        }
+        line.push_str(name);
+    }
+    push(out, format_args!("{line}"));
+    push(
+        out,
+        format_args!(":{srv} 366 {me} {chan} :End of /NAMES list."),
+    );
+}
+
+/// The answer to the command that asked for the member list.
+fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, names: &[Arc<str>]) {
+    let srv = id.server.as_str();
+    let nicks = names.iter().map(|n| irc_nick(n));
+    let same = |a: &str, b: &str| fold_name(a) == fold_name(b);
+    match listing {
+        Listing::Names => {
+            let nicks: Vec<Cow<'_, str>> = nicks.collect();
+            names_lines(out, id, me, &nicks);
+        }
+        Listing::Who { mask } => {
+            let whole = mask.eq_ignore_ascii_case(&id.channel);
+            let chan = if whole { id.channel.as_str() } else { "*" };
+            for nick in nicks.filter(|n| whole || mask == "*" || same(n, &mask)) {
+                push(
+                    out,
+                    format_args!(":{srv} 352 {me} {chan} {nick} {srv} {srv} {nick} H :0 {nick}"),
+                );
+            }
+            push(
+                out,
+                format_args!(":{srv} 315 {me} {mask} :End of /WHO list."),
+            );
+        }
+        Listing::Userhost(asked) => {
+            let found: Vec<String> = nicks
+                .filter(|n| asked.iter().any(|a| same(n, a)))
+                .map(|n| format!("{n}=+{n}@{srv}"))
+                .collect();
+            push(out, format_args!(":{srv} 302 {me} :{}", found.join(" ")));
+        }
+        Listing::Private { target } => {
+            if nicks.into_iter().any(|n| same(&n, &target)) {
+                push(
+                    out,
+                    format_args!(
+                        ":{srv} 404 {me} {target} :Private messages are not carried here; write to {}",
+                        id.channel
+                    ),
+                );
+            } else {
+                push(
+                    out,
+                    format_args!(":{srv} 401 {me} {target} :No such nick/channel"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicks_irc_cannot_carry_are_escaped_one_to_one() {
+        assert_eq!(irc_nick("alice"), "alice");
+        assert_eq!(irc_nick("a!b@c"), "a%21b%40c");
+        assert_eq!(irc_nick(":x"), "%3Ax");
+        assert_eq!(irc_nick("#chan"), "%23chan");
+        assert_eq!(irc_nick("x#y:z"), "x#y:z");
+        assert_eq!(irc_nick("100%"), "100%25");
+        assert_eq!(irc_nick("a%21b"), "a%2521b");
+        assert_eq!(irc_nick("zoë"), "zoë");
+    }
+
+    #[test]
+    fn long_text_is_cut_at_character_boundaries() {
+        let text = "é".repeat(300);
+        let parts: Vec<&str> = pieces(&text, 101).collect();
+        assert!(parts.iter().all(|p| p.len() <= 101));
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn every_chat_line_fits_512_bytes() {
+        let mut codec = IrcCodec::new(
+            Identity {
+                server: "irc.example".into(),
+                channel: "#chat".into(),
+            },
+            Sessions::default(),
+        );
+        let mut out = Vec::new();
+        let msg = ServerMsg::Chat {
+            seq: 1,
+            from: "n".repeat(32),
+            text: format!("{ACTION_PREFIX}{}", "ü".repeat(500)),
+        };
+        assert!(codec.encode_broadcast(&msg, &mut out));
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert!(lines.len() > 1);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() + 2 <= MAX_LINE && l.contains("\x01ACTION "))
+        );
+    }
+}

@@ -1,0 +1,652 @@
+//! The IRC gateway over raw sockets: registration, every command and numeric, the room's limits,
+//! both directions with native members, and a real IRC client program (`ii`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use chat_proto::{CloseReason, ServerMsg};
+use tests::{RawClient, ServerConfig, chat, joined, left, start_server, test_config, wait_until};
+
+/// How long to wait for one line.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A test config serving IRC on a free port, as `irc.test`.
+fn irc_config() -> ServerConfig {
+    let mut config = test_config();
+    config.irc_port = Some(0);
+    config.irc_server_name = Some("irc.test".into());
+    config
+}
+
+/// A blocking IRC client that speaks raw lines.
+struct Irc {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    nick: String,
+}
+
+impl Irc {
+    fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect to the IRC port");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Self {
+            stream,
+            reader,
+            nick: "*".into(),
+        }
+    }
+
+    /// Connects and registers as `nick`; returns the lines up to the end of the names list.
+    fn register(addr: SocketAddr, nick: &str) -> (Self, Vec<String>) {
+        let mut irc = Self::connect(addr);
+        irc.send(&format!("NICK {nick}"));
+        irc.send(&format!("USER {nick} 0 * :{nick}"));
+        let lines = irc.until(" 366 ");
+        assert!(
+            lines[0].starts_with(&format!(":irc.test 001 {nick} ")),
+            "{lines:?}"
+        );
+        irc.nick = nick.into();
+        (irc, lines)
+    }
+
+    fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next line without CR LF; `None` at end of stream. Panics on timeout.
+    fn try_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert!(line.ends_with("\r\n"), "line without CR LF: {line:?}");
+                assert!(line.len() <= 512, "line over 512 bytes: {line:?}");
+                line.truncate(line.len() - 2);
+                Some(line)
+            }
+            Err(e) => panic!("{}: no line within {WAIT:?}: {e}", self.nick),
+        }
+    }
+
+    fn line(&mut self) -> String {
+        self.try_line()
+            .unwrap_or_else(|| panic!("{}: closed while waiting for a line", self.nick))
+    }
+
+    /// Lines up to and including the first that contains `what`.
+    fn until(&mut self, what: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.line();
+            let found = line.contains(what);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Asserts the next line is exactly `expected`.
+    fn expect(&mut self, expected: &str) {
+        assert_eq!(self.line(), expected, "{}'s next line", self.nick);
+    }
+
+    /// Reads to the end of stream; returns the lines.
+    fn until_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(line) = self.try_line() {
+            seen.push(line);
+        }
+        seen
+    }
+}
+
+/// The names of a 353 line, sorted.
+fn names_of<'a>(line: &'a str, head: &str) -> Vec<&'a str> {
+    let names = line
+        .strip_prefix(head)
+        .unwrap_or_else(|| panic!("not a names line: {line}"));
+    let mut names: Vec<&str> = names.split(' ').collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn cap_nick_and_user_register_with_welcome_numerics_join_and_names() {
+    let server = start_server(irc_config());
+    let addr = server.irc_addr().unwrap();
+    let (_native, _) = RawClient::join(server.addr(), "nat");
+    let mut irc = Irc::connect(addr);
+    irc.send("CAP LS 302");
+    irc.expect(":irc.test CAP * LS :");
+    irc.send("NICK ann");
+    irc.send("USER ann 0 * :Ann");
+    irc.send("CAP REQ :multi-prefix");
+    irc.expect(":irc.test CAP * NAK :multi-prefix");
+    irc.send("CAP END");
+    let lines = irc.until(" 366 ");
+    let numerics: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(
+        numerics,
+        [
+            "001", "002", "003", "004", "005", "422", "JOIN", "353", "366"
+        ]
+    );
+    assert!(lines[4].contains("CHANTYPES=# NICKLEN=32 CHANNELLEN=50 CASEMAPPING="));
+    assert_eq!(lines[6], ":ann!ann@irc.test JOIN #chat");
+    assert_eq!(
+        names_of(&lines[7], ":irc.test 353 ann = #chat :"),
+        ["ann", "nat"]
+    );
+    assert_eq!(lines[8], ":irc.test 366 ann #chat :End of /NAMES list.");
+}
+
+#[test]
+fn every_command_gets_its_answer_and_unknown_ones_421_without_closing() {
+    let server = start_server(irc_config());
+    let addr = server.irc_addr().unwrap();
+    let mut early = Irc::connect(addr);
+    early.send("PRIVMSG #chat :too soon");
+    early.expect(":irc.test 451 * :You have not registered");
+    early.send("PING :x1");
+    early.expect(":irc.test PONG irc.test :x1");
+    early.send("NICK");
+    early.expect(":irc.test 431 * :No nickname given");
+    early.send("USER u");
+    early.expect(":irc.test 461 * USER :Not enough parameters");
+
+    let (_other, _) = RawClient::join(server.addr(), "nat");
+    let (mut irc, _) = Irc::register(addr, "ann");
+    // Member lists come in the room's order, which is not the order of joining.
+    irc.send("JOIN #chat");
+    irc.expect(":ann!ann@irc.test JOIN #chat");
+    let line = irc.line();
+    assert_eq!(
+        names_of(&line, ":irc.test 353 ann = #chat :"),
+        ["ann", "nat"]
+    );
+    irc.expect(":irc.test 366 ann #chat :End of /NAMES list.");
+    irc.send("NAMES #chat");
+    let line = irc.line();
+    assert_eq!(
+        names_of(&line, ":irc.test 353 ann = #chat :"),
+        ["ann", "nat"]
+    );
+    irc.expect(":irc.test 366 ann #chat :End of /NAMES list.");
+    irc.send("WHO #chat");
+    let mut who = vec![irc.line(), irc.line()];
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            ":irc.test 352 ann #chat ann irc.test irc.test ann H :0 ann",
+            ":irc.test 352 ann #chat nat irc.test irc.test nat H :0 nat",
+        ]
+    );
+    irc.expect(":irc.test 315 ann #chat :End of /WHO list.");
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "JOIN #other",
+            &[":irc.test 403 ann #other :No such channel"],
+        ),
+        (
+            "JOIN #other",
+            &[":irc.test 403 ann #other :No such channel"],
+        ),
+        (
+            "WHO NAT",
+            &[
+                ":irc.test 352 ann * nat irc.test irc.test nat H :0 nat",
+                ":irc.test 315 ann NAT :End of /WHO list.",
+            ],
+        ),
+        ("TOPIC #chat", &[":irc.test 331 ann #chat :No topic is set"]),
+        ("MODE #chat", &[":irc.test 324 ann #chat +nt"]),
+        (
+            "MODE #chat b",
+            &[":irc.test 368 ann #chat :End of channel ban list"],
+        ),
+        ("MODE ann +i", &[":irc.test 221 ann +"]),
+        ("PING :tok", &[":irc.test PONG irc.test :tok"]),
+        (
+            "AWAY :lunch",
+            &[":irc.test 306 ann :You have been marked as being away"],
+        ),
+        (
+            "AWAY",
+            &[":irc.test 305 ann :You are no longer marked as being away"],
+        ),
+        (
+            "USERHOST nat nobody",
+            &[":irc.test 302 ann :nat=+nat@irc.test"],
+        ),
+        (
+            "PRIVMSG nat :psst",
+            &[":irc.test 404 ann nat :Private messages are not carried here; write to #chat"],
+        ),
+        (
+            "PRIVMSG nobody :psst",
+            &[":irc.test 401 ann nobody :No such nick/channel"],
+        ),
+        (
+            "PRIVMSG #other :hi",
+            &[":irc.test 403 ann #other :No such channel"],
+        ),
+        ("PRIVMSG #chat", &[":irc.test 412 ann :No text to send"]),
+        (
+            "NICK other",
+            &[":irc.test 447 ann :Cannot change nickname while in the room"],
+        ),
+        (
+            "USER a 0 * :A",
+            &[":irc.test 462 ann :You may not reregister"],
+        ),
+        ("WHOIS nat", &[":irc.test 421 ann WHOIS :Unknown command"]),
+        (
+            "PRIVMSG #chat :\x07bell",
+            &[":irc.test 404 ann #chat :message contains control characters; not sent"],
+        ),
+    ];
+    for (command, answer) in cases {
+        irc.send(command);
+        for line in *answer {
+            irc.expect(line);
+        }
+    }
+    irc.send("PART #chat :done here");
+    irc.expect(":ann!ann@irc.test PART #chat :done here");
+    irc.expect("ERROR :Closing link: left");
+    assert_eq!(irc.try_line(), None);
+}
+
+#[test]
+fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
+    let server = start_server(irc_config());
+    let addr = server.irc_addr().unwrap();
+    let (mut nat, _) = RawClient::join(server.addr(), "nat");
+    let (mut irc, lines) = Irc::register(addr, "ann");
+    assert_eq!(
+        names_of(&lines[7], ":irc.test 353 ann = #chat :"),
+        ["ann", "nat"]
+    );
+    assert_eq!(nat.recv(), joined("ann"));
+
+    irc.send("PRIVMSG #chat :hello from irc");
+    irc.send("NOTICE #chat :a notice");
+    irc.send("PRIVMSG #chat :\x01ACTION waves\x01");
+    irc.send("PRIVMSG #chat :\x02bold\x02 and \x0304red\x03");
+    for text in ["hello from irc", "a notice", "/me waves", "bold and red"] {
+        match nat.recv() {
+            ServerMsg::Chat {
+                from, text: got, ..
+            } => assert_eq!((from.as_str(), got.as_str()), ("ann", text)),
+            other => panic!("expected chat, got {other:?}"),
+        }
+    }
+    nat.send(&chat("hello from native"));
+    irc.expect(":nat!nat@irc.test PRIVMSG #chat :hello from native");
+    nat.send(&chat("/me nods"));
+    irc.expect(":nat!nat@irc.test PRIVMSG #chat :\x01ACTION nods\x01");
+    let long = "ü".repeat(500);
+    nat.send(&chat(&long));
+    let mut got = String::new();
+    while got.len() < long.len() {
+        let line = irc.line();
+        got.push_str(
+            line.strip_prefix(":nat!nat@irc.test PRIVMSG #chat :")
+                .unwrap(),
+        );
+    }
+    assert_eq!(got, long);
+
+    nat.send(&tests::hello("x").clone());
+    let _ = nat.recv(); // AlreadyJoined: harmless
+    nat.send(&chat_proto::ClientMsg::Who);
+    match nat.recv() {
+        ServerMsg::Members { names } => {
+            let mut names: Vec<&str> = names.iter().map(|n| &**n).collect();
+            names.sort();
+            assert_eq!(names, ["ann", "nat"]);
+        }
+        other => panic!("expected members, got {other:?}"),
+    }
+
+    let (mut nat2, _) = RawClient::join(server.addr(), "nat2");
+    irc.expect(":nat2!nat2@irc.test JOIN #chat");
+    nat2.send(&chat_proto::ClientMsg::Leave);
+    irc.expect(":nat2!nat2@irc.test QUIT :left");
+
+    irc.send("QUIT :bye");
+    irc.expect("ERROR :Closing link: left");
+    assert_eq!(nat.recv(), joined("nat2"));
+    assert_eq!(nat.recv(), left("nat2", CloseReason::Left));
+    assert_eq!(nat.recv(), left("ann", CloseReason::Left));
+}
+
+#[test]
+fn native_names_irc_cannot_carry_reach_irc_escaped_one_to_one() {
+    let server = start_server(irc_config());
+    let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
+    let mut natives = Vec::new();
+    for (name, nick) in [
+        ("a!b@c", "a%21b%40c"),
+        (":x", "%3Ax"),
+        ("#y", "%23y"),
+        ("50%", "50%25"),
+    ] {
+        let (mut nat, _) = RawClient::join(server.addr(), name);
+        irc.expect(&format!(":{nick}!{nick}@irc.test JOIN #chat"));
+        nat.send(&chat("hi"));
+        irc.expect(&format!(":{nick}!{nick}@irc.test PRIVMSG #chat :hi"));
+        natives.push(nat);
+    }
+    irc.send("NAMES");
+    let line = irc.line();
+    assert_eq!(
+        names_of(&line, ":irc.test 353 ann = #chat :"),
+        ["%23y", "%3Ax", "50%25", "a%21b%40c", "ann"]
+    );
+    // An IRC client cannot register a nick that would need escaping.
+    let mut bad = Irc::connect(server.irc_addr().unwrap());
+    bad.send("NICK 50%25");
+    let line = bad.line();
+    assert!(line.starts_with(":irc.test 432 * 50%25 :"), "{line}");
+}
+
+#[test]
+fn invalid_then_taken_then_free_nick_432_433_then_welcome() {
+    let server = start_server(irc_config());
+    let (_sam, _) = RawClient::join(server.addr(), "sam");
+    let mut irc = Irc::connect(server.irc_addr().unwrap());
+    irc.send("NICK abcdefghijklmnopqrstuvwxyzabcdefghijk");
+    irc.send("USER u 0 * :U");
+    irc.expect(
+        ":irc.test 432 * abcdefghijklmnopqrstuvwxyzabcdefghijk :Erroneous nickname: name is longer than 32 characters",
+    );
+    irc.send("NICK SAM");
+    irc.expect(":irc.test 433 * SAM :Nickname is already in use (or one that looks the same)");
+    irc.send("NICK sam2");
+    let lines = irc.until(" 366 ");
+    assert_eq!(lines[0], ":irc.test 001 sam2 :Welcome to the chat, sam2");
+}
+
+#[test]
+fn a_look_alike_of_a_native_name_gets_433() {
+    let server = start_server(irc_config());
+    let (_zoe, _) = RawClient::join(server.addr(), "Zoë");
+    let mut irc = Irc::connect(server.irc_addr().unwrap());
+    irc.send("NICK ZOE\u{308}");
+    irc.send("USER u 0 * :U");
+    irc.expect(
+        ":irc.test 433 * ZOE\u{308} :Nickname is already in use (or one that looks the same)",
+    );
+    irc.send("NICK ｚｏë");
+    irc.expect(":irc.test 433 * ｚｏë :Nickname is already in use (or one that looks the same)");
+}
+
+#[test]
+fn a_nick_race_between_irc_and_native_has_one_winner() {
+    let server = start_server(irc_config());
+    for round in 0..20 {
+        let name = format!("racer{round}");
+        let addr = server.addr();
+        let irc_addr = server.irc_addr().unwrap();
+        let native_name = name.clone();
+        let native = std::thread::spawn(move || {
+            let mut nat = RawClient::connect(addr);
+            nat.send(&tests::hello(&native_name));
+            let won = matches!(nat.recv(), ServerMsg::Welcome { .. });
+            (won, nat)
+        });
+        let mut irc = Irc::connect(irc_addr);
+        irc.send(&format!("NICK {}", name.to_uppercase()));
+        irc.send("USER u 0 * :U");
+        let first = irc.line();
+        let irc_won = first.contains(" 001 ");
+        assert!(irc_won || first.contains(" 433 "), "{first}");
+        let (native_won, _nat) = native.join().unwrap();
+        assert!(
+            irc_won != native_won,
+            "round {round}: irc {irc_won}, native {native_won}"
+        );
+    }
+}
+
+#[test]
+fn a_5000_byte_line_gets_417_and_the_connection_goes_on() {
+    let server = start_server(irc_config());
+    let (mut nat, _) = RawClient::join(server.addr(), "nat");
+    let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
+    let _ = nat.recv();
+    let long = format!("PRIVMSG #chat :{}\r\n", "x".repeat(5000));
+    for chunk in long.as_bytes().chunks(700) {
+        irc.send_raw(chunk);
+    }
+    irc.expect(":irc.test 417 ann :Input line was too long");
+    irc.send(&format!("PRIVMSG #chat :{}", "y".repeat(495))); // 512 bytes with CR LF
+    irc.send("PING :still-here");
+    irc.expect(":irc.test PONG irc.test :still-here");
+    match nat.recv() {
+        ServerMsg::Chat { text, .. } => assert_eq!(text, "y".repeat(495)),
+        other => panic!("expected the 512-byte line's chat, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_flood_gets_rate_notices_then_error_and_close() {
+    let mut config = irc_config();
+    config.room.rate_per_sec = 5;
+    config.room.burst = 5;
+    config.room.flood_strikes = 3;
+    let server = start_server(config);
+    let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
+    let flood: String = (0..50)
+        .map(|i| format!("PRIVMSG #chat :spam {i}\r\n"))
+        .collect();
+    irc.send_raw(flood.as_bytes());
+    let lines = irc.until_closed();
+    assert!(
+        lines.contains(&":irc.test NOTICE ann :sending too fast; message dropped".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap(), "ERROR :Closing link: flooding");
+}
+
+#[test]
+fn a_silent_connection_times_out_in_the_handshake_and_a_silent_member_after_a_ping() {
+    let mut config = irc_config();
+    config.room.handshake_timeout = Duration::from_millis(300);
+    config.room.ping_interval = Duration::from_millis(200);
+    config.room.idle_timeout = Duration::from_millis(600);
+    let server = start_server(config);
+    let started = Instant::now();
+    let mut silent = Irc::connect(server.irc_addr().unwrap());
+    silent.send("CAP LS 302"); // negotiation never ends: the deadline counts from connect
+    assert_eq!(
+        silent.until_closed(),
+        [
+            ":irc.test CAP * LS :",
+            "ERROR :Closing link: handshake timed out"
+        ]
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let (mut member, _) = Irc::register(server.irc_addr().unwrap(), "ann");
+    let ping = member.line();
+    let nonce = ping.strip_prefix("PING :").expect("a ping");
+    member.send(&format!("PONG :{nonce}"));
+    // Answered once, then silent: pinged again, then closed.
+    let lines = member.until_closed();
+    assert!(lines[0].starts_with("PING :"), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "ERROR :Closing link: timed out");
+}
+
+#[test]
+fn an_irc_member_that_never_reads_is_closed_as_too_slow() {
+    let mut config = irc_config();
+    // The default queue bound: the sender's own broadcasts count against its bound until its
+    // writer runs, and a small bound closed the sender too on a loaded machine.
+    config.queue_bytes = 256 * 1024;
+    config.room.rate_per_sec = 1_000_000;
+    config.room.burst = 1_000_000;
+    let server = start_server(config);
+    let (mut nat, _) = RawClient::join(server.addr(), "nat");
+    // The stalled member: a tiny receive buffer, and it never reads after registering.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.irc_addr().unwrap().into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut irc = Irc {
+        reader: BufReader::new(stream.try_clone().unwrap()),
+        stream,
+        nick: "ann".into(),
+    };
+    irc.send("NICK ann");
+    irc.send("USER ann 0 * :ann");
+    irc.until(" 366 ");
+    assert_eq!(nat.recv(), joined("ann"));
+    let text = "z".repeat(900);
+    let deadline = Instant::now() + WAIT;
+    let too_slow = || {
+        server
+            .stats()
+            .too_slow
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Paced, so that the sender's own writer keeps up: only the stalled member falls behind.
+    while too_slow() == 0 && Instant::now() < deadline {
+        for _ in 0..5 {
+            nat.send(&chat(&text));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        too_slow(),
+        1,
+        "the stalled IRC member was not closed as too slow"
+    );
+    loop {
+        match nat.recv() {
+            ServerMsg::Left { name, reason } if name == "ann" => {
+                assert_eq!(reason, CloseReason::TooSlow);
+                break;
+            }
+            ServerMsg::Error(e) => panic!("the sender was refused: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// `ii`, a file-driven IRC client from Debian, registers and talks with `chat-client`.
+#[test]
+fn the_ii_irc_client_exchanges_messages_with_chat_client() {
+    if std::process::Command::new("ii").arg("-v").output().is_err() {
+        panic!("ii is not installed: `apt-get install -y ii` (cargo xtask ci installs it)");
+    }
+    /// Kills a child when the test ends, however it ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = start_server(irc_config());
+    let irc_addr = server.irc_addr().unwrap();
+
+    // The native side: chat-client in scripted mode.
+    let mut client = std::process::Command::new(tests::binary("chat-client"))
+        .args(["--port", &server.addr().port().to_string(), "--name", "nat"])
+        .env_remove("CHAT_HOST")
+        .env_remove("CHAT_PORT")
+        .env_remove("CHAT_NAME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn chat-client");
+    let mut stdin = client.stdin.take().unwrap();
+    let stdout = client.stdout.take().unwrap();
+    let _client = Kill(client);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let expect = |want: &str| loop {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) if line == want => return,
+            Ok(_) => {}
+            Err(e) => panic!("chat-client did not print {want:?} within {WAIT:?}: {e}"),
+        }
+    };
+    expect("* joined as nat; online: nat");
+
+    let dir = std::env::temp_dir().join(format!(
+        "chat-ii-{}-{}",
+        std::process::id(),
+        irc_addr.port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ii = std::process::Command::new("ii")
+        .args(["-s", "127.0.0.1", "-p", &irc_addr.port().to_string()])
+        .args(["-n", "iiuser", "-f", "ii user", "-i"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ii");
+    let _ii = Kill(ii);
+    expect("* iiuser joined");
+
+    // ii's `in` files are FIFOs: ii reads a line from them per write.
+    let chan = dir.join("127.0.0.1").join("#chat");
+    let chan_in = chan.join("in");
+    assert!(wait_until(WAIT, || chan_in.exists()), "ii made no #chat/in");
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chan_in)
+        .unwrap();
+    fifo.write_all(b"hello from ii\n").unwrap();
+    fifo.flush().unwrap();
+    expect("iiuser: hello from ii");
+
+    writeln!(stdin, "send hello from chat-client").unwrap();
+    stdin.flush().unwrap();
+    let out = chan.join("out");
+    let arrived = wait_until(WAIT, || {
+        let mut text = String::new();
+        std::fs::File::open(&out)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .is_ok()
+            && text.contains("<nat> hello from chat-client")
+    });
+    assert!(
+        arrived,
+        "ii did not write chat-client's message to {}",
+        out.display()
+    );
+
+    // ii leaves: chat-client sees it go.
+    let server_in = dir.join("127.0.0.1").join("in");
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&server_in)
+        .unwrap();
+    fifo.write_all(b"/q bye\n").unwrap();
+    expect("* iiuser left (left)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
