@@ -23,7 +23,8 @@ mod config;
 mod outbox;
 mod server;
 mod stats;
+pub mod web;
 
-pub use config::{Args, ConfigError, ServerConfig, parse_duration, resolve};
-pub use server::{RunningServer, serve};
+pub use config::{Args, ConfigError, ServerConfig, parse_duration, parse_origins, resolve};
+pub use server::{RunningServer, serve, serve_with_web};
 pub use stats::Stats;

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{CodecId, ConnId, Hub, HubEvent, Input, Notice, Room};
+use chat_core::{CodecId, ConnId, Hub, HubEvent, Input, Notice, Room, UsageError};
 use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -18,6 +18,7 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::ServerConfig;
 use crate::outbox::{self, Shared};
 use crate::stats::Stats;
+use crate::web::{self, WebCodec};
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
 const READ_CHUNK: usize = 64 * 1024;
@@ -26,8 +27,12 @@ const READ_CHUNK: usize = 64 * 1024;
 const ROOM_QUEUE: usize = 4096;
 
 /// What the room task is told.
-enum Event {
+pub(crate) enum Event {
+    /// An input for the room.
     Input(Input),
+    /// Bytes an adapter answers with itself (a WebSocket pong), queued for one connection in
+    /// order with the room's.
+    Raw(ConnId, Vec<u8>),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
@@ -41,6 +46,18 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with_web(listener, None, config, stats, shutdown).await
+}
+
+/// [`serve`], and the room in a browser on `web` when given: the page at `/`, its WebSocket at
+/// `/ws` (see the `web` module).
+pub async fn serve_with_web(
+    listener: async_net::TcpListener,
+    web: Option<async_net::TcpListener>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
     let ex = Executors {
         reads: LocalExecutor::new(),
         writes: LocalExecutor::new(),
@@ -49,7 +66,10 @@ pub async fn serve(
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
     let room = Room::new(config.room.clone()).map_err(io::Error::other)?;
-    let shared = Shared::new(Hub::new(room, config.queue_bytes));
+    let mut hub = Hub::new(room, config.queue_bytes);
+    let web_codec = hub.add_codec(Box::new(WebCodec::default()));
+    let shared = Shared::new(hub);
+    let ids = Rc::new(Cell::new(0u64));
     let room = ex.reads.spawn(room_task(
         config.clone(),
         shared.clone(),
@@ -57,17 +77,24 @@ pub async fn serve(
         stats.clone(),
         writers.clone(),
     ));
-    let accept = accept_loop(
-        &ex,
-        listener,
-        &config,
-        &shared,
-        events_tx.clone(),
-        stats.clone(),
+    let driver = Driver {
+        ex: &ex,
+        config: &config,
+        shared: &shared,
+        events: events_tx.clone(),
+        stats: stats.clone(),
         writers,
-    );
-    let main = async move {
-        accept.or(shutdown).await;
+        ids,
+    };
+    let accept = accept_loop(&driver, listener);
+    let web = async {
+        match web {
+            Some(listener) => web::accept_loop(&driver, listener, web_codec).await,
+            None => std::future::pending().await,
+        }
+    };
+    let main = async {
+        accept.or(web).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
@@ -82,8 +109,8 @@ pub async fn serve(
 /// Like Redis's event loop (read and process everything ready, then write), this lets the room
 /// handle every input that is ready before writers run, so that each writer finds many frames
 /// to send in one call instead of one call per frame.
-struct Executors<'a> {
-    reads: LocalExecutor<'a>,
+pub(crate) struct Executors<'a> {
+    pub(crate) reads: LocalExecutor<'a>,
     writes: LocalExecutor<'a>,
 }
 
@@ -127,51 +154,74 @@ impl Executors<'_> {
     }
 }
 
-async fn accept_loop(
-    ex: &Executors<'_>,
-    listener: async_net::TcpListener,
-    config: &ServerConfig,
-    shared: &Rc<Shared>,
-    events: Sender<Event>,
-    stats: Arc<Stats>,
+/// What the accept loops share: the executors, the hub, the room task's channel, counters.
+pub(crate) struct Driver<'a, 'ex> {
+    pub(crate) ex: &'a Executors<'ex>,
+    pub(crate) config: &'a ServerConfig,
+    pub(crate) shared: &'a Rc<Shared>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
-) {
-    let scratch = Rc::new(RefCell::new(vec![0u8; READ_CHUNK]));
-    let mut next_id = 0u64;
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff = Duration::from_millis(5);
-                stream
+    /// The last connection id handed out, by either listener.
+    ids: Rc<Cell<u64>>,
+}
+
+impl Driver<'_, '_> {
+    /// The next connection's id.
+    pub(crate) fn next_id(&self) -> ConnId {
+        self.ids.set(self.ids.get() + 1);
+        ConnId(self.ids.get())
+    }
+
+    /// Accepts the next connection, surviving errors (out of descriptors and the like) with a
+    /// backoff.
+    pub(crate) async fn accept(
+        &self,
+        listener: &async_net::TcpListener,
+        backoff: &mut Duration,
+    ) -> Arc<Async<TcpStream>> {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    *backoff = Duration::from_millis(5);
+                    self.stats.accepted.fetch_add(1, Relaxed);
+                    let _ = stream.set_nodelay(true);
+                    return stream.into();
+                }
+                Err(error) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
+                    log::warn!("accept failed: {error}; retrying in {backoff:?}");
+                    Timer::after(*backoff).await;
+                    *backoff = (*backoff * 2).min(Duration::from_secs(1));
+                }
             }
-            Err(error) => {
-                // Out of descriptors and the like: survive, back off, try again.
-                stats.accept_errors.fetch_add(1, Relaxed);
-                log::warn!("accept failed: {error}; retrying in {backoff:?}");
-                Timer::after(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        stats.accepted.fetch_add(1, Relaxed);
-        stats.connections.fetch_add(1, Relaxed);
-        let _ = stream.set_nodelay(true);
-        let stream: Arc<Async<TcpStream>> = stream.into();
-        next_id += 1;
-        let id = ConnId(next_id);
-        // The writer may run before the room has seen the connection: open its place first.
-        shared.hub.borrow_mut().attach(id, CodecId::WIRE);
-        if events.send(Event::Input(Input::Opened(id))).await.is_err() {
-            return;
         }
-        let decoder = FrameDecoder::new(config.room.max_frame_bytes);
-        let reader = read_loop(stream.clone(), id, decoder, events.clone(), scratch.clone());
-        ex.reads.spawn(reader).detach();
-        writers.set(writers.get() + 1);
-        let (stats, writers, linger) = (stats.clone(), writers.clone(), config.linger);
-        let shared = shared.clone();
-        ex.writes
+    }
+
+    /// Gives `id` its place in `codec`'s fan-out, tells the room, and starts its writer.
+    /// Returns false when the room task is gone.
+    pub(crate) async fn open(
+        &self,
+        stream: &Arc<Async<TcpStream>>,
+        id: ConnId,
+        codec: CodecId,
+    ) -> bool {
+        // The writer may run before the room has seen the connection: open its place first.
+        self.shared.hub.borrow_mut().attach(id, codec);
+        if self
+            .events
+            .send(Event::Input(Input::Opened(id)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        self.writers.set(self.writers.get() + 1);
+        let (stats, writers, linger) =
+            (self.stats.clone(), self.writers.clone(), self.config.linger);
+        let (shared, stream) = (self.shared.clone(), stream.clone());
+        self.ex
+            .writes
             .spawn(async move {
                 let write = outbox::write_loop(stream, id, shared, stats.clone(), linger);
                 if let Err(error) = write.await {
@@ -181,6 +231,23 @@ async fn accept_loop(
                 writers.set(writers.get() - 1);
             })
             .detach();
+        true
+    }
+}
+
+async fn accept_loop(driver: &Driver<'_, '_>, listener: async_net::TcpListener) {
+    let scratch = Rc::new(RefCell::new(vec![0u8; READ_CHUNK]));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let stream = driver.accept(&listener, &mut backoff).await;
+        driver.stats.connections.fetch_add(1, Relaxed);
+        let id = driver.next_id();
+        if !driver.open(&stream, id, CodecId::WIRE).await {
+            return;
+        }
+        let decoder = FrameDecoder::new(driver.config.room.max_frame_bytes);
+        let reader = read_loop(stream, id, decoder, driver.events.clone(), scratch.clone());
+        driver.ex.reads.spawn(reader).detach();
     }
 }
 
@@ -260,11 +327,19 @@ async fn room_task(
         });
         let input = match event.await {
             Some(Ok(Event::Input(input))) => input,
+            Some(Ok(Event::Raw(conn, bytes))) => {
+                let next = step(&shared, &stats, |hub, now| hub.send_raw(now, conn, &bytes));
+                match next {
+                    Some(at) => timer.set_at(at),
+                    None => timer = Timer::never(),
+                }
+                continue;
+            }
             Some(Err(_)) => break,
             None => Input::Tick,
         };
         let shutdown = input == Input::Shutdown;
-        let next = step(&shared, input, &stats);
+        let next = step(&shared, &stats, |hub, now| hub.handle_input(now, input));
         if shutdown {
             break;
         }
@@ -281,9 +356,13 @@ async fn room_task(
 }
 
 /// Feeds one input to the hub and carries out what follows; returns the next deadline.
-fn step(shared: &Shared, input: Input, stats: &Stats) -> Option<Instant> {
+fn step(
+    shared: &Shared,
+    stats: &Stats,
+    feed: impl FnOnce(&mut Hub, Instant) -> Result<(), UsageError>,
+) -> Option<Instant> {
     let mut hub = shared.hub.borrow_mut();
-    if let Err(error) = hub.handle_input(Instant::now(), input) {
+    if let Err(error) = feed(&mut hub, Instant::now()) {
         log::error!("driver bug: {error}");
     }
     let mut closed = Vec::new();
@@ -325,6 +404,7 @@ fn step(shared: &Shared, input: Input, stats: &Stats) -> Option<Instant> {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    web_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
@@ -333,20 +413,33 @@ pub struct RunningServer {
 impl RunningServer {
     /// Starts a server on `listener` (bind it to port 0 for a free port).
     pub fn start(listener: std::net::TcpListener, config: ServerConfig) -> io::Result<Self> {
+        Self::start_with_web(listener, None, config)
+    }
+
+    /// Starts a server on `listener`, with the room in a browser on `web` when given.
+    pub fn start_with_web(
+        listener: std::net::TcpListener,
+        web: Option<std::net::TcpListener>,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
+        let web_addr = web.as_ref().map(|w| w.local_addr()).transpose()?;
         let listener = async_net::TcpListener::try_from(listener)?;
+        let web = web.map(async_net::TcpListener::try_from).transpose()?;
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("chat-server".into())
             .spawn(move || {
-                smol::block_on(serve(listener, config, thread_stats, async move {
+                let stop = async move {
                     let _ = stopped.recv().await;
-                }))
+                };
+                smol::block_on(serve_with_web(listener, web, config, thread_stats, stop))
             })?;
         Ok(Self {
             addr,
+            web_addr,
             stats,
             stop,
             thread: Some(thread),
@@ -356,6 +449,11 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the room in a browser, when it serves one.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Its counters.

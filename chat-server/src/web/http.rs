@@ -1,0 +1,355 @@
+//! The HTTP side of the web adapter, without I/O: parse a request, decide the answer (the page,
+//! its script and style, the WebSocket upgrade, or an error status), and read the WebSocket
+//! frames a page sends. The async driver in `web.rs` only moves bytes.
+
+use std::io::{self, Read, Write};
+
+use chat_proto::ClientMsg;
+use tungstenite::handshake::machine::TryParse;
+use tungstenite::handshake::server::{Request, create_response, write_response};
+use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
+
+use super::json::decode_client;
+
+/// The page, its script and its style, compiled into the binary.
+const INDEX_HTML: &str = include_str!("page/index.html");
+const APP_JS: &str = include_str!("page/app.js");
+const APP_CSS: &str = include_str!("page/app.css");
+
+/// The page may load its own script, style and WebSocket, and nothing else: no inline script,
+/// no remote loads, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// The longest request head accepted (request line and headers).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Requests served on one connection before it is closed.
+pub const MAX_REQUESTS: usize = 32;
+
+/// Which origins may open the WebSocket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginPolicy {
+    /// Origins allowed besides the page's own, e.g. `https://chat.example.com`.
+    pub allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    /// A request without `Origin` comes from a program, not a page, and is allowed; a page may
+    /// connect from the origin it was served from (the `Host` it asked) or a listed one.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let same = host.is_some_and(|host| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        });
+        same || self.allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// What to do with the bytes read so far on a connection in its HTTP phase.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The request is not complete yet: read more.
+    Incomplete,
+    /// Write `bytes`; `consumed` bytes of input were the request. Close afterwards if `close`.
+    Reply {
+        /// The response.
+        bytes: Vec<u8>,
+        /// Bytes of the request.
+        consumed: usize,
+        /// Close the connection after the response.
+        close: bool,
+    },
+    /// Write `bytes` (101 Switching Protocols); from `consumed` on, the input is WebSocket
+    /// frames.
+    Upgrade {
+        /// The response.
+        bytes: Vec<u8>,
+        /// Bytes of the request.
+        consumed: usize,
+    },
+}
+
+/// Decides the answer to the request at the start of `input`. `last` says this is the last
+/// request the connection may make.
+pub fn answer(input: &[u8], origins: &OriginPolicy, last: bool) -> Answer {
+    let (consumed, request) = match Request::try_parse(input) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) if input.len() < MAX_REQUEST_BYTES => return Answer::Incomplete,
+        Ok(None) => return error(431, "Request Header Fields Too Large", input.len()),
+        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::WrongHttpMethod)) => {
+            return error(405, "Method Not Allowed", input.len());
+        }
+        Err(_) => return error(400, "Bad Request", input.len()),
+    };
+    if consumed > MAX_REQUEST_BYTES {
+        return error(431, "Request Header Fields Too Large", consumed);
+    }
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    // A GET with a body is not one this server reads; rather than skip it, refuse and close.
+    if header("transfer-encoding").is_some()
+        || header("content-length").is_some_and(|n| n.trim() != "0")
+    {
+        return error(400, "Bad Request", consumed);
+    }
+    let close = last
+        || header("connection")
+            .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    let page = |content_type: &str, body: &str| Answer::Reply {
+        bytes: response(200, "OK", content_type, body, close),
+        consumed,
+        close,
+    };
+    match request.uri().path() {
+        "/" | "/index.html" => page("text/html; charset=utf-8", INDEX_HTML),
+        "/app.js" => page("text/javascript; charset=utf-8", APP_JS),
+        "/app.css" => page("text/css; charset=utf-8", APP_CSS),
+        "/ws" => {
+            let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+            if !upgrade {
+                return Answer::Reply {
+                    bytes: response(
+                        426,
+                        "Upgrade Required",
+                        "text/plain; charset=utf-8",
+                        "this is the chat's WebSocket; open / in a browser\n",
+                        true,
+                    ),
+                    consumed,
+                    close: true,
+                };
+            }
+            if !origins.allows(header("origin"), header("host")) {
+                return error(403, "Forbidden", consumed);
+            }
+            let Ok(reply) = create_response(&request) else {
+                return error(400, "Bad Request", consumed);
+            };
+            let mut bytes = Vec::new();
+            if write_response(&mut bytes, &reply).is_err() {
+                return error(400, "Bad Request", consumed);
+            }
+            Answer::Upgrade { bytes, consumed }
+        }
+        _ => Answer::Reply {
+            bytes: response(
+                404,
+                "Not Found",
+                "text/plain; charset=utf-8",
+                "not found\n",
+                close,
+            ),
+            consumed,
+            close,
+        },
+    }
+}
+
+/// An error status, after which the connection is closed.
+fn error(status: u16, text: &str, consumed: usize) -> Answer {
+    Answer::Reply {
+        bytes: response(
+            status,
+            text,
+            "text/plain; charset=utf-8",
+            &format!("{status} {text}\n"),
+            true,
+        ),
+        consumed,
+        close: true,
+    }
+}
+
+fn response(status: u16, text: &str, content_type: &str, body: &str, close: bool) -> Vec<u8> {
+    let connection = if close { "close" } else { "keep-alive" };
+    let mut out = format!(
+        "HTTP/1.1 {status} {text}\r\n\
+         Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\
+         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         X-Frame-Options: DENY\r\n\
+         Referrer-Policy: no-referrer\r\n\
+         Cache-Control: no-store\r\n\
+         Connection: {connection}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// The largest WebSocket message (and frame) accepted from a page: a frame the room accepts,
+/// written as JSON, whose escaping may double it.
+pub fn max_ws_message(max_frame_bytes: u32) -> usize {
+    2 * max_frame_bytes as usize + 256
+}
+
+/// What a page sent, from [`WsReader::poll_incoming`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message for the room.
+    Msg(ClientMsg),
+    /// Bytes the WebSocket protocol itself answers with (a pong to a ping): queue them for the
+    /// connection, in order with the room's.
+    Reply(Vec<u8>),
+    /// The page closed the WebSocket: it leaves.
+    Leave,
+    /// Something that is not the protocol: a bad frame, binary, JSON that is no message, a
+    /// frame over the limit.
+    Malformed,
+}
+
+/// Bytes fed in, and bytes the context wrote, for a [`WebSocketContext`] that never touches a
+/// socket.
+#[derive(Debug, Default)]
+struct Pipe {
+    input: Vec<u8>,
+    read: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.input[self.read..];
+        if rest.is_empty() {
+            self.input.clear();
+            self.read = 0;
+            if self.input.capacity() > 64 * 1024 {
+                self.input = Vec::new();
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading half of a server-side WebSocket, fed bytes: tungstenite's frame parser
+/// (masking, fragments, control frames, UTF-8, size limits) with the JSON on top.
+#[derive(Debug)]
+pub struct WsReader {
+    context: WebSocketContext,
+    pipe: Pipe,
+    done: bool,
+}
+
+impl WsReader {
+    /// A reader whose input starts with `part` (bytes that came after the upgrade request),
+    /// refusing messages over `max_message` bytes.
+    pub fn new(part: &[u8], max_message: usize) -> Self {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_write_buffer_size(64 * 1024)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        Self {
+            context: WebSocketContext::new(Role::Server, Some(config)),
+            pipe: Pipe {
+                input: part.to_vec(),
+                ..Pipe::default()
+            },
+            done: false,
+        }
+    }
+
+    /// Adds bytes read from the socket.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !self.done {
+            self.pipe.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next thing the page sent, or `None` until more bytes are fed. After `Leave` or
+    /// `Malformed`, always `None`.
+    pub fn poll_incoming(&mut self) -> Option<Incoming> {
+        if self.done {
+            return None;
+        }
+        let incoming = loop {
+            if !self.pipe.output.is_empty() {
+                return Some(Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+            }
+            match self.context.read(&mut self.pipe) {
+                Ok(Message::Text(text)) => match decode_client(text.as_str()) {
+                    Some(msg) => return Some(Incoming::Msg(msg)),
+                    None => break Incoming::Malformed,
+                },
+                // Answered by the context: its pong lands in the pipe's output on the next read.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Binary(_)) => break Incoming::Malformed,
+                // The room says goodbye with its own closing message and close frame.
+                Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => {
+                    break Incoming::Leave;
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (!self.pipe.output.is_empty())
+                        .then(|| Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+                }
+                Err(_) => break Incoming::Malformed,
+            }
+        };
+        self.done = true;
+        self.pipe = Pipe::default();
+        Some(incoming)
+    }
+}
+
+/// Feeds `data` to everything that reads a page's bytes, as the fuzz target does: the HTTP
+/// answer, then whatever follows an upgrade as WebSocket frames, then the JSON alone. Must
+/// never panic, loop or grow without bound.
+pub fn fuzz_one(data: &[u8]) {
+    let origins = OriginPolicy::default();
+    let mut input = data;
+    for served in 1..=MAX_REQUESTS {
+        match answer(input, &origins, served == MAX_REQUESTS) {
+            Answer::Incomplete => break,
+            Answer::Reply {
+                consumed, close, ..
+            } => {
+                if close {
+                    break;
+                }
+                input = &input[consumed..];
+            }
+            Answer::Upgrade { consumed, .. } => {
+                let rest = &input[consumed..];
+                let mut reader = WsReader::new(&[], max_ws_message(2048));
+                // In two parts, as reads split it.
+                let (a, b) = rest.split_at(rest.len() / 2);
+                for part in [a, b] {
+                    reader.feed(part);
+                    let mut steps = 0;
+                    while reader.poll_incoming().is_some() {
+                        steps += 1;
+                        assert!(steps <= rest.len() + 2, "the reader loops");
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = decode_client(text);
+    }
+}
