@@ -13,6 +13,9 @@ use std::{
 pub(crate) const NEEDED: &[(&str, &str)] = &[
     // The Redis-backed room's end-to-end tests start their own redis-server on a free port.
     ("redis-server", "redis-server"),
+    // The room in a browser: a real headless Chromium, driven through WebDriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// What to do about the programs the tests need.

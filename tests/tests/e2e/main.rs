@@ -5,3 +5,4 @@ mod client;
 mod hostile;
 mod redis_infra;
 mod server;
+mod web;
