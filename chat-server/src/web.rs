@@ -22,8 +22,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::{Async, Timer};
 
 pub use http::{
-    Answer, CONTENT_SECURITY_POLICY, Incoming, MAX_REQUEST_BYTES, MAX_REQUESTS, OriginPolicy,
-    WsReader, answer, fuzz_one, max_ws_message,
+    Answer, CONTENT_SECURITY_POLICY, FUZZ_UPGRADE, Incoming, MAX_REQUEST_BYTES, MAX_REQUESTS,
+    OriginPolicy, WsReader, answer, fuzz_one, max_ws_message,
 };
 pub use json::{WebCodec, close_code, decode_client, encode_server_json};
 

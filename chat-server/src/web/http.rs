@@ -295,8 +295,12 @@ impl WsReader {
                     Some(msg) => return Some(Incoming::Msg(msg)),
                     None => break Incoming::Malformed,
                 },
-                // Answered by the context: its pong lands in the pipe's output on the next read.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                // The context queued a pong: flush it into the pipe now, so that it comes
+                // before whatever follows the ping however the bytes were cut.
+                Ok(Message::Ping(_)) => {
+                    let _ = self.context.flush(&mut self.pipe);
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => {}
                 Ok(Message::Binary(_)) => break Incoming::Malformed,
                 // The room says goodbye with its own closing message and close frame.
                 Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => {
@@ -315,9 +319,15 @@ impl WsReader {
     }
 }
 
-/// Feeds `data` to everything that reads a page's bytes, as the fuzz target does: the HTTP
-/// answer, then whatever follows an upgrade as WebSocket frames, then the JSON alone. Must
-/// never panic, loop or grow without bound.
+/// An upgrade request as a browser sends it, for the fuzz target to put before its bytes.
+pub const FUZZ_UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+    Origin: http://127.0.0.1:8080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Feeds `data` to everything that reads a page's bytes, as the fuzz target does: HTTP
+/// requests, then what follows an upgrade as WebSocket frames (whole, in two parts, and a byte
+/// at a time, which must all read the same), then the JSON alone. Panics if a property fails;
+/// must never loop or grow without bound.
 pub fn fuzz_one(data: &[u8]) {
     let origins = OriginPolicy::default();
     let mut input = data;
@@ -327,6 +337,7 @@ pub fn fuzz_one(data: &[u8]) {
             Answer::Reply {
                 consumed, close, ..
             } => {
+                assert!(consumed <= input.len());
                 if close {
                     break;
                 }
@@ -334,22 +345,110 @@ pub fn fuzz_one(data: &[u8]) {
             }
             Answer::Upgrade { consumed, .. } => {
                 let rest = &input[consumed..];
-                let mut reader = WsReader::new(&[], max_ws_message(2048));
-                // In two parts, as reads split it.
-                let (a, b) = rest.split_at(rest.len() / 2);
-                for part in [a, b] {
-                    reader.feed(part);
-                    let mut steps = 0;
-                    while reader.poll_incoming().is_some() {
-                        steps += 1;
-                        assert!(steps <= rest.len() + 2, "the reader loops");
-                    }
-                }
+                let whole = read_all(rest, &[rest.len().max(1)]);
+                assert_eq!(whole, read_all(rest, &[rest.len() / 2 + 1]), "split in two");
+                assert_eq!(whole, read_all(rest, &[1]), "a byte at a time");
                 break;
             }
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = decode_client(text);
+    }
+}
+
+/// What a reader makes of `bytes` fed in pieces of the given sizes (cycled), with adjacent
+/// replies joined (how they are cut depends on the reads).
+fn read_all(bytes: &[u8], sizes: &[usize]) -> Vec<Incoming> {
+    let mut reader = WsReader::new(&[], max_ws_message(2048));
+    let mut out: Vec<Incoming> = Vec::new();
+    let mut rest = bytes;
+    let mut size = sizes.iter().cycle();
+    loop {
+        let mut steps = 0;
+        while let Some(incoming) = reader.poll_incoming() {
+            steps += 1;
+            assert!(steps <= bytes.len() + 2, "the reader loops");
+            match (out.last_mut(), incoming) {
+                (Some(Incoming::Reply(last)), Incoming::Reply(more)) => last.extend(more),
+                (_, incoming) => out.push(incoming),
+            }
+        }
+        if rest.is_empty() {
+            return out;
+        }
+        let n = size.next().copied().unwrap_or(1).clamp(1, rest.len());
+        let (piece, tail) = rest.split_at(n);
+        reader.feed(piece);
+        rest = tail;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser sends it.
+    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![0x80 | opcode];
+        assert!(payload.len() < 126);
+        out.push(0x80 | payload.len() as u8);
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[test]
+    fn frames_read_the_same_however_the_bytes_are_cut() {
+        let mut bytes = masked(0x1, br#"{"type":"hello","name":"ann"}"#);
+        bytes.extend(masked(0x9, b"ping"));
+        bytes.extend(masked(0x1, br#"{"type":"who"}"#));
+        bytes.extend(masked(0x2, b"binary"));
+        let whole = read_all(&bytes, &[bytes.len()]);
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        assert!(matches!(&whole[0], Incoming::Msg(ClientMsg::Hello { name, .. }) if name == "ann"));
+        // The pong: unmasked, the ping's payload.
+        assert_eq!(
+            whole[1],
+            Incoming::Reply(vec![0x8a, 4, b'p', b'i', b'n', b'g'])
+        );
+        assert_eq!(whole[2], Incoming::Msg(ClientMsg::Who));
+        assert_eq!(whole[3], Incoming::Malformed);
+        assert_eq!(read_all(&bytes, &[1]), whole);
+        assert_eq!(read_all(&bytes, &[7, 3]), whole);
+        let mut request = FUZZ_UPGRADE.to_vec();
+        request.extend(&bytes);
+        fuzz_one(&request);
+    }
+
+    #[test]
+    fn an_unmasked_or_oversized_client_frame_is_malformed() {
+        let unmasked = [0x81, 2, b'{', b'}'];
+        assert_eq!(read_all(&unmasked, &[4]), vec![Incoming::Malformed]);
+        // A header announcing 1 MiB is refused before any of it arrives.
+        let big = [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 16, 0, 0, 1, 2, 3, 4];
+        assert_eq!(read_all(&big, &[big.len()]), vec![Incoming::Malformed]);
+    }
+
+    #[test]
+    fn a_close_from_the_page_is_a_leave_and_nothing_after_it_counts() {
+        let mut bytes = masked(0x8, &[0x03, 0xe9]);
+        bytes.extend(masked(0x1, br#"{"type":"who"}"#));
+        assert_eq!(read_all(&bytes, &[bytes.len()]), vec![Incoming::Leave]);
+    }
+
+    #[test]
+    fn origins_the_same_host_or_listed() {
+        let policy = OriginPolicy {
+            allowed: vec!["https://chat.example.com".into()],
+        };
+        assert!(policy.allows(None, Some("x")));
+        assert!(policy.allows(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
+        assert!(policy.allows(Some("https://chat.example.com"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://127.0.0.1:8081"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://evil.example"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("null"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://127.0.0.1:8080"), None));
     }
 }
