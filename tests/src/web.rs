@@ -49,7 +49,15 @@ pub struct WebClient {
 impl WebClient {
     /// Opens `ws://addr/ws`, with `origin` as the `Origin` header when given.
     pub fn connect(addr: SocketAddr, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::over(TcpStream::connect(addr).expect("connect"), addr, origin)
+    }
+
+    /// The same over a socket already connected to `addr`.
+    pub fn over(
+        stream: TcpStream,
+        addr: SocketAddr,
+        origin: Option<&str>,
+    ) -> Result<Self, tungstenite::Error> {
         stream.set_read_timeout(Some(RECV_TIMEOUT)).ok();
         let mut request =
             tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/ws"))?;

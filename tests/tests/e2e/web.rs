@@ -136,6 +136,44 @@ fn an_oversized_frame_is_closed_before_it_is_read() {
     assert!(matches!(ann.next_event(), WebEvent::Close(Some((1002, _)))));
 }
 
+/// Ignored: it finds a bug to be fixed in chat-core or the hub. The tab is closed as too slow,
+/// but the native talker (the one member of the wire codec's fan-out, which never reads and
+/// receives nothing but its own skipped broadcasts) is closed as too slow as well. The same test
+/// with a native stalled member passes, and so does a web member that reads.
+#[test]
+#[ignore = "finds a bug: the talker is closed as too slow too when the stalled member is a web one"]
+fn a_browser_tab_that_stops_reading_is_closed_as_too_slow() {
+    let mut config = test_config();
+    config.queue_bytes = 64 * 1024;
+    config.room.max_text_bytes = 8000;
+    config.room.max_frame_bytes = 8192;
+    let server = start_web_server(config);
+    let web = server.web_addr().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&web.into()).unwrap();
+    let mut slow = WebClient::over(socket.into(), web, None).unwrap();
+    slow.send(json!({"type": "hello", "name": "slow"}));
+    assert_eq!(slow.recv()["type"], "welcome");
+    let (mut talker, _) = RawClient::join(server.addr(), "talker");
+    let text = "z".repeat(8000);
+    // Paced, so that the talker's own writer keeps up: a burst of its own messages larger
+    // than the queue bound counts against the talker too (chat-core's fan-out counts the feed
+    // bytes a follower skips as bytes it is behind).
+    for _ in 0..2000 {
+        talker.send(&chat(&text));
+        std::thread::sleep(Duration::from_millis(1));
+        if server.stats().too_slow.load(Relaxed) > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        talker.recv(),
+        tests::left("slow", CloseReason::TooSlow),
+        "the others see it leave as too slow"
+    );
+}
+
 #[test]
 fn a_page_from_another_origin_is_refused_unless_listed() {
     let mut config = test_config();
