@@ -65,6 +65,12 @@ pub struct Args {
     /// silence after which a client is closed [env CHAT_IDLE_TIMEOUT, default 90s]
     #[argh(option)]
     pub idle_timeout: Option<String>,
+    /// port for the room in a browser (page at /, WebSocket at /ws), 0 for any free port [env CHAT_WEB_PORT, else off]
+    #[argh(option)]
+    pub web_port: Option<String>,
+    /// origins allowed to open the WebSocket besides the page's own, comma-separated, e.g. https://chat.example.com [env CHAT_WEB_ALLOW_ORIGIN, else the page's own only]
+    #[argh(option)]
+    pub web_allow_origin: Option<String>,
     /// port for IRC clients, in the same room, 0 for any free port [env CHAT_IRC_PORT, else no IRC]
     #[argh(option)]
     pub irc_port: Option<String>,
@@ -107,6 +113,10 @@ pub struct ServerConfig {
     pub queue_bytes: usize,
     /// How long a closing connection may take to flush its last frames.
     pub linger: Duration,
+    /// Port of the room in a browser, on the same host; `None`: not served.
+    pub web_port: Option<u16>,
+    /// Origins allowed to open the WebSocket besides the page's own.
+    pub web_allow_origin: Vec<String>,
     /// Port for IRC clients (the gateway); none: no IRC.
     pub irc_port: Option<u16>,
     /// The IRC channel that is the room.
@@ -156,6 +166,8 @@ impl Default for ServerConfig {
             room: chat_core::Config::default(),
             queue_bytes: 256 * 1024,
             linger: Duration::from_secs(2),
+            web_port: None,
+            web_allow_origin: Vec::new(),
             irc_port: None,
             irc_channel: "#chat".into(),
             irc_server_name: None,
@@ -198,6 +210,24 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     let value: f64 = digits.parse().ok()?;
     let secs = value * scale;
     (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Parses `https://a.example, http://b.example:8080`: each a scheme, a host and maybe a port,
+/// as a browser writes it in `Origin` (no path, no trailing slash).
+pub fn parse_origins(text: &str) -> Option<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|origin| {
+            let rest = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))?;
+            let host_ok = !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+            host_ok.then(|| origin.to_ascii_lowercase())
+        })
+        .collect()
 }
 
 /// Resolves each setting by the one rule in [`chat_proto::settings`]: flag, then environment
@@ -295,6 +325,15 @@ pub fn resolve(
     }
     if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
         config.queue_bytes = raw.count()?;
+    }
+    if let Some(raw) = pick("web-port", &args.web_port) {
+        config.web_port = Some(raw.port(PortZero::AnyFree)?);
+    }
+    if let Some(raw) = pick("web-allow-origin", &args.web_allow_origin) {
+        config.web_allow_origin = raw.parse_with(
+            parse_origins,
+            "comma-separated origins such as https://chat.example.com",
+        )?;
     }
     if let Some(raw) = pick("irc-port", &args.irc_port) {
         config.irc_port = Some(raw.port(PortZero::AnyFree)?);
@@ -606,6 +645,8 @@ mod tests {
             handshake_timeout: Some("3s".into()),
             ping_interval: Some("4s".into()),
             idle_timeout: Some("5s".into()),
+            web_port: Some("4002".into()),
+            web_allow_origin: Some("https://a.example, http://b.example:8080".into()),
             irc_port: Some("6668".into()),
             irc_channel: Some("#room".into()),
             irc_server_name: Some("irc.example".into()),
@@ -642,6 +683,11 @@ mod tests {
             ("CHAT_HANDSHAKE_TIMEOUT", "3s"),
             ("CHAT_PING_INTERVAL", "4s"),
             ("CHAT_IDLE_TIMEOUT", "5s"),
+            ("CHAT_WEB_PORT", "4002"),
+            (
+                "CHAT_WEB_ALLOW_ORIGIN",
+                "https://a.example, http://b.example:8080",
+            ),
             ("CHAT_IRC_PORT", "6668"),
             ("CHAT_IRC_CHANNEL", "#room"),
             ("CHAT_IRC_SERVER_NAME", "irc.example"),
@@ -680,6 +726,8 @@ mod tests {
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),
+            web_port: Some(4002),
+            web_allow_origin: vec!["https://a.example".into(), "http://b.example:8080".into()],
             irc_port: Some(6668),
             irc_channel: "#room".into(),
             irc_server_name: Some("irc.example".into()),
@@ -731,6 +779,34 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("max frame bytes")
+        );
+    }
+
+    #[test]
+    fn origins_are_a_scheme_and_a_host_each() {
+        assert_eq!(
+            parse_origins("https://Chat.Example.com,http://[::1]:8080"),
+            Some(vec![
+                "https://chat.example.com".into(),
+                "http://[::1]:8080".into()
+            ])
+        );
+        for bad in [
+            "chat.example.com",
+            "https://",
+            "https://a.example/",
+            "*",
+            "",
+        ] {
+            assert_eq!(parse_origins(bad), None, "{bad}");
+        }
+        let args = Args {
+            web_allow_origin: Some("example.com".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            resolve(&args, env(&[])).unwrap_err().0,
+            "invalid --web-allow-origin 'example.com': expected comma-separated origins such as https://chat.example.com"
         );
     }
 

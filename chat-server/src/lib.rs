@@ -25,7 +25,10 @@ mod outbox;
 mod redis;
 mod server;
 mod stats;
+pub mod web;
 
-pub use config::{Args, ConfigError, ServerConfig, SharedConfig, parse_duration, resolve};
-pub use server::{RunningServer, serve, serve_with_irc};
+pub use config::{
+    Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,
+};
+pub use server::{RunningServer, serve, serve_with_gateways, serve_with_irc, serve_with_web};
 pub use stats::Stats;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_signal::{Signal, Signals};
-use chat_server::{Args, Stats, resolve, serve_with_irc};
+use chat_server::{Args, Stats, resolve, serve_with_gateways};
 use futures_lite::StreamExt;
 
 /// Binds the listening socket; with `reuse_port`, other processes may bind the same port
@@ -67,6 +67,19 @@ fn main() -> ExitCode {
             }
         },
     };
+    let web = match config.web_port {
+        None => None,
+        Some(port) => match std::net::TcpListener::bind((config.host.as_str(), port)) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!(
+                    "error: cannot listen for the web page on {}:{port}: {error}",
+                    config.host
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
         Err(error) => {
@@ -85,13 +98,18 @@ fn main() -> ExitCode {
             }
             None => None,
         };
+        let web = web.map(async_net::TcpListener::try_from).transpose()?;
+        if let Some(web) = &web {
+            // After the `listening on` line, which scripts and tests read first.
+            println!("web page at http://{}/", web.local_addr()?);
+        }
         let stats = Arc::new(Stats::default());
         let shutdown = async {
             if let Some(Ok(signal)) = signals.next().await {
                 log::info!("received {signal:?}");
             }
         };
-        serve_with_irc(listener, irc, config, stats.clone(), shutdown).await?;
+        serve_with_gateways(listener, irc, web, config, stats.clone(), shutdown).await?;
         log::info!(
             "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
             stats.accepted.load(Relaxed),

@@ -20,6 +20,7 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::ServerConfig;
 use crate::outbox::{self, Shared};
 use crate::stats::Stats;
+use crate::web::{self, WebCodec};
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
 const READ_CHUNK: usize = 64 * 1024;
@@ -50,13 +51,38 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_with_irc(listener, None, config, stats, shutdown).await
+    serve_with_gateways(listener, None, None, config, stats, shutdown).await
 }
 
 /// [`serve`], with IRC clients on `irc` too (the gateway of [`crate::irc`]), in the same room.
 pub async fn serve_with_irc(
     listener: async_net::TcpListener,
     irc: Option<async_net::TcpListener>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with_gateways(listener, irc, None, config, stats, shutdown).await
+}
+
+/// [`serve`], and the room in a browser on `web` when given: the page at `/`, its WebSocket at
+/// `/ws` (see the `web` module).
+pub async fn serve_with_web(
+    listener: async_net::TcpListener,
+    web: Option<async_net::TcpListener>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with_gateways(listener, None, web, config, stats, shutdown).await
+}
+
+/// [`serve`], with IRC clients on `irc` and the room in a browser on `web`, each when given:
+/// one room, whichever way a member comes in.
+pub async fn serve_with_gateways(
+    listener: async_net::TcpListener,
+    irc: Option<async_net::TcpListener>,
+    web: Option<async_net::TcpListener>,
     config: ServerConfig,
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -89,6 +115,7 @@ pub async fn serve_with_irc(
         let codec = hub.add_codec(Box::new(gateway.codec()));
         (listener, gateway, codec)
     });
+    let web = web.map(|listener| (listener, hub.add_codec(Box::new(WebCodec::default()))));
     let shared = Shared::new(hub);
     let room = ex.reads.spawn(room_task(
         config.clone(),
@@ -115,8 +142,14 @@ pub async fn serve_with_irc(
             None => std::future::pending().await,
         }
     };
+    let accept_web = async {
+        match web {
+            Some((listener, codec)) => web::accept_loop(&conns, &config, listener, codec).await,
+            None => std::future::pending().await,
+        }
+    };
     let main = async move {
-        accept.or(accept_irc).or(shutdown).await;
+        accept.or(accept_irc).or(accept_web).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
@@ -185,7 +218,7 @@ pub(crate) struct Conns<'e, 'a> {
     ex: &'e Executors<'a>,
     pub(crate) shared: Rc<Shared>,
     pub(crate) events: Sender<Event>,
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
     linger: Duration,
     next_id: Cell<u64>,
@@ -478,6 +511,7 @@ fn step(
 pub struct RunningServer {
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
+    web_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
@@ -487,6 +521,17 @@ impl RunningServer {
     /// Starts a server on `listener` (bind it to port 0 for a free port). With
     /// `config.irc_port`, IRC clients are served too, on that port of `config.host`.
     pub fn start(listener: std::net::TcpListener, config: ServerConfig) -> io::Result<Self> {
+        Self::start_with_web(listener, None, config)
+    }
+
+    /// [`RunningServer::start`], with the room in a browser on `web` when given.
+    pub fn start_with_web(
+        listener: std::net::TcpListener,
+        web: Option<std::net::TcpListener>,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        let web_addr = web.as_ref().map(|w| w.local_addr()).transpose()?;
+        let web = web.map(async_net::TcpListener::try_from).transpose()?;
         let addr = listener.local_addr()?;
         let listener = async_net::TcpListener::try_from(listener)?;
         let irc = match config.irc_port {
@@ -504,9 +549,10 @@ impl RunningServer {
                 let shutdown = async move {
                     let _ = stopped.recv().await;
                 };
-                smol::block_on(serve_with_irc(
+                smol::block_on(serve_with_gateways(
                     listener,
                     irc,
+                    web,
                     config,
                     thread_stats,
                     shutdown,
@@ -515,10 +561,16 @@ impl RunningServer {
         Ok(Self {
             addr,
             irc_addr,
+            web_addr,
             stats,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// The address of the room in a browser, when it serves one.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// The address it listens on.

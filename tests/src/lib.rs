@@ -7,6 +7,7 @@
 pub mod load;
 pub mod proxy;
 pub mod redis;
+pub mod web;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -15,6 +15,9 @@ pub(crate) const NEEDED: &[(&str, &str)] = &[
     ("redis-server", "redis-server"),
     // The IRC gateway's end-to-end test drives ii, a file-driven IRC client.
     ("ii", "ii"),
+    // The room in a browser: a real headless Chromium, driven through WebDriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// What to do about the programs the tests need.

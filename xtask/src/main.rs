@@ -24,7 +24,9 @@ tasks:
                   and the load generator's smoke run (cargo xtask bench --smoke)
   bench [--only NAME] [--no-redis] | --smoke
                   the benchmark matrix side by side with Redis, written to BENCHMARKS.md
-  fuzz [SECONDS]  run the frame decoder's fuzz target (needs cargo-fuzz; default 60 s)
+  fuzz [SECONDS] [TARGET]
+                  run the fuzz targets decode and web, or the one named
+                  (needs cargo-fuzz; default 60 s each)
   install-hooks   point git at .githooks (pre-commit runs the fmt check and clippy)
   help            show this text
 ";

@@ -186,10 +186,14 @@ mod tests {
                     server.get(code_field).or_else(|| room.get(code_field))
                 }
                 .ok_or_else(|| format!("server --{field}: no default in code found"))?;
-                let value = canonical(expr).ok_or_else(|| {
-                    format!("server --{field}: cannot read its default `{expr}`; teach tidy.rs")
-                })?;
-                defaults.insert(field, Some(value));
+                // A setting that is off unless given (`None`, an empty list) has no default.
+                let value = match expr.trim().trim_end_matches(',') {
+                    "None" | "Vec::new()" => None,
+                    _ => Some(canonical(expr).ok_or_else(|| {
+                        format!("server --{field}: cannot read its default `{expr}`; teach tidy.rs")
+                    })?),
+                };
+                defaults.insert(field, value);
             }
         } else {
             let constant = |name: &str| {

@@ -7,3 +7,4 @@ mod irc;
 mod redis;
 mod redis_infra;
 mod server;
+mod web;

@@ -1,0 +1,454 @@
+//! The HTTP side of the web adapter, without I/O: parse a request, decide the answer (the page,
+//! its script and style, the WebSocket upgrade, or an error status), and read the WebSocket
+//! frames a page sends. The async driver in `web.rs` only moves bytes.
+
+use std::io::{self, Read, Write};
+
+use chat_proto::ClientMsg;
+use tungstenite::handshake::machine::TryParse;
+use tungstenite::handshake::server::{Request, create_response, write_response};
+use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
+
+use super::json::decode_client;
+
+/// The page, its script and its style, compiled into the binary.
+const INDEX_HTML: &str = include_str!("page/index.html");
+const APP_JS: &str = include_str!("page/app.js");
+const APP_CSS: &str = include_str!("page/app.css");
+
+/// The page may load its own script, style and WebSocket, and nothing else: no inline script,
+/// no remote loads, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// The longest request head accepted (request line and headers).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Requests served on one connection before it is closed.
+pub const MAX_REQUESTS: usize = 32;
+
+/// Which origins may open the WebSocket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginPolicy {
+    /// Origins allowed besides the page's own, e.g. `https://chat.example.com`.
+    pub allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    /// A request without `Origin` comes from a program, not a page, and is allowed; a page may
+    /// connect from the origin it was served from (the `Host` it asked) or a listed one.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let same = host.is_some_and(|host| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        });
+        same || self.allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// What to do with the bytes read so far on a connection in its HTTP phase.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The request is not complete yet: read more.
+    Incomplete,
+    /// Write `bytes`; `consumed` bytes of input were the request. Close afterwards if `close`.
+    Reply {
+        /// The response.
+        bytes: Vec<u8>,
+        /// Bytes of the request.
+        consumed: usize,
+        /// Close the connection after the response.
+        close: bool,
+    },
+    /// Write `bytes` (101 Switching Protocols); from `consumed` on, the input is WebSocket
+    /// frames.
+    Upgrade {
+        /// The response.
+        bytes: Vec<u8>,
+        /// Bytes of the request.
+        consumed: usize,
+    },
+}
+
+/// Decides the answer to the request at the start of `input`. `last` says this is the last
+/// request the connection may make.
+pub fn answer(input: &[u8], origins: &OriginPolicy, last: bool) -> Answer {
+    let (consumed, request) = match Request::try_parse(input) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) if input.len() < MAX_REQUEST_BYTES => return Answer::Incomplete,
+        Ok(None) => return error(431, "Request Header Fields Too Large", input.len()),
+        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::WrongHttpMethod)) => {
+            return error(405, "Method Not Allowed", input.len());
+        }
+        Err(_) => return error(400, "Bad Request", input.len()),
+    };
+    if consumed > MAX_REQUEST_BYTES {
+        return error(431, "Request Header Fields Too Large", consumed);
+    }
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    // A GET with a body is not one this server reads; rather than skip it, refuse and close.
+    if header("transfer-encoding").is_some()
+        || header("content-length").is_some_and(|n| n.trim() != "0")
+    {
+        return error(400, "Bad Request", consumed);
+    }
+    let close = last
+        || header("connection")
+            .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    let page = |content_type: &str, body: &str| Answer::Reply {
+        bytes: response(200, "OK", content_type, body, close),
+        consumed,
+        close,
+    };
+    match request.uri().path() {
+        "/" | "/index.html" => page("text/html; charset=utf-8", INDEX_HTML),
+        "/app.js" => page("text/javascript; charset=utf-8", APP_JS),
+        "/app.css" => page("text/css; charset=utf-8", APP_CSS),
+        "/ws" => {
+            let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+            if !upgrade {
+                return Answer::Reply {
+                    bytes: response(
+                        426,
+                        "Upgrade Required",
+                        "text/plain; charset=utf-8",
+                        "this is the chat's WebSocket; open / in a browser\n",
+                        true,
+                    ),
+                    consumed,
+                    close: true,
+                };
+            }
+            if !origins.allows(header("origin"), header("host")) {
+                return error(403, "Forbidden", consumed);
+            }
+            let Ok(reply) = create_response(&request) else {
+                return error(400, "Bad Request", consumed);
+            };
+            let mut bytes = Vec::new();
+            if write_response(&mut bytes, &reply).is_err() {
+                return error(400, "Bad Request", consumed);
+            }
+            Answer::Upgrade { bytes, consumed }
+        }
+        _ => Answer::Reply {
+            bytes: response(
+                404,
+                "Not Found",
+                "text/plain; charset=utf-8",
+                "not found\n",
+                close,
+            ),
+            consumed,
+            close,
+        },
+    }
+}
+
+/// An error status, after which the connection is closed.
+fn error(status: u16, text: &str, consumed: usize) -> Answer {
+    Answer::Reply {
+        bytes: response(
+            status,
+            text,
+            "text/plain; charset=utf-8",
+            &format!("{status} {text}\n"),
+            true,
+        ),
+        consumed,
+        close: true,
+    }
+}
+
+fn response(status: u16, text: &str, content_type: &str, body: &str, close: bool) -> Vec<u8> {
+    let connection = if close { "close" } else { "keep-alive" };
+    let mut out = format!(
+        "HTTP/1.1 {status} {text}\r\n\
+         Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\
+         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         X-Frame-Options: DENY\r\n\
+         Referrer-Policy: no-referrer\r\n\
+         Cache-Control: no-store\r\n\
+         Connection: {connection}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// The largest WebSocket message (and frame) accepted from a page: a frame the room accepts,
+/// written as JSON, whose escaping may double it.
+pub fn max_ws_message(max_frame_bytes: u32) -> usize {
+    2 * max_frame_bytes as usize + 256
+}
+
+/// What a page sent, from [`WsReader::poll_incoming`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message for the room.
+    Msg(ClientMsg),
+    /// Bytes the WebSocket protocol itself answers with (a pong to a ping): queue them for the
+    /// connection, in order with the room's.
+    Reply(Vec<u8>),
+    /// The page closed the WebSocket: it leaves.
+    Leave,
+    /// Something that is not the protocol: a bad frame, binary, JSON that is no message, a
+    /// frame over the limit.
+    Malformed,
+}
+
+/// Bytes fed in, and bytes the context wrote, for a [`WebSocketContext`] that never touches a
+/// socket.
+#[derive(Debug, Default)]
+struct Pipe {
+    input: Vec<u8>,
+    read: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.input[self.read..];
+        if rest.is_empty() {
+            self.input.clear();
+            self.read = 0;
+            if self.input.capacity() > 64 * 1024 {
+                self.input = Vec::new();
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading half of a server-side WebSocket, fed bytes: tungstenite's frame parser
+/// (masking, fragments, control frames, UTF-8, size limits) with the JSON on top.
+#[derive(Debug)]
+pub struct WsReader {
+    context: WebSocketContext,
+    pipe: Pipe,
+    done: bool,
+}
+
+impl WsReader {
+    /// A reader whose input starts with `part` (bytes that came after the upgrade request),
+    /// refusing messages over `max_message` bytes.
+    pub fn new(part: &[u8], max_message: usize) -> Self {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_write_buffer_size(64 * 1024)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        Self {
+            context: WebSocketContext::new(Role::Server, Some(config)),
+            pipe: Pipe {
+                input: part.to_vec(),
+                ..Pipe::default()
+            },
+            done: false,
+        }
+    }
+
+    /// Adds bytes read from the socket.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !self.done {
+            self.pipe.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next thing the page sent, or `None` until more bytes are fed. After `Leave` or
+    /// `Malformed`, always `None`.
+    pub fn poll_incoming(&mut self) -> Option<Incoming> {
+        if self.done {
+            return None;
+        }
+        let incoming = loop {
+            if !self.pipe.output.is_empty() {
+                return Some(Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+            }
+            match self.context.read(&mut self.pipe) {
+                Ok(Message::Text(text)) => match decode_client(text.as_str()) {
+                    Some(msg) => return Some(Incoming::Msg(msg)),
+                    None => break Incoming::Malformed,
+                },
+                // The context queued a pong: flush it into the pipe now, so that it comes
+                // before whatever follows the ping however the bytes were cut.
+                Ok(Message::Ping(_)) => {
+                    let _ = self.context.flush(&mut self.pipe);
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Binary(_)) => break Incoming::Malformed,
+                // The room says goodbye with its own closing message and close frame.
+                Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => {
+                    break Incoming::Leave;
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (!self.pipe.output.is_empty())
+                        .then(|| Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+                }
+                Err(_) => break Incoming::Malformed,
+            }
+        };
+        self.done = true;
+        self.pipe = Pipe::default();
+        Some(incoming)
+    }
+}
+
+/// An upgrade request as a browser sends it, for the fuzz target to put before its bytes.
+pub const FUZZ_UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+    Origin: http://127.0.0.1:8080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Feeds `data` to everything that reads a page's bytes, as the fuzz target does: HTTP
+/// requests, then what follows an upgrade as WebSocket frames (whole, in two parts, and a byte
+/// at a time, which must all read the same), then the JSON alone. Panics if a property fails;
+/// must never loop or grow without bound.
+pub fn fuzz_one(data: &[u8]) {
+    let origins = OriginPolicy::default();
+    let mut input = data;
+    for served in 1..=MAX_REQUESTS {
+        match answer(input, &origins, served == MAX_REQUESTS) {
+            Answer::Incomplete => break,
+            Answer::Reply {
+                consumed, close, ..
+            } => {
+                assert!(consumed <= input.len());
+                if close {
+                    break;
+                }
+                input = &input[consumed..];
+            }
+            Answer::Upgrade { consumed, .. } => {
+                let rest = &input[consumed..];
+                let whole = read_all(rest, &[rest.len().max(1)]);
+                assert_eq!(whole, read_all(rest, &[rest.len() / 2 + 1]), "split in two");
+                assert_eq!(whole, read_all(rest, &[1]), "a byte at a time");
+                break;
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = decode_client(text);
+    }
+}
+
+/// What a reader makes of `bytes` fed in pieces of the given sizes (cycled), with adjacent
+/// replies joined (how they are cut depends on the reads).
+fn read_all(bytes: &[u8], sizes: &[usize]) -> Vec<Incoming> {
+    let mut reader = WsReader::new(&[], max_ws_message(2048));
+    let mut out: Vec<Incoming> = Vec::new();
+    let mut rest = bytes;
+    let mut size = sizes.iter().cycle();
+    loop {
+        let mut steps = 0;
+        while let Some(incoming) = reader.poll_incoming() {
+            steps += 1;
+            assert!(steps <= bytes.len() + 2, "the reader loops");
+            match (out.last_mut(), incoming) {
+                (Some(Incoming::Reply(last)), Incoming::Reply(more)) => last.extend(more),
+                (_, incoming) => out.push(incoming),
+            }
+        }
+        if rest.is_empty() {
+            return out;
+        }
+        let n = size.next().copied().unwrap_or(1).clamp(1, rest.len());
+        let (piece, tail) = rest.split_at(n);
+        reader.feed(piece);
+        rest = tail;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame, as a browser sends it.
+    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![0x80 | opcode];
+        assert!(payload.len() < 126);
+        out.push(0x80 | payload.len() as u8);
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[test]
+    fn frames_read_the_same_however_the_bytes_are_cut() {
+        let mut bytes = masked(0x1, br#"{"type":"hello","name":"ann"}"#);
+        bytes.extend(masked(0x9, b"ping"));
+        bytes.extend(masked(0x1, br#"{"type":"who"}"#));
+        bytes.extend(masked(0x2, b"binary"));
+        let whole = read_all(&bytes, &[bytes.len()]);
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        assert!(matches!(&whole[0], Incoming::Msg(ClientMsg::Hello { name, .. }) if name == "ann"));
+        // The pong: unmasked, the ping's payload.
+        assert_eq!(
+            whole[1],
+            Incoming::Reply(vec![0x8a, 4, b'p', b'i', b'n', b'g'])
+        );
+        assert_eq!(whole[2], Incoming::Msg(ClientMsg::Who));
+        assert_eq!(whole[3], Incoming::Malformed);
+        assert_eq!(read_all(&bytes, &[1]), whole);
+        assert_eq!(read_all(&bytes, &[7, 3]), whole);
+        let mut request = FUZZ_UPGRADE.to_vec();
+        request.extend(&bytes);
+        fuzz_one(&request);
+    }
+
+    #[test]
+    fn an_unmasked_or_oversized_client_frame_is_malformed() {
+        let unmasked = [0x81, 2, b'{', b'}'];
+        assert_eq!(read_all(&unmasked, &[4]), vec![Incoming::Malformed]);
+        // A header announcing 1 MiB is refused before any of it arrives.
+        let big = [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 16, 0, 0, 1, 2, 3, 4];
+        assert_eq!(read_all(&big, &[big.len()]), vec![Incoming::Malformed]);
+    }
+
+    #[test]
+    fn a_close_from_the_page_is_a_leave_and_nothing_after_it_counts() {
+        let mut bytes = masked(0x8, &[0x03, 0xe9]);
+        bytes.extend(masked(0x1, br#"{"type":"who"}"#));
+        assert_eq!(read_all(&bytes, &[bytes.len()]), vec![Incoming::Leave]);
+    }
+
+    #[test]
+    fn origins_the_same_host_or_listed() {
+        let policy = OriginPolicy {
+            allowed: vec!["https://chat.example.com".into()],
+        };
+        assert!(policy.allows(None, Some("x")));
+        assert!(policy.allows(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
+        assert!(policy.allows(Some("https://chat.example.com"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://127.0.0.1:8081"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://evil.example"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("null"), Some("127.0.0.1:8080")));
+        assert!(!policy.allows(Some("http://127.0.0.1:8080"), None));
+    }
+}

@@ -1,0 +1,432 @@
+//! The room in a browser, for tests: a blocking WebSocket client that speaks the page's JSON,
+//! and a small WebDriver client that drives a real headless Chromium through chromedriver.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+use crate::{RECV_TIMEOUT, RunningServer, ServerConfig};
+
+/// Starts an in-process server with the room in a browser, both on free loopback ports.
+pub fn start_web_server(config: ServerConfig) -> RunningServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let web = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    RunningServer::start_with_web(listener, Some(web), config).expect("start server")
+}
+
+/// A free loopback port (free when this returns; good enough for a test).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// What came from the server on a WebSocket.
+#[derive(Debug, PartialEq)]
+pub enum WebEvent {
+    /// A JSON text message.
+    Json(Value),
+    /// A close frame, with its status code and reason.
+    Close(Option<(u16, String)>),
+    /// The connection ended without a close frame.
+    Ended,
+}
+
+/// A blocking WebSocket client that speaks the page's JSON.
+#[derive(Debug)]
+pub struct WebClient {
+    /// The WebSocket.
+    pub socket: WebSocket<TcpStream>,
+}
+
+impl WebClient {
+    /// Opens `ws://addr/ws`, with `origin` as the `Origin` header when given.
+    pub fn connect(addr: SocketAddr, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        Self::over(TcpStream::connect(addr).expect("connect"), addr, origin)
+    }
+
+    /// The same over a socket already connected to `addr`.
+    pub fn over(
+        stream: TcpStream,
+        addr: SocketAddr,
+        origin: Option<&str>,
+    ) -> Result<Self, tungstenite::Error> {
+        stream.set_read_timeout(Some(RECV_TIMEOUT)).ok();
+        let mut request =
+            tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/ws"))?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().expect("origin header"));
+        }
+        match tungstenite::client(request, stream) {
+            Ok((socket, _)) => Ok(Self { socket }),
+            Err(tungstenite::HandshakeError::Failure(error)) => Err(error),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("handshake interrupted"),
+        }
+    }
+
+    /// Connects and joins as `name`; panics unless welcomed. Returns the welcome.
+    pub fn join(addr: SocketAddr, name: &str) -> (Self, Value) {
+        let mut client = Self::connect(addr, None).expect("websocket handshake");
+        client.send(json!({"type": "hello", "name": name}));
+        let welcome = client.recv();
+        assert_eq!(
+            welcome["type"], "welcome",
+            "{name} was not welcomed: {welcome}"
+        );
+        (client, welcome)
+    }
+
+    /// Sends one JSON message.
+    pub fn send(&mut self, msg: Value) {
+        self.send_text(&msg.to_string());
+    }
+
+    /// Sends one text frame as it is.
+    pub fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text.to_owned()))
+            .expect("send");
+    }
+
+    /// The next event from the server.
+    pub fn next_event(&mut self) -> WebEvent {
+        loop {
+            match self.socket.read() {
+                Ok(Message::Text(text)) => {
+                    return WebEvent::Json(serde_json::from_str(text.as_str()).expect("json"));
+                }
+                Ok(Message::Close(frame)) => {
+                    return WebEvent::Close(
+                        frame.map(|CloseFrame { code, reason }| {
+                            (u16::from(code), reason.to_string())
+                        }),
+                    );
+                }
+                Ok(Message::Binary(_)) => panic!("a binary frame from the server"),
+                Ok(_) => {}
+                Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Protocol(_),
+                ) => return WebEvent::Ended,
+                Err(tungstenite::Error::Io(e)) => match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                        panic!("nothing from the server within {RECV_TIMEOUT:?}")
+                    }
+                    _ => return WebEvent::Ended,
+                },
+                Err(other) => panic!("websocket read: {other}"),
+            }
+        }
+    }
+
+    /// The next JSON message, answering pings; panics on anything else.
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.next_event() {
+                WebEvent::Json(msg) if msg["type"] == "ping" => {
+                    self.send(json!({"type": "pong", "nonce": msg["nonce"]}));
+                }
+                WebEvent::Json(msg) => return msg,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Sends `request` as it is on a fresh connection and returns everything the server wrote
+/// before it closed (or went quiet for a second).
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    stream.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a program is on `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|path| path.is_file())
+}
+
+/// A chromedriver child process on a free loopback port, and one headless Chromium session.
+#[derive(Debug)]
+pub struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    _profile: TempDir,
+}
+
+/// A directory removed on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile; panics with the
+    /// command to install them when they are missing.
+    pub fn start() -> Self {
+        let (Some(chromedriver), Some(chromium)) = (on_path("chromedriver"), on_path("chromium"))
+        else {
+            panic!(
+                "the browser tests need chromium and chromedriver; install with: apt-get install chromium chromium-driver (cargo xtask ci does)"
+            );
+        };
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("chat-web-test-{}-{port}", std::process::id()));
+        let mut browser = Self {
+            driver,
+            port,
+            session: String::new(),
+            _profile: TempDir(profile.clone()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while browser.call("GET", "/status", None).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1000,640",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let session = browser
+            .call("POST", "/session", Some(capabilities))
+            .expect("start a chromium session");
+        browser.session = session["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
+        browser
+    }
+
+    /// One WebDriver command: its `value`, or the error it answered with.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let body = read_response(&mut stream).map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        let value = value["value"].clone();
+        if value.get("error").is_some() {
+            return Err(value.to_string());
+        }
+        Ok(value)
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.call(method, &path, body)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+    }
+
+    /// Opens `url` in the current tab.
+    pub fn open(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Opens a new tab and switches to it; returns its handle.
+    pub fn new_tab(&self) -> String {
+        let tab = self.session_call("POST", "/window/new", Some(json!({"type": "tab"})));
+        let handle = tab["handle"].as_str().expect("tab handle").to_owned();
+        self.switch_to(&handle);
+        handle
+    }
+
+    /// The current tab's handle.
+    pub fn tab(&self) -> String {
+        self.session_call("GET", "/window", None)
+            .as_str()
+            .expect("tab handle")
+            .to_owned()
+    }
+
+    /// Switches to the tab `handle`.
+    pub fn switch_to(&self, handle: &str) {
+        self.session_call("POST", "/window", Some(json!({"handle": handle})));
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.session_call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element id")
+            .to_owned()
+    }
+
+    /// Types `text` into the element `css` (`\n` presses Enter).
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        let text = text.replace('\n', "\u{E007}");
+        self.session_call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// The rendered text of the element `css`.
+    pub fn text(&self, css: &str) -> String {
+        let id = self.element(css);
+        self.session_call("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Runs `script` in the page and returns its value.
+    pub fn eval(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Waits until `check` holds for the text of `css`; panics with what it was after `within`.
+    pub fn wait_text(&self, css: &str, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.text(css);
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never matched within {within:?}; it shows: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A PNG of the current tab.
+    pub fn screenshot(&self) -> Vec<u8> {
+        let base64 = self.session_call("GET", "/screenshot", None);
+        data_encoding::BASE64
+            .decode(base64.as_str().expect("base64").as_bytes())
+            .expect("screenshot base64")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let path = format!("/session/{}", self.session);
+            let _ = self.call("DELETE", &path, None);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The body of one HTTP response, read by its `Content-Length` or its chunks (chromedriver
+/// may keep the connection open whatever the request asked).
+fn read_response(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let head = head.to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            match length {
+                Some(n) if body.len() >= n => return Ok(body[..n].to_owned()),
+                None if head.contains("transfer-encoding: chunked")
+                    && (body.starts_with("0\r\n") || body.contains("\r\n0\r\n\r\n")) =>
+                {
+                    return Ok(dechunk(body));
+                }
+                _ => {}
+            }
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            let text = String::from_utf8_lossy(&data).into_owned();
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            return Ok(
+                if text
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked")
+                {
+                    dechunk(body)
+                } else {
+                    body.to_owned()
+                },
+            );
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The body of a chunked HTTP response.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
