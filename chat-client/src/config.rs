@@ -23,6 +23,75 @@ pub struct Args {
     /// the name to join under [env CHAT_NAME, else asked for at the prompt]
     #[argh(option)]
     pub name: Option<String>,
+    /// when the connection is lost, join again and show what was missed [env CHAT_RECONNECT, default interactive]
+    #[argh(switch)]
+    pub reconnect: bool,
+    /// when the connection is lost, exit 1 (the default for scripts)
+    #[argh(switch)]
+    pub no_reconnect: bool,
+    /// show the time (HH:MM) in front of each line [env CHAT_TIMESTAMPS, default interactive]
+    #[argh(switch)]
+    pub timestamps: bool,
+    /// no time in front of the lines (the default for scripts)
+    #[argh(switch)]
+    pub no_timestamps: bool,
+    /// ring the terminal bell when someone mentions your name [env CHAT_BELL, default off]
+    #[argh(switch)]
+    pub bell: bool,
+    /// do not ring the bell (the default)
+    #[argh(switch)]
+    pub no_bell: bool,
+}
+
+/// When an on/off setting is on if neither its flag nor its variable says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchDefault {
+    /// On for a person at a terminal, off for a script.
+    Interactive,
+    /// Off.
+    Off,
+}
+
+/// Whether the client reconnects when neither `--reconnect`, `--no-reconnect` nor
+/// `CHAT_RECONNECT` says.
+pub const DEFAULT_RECONNECT: SwitchDefault = SwitchDefault::Interactive;
+
+/// Whether lines show the time when neither `--timestamps`, `--no-timestamps` nor
+/// `CHAT_TIMESTAMPS` says.
+pub const DEFAULT_TIMESTAMPS: SwitchDefault = SwitchDefault::Interactive;
+
+/// Whether a mention rings the bell when neither `--bell`, `--no-bell` nor `CHAT_BELL` says.
+pub const DEFAULT_BELL: SwitchDefault = SwitchDefault::Off;
+
+/// An on/off setting after flags and environment: on, off, or left to the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Turned on by the flag or the variable.
+    On,
+    /// Turned off by the flag or the variable.
+    Off,
+    /// Neither said: on for a person at a terminal, off for a script.
+    Interactive,
+}
+
+impl Switch {
+    /// Whether it is on, for a session at a terminal (`interactive`) or a script.
+    pub fn is_on(self, interactive: bool) -> bool {
+        match self {
+            Switch::On => true,
+            Switch::Off => false,
+            Switch::Interactive => interactive,
+        }
+    }
+}
+
+impl From<SwitchDefault> for Switch {
+    fn from(default: SwitchDefault) -> Self {
+        match default {
+            SwitchDefault::Interactive => Switch::Interactive,
+            SwitchDefault::Off => Switch::Off,
+        }
+    }
 }
 
 /// Where to connect and under which name, after flags, environment and defaults were applied.
@@ -34,6 +103,31 @@ pub struct Config {
     pub port: u16,
     /// The name to join under; `None` means ask the user.
     pub name: Option<String>,
+    /// Join again when the connection is lost (`--reconnect`).
+    pub reconnect: Switch,
+    /// The time in front of each line (`--timestamps`).
+    pub timestamps: Switch,
+    /// The bell when someone mentions this member's name (`--bell`).
+    pub bell: Switch,
+    /// Names in colour: set by [`run`](crate::run) when stdout is a terminal and `NO_COLOR` is
+    /// unset; never from a flag.
+    pub colour: bool,
+}
+
+impl Default for Config {
+    /// The defaults: 127.0.0.1, port 7878, no name (asked for), the switches at their defaults,
+    /// no colour.
+    fn default() -> Self {
+        Config {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            name: None,
+            reconnect: DEFAULT_RECONNECT.into(),
+            timestamps: DEFAULT_TIMESTAMPS.into(),
+            bell: DEFAULT_BELL.into(),
+            colour: false,
+        }
+    }
 }
 
 /// A flag or environment variable holds a value the client cannot use; displays as one line
@@ -57,7 +151,51 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         None => DEFAULT_PORT,
     };
     let name = pick("name", &args.name).map(|raw| raw.value);
-    Ok(Config { host, port, name })
+    let switch = |flag: &str, on: bool, off: bool, default: SwitchDefault| {
+        if on && off {
+            return Err(SettingError {
+                flag: flag.to_owned(),
+                value: format!("--no-{flag}"),
+                var: None,
+                expected: format!("--{flag} or --no-{flag}, not both"),
+            });
+        }
+        if on || off {
+            return Ok(if on { Switch::On } else { Switch::Off });
+        }
+        match settings::pick(flag, None, &env) {
+            Some(raw) => raw.parse_with(on_off, "1 or 0 (also yes/no, true/false, on/off)"),
+            None => Ok(default.into()),
+        }
+    };
+    Ok(Config {
+        host,
+        port,
+        name,
+        reconnect: switch(
+            "reconnect",
+            args.reconnect,
+            args.no_reconnect,
+            DEFAULT_RECONNECT,
+        )?,
+        timestamps: switch(
+            "timestamps",
+            args.timestamps,
+            args.no_timestamps,
+            DEFAULT_TIMESTAMPS,
+        )?,
+        bell: switch("bell", args.bell, args.no_bell, DEFAULT_BELL)?,
+        colour: false,
+    })
+}
+
+/// `1`/`yes`/`true`/`on` or `0`/`no`/`false`/`off`, in any case.
+fn on_off(value: &str) -> Option<Switch> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(Switch::On),
+        "0" | "no" | "false" | "off" => Some(Switch::Off),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +216,7 @@ mod tests {
             host: host.map(Into::into),
             port: port.map(Into::into),
             name: name.map(Into::into),
+            ..Args::default()
         }
     }
 
@@ -89,7 +228,8 @@ mod tests {
             Config {
                 host: "127.0.0.1".into(),
                 port: 7878,
-                name: None
+                name: None,
+                ..Config::default()
             }
         );
     }
@@ -107,7 +247,8 @@ mod tests {
             Config {
                 host: "chat.example".into(),
                 port: 9000,
-                name: Some("alice".into())
+                name: Some("alice".into()),
+                ..Config::default()
             }
         );
     }
@@ -125,7 +266,8 @@ mod tests {
             Config {
                 host: "::1".into(),
                 port: 7000,
-                name: Some("bob".into())
+                name: Some("bob".into()),
+                ..Config::default()
             }
         );
     }
@@ -235,5 +377,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed, args(Some("h"), Some("abc"), Some("n")));
+    }
+
+    #[test]
+    fn switches_default_to_the_mode_and_the_bell_to_off() {
+        let config = resolve(&Args::default(), env_of(&[])).unwrap();
+        assert_eq!(
+            (config.reconnect, config.timestamps, config.bell),
+            (Switch::Interactive, Switch::Interactive, Switch::Off)
+        );
+        assert!(config.reconnect.is_on(true) && !config.reconnect.is_on(false));
+        assert!(!config.bell.is_on(true));
+    }
+
+    #[test]
+    fn a_switch_flag_beats_its_variable_and_the_variable_beats_the_default() {
+        let env = env_of(&[
+            ("CHAT_RECONNECT", "0"),
+            ("CHAT_TIMESTAMPS", "yes"),
+            ("CHAT_BELL", "On"),
+        ]);
+        let config = resolve(&Args::default(), &env).unwrap();
+        assert_eq!(
+            (config.reconnect, config.timestamps, config.bell),
+            (Switch::Off, Switch::On, Switch::On)
+        );
+        let args = Args::from_args(
+            &["chat-client"],
+            &["--reconnect", "--no-timestamps", "--no-bell"],
+        )
+        .unwrap();
+        let config = resolve(&args, &env).unwrap();
+        assert_eq!(
+            (config.reconnect, config.timestamps, config.bell),
+            (Switch::On, Switch::Off, Switch::Off)
+        );
+    }
+
+    #[test]
+    fn a_bad_switch_value_or_both_flags_is_one_error_line() {
+        let err = resolve(&Args::default(), env_of(&[("CHAT_RECONNECT", "maybe")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --reconnect 'maybe' (from CHAT_RECONNECT): expected 1 or 0 (also yes/no, true/false, on/off)"
+        );
+        let args = Args::from_args(&["chat-client"], &["--bell", "--no-bell"]).unwrap();
+        let err = resolve(&args, env_of(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --bell '--no-bell': expected --bell or --no-bell, not both"
+        );
     }
 }

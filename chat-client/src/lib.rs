@@ -10,7 +10,7 @@
 //! ```no_run
 //! use chat_client::{Config, Input, run_session};
 //! # smol::block_on(async {
-//! let config = Config { host: "127.0.0.1".into(), port: 7878, name: Some("alice".into()) };
+//! let config = Config { name: Some("alice".into()), ..Config::default() };
 //! let (tx, rx) = smol::channel::unbounded();
 //! tx.send("send hello".to_owned()).await.unwrap();
 //! drop(tx); // end of input: leave
@@ -33,12 +33,15 @@ use std::io::IsTerminal;
 use futures_lite::AsyncWriteExt;
 
 pub use command::{Command, CommandError, HELP, parse_command};
-pub use config::{Args, Config, ConfigError, DEFAULT_HOST, DEFAULT_PORT, resolve};
+pub use config::{
+    Args, Config, ConfigError, DEFAULT_BELL, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RECONNECT,
+    DEFAULT_TIMESTAMPS, Switch, SwitchDefault, resolve,
+};
 pub use input::{Input, InputEvent, PromptWriter};
-pub use render::{Line, escape, render};
+pub use render::{Line, escape, mentions, name_colour, paint, render};
 pub use session::{
     CONNECT_TIMEOUT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LAST_WORD_GRACE, LEAVE_GRACE, Output,
-    Prompt, Session, run_session,
+    PROBE_TIMEOUT, Prompt, RECONNECT_FIRST, RECONNECT_MAX, REJOIN_TIMEOUT, Session, run_session,
 };
 
 /// Runs the client on the process's terminal or standard streams and returns the exit code.
@@ -46,7 +49,14 @@ pub use session::{
 /// When stdin and stdout are both terminals, commands are read with a line editor and
 /// everything (errors included) is printed above the prompt. Otherwise commands are read from
 /// stdin line by line, chat and notices go to stdout and errors to stderr.
+///
+/// Names are shown in colour when stdout is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
 pub fn run(config: &Config) -> u8 {
+    let mut config = config.clone();
+    config.colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let config = &config;
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         // If the terminal cannot be put in raw mode, fall back to reading lines.
         if let Ok((mut input, mut writer)) = Input::terminal() {

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use chat_proto::{CloseReason, ServerMsg};
 
@@ -12,6 +13,14 @@ pub enum Line {
     Out(String),
     /// For stderr: errors (`error: ...`) and hints.
     Err(String),
+    /// Chat, for stdout: `<from>: <text>`, after `[earlier] ` when it comes from the history.
+    /// `from` is where the sender's name is in `text`, so that a terminal can colour it.
+    Chat {
+        /// The whole line, escaped.
+        text: String,
+        /// The byte range of the sender's (escaped) name in `text`.
+        from: Range<usize>,
+    },
 }
 
 impl Line {
@@ -25,12 +34,76 @@ impl Line {
         Line::Err(format!("error: {text}"))
     }
 
+    /// A chat line from `from` saying `text`, both escaped here; `earlier` marks one from the
+    /// history, set apart from live chat so that nobody answers a stale line by mistake.
+    pub fn chat(earlier: bool, from: &str, text: &str) -> Self {
+        let mut line = String::from(if earlier { EARLIER } else { "" });
+        let start = line.len();
+        line.push_str(&escape(from));
+        let end = line.len();
+        line.push_str(": ");
+        line.push_str(&escape(text));
+        Line::Chat {
+            text: line,
+            from: start..end,
+        }
+    }
+
     /// The text of the line, whichever stream it is for.
     pub fn text(&self) -> &str {
         match self {
-            Line::Out(text) | Line::Err(text) => text,
+            Line::Out(text) | Line::Err(text) | Line::Chat { text, .. } => text,
         }
     }
+}
+
+/// What sets a chat line from the history apart.
+const EARLIER: &str = "[earlier] ";
+
+/// The colours names are shown in (ANSI foreground codes), none of them too dark or too pale
+/// on either a dark or a light background.
+const NAME_COLOURS: [u8; 6] = [31, 32, 33, 34, 35, 36];
+
+/// The colour `name` is always shown in: the same in every session and on every machine
+/// (FNV-1a of its bytes, not the standard library's hasher, whose output may change).
+pub fn name_colour(name: &str) -> u8 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    NAME_COLOURS[(hash % NAME_COLOURS.len() as u64) as usize]
+}
+
+/// The line as a terminal shows it: the sender's name of a chat line in its colour when
+/// `colour` is on; every other line as it is.
+pub fn paint(line: &Line, colour: bool) -> Cow<'_, str> {
+    match line {
+        Line::Chat { text, from } if colour && !from.is_empty() => {
+            let name = &text[from.clone()];
+            Cow::Owned(format!(
+                "{}\x1b[{}m{name}\x1b[0m{}",
+                &text[..from.start],
+                name_colour(name),
+                &text[from.end..]
+            ))
+        }
+        _ => Cow::Borrowed(line.text()),
+    }
+}
+
+/// Whether `text` mentions `name`: the name in any case, not inside a longer word (`@alice,`
+/// and `Alice?` mention alice; `malice` does not).
+pub fn mentions(text: &str, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+    let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_');
+    (0..text.len().saturating_sub(name.len() - 1)).any(|i| {
+        text[i..].starts_with(&name)
+            && !word(i.checked_sub(1).and_then(|j| text.get(j)))
+            && !word(text.get(i + name.len()))
+    })
 }
 
 /// The line shown for a server message, if any (pings and pongs show nothing).
@@ -53,9 +126,7 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             join_names(members)
         )),
         ServerMsg::Refused(refusal) => Line::error(refusal),
-        ServerMsg::Chat { from, text, .. } => {
-            Line::Out(format!("{}: {}", escape(from), escape(text)))
-        }
+        ServerMsg::Chat { from, text, .. } => Line::chat(false, from, text),
         ServerMsg::Joined { name } => Line::notice(format_args!("{} joined", escape(name))),
         ServerMsg::Left { name, reason } => {
             Line::notice(format_args!("{} left ({reason})", escape(name)))
@@ -77,17 +148,17 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
 pub fn render_history(chats: &[chat_proto::HistoryChat], missed: u64) -> Vec<Line> {
     let mut lines = Vec::new();
     if missed > 0 {
-        let s = if missed == 1 { "" } else { "s" };
+        let (s, were) = if missed == 1 {
+            ("", "was")
+        } else {
+            ("s", "were")
+        };
         lines.push(Line::notice(format_args!(
-            "{missed} message{s} were missed"
+            "{missed} message{s} {were} missed"
         )));
     }
     for chat in chats {
-        lines.push(Line::Out(format!(
-            "[earlier] {}: {}",
-            escape(&chat.from),
-            escape(&chat.text)
-        )));
+        lines.push(Line::chat(true, &chat.from, &chat.text));
     }
     lines
 }
@@ -176,7 +247,14 @@ mod tests {
                 from: "bob".into(),
                 text: "hi  there".into()
             }),
-            out("bob: hi  there")
+            Some(Line::chat(false, "bob", "hi  there"))
+        );
+        assert_eq!(
+            Line::chat(false, "bob", "hi  there"),
+            Line::Chat {
+                text: "bob: hi  there".into(),
+                from: 0..3
+            }
         );
         assert_eq!(
             render(&ServerMsg::Joined {
@@ -349,5 +427,61 @@ mod tests {
             .filter(|&c| must_escape().contains(&(c as u32)))
             .collect();
         assert_eq!(left, []);
+    }
+
+    #[test]
+    fn history_is_set_apart_and_says_how_many_were_missed() {
+        let chat = |seq, from: &str, text: &str| chat_proto::HistoryChat {
+            seq,
+            from: from.into(),
+            text: text.into(),
+        };
+        let lines = render_history(&[chat(7, "bob", "hi"), chat(8, "é\x1b", "x")], 230);
+        let texts: Vec<&str> = lines.iter().map(Line::text).collect();
+        assert_eq!(
+            texts,
+            [
+                "* 230 messages were missed",
+                "[earlier] bob: hi",
+                "[earlier] é\\x1b: x"
+            ]
+        );
+        assert!(matches!(&lines[2], Line::Chat { from, .. } if *from == (10..16)));
+        assert_eq!(render_history(&[], 1)[0].text(), "* 1 message was missed");
+    }
+
+    #[test]
+    fn a_name_is_painted_in_its_own_colour_and_nothing_else_is() {
+        let line = Line::chat(true, "bob", "hi \x1b");
+        let colour = name_colour("bob");
+        assert_eq!(
+            paint(&line, true),
+            format!("[earlier] \x1b[{colour}mbob\x1b[0m: hi \\x1b")
+        );
+        assert_eq!(paint(&line, false), "[earlier] bob: hi \\x1b");
+        assert_eq!(paint(&Line::notice("bob joined"), true), "* bob joined");
+        // Stable: written out, so a change of the hash shows here.
+        assert_eq!(
+            ["alice", "bob", "carol", "dave"].map(name_colour),
+            [36, 31, 35, 34]
+        );
+    }
+
+    #[test]
+    fn a_mention_is_the_name_as_a_word_in_any_case() {
+        for text in [
+            "alice",
+            "hi alice",
+            "@Alice, look",
+            "ALICE?",
+            "é alice é",
+            "bob/alice",
+        ] {
+            assert!(mentions(text, "alice"), "{text:?}");
+        }
+        for text in ["malice", "alices", "alice_b", "ali ce", "", "al"] {
+            assert!(!mentions(text, "alice"), "{text:?}");
+        }
+        assert!(mentions("Łukasz!", "łukasz"));
     }
 }

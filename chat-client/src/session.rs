@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_net::TcpStream;
 use chat_proto::{
     ClientMsg, CloseReason, DecodeError, ErrorKind, FrameReader, Limits, MAGIC, MAX_SERVER_FRAME,
-    PROTOCOL_VERSION, ServerMsg, encode,
+    PROTOCOL_VERSION, Refusal, ServerMsg, encode,
 };
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use smol::Timer;
@@ -21,7 +21,7 @@ use smol::Timer;
 use crate::command::{Command, CommandError, HELP, parse_command};
 use crate::config::Config;
 use crate::input::{COMMAND_PROMPT, Input, InputEvent, NAME_PROMPT};
-use crate::render::{Line, render, render_history};
+use crate::render::{Line, escape, mentions, paint, render, render_history};
 
 /// Exit code: the user left (or gave up before joining).
 pub const EXIT_OK: u8 = 0;
@@ -38,6 +38,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait for the server's last word after a write to it failed.
 pub const LAST_WORD_GRACE: Duration = Duration::from_secs(1);
+
+/// How long to wait for an answer to the client's own ping before the connection is lost.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a reconnecting client waits for the welcome after its hello.
+pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The wait before the first attempt to join again; it doubles with each failed attempt.
+pub const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to join again.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// The line printed when the connection ends without a closing frame.
 const LOST: &str = "connection to server lost";
@@ -74,6 +86,11 @@ pub enum Output {
     Print(Line),
     /// Show this prompt in front of what the user types (only asked for at a terminal).
     Prompt(Prompt),
+    /// Ring the terminal bell with the next line printed (someone mentioned this member).
+    Bell,
+    /// Close the connection and forget it: it is lost, and a later [`Output::Connect`] opens
+    /// another. Nothing more is read from it.
+    Disconnect,
     /// Close the connection and exit with this code. The session is over: nothing follows.
     Exit(u8),
 }
@@ -85,14 +102,16 @@ enum Phase {
     AskingName,
     /// The driver is connecting; the hello for `name` follows, unless `until` passes first.
     Connecting { name: String, until: Instant },
-    /// A hello was sent; waiting for the welcome or a refusal.
-    Joining,
+    /// A hello was sent; waiting for the welcome or a refusal, until `until` when joining again.
+    Joining { until: Option<Instant> },
     /// Refused at a prompt; waiting for the user to type another name.
     Naming,
     /// In the room.
     Joined,
     /// `Leave` was sent; waiting for the server's goodbye until `until`.
     Leaving { until: Instant },
+    /// The connection was lost; the next attempt to join again starts at `until`.
+    Reconnecting { until: Instant },
     /// `Exit` was output; every input is ignored.
     Done,
 }
@@ -103,16 +122,24 @@ enum Phase {
 ///
 /// After each `handle_*` call the driver drains [`poll_output`](Self::poll_output), then waits
 /// for the next input, for at most [`poll_timeout`](Self::poll_timeout), and reads the user's
-/// input only while [`wants_input`](Self::wants_input) says so. Every deadline ends the session
-/// when it passes, so the timer never spins. The inputs that can set a deadline take `now`.
+/// input only while [`wants_input`](Self::wants_input) says so. Every deadline, once handled,
+/// is gone or later, so the timer never spins. Every input that can set a deadline takes `now`.
+///
+/// Once in the room, a session that hears nothing from the server for longer than the idle
+/// timeout of the welcome sends its own ping; with no answer within [`PROBE_TIMEOUT`] the
+/// connection is lost. A lost connection ends a script (exit 1); with reconnecting on (the
+/// default at a terminal) the session waits a growing, jittered while ([`Output::Disconnect`],
+/// then [`Output::Connect`]), sends `Resume` with the last sequence number it saw and the
+/// same hello, and shows what it missed once.
 ///
 /// ```
 /// use std::time::Instant;
 /// use chat_client::{Config, Output, Session};
-/// let config = Config { host: "127.0.0.1".into(), port: 7878, name: Some("alice".into()) };
-/// let mut session = Session::new(Instant::now(), &config, false);
+/// let config = Config { name: Some("alice".into()), ..Config::default() };
+/// let now = Instant::now();
+/// let mut session = Session::new(now, &config, false).with_jitter_seed(7);
 /// assert_eq!(session.poll_output(), Some(Output::Connect));
-/// session.handle_connected(); // the driver opened the socket
+/// session.handle_connected(now); // the driver opened the socket
 /// assert!(matches!(session.poll_output(), Some(Output::Send(_)))); // the hello
 /// assert_eq!(session.poll_output(), None);
 /// ```
@@ -120,11 +147,32 @@ enum Phase {
 pub struct Session {
     /// A person at a prompt (a refusal asks again) rather than a script (a refusal ends it).
     interactive: bool,
+    /// Join again when the connection is lost, instead of exiting.
+    reconnect: bool,
+    /// Ring the bell when someone mentions this member's name.
+    bell: bool,
     /// `host:port`, for messages.
     addr: String,
     phase: Phase,
     /// The server's limits, known from the welcome.
     limits: Option<Limits>,
+    /// The name as registered, once welcomed: the name to join again under.
+    name: Option<String>,
+    /// The sequence number of the last chat seen (from the welcome, the history or live), to
+    /// resume after when joining again.
+    last_seq: Option<u64>,
+    /// Between a lost connection and the next welcome: the next hello resumes.
+    rejoining: bool,
+    /// Failed attempts to join again in a row, for the backoff.
+    attempt: u32,
+    /// When the server was last heard from (any frame).
+    heard: Instant,
+    /// Our own ping is out: when the connection counts as lost if nothing is heard by then.
+    probe: Option<Instant>,
+    /// The nonce of the next ping.
+    nonce: u64,
+    /// The state of the jitter generator (seeded by the driver).
+    jitter: u64,
     /// Set after a write failed: when to stop waiting for the server's last word (a closing
     /// frame, or the end of the stream). Scripts are not read meanwhile.
     last_word: Option<Instant>,
@@ -133,15 +181,37 @@ pub struct Session {
     outputs: VecDeque<Output>,
 }
 
+/// How a connection was lost.
+enum Loss {
+    /// It ended (end of stream, reset, a failed write) without a closing frame.
+    Closed,
+    /// The server did not answer our ping: nothing was heard for this long.
+    Silent(Duration),
+    /// The server closed it for a reason worth joining again after (the line was printed).
+    ClosedBy,
+    /// An attempt to join again failed (the line saying why was printed).
+    Attempt,
+}
+
 impl Session {
     /// A session for `config`, started at `now`. It first asks for a name (at a terminal
     /// without one), to connect, or (a script without a name) to exit with [`EXIT_USAGE`].
     pub fn new(now: Instant, config: &Config, interactive: bool) -> Self {
         let mut session = Session {
             interactive,
+            reconnect: config.reconnect.is_on(interactive),
+            bell: config.bell.is_on(interactive),
             addr: host_port(&config.host, config.port),
             phase: Phase::AskingName,
             limits: None,
+            name: None,
+            last_seq: None,
+            rejoining: false,
+            attempt: 0,
+            heard: now,
+            probe: None,
+            nonce: 1,
+            jitter: 0x9e37_79b9_7f4a_7c15,
             last_word: None,
             reader: FrameReader::new(MAX_SERVER_FRAME),
             outputs: VecDeque::new(),
@@ -157,6 +227,15 @@ impl Session {
         session
     }
 
+    /// Seeds the jitter added to the waits between attempts to join again, so that clients cut
+    /// off together do not all come back at the same instant. The driver passes a random seed;
+    /// a test passes a fixed one.
+    #[must_use]
+    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter = seed;
+        self
+    }
+
     /// The next thing for the driver to do, in order; `None` once all is done.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -166,9 +245,13 @@ impl Session {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let phase = match &self.phase {
-            Phase::Connecting { until, .. } | Phase::Leaving { until } => Some(*until),
+            Phase::Connecting { until, .. }
+            | Phase::Leaving { until }
+            | Phase::Reconnecting { until } => Some(*until),
+            Phase::Joining { until } => *until,
+            Phase::Joined => self.liveness_deadline(),
             Phase::Done => return None,
-            Phase::AskingName | Phase::Joining | Phase::Naming | Phase::Joined => None,
+            Phase::AskingName | Phase::Naming => None,
         };
         match (phase, self.last_word) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -192,30 +275,47 @@ impl Session {
         self.phase == Phase::Done
     }
 
-    /// The connection asked for with [`Output::Connect`] is open: say hello.
-    pub fn handle_connected(&mut self) {
+    /// The connection asked for with [`Output::Connect`] is open at `now`: say hello (after a
+    /// `Resume` when joining again).
+    pub fn handle_connected(&mut self, now: Instant) {
         if let Phase::Connecting { name, .. } = &self.phase {
             let name = name.clone();
-            self.hello(name);
+            self.heard = now;
+            if self.rejoining {
+                if let Some(after) = self.last_seq {
+                    self.send(ClientMsg::Resume { after });
+                }
+            }
+            self.hello(now, name);
         }
     }
 
-    /// The connection asked for with [`Output::Connect`] could not be opened, because of
-    /// `error`.
-    pub fn handle_connect_failed(&mut self, error: impl std::fmt::Display) {
+    /// The connection asked for with [`Output::Connect`] could not be opened at `now`, because
+    /// of `error`.
+    pub fn handle_connect_failed(&mut self, now: Instant, error: impl std::fmt::Display) {
         if matches!(self.phase, Phase::Connecting { .. }) {
             let addr = &self.addr;
-            self.print(Line::error(format_args!(
-                "cannot connect to {addr}: {error}"
-            )));
-            self.exit(EXIT_FAILURE);
+            if self.rejoining {
+                self.print(Line::notice(format_args!(
+                    "cannot connect to {addr}: {error}"
+                )));
+                self.lost(now, Loss::Attempt);
+            } else {
+                self.print(Line::error(format_args!(
+                    "cannot connect to {addr}: {error}"
+                )));
+                self.exit(EXIT_FAILURE);
+            }
         }
     }
 
     /// A write of an [`Output::Send`] failed: stop reading a script and wait a little for the
     /// server's last word, which says why.
     pub fn handle_send_failed(&mut self, now: Instant) {
-        let waiting = matches!(self.phase, Phase::Joining | Phase::Naming | Phase::Joined);
+        let waiting = matches!(
+            self.phase,
+            Phase::Joining { .. } | Phase::Naming | Phase::Joined
+        );
         if waiting && self.last_word.is_none() {
             self.last_word = Some(now + LAST_WORD_GRACE);
         }
@@ -227,40 +327,70 @@ impl Session {
         self.reader.buf()
     }
 
-    /// `n` bytes from the server were read into [`read_buf`](Self::read_buf); `0` is the end
-    /// of the stream. Every whole message among them is handled in order.
-    pub fn handle_read(&mut self, n: usize) {
+    /// `n` bytes from the server were read into [`read_buf`](Self::read_buf) at `now`; `0` is
+    /// the end of the stream. Every whole message among them is handled in order.
+    pub fn handle_read(&mut self, now: Instant, n: usize) {
         if n == 0 {
-            self.handle_closed();
+            self.handle_closed(now);
             return;
         }
         self.reader.filled(n);
         while self.phase != Phase::Done {
             match self.reader.next::<ServerMsg>() {
-                Ok(Some(msg)) => self.handle_msg(msg),
+                Ok(Some(msg)) => self.handle_msg(now, msg),
                 Ok(None) => break,
                 Err(error) => self.garbled(error),
             }
         }
     }
 
-    /// A message from the server (for drivers that decode frames themselves).
-    pub fn handle_msg(&mut self, msg: ServerMsg) {
-        if self.phase == Phase::Done {
+    /// A message from the server, received at `now` (for drivers that decode frames
+    /// themselves). Any message is an answer to our ping.
+    pub fn handle_msg(&mut self, now: Instant, msg: ServerMsg) {
+        if matches!(self.phase, Phase::Done | Phase::Reconnecting { .. }) {
             return;
         }
+        self.heard = now;
+        self.probe = None;
         match &msg {
             ServerMsg::Ping { nonce } => {
                 self.send(ClientMsg::Pong { nonce: *nonce });
                 return;
             }
-            ServerMsg::Welcome { limits, .. } if self.phase == Phase::Joining => {
+            ServerMsg::Welcome {
+                name, limits, seq, ..
+            } if matches!(self.phase, Phase::Joining { .. }) => {
                 self.limits = Some(*limits);
+                self.name = Some(name.clone());
+                self.last_seq = Some(*seq);
                 self.phase = Phase::Joined;
+                self.attempt = 0;
+                if self.rejoining {
+                    self.rejoining = false;
+                    self.print(Line::notice(format_args!(
+                        "reconnected as {}",
+                        escape(name)
+                    )));
+                    return;
+                }
             }
-            ServerMsg::Refused(_) if self.phase == Phase::Joining => {
+            ServerMsg::Refused(refusal) if matches!(self.phase, Phase::Joining { .. }) => {
+                if let Refusal::UnsupportedVersion { supported } = refusal {
+                    self.print(Line::error(version_refusal(*supported)));
+                    self.exit(EXIT_FAILURE);
+                    return;
+                }
                 self.print_msg(&msg);
-                if self.interactive {
+                let retry = matches!(
+                    refusal,
+                    Refusal::NameTaken
+                        | Refusal::ServerFull
+                        | Refusal::Unavailable
+                        | Refusal::TooManyConnections
+                );
+                if self.rejoining && retry {
+                    self.lost(now, Loss::Attempt);
+                } else if self.interactive && !self.rejoining {
                     self.phase = Phase::Naming;
                     self.push(Output::Prompt(Prompt::Name));
                 } else {
@@ -274,28 +404,50 @@ impl Session {
                 if !(leaving && *reason == CloseReason::Left) {
                     self.print_msg(&msg);
                 }
-                self.exit(if leaving { EXIT_OK } else { EXIT_FAILURE });
+                let joined = matches!(self.phase, Phase::Joined) || self.rejoining;
+                if self.reconnect && joined && worth_joining_again(*reason) {
+                    self.lost(now, Loss::ClosedBy);
+                } else {
+                    self.exit(if leaving { EXIT_OK } else { EXIT_FAILURE });
+                }
                 return;
+            }
+            ServerMsg::Chat { seq, from, text } => {
+                self.last_seq = Some(*seq);
+                let me = self.name.as_deref().unwrap_or("");
+                if self.bell && from != me && mentions(text, me) {
+                    self.push(Output::Bell);
+                }
             }
             // Shown as they are; a welcome or refusal out of turn too.
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused(_)
             | ServerMsg::History { .. }
-            | ServerMsg::Chat { .. }
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
             | ServerMsg::Error(_)
             | ServerMsg::Pong { .. } => {}
         }
+        if let ServerMsg::History { chats, .. } = &msg {
+            if let Some(last) = chats.last() {
+                self.last_seq = Some(self.last_seq.unwrap_or(0).max(last.seq));
+            }
+        }
         self.print_msg(&msg);
     }
 
-    /// The connection ended (the end of the stream, or an error) without a closing frame.
-    pub fn handle_closed(&mut self) {
+    /// The connection ended at `now` (the end of the stream, or an error) without a closing
+    /// frame.
+    pub fn handle_closed(&mut self, now: Instant) {
         match self.phase {
-            Phase::Done => {}
+            Phase::Done | Phase::Reconnecting { .. } => {}
             Phase::Leaving { .. } => self.exit(EXIT_OK),
+            Phase::Joined | Phase::Joining { .. } | Phase::Connecting { .. }
+                if self.reconnect && (self.rejoining || self.phase == Phase::Joined) =>
+            {
+                self.lost(now, Loss::Closed);
+            }
             _ => {
                 self.print(Line::error(LOST));
                 self.exit(EXIT_FAILURE);
@@ -313,14 +465,26 @@ impl Session {
                     // Not in the room (or already leaving): nothing to say goodbye to.
                     Phase::AskingName
                     | Phase::Connecting { .. }
-                    | Phase::Joining
+                    | Phase::Joining { .. }
                     | Phase::Naming
+                    | Phase::Reconnecting { .. }
                     | Phase::Leaving { .. } => self.exit(EXIT_OK),
                     Phase::Done => {}
                 }
                 return;
             }
         };
+        if self.rejoining {
+            // Between a lost connection and the next welcome: nothing can be sent.
+            match parse_command(&line) {
+                Ok(Command::Leave) => self.exit(EXIT_OK),
+                Err(CommandError::Blank) => {}
+                _ => self.print(Line::error(
+                    "not in the room; reconnecting (type leave to quit)",
+                )),
+            }
+            return;
+        }
         match self.phase {
             Phase::AskingName | Phase::Naming => {
                 let name = line.trim();
@@ -330,34 +494,132 @@ impl Session {
                     if self.phase == Phase::AskingName {
                         self.connect(now, name);
                     } else {
-                        self.hello(name);
+                        self.hello(now, name);
                     }
                 }
             }
-            Phase::Joining => self.print(Line::error("not in the room yet; wait for the welcome")),
+            Phase::Joining { .. } => {
+                self.print(Line::error("not in the room yet; wait for the welcome"));
+            }
             Phase::Joined => self.command(now, &line),
-            Phase::Connecting { .. } | Phase::Leaving { .. } | Phase::Done => {}
+            Phase::Connecting { .. }
+            | Phase::Leaving { .. }
+            | Phase::Reconnecting { .. }
+            | Phase::Done => {}
         }
     }
 
-    /// Time passed: a deadline at or before `now` ends the session. Earlier calls do nothing.
+    /// Time passed: a deadline at or before `now` is acted on (the session ends, pings the
+    /// server, or tries to join again). Earlier calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &self.phase {
             Phase::Connecting { until, .. } if *until <= now => {
                 let addr = &self.addr;
-                self.print(Line::error(format_args!(
-                    "cannot connect to {addr}: timed out"
-                )));
-                self.exit(EXIT_FAILURE);
+                if self.rejoining {
+                    self.print(Line::notice(format_args!(
+                        "cannot connect to {addr}: timed out"
+                    )));
+                    self.lost(now, Loss::Attempt);
+                } else {
+                    self.print(Line::error(format_args!(
+                        "cannot connect to {addr}: timed out"
+                    )));
+                    self.exit(EXIT_FAILURE);
+                }
+            }
+            Phase::Joining { until: Some(until) } if *until <= now => {
+                let silent = now.saturating_duration_since(self.heard);
+                self.lost(now, Loss::Silent(silent));
+            }
+            Phase::Reconnecting { until } if *until <= now => {
+                let name = self.name.clone().unwrap_or_default();
+                self.connect(now, name);
             }
             Phase::Leaving { until } if *until <= now => self.exit(EXIT_OK),
-            Phase::Done | Phase::Leaving { .. } => {}
+            Phase::Done | Phase::Leaving { .. } | Phase::Reconnecting { .. } => {}
             _ if self.last_word.is_some_and(|at| at <= now) => {
-                self.print(Line::error(LOST));
-                self.exit(EXIT_FAILURE);
+                self.last_word = None;
+                self.lost(now, Loss::Closed);
             }
+            Phase::Joined => match self.probe {
+                Some(until) if until <= now => {
+                    let silent = now.saturating_duration_since(self.heard);
+                    self.lost(now, Loss::Silent(silent));
+                }
+                Some(_) => {}
+                None => {
+                    if self.liveness_deadline().is_some_and(|at| at <= now) {
+                        let nonce = self.nonce;
+                        self.nonce += 1;
+                        self.probe = Some(now + PROBE_TIMEOUT);
+                        self.send(ClientMsg::Ping { nonce });
+                    }
+                }
+            },
             _ => {}
         }
+    }
+
+    /// In the room: when to ping the server (nothing heard for longer than its idle timeout),
+    /// or, with a ping out, when to give up on it.
+    fn liveness_deadline(&self) -> Option<Instant> {
+        if let Some(until) = self.probe {
+            return Some(until);
+        }
+        let idle = self.limits.map_or(0, |l| l.idle_timeout_ms);
+        (idle > 0).then(|| self.heard + Duration::from_millis(idle))
+    }
+
+    /// The connection is lost: join again after a while, or (a script, `--no-reconnect`, or
+    /// never joined) report it and exit 1.
+    fn lost(&mut self, now: Instant, loss: Loss) {
+        let why = match loss {
+            Loss::Closed => Some(LOST.to_owned()),
+            Loss::Silent(silent) => Some(format!(
+                "connection lost (no answer from the server for {} s)",
+                (silent.as_millis() + 500) / 1000
+            )),
+            Loss::ClosedBy | Loss::Attempt => None,
+        };
+        let can_rejoin = self.reconnect && self.name.is_some();
+        if !can_rejoin {
+            if let Some(why) = why {
+                self.print(Line::error(why));
+            }
+            self.exit(EXIT_FAILURE);
+            return;
+        }
+        if let Some(why) = why {
+            self.print(Line::notice(why));
+        }
+        self.push(Output::Disconnect);
+        self.reader = FrameReader::new(MAX_SERVER_FRAME);
+        self.last_word = None;
+        self.probe = None;
+        let wait = self.backoff();
+        self.attempt = self.attempt.saturating_add(1);
+        if !self.rejoining {
+            self.print(Line::notice("reconnecting…"));
+        }
+        self.rejoining = true;
+        self.phase = Phase::Reconnecting { until: now + wait };
+    }
+
+    /// The wait before the next attempt: [`RECONNECT_FIRST`] doubled per failed attempt, at most
+    /// [`RECONNECT_MAX`], of which a random part (from half to all of it) is taken.
+    fn backoff(&mut self) -> Duration {
+        let full = RECONNECT_FIRST
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(RECONNECT_MAX);
+        // splitmix64: a new value from the seed with each call.
+        self.jitter = self.jitter.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let half = full / 2;
+        let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+        half + Duration::from_millis(z % (millis + 1))
     }
 
     fn connect(&mut self, now: Instant, name: String) {
@@ -368,8 +630,10 @@ impl Session {
         self.push(Output::Connect);
     }
 
-    fn hello(&mut self, name: String) {
-        self.phase = Phase::Joining;
+    fn hello(&mut self, now: Instant, name: String) {
+        self.phase = Phase::Joining {
+            until: self.rejoining.then(|| now + REJOIN_TIMEOUT),
+        };
         self.send(ClientMsg::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -443,6 +707,36 @@ impl Session {
     }
 }
 
+/// Whether a connection closed by the server for `reason` is worth joining again after: the
+/// server went away or timed us out, not a goodbye or a penalty.
+fn worth_joining_again(reason: CloseReason) -> bool {
+    match reason {
+        CloseReason::IdleTimeout
+        | CloseReason::ServerShutdown
+        | CloseReason::ServerLost
+        | CloseReason::RoomReset
+        | CloseReason::Disconnected
+        | CloseReason::HandshakeTimeout
+        | CloseReason::TooSlow
+        | CloseReason::ServerFull
+        | CloseReason::TooManyConnections => true,
+        CloseReason::Left | CloseReason::Flood | CloseReason::ProtocolError => false,
+    }
+}
+
+/// What to say when the server does not speak our protocol version: which side is older, and
+/// what to do about it, in one line.
+fn version_refusal(supported: u16) -> String {
+    if supported < PROTOCOL_VERSION {
+        format!(
+            "server speaks protocol version {supported}, this client {PROTOCOL_VERSION}; \
+             use an older client or upgrade the server"
+        )
+    } else {
+        Refusal::UnsupportedVersion { supported }.to_string()
+    }
+}
+
 /// `host:port`, with an IPv6 address in brackets.
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -456,23 +750,37 @@ fn host_port(host: &str, port: u16) -> String {
 /// and messages from the server until someone leaves. Chat and notices are written to `out`,
 /// errors and hints to `err`, one line per write, each followed by a flush.
 ///
+/// Lines show the local time in front when `config.timestamps` is on for this input, and
+/// names in colour when `config.colour` is set.
+///
 /// Returns the process exit code ([`EXIT_OK`], [`EXIT_FAILURE`] or [`EXIT_USAGE`]).
 pub async fn run_session<O, E>(config: &Config, input: &mut Input, out: &mut O, err: &mut E) -> u8
 where
     O: AsyncWrite + Unpin,
     E: AsyncWrite + Unpin,
 {
-    let mut session = Session::new(Instant::now(), config, input.is_interactive());
+    let interactive = input.is_interactive();
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let mut session = Session::new(Instant::now(), config, interactive).with_jitter_seed(seed);
     let mut driver = Driver {
-        console: Console { out, err },
+        console: Console {
+            out,
+            err,
+            timestamps: config.timestamps.is_on(interactive),
+            colour: config.colour,
+            bell: false,
+        },
         connecting: None,
         stream: None,
         scratch: Vec::new(),
     };
     let code = driver.run(config, input, &mut session).await;
-    if let Some(stream) = &driver.stream {
-        let _ = stream.shutdown(Shutdown::Both);
-    }
+    driver.disconnect();
     code
 }
 
@@ -500,17 +808,20 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
             while let Some(output) = session.poll_output() {
                 match output {
                     Output::Connect => {
+                        self.disconnect();
                         let (host, port) = (config.host.clone(), config.port);
                         self.connecting = Some(Box::pin(async move {
                             TcpStream::connect((host.as_str(), port)).await
                         }));
                     }
+                    Output::Disconnect => self.disconnect(),
                     Output::Send(msg) => {
                         if self.send(&msg).await.is_err() {
                             session.handle_send_failed(Instant::now());
                         }
                     }
                     Output::Print(line) => self.console.print(line).await,
+                    Output::Bell => self.console.bell = true,
                     Output::Prompt(prompt) => input.set_prompt(prompt.text()),
                     Output::Exit(code) => return code,
                 }
@@ -521,14 +832,14 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
                 Wake::Connected(Ok(stream)) => {
                     self.connecting = None;
                     self.stream = Some(stream);
-                    session.handle_connected();
+                    session.handle_connected(now);
                 }
                 Wake::Connected(Err(e)) => {
                     self.connecting = None;
-                    session.handle_connect_failed(e);
+                    session.handle_connect_failed(now, e);
                 }
-                Wake::Read(Ok(n)) => session.handle_read(n),
-                Wake::Read(Err(_)) => session.handle_closed(),
+                Wake::Read(Ok(n)) => session.handle_read(now, n),
+                Wake::Read(Err(_)) => session.handle_closed(now),
                 Wake::Input(event) => {
                     if let InputEvent::Line(line) = &event {
                         input.remember(line);
@@ -537,6 +848,14 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
                 }
                 Wake::Deadline => session.handle_timeout(now),
             }
+        }
+    }
+
+    /// Closes the connection (or abandons the attempt), if there is one.
+    fn disconnect(&mut self) {
+        self.connecting = None;
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.shutdown(Shutdown::Both);
         }
     }
 
@@ -593,25 +912,45 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
     }
 }
 
-/// The two output streams.
+/// The two output streams, and how lines look on them.
 struct Console<'a, O, E> {
     out: &'a mut O,
     err: &'a mut E,
+    /// The local time (HH:MM) in front of each line.
+    timestamps: bool,
+    /// Names in colour.
+    colour: bool,
+    /// Ring the bell with the next line.
+    bell: bool,
 }
 
 impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
     /// Writes one line and flushes it. A closed stdout or stderr is not a reason to stop chatting.
     async fn print(&mut self, line: Line) {
-        let (sink, text): (&mut (dyn AsyncWrite + Unpin), String) = match line {
-            Line::Out(text) => (&mut *self.out, text),
-            Line::Err(text) => (&mut *self.err, text),
+        let mut text = String::new();
+        if std::mem::take(&mut self.bell) {
+            text.push('\x07');
+        }
+        if self.timestamps {
+            text.push_str(&local_time());
+            text.push(' ');
+        }
+        text.push_str(&paint(&line, self.colour));
+        text.push('\n');
+        let sink: &mut (dyn AsyncWrite + Unpin) = match line {
+            Line::Out(_) | Line::Chat { .. } => &mut *self.out,
+            Line::Err(_) => &mut *self.err,
         };
-        let mut bytes = text.into_bytes();
-        bytes.push(b'\n');
-        if sink.write_all(&bytes).await.is_ok() {
+        if sink.write_all(text.as_bytes()).await.is_ok() {
             let _ = sink.flush().await;
         }
     }
+}
+
+/// The wall-clock time as a person reads it, `HH:MM` in the system's time zone (UTC if it
+/// cannot be found). Read here, in the driver: the session never reads a clock.
+fn local_time() -> String {
+    jiff::Zoned::now().strftime("%H:%M").to_string()
 }
 
 #[cfg(test)]

@@ -54,21 +54,28 @@ pub(crate) fn plan(needed: &[(&str, &str)], present: impl Fn(&str) -> bool, root
 
 /// Makes sure every program in `NEEDED` is on `PATH`, installing the missing ones when root.
 pub(crate) fn ensure() -> Result<(), String> {
+    ensure_for(NEEDED, "the tests need")
+}
+
+/// Makes sure every program in `needed` is on `PATH` (`what` names who needs them, as in "the
+/// demo needs"), installing
+/// the missing ones when root.
+pub(crate) fn ensure_for(needed: &[(&str, &str)], what: &str) -> Result<(), String> {
     let missing = || -> Vec<&str> {
-        NEEDED
+        needed
             .iter()
             .map(|(program, _)| *program)
             .filter(|program| !on_path(program))
             .collect()
     };
-    let packages = match plan(NEEDED, on_path, is_root()) {
+    let packages = match plan(needed, on_path, is_root()) {
         Plan::Nothing => {
-            eprintln!("==> deps: all present");
+            eprintln!("==> deps: all present ({what} them)");
             return Ok(());
         }
         Plan::Ask(command) => {
             return Err(format!(
-                "the tests need {}; install with: {command}",
+                "{what} {}; install with: {command}",
                 missing().join(", ")
             ));
         }
@@ -76,7 +83,7 @@ pub(crate) fn ensure() -> Result<(), String> {
     };
     if !on_path("apt-get") {
         return Err(format!(
-            "the tests need {} and apt-get is not on PATH; install the packages {} by hand",
+            "{what} {} and apt-get is not on PATH; install the packages {} by hand",
             missing().join(", "),
             packages.join(" ")
         ));

@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod demo;
 mod deps;
 mod fuzz;
 mod hooks;
@@ -24,8 +25,10 @@ tasks:
                   and the load generator's smoke run (cargo xtask bench --smoke)
   bench [--only NAME] [--no-redis] | --smoke
                   the benchmark matrix side by side with Redis, written to BENCHMARKS.md
+  demo            record a chat between three people (asciinema) and render it as an
+                  animated SVG (svg-term-cli): docs/demo.cast and docs/demo.svg
   fuzz [SECONDS] [TARGET]
-                  run the fuzz targets decode and web, or the one named
+                  run the fuzz targets decode, irc_line and web, or the one named
                   (needs cargo-fuzz; default 60 s each)
   install-hooks   point git at .githooks (pre-commit runs the fmt check and clippy)
   help            show this text
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         }
         Some("ci") => ci::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("demo") => demo::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("install-hooks") => hooks::install(&rest),
         Some(other) => Err(format!(

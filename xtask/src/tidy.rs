@@ -1,7 +1,7 @@
 //! A repository check, run as a test: the defaults a person reads agree with the defaults in code.
 //!
 //! Three places state every setting's default: the code (`chat_core::Config::default()`,
-//! `ServerConfig::default()`, the client's `DEFAULT_HOST`/`DEFAULT_PORT`), the `--help` text (the
+//! `ServerConfig::default()`, the client's `DEFAULT_*` constants), the `--help` text (the
 //! `[env CHAT_X, default Y]` note in each argh doc comment) and README.md's configuration table.
 //! The check reads the source files as text rather than running the binaries: it stays cheap
 //! (no build) and a default it cannot read is reported as a problem, never skipped.
@@ -53,6 +53,10 @@ mod tests {
         if let Some(text) = expr.strip_prefix('"').and_then(|e| e.strip_suffix('"')) {
             return Some(text.to_owned());
         }
+        // The client's on/off settings: `SwitchDefault::Interactive` reads `interactive`.
+        if let Some(variant) = expr.strip_prefix("SwitchDefault::") {
+            return Some(variant.to_lowercase());
+        }
         for (call, unit) in [
             ("Duration::from_secs(", "s"),
             ("Duration::from_millis(", "ms"),
@@ -89,8 +93,10 @@ mod tests {
         Ok(fields)
     }
 
-    /// Each `pub FIELD: Option<String>` of `struct Args` with the help note in its doc comment.
-    fn help_notes(text: &str) -> Result<Vec<(String, Option<HelpNote>)>, String> {
+    /// Each `pub FIELD: Option<String>` of `struct Args` with the help note in its doc comment;
+    /// with `switches`, each `pub FIELD: bool` too, except a `no_FIELD` that turns one off (it
+    /// must follow its `FIELD`).
+    fn help_notes(text: &str, switches: bool) -> Result<Vec<(String, Option<HelpNote>)>, String> {
         let start = text
             .find("pub struct Args {")
             .ok_or("no `pub struct Args` found")?;
@@ -108,6 +114,17 @@ mod tests {
                 .and_then(|l| l.strip_suffix(": Option<String>,"))
             {
                 out.push((field.to_owned(), help_note(&doc)));
+                doc.clear();
+            } else if let Some(field) = line
+                .strip_prefix("pub ")
+                .and_then(|l| l.strip_suffix(": bool,"))
+                .filter(|_| switches)
+            {
+                match field.strip_prefix("no_") {
+                    Some(on) if out.last().is_some_and(|(last, _)| last == on) => {}
+                    Some(on) => return Err(format!("--no-{on} does not follow a --{on} switch")),
+                    None => out.push((field.to_owned(), help_note(&doc))),
+                }
                 doc.clear();
             }
         }
@@ -164,7 +181,7 @@ mod tests {
             let room = fields_of(&sources.room, "impl Default for Config {")?;
             let server = fields_of(&sources.server_config, "impl Default for ServerConfig {")?;
             let shared = fields_of(&sources.server_config, "impl Default for SharedConfig {")?;
-            for (field, note) in help_notes(&sources.server_config)? {
+            for (field, note) in help_notes(&sources.server_config, false)? {
                 // A setting that is off or computed when not given (`[env X, else ...]`) has
                 // no default in code to compare.
                 if note.is_some_and(|n| n.default.is_none()) {
@@ -211,6 +228,10 @@ mod tests {
             defaults.insert("host".to_owned(), Some(constant("DEFAULT_HOST")?));
             defaults.insert("port".to_owned(), Some(constant("DEFAULT_PORT")?));
             defaults.insert("name".to_owned(), None);
+            for switch in ["reconnect", "timestamps", "bell"] {
+                let constant_name = format!("DEFAULT_{}", switch.to_uppercase());
+                defaults.insert(switch.to_owned(), Some(constant(&constant_name)?));
+            }
         }
         Ok(defaults)
     }
@@ -227,7 +248,9 @@ mod tests {
             ("server", &sources.server_config),
             ("client", &sources.client_config),
         ] {
-            let (notes, defaults) = match (help_notes(config), code_defaults(program, sources)) {
+            let switches = program == "client";
+            let notes = help_notes(config, switches);
+            let (notes, defaults) = match (notes, code_defaults(program, sources)) {
                 (Ok(notes), Ok(defaults)) => (notes, defaults),
                 (Err(e), _) | (_, Err(e)) => {
                     problems.push(format!("{program}: {e}"));
@@ -403,6 +426,29 @@ mod tests {
     }
 
     #[test]
+    fn a_client_switch_is_checked_like_an_option() {
+        let mut sources = Sources::read();
+        sources.client_config = doctor(
+            &sources.client_config,
+            "pub const DEFAULT_BELL: SwitchDefault = SwitchDefault::Off;",
+            "pub const DEFAULT_BELL: SwitchDefault = SwitchDefault::Interactive;",
+        );
+        sources.readme = doctor(
+            &sources.readme,
+            "| client | `--timestamps` | `CHAT_TIMESTAMPS` | interactive",
+            "| client | `--timestamps` | `CHAT_TIMESTAMP` | interactive",
+        );
+        assert_eq!(
+            problems(&sources),
+            [
+                "client --timestamps: README.md names CHAT_TIMESTAMP, the code reads CHAT_TIMESTAMPS",
+                "client --bell: --help says default off, the code has interactive",
+                "client --bell: README.md says default off, the code has interactive",
+            ]
+        );
+    }
+
+    #[test]
     fn rust_defaults_read_as_the_docs_write_them() {
         assert_eq!(canonical("10_000,").as_deref(), Some("10000"));
         assert_eq!(canonical("256 * 1024").as_deref(), Some("262144"));
@@ -417,6 +463,10 @@ mod tests {
         assert_eq!(
             canonical("\"127.0.0.1\".into(),").as_deref(),
             Some("127.0.0.1")
+        );
+        assert_eq!(
+            canonical("SwitchDefault::Interactive").as_deref(),
+            Some("interactive")
         );
         assert_eq!(canonical("Duration::from_secs_f64(1.5)"), None);
         assert_eq!(canonical("DEFAULT * 2"), None);

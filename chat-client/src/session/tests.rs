@@ -4,6 +4,7 @@
 use chat_proto::{NameRule, Refusal, encode_to_vec};
 
 use super::*;
+use crate::Switch;
 
 fn limits() -> Limits {
     Limits {
@@ -38,6 +39,10 @@ fn out(text: &str) -> Output {
     Output::Print(Line::Out(text.into()))
 }
 
+fn chat_out(from: &str, text: &str) -> Output {
+    Output::Print(Line::chat(false, from, text))
+}
+
 fn err(text: &str) -> Output {
     Output::Print(Line::Err(text.into()))
 }
@@ -56,13 +61,17 @@ struct Test {
 impl Test {
     fn new(name: Option<&str>, interactive: bool) -> Self {
         let config = Config {
-            host: "127.0.0.1".into(),
-            port: 7878,
             name: name.map(Into::into),
+            ..Config::default()
         };
+        Self::with_config(&config, interactive)
+    }
+
+    /// A session for `config`, its jitter seeded with a fixed value.
+    fn with_config(config: &Config, interactive: bool) -> Self {
         let now = Instant::now();
         Test {
-            session: Session::new(now, &config, interactive),
+            session: Session::new(now, config, interactive).with_jitter_seed(1),
             start: now,
             now,
         }
@@ -72,7 +81,7 @@ impl Test {
     fn connected(name: &str) -> Self {
         let mut test = Test::new(Some(name), false);
         assert_eq!(test.outputs(), [Output::Connect]);
-        test.session.handle_connected();
+        test.session.handle_connected(test.now);
         assert_eq!(test.outputs(), [hello(name)]);
         test
     }
@@ -94,7 +103,7 @@ impl Test {
     }
 
     fn msg(&mut self, msg: ServerMsg) {
-        self.session.handle_msg(msg);
+        self.session.handle_msg(self.now, msg);
     }
 
     fn input(&mut self, event: InputEvent) {
@@ -113,7 +122,7 @@ impl Test {
             let space = self.session.read_buf();
             let n = space.len().min(bytes.len());
             space[..n].copy_from_slice(&bytes[..n]);
-            self.session.handle_read(n);
+            self.session.handle_read(self.now, n);
             bytes = &bytes[n..];
         }
     }
@@ -140,7 +149,7 @@ fn welcome_chat_and_shutdown_are_shown_and_exit_1() {
         t.outputs(),
         [
             out("* joined as alice; online: alice, bob"),
-            out("bob: hi \\x1b[31mthere\\u{202e}"),
+            chat_out("bob", "hi \x1b[31mthere\u{202e}"),
             out("* carol joined"),
             out("* carol left (timed out)"),
             out("* server is shutting down"),
@@ -156,7 +165,7 @@ fn a_script_is_not_read_before_the_welcome() {
     let mut t = Test::new(Some("alice"), false);
     assert!(!t.session.wants_input());
     assert_eq!(t.outputs(), [Output::Connect]);
-    t.session.handle_connected();
+    t.session.handle_connected(t.now);
     assert_eq!(t.outputs(), [hello("alice")]);
     assert!(!t.session.wants_input());
     t.msg(welcome("alice", &["alice"]));
@@ -284,7 +293,7 @@ fn at_a_prompt_a_name_is_asked_for_then_asked_again_after_a_refusal() {
     );
     // Lines typed while connecting are dropped.
     t.input(line("send early"));
-    t.session.handle_connected();
+    t.session.handle_connected(t.now);
     t.input(line("send still early"));
     t.msg(ServerMsg::Refused(Refusal::NameTaken));
     t.input(line(""));
@@ -319,7 +328,7 @@ fn ctrl_c_or_ctrl_d_before_joining_exits_0_without_a_goodbye() {
         assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
         // Waiting for the welcome.
         let mut t = Test::new(Some("alice"), true);
-        t.session.handle_connected();
+        t.session.handle_connected(t.now);
         t.outputs();
         t.input(event.clone());
         assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
@@ -329,7 +338,7 @@ fn ctrl_c_or_ctrl_d_before_joining_exits_0_without_a_goodbye() {
 #[test]
 fn ctrl_c_in_the_room_leaves() {
     let mut t = Test::new(Some("alice"), true);
-    t.session.handle_connected();
+    t.session.handle_connected(t.now);
     t.msg(welcome("alice", &["alice"]));
     t.outputs();
     t.input(InputEvent::Interrupted);
@@ -345,8 +354,8 @@ fn ctrl_c_in_the_room_leaves() {
 #[test]
 fn a_dead_server_is_one_error_line_and_exit_1() {
     let mut t = Test::joined();
-    t.session.handle_read(0);
-    t.session.handle_closed();
+    t.session.handle_read(t.now, 0);
+    t.session.handle_closed(t.now);
     assert_eq!(
         t.outputs(),
         [
@@ -410,7 +419,7 @@ fn leave_is_bounded_when_the_server_never_answers() {
 fn the_connection_closing_after_leave_is_a_clean_exit() {
     let mut t = Test::joined();
     t.input(line("leave"));
-    t.session.handle_read(0);
+    t.session.handle_read(t.now, 0);
     assert_eq!(
         t.outputs(),
         [Output::Send(ClientMsg::Leave), Output::Exit(EXIT_OK)]
@@ -478,7 +487,7 @@ fn a_failed_write_while_leaving_keeps_the_leave_deadline() {
 fn cannot_connect_names_the_address_and_exits_1() {
     let mut t = Test::new(Some("alice"), false);
     t.outputs();
-    t.session.handle_connect_failed("connection refused");
+    t.session.handle_connect_failed(t.now, "connection refused");
     assert_eq!(
         t.outputs(),
         [
@@ -504,7 +513,7 @@ fn connecting_gives_up_after_the_connect_timeout() {
         ]
     );
     // A connection that completes too late changes nothing.
-    t.session.handle_connected();
+    t.session.handle_connected(t.now);
     assert_eq!(t.outputs(), []);
 }
 
@@ -549,7 +558,7 @@ fn nothing_is_handled_after_the_exit() {
         text: "late".into(),
     });
     t.input(line("send late"));
-    t.session.handle_closed();
+    t.session.handle_closed(t.now);
     t.advance_to(Duration::from_secs(3600));
     assert_eq!(t.outputs(), []);
 }
@@ -566,4 +575,400 @@ fn host_port_brackets_ipv6() {
     assert_eq!(host_port("127.0.0.1", 7878), "127.0.0.1:7878");
     assert_eq!(host_port("::1", 7878), "[::1]:7878");
     assert_eq!(host_port("chat.example", 1), "chat.example:1");
+}
+
+/// A session in the room as `alice` (the welcome and its line taken), at a terminal or not,
+/// with `bob` online, the server's idle timeout 30 s, and the last chat seen `seq`.
+fn in_room(config: &Config, interactive: bool, seq: u64) -> Test {
+    let mut t = Test::with_config(config, interactive);
+    t.session.handle_connected(t.now);
+    t.msg(ServerMsg::Welcome {
+        name: "alice".into(),
+        online: 2,
+        members: vec!["alice".into(), "bob".into()],
+        limits: limits(),
+        seq,
+    });
+    t.outputs();
+    t
+}
+
+fn alice() -> Config {
+    Config {
+        name: Some("alice".into()),
+        ..Config::default()
+    }
+}
+
+fn chat(seq: u64, from: &str, text: &str) -> ServerMsg {
+    ServerMsg::Chat {
+        seq,
+        from: from.into(),
+        text: text.into(),
+    }
+}
+
+fn history(chats: &[(u64, &str, &str)], missed: u64) -> ServerMsg {
+    ServerMsg::History {
+        chats: chats
+            .iter()
+            .map(|(seq, from, text)| chat_proto::HistoryChat {
+                seq: *seq,
+                from: (*from).into(),
+                text: (*text).into(),
+            })
+            .collect(),
+        missed,
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn a_silent_server_is_pinged_after_its_idle_timeout_and_a_script_then_exits_1() {
+    let mut t = in_room(&alice(), false, 0);
+    // The server's idle timeout is 30 s: nothing is sent before it has passed.
+    assert_eq!(t.session.poll_timeout(), Some(t.start + secs(30)));
+    t.advance_to(secs(30) - Duration::from_millis(1));
+    assert_eq!(t.outputs(), []);
+    t.advance_to(secs(30));
+    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Ping { nonce: 1 })]);
+    assert_eq!(
+        t.session.poll_timeout(),
+        Some(t.start + secs(30) + PROBE_TIMEOUT)
+    );
+    t.advance_to(secs(35) - Duration::from_millis(1));
+    assert_eq!(t.outputs(), []);
+    t.advance_to(secs(35));
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: connection lost (no answer from the server for 35 s)"),
+            Output::Exit(EXIT_FAILURE),
+        ]
+    );
+    assert_eq!(t.session.poll_timeout(), None);
+}
+
+#[test]
+fn any_frame_answers_the_ping_and_restarts_the_wait() {
+    let mut t = in_room(&alice(), false, 0);
+    t.advance_to(secs(10));
+    // A server ping (answered) counts as hearing from it.
+    t.msg(ServerMsg::Ping { nonce: 9 });
+    assert_eq!(t.session.poll_timeout(), Some(t.start + secs(40)));
+    t.advance_to(secs(40));
+    t.advance_to(secs(44));
+    t.msg(chat(1, "bob", "still here"));
+    assert_eq!(t.session.poll_timeout(), Some(t.start + secs(74)));
+    t.advance_to(secs(74));
+    t.advance_to(secs(75));
+    t.bytes(&encode_to_vec(&ServerMsg::Pong { nonce: 2 }).unwrap());
+    t.advance_to(secs(79));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Send(ClientMsg::Pong { nonce: 9 }),
+            Output::Send(ClientMsg::Ping { nonce: 1 }),
+            chat_out("bob", "still here"),
+            Output::Send(ClientMsg::Ping { nonce: 2 }),
+        ]
+    );
+    assert!(!t.session.is_done());
+}
+
+#[test]
+fn at_a_terminal_a_silent_server_means_reconnecting_and_resuming_after_the_last_chat_seen() {
+    let mut t = in_room(&alice(), true, 3);
+    t.msg(chat(4, "bob", "one"));
+    t.msg(history(&[], 0)); // out of turn, but seen: nothing to show
+    t.advance_to(secs(30));
+    t.advance_to(secs(35));
+    assert_eq!(
+        t.outputs(),
+        [
+            chat_out("bob", "one"),
+            Output::Send(ClientMsg::Ping { nonce: 1 }),
+            out("* connection lost (no answer from the server for 35 s)"),
+            Output::Disconnect,
+            out("* reconnecting…"),
+        ]
+    );
+    // The first attempt comes after half to all of RECONNECT_FIRST.
+    let at = t.session.poll_timeout().unwrap();
+    let wait = at - (t.start + secs(35));
+    assert!(
+        RECONNECT_FIRST / 2 <= wait && wait <= RECONNECT_FIRST,
+        "{wait:?}"
+    );
+    // Lines typed meanwhile are not sent.
+    t.input(line("send into the void"));
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connected(at);
+    t.msg(ServerMsg::Welcome {
+        name: "alice".into(),
+        online: 2,
+        members: vec!["alice".into(), "bob".into()],
+        limits: limits(),
+        seq: 6,
+    });
+    t.msg(history(&[(5, "bob", "two"), (6, "bob", "three")], 0));
+    t.msg(chat(7, "bob", "four"));
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: not in the room; reconnecting (type leave to quit)"),
+            Output::Connect,
+            Output::Send(ClientMsg::Resume { after: 4 }),
+            hello("alice"),
+            out("* reconnected as alice"),
+            Output::Print(Line::chat(true, "bob", "two")),
+            Output::Print(Line::chat(true, "bob", "three")),
+            chat_out("bob", "four"),
+        ]
+    );
+    // In the room again: the liveness check runs from the new connection's last frame.
+    assert_eq!(t.session.poll_timeout(), Some(at + secs(30)));
+    // The next loss resumes after the last chat seen on the new connection.
+    t.session.handle_closed(t.now);
+    t.outputs();
+    let at = t.session.poll_timeout().unwrap();
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connected(at);
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Connect,
+            Output::Send(ClientMsg::Resume { after: 7 }),
+            hello("alice"),
+        ]
+    );
+}
+
+#[test]
+fn more_missed_than_the_history_holds_is_one_line_before_the_history() {
+    let mut t = in_room(&alice(), true, 1);
+    t.session.handle_closed(t.now);
+    let at = t.session.poll_timeout().unwrap();
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connected(at);
+    t.outputs();
+    t.msg(welcome("alice", &["alice"]));
+    t.msg(history(&[(232, "bob", "latest")], 230));
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* reconnected as alice"),
+            out("* 230 messages were missed"),
+            Output::Print(Line::chat(true, "bob", "latest")),
+        ]
+    );
+}
+
+#[test]
+fn the_end_of_the_stream_at_a_terminal_reconnects_and_a_script_exits() {
+    let mut t = in_room(&alice(), true, 0);
+    t.session.handle_read(t.now, 0);
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* connection to server lost"),
+            Output::Disconnect,
+            out("* reconnecting…"),
+        ]
+    );
+    // --no-reconnect at a terminal, and a script by default: one error line, exit 1.
+    let config = Config {
+        reconnect: Switch::Off,
+        ..alice()
+    };
+    for (config, interactive) in [(config, true), (alice(), false)] {
+        let mut t = in_room(&config, interactive, 0);
+        t.session.handle_closed(t.now);
+        assert_eq!(
+            t.outputs(),
+            [
+                err("error: connection to server lost"),
+                Output::Exit(EXIT_FAILURE)
+            ]
+        );
+    }
+    // --reconnect in a script.
+    let config = Config {
+        reconnect: Switch::On,
+        ..alice()
+    };
+    let mut t = in_room(&config, false, 0);
+    t.session.handle_closed(t.now);
+    assert_eq!(t.outputs()[1], Output::Disconnect);
+    assert!(!t.session.wants_input(), "a script waits for the welcome");
+}
+
+#[test]
+fn the_server_shutting_down_at_a_terminal_reconnects_and_a_penalty_does_not() {
+    let mut t = in_room(&alice(), true, 0);
+    t.msg(ServerMsg::Closing(CloseReason::ServerShutdown));
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* server is shutting down"),
+            Output::Disconnect,
+            out("* reconnecting…"),
+        ]
+    );
+    let mut t = in_room(&alice(), true, 0);
+    t.msg(ServerMsg::Closing(CloseReason::Flood));
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* disconnected by server: flooding"),
+            Output::Exit(EXIT_FAILURE)
+        ]
+    );
+}
+
+#[test]
+fn failed_attempts_back_off_with_jitter_up_to_the_maximum_and_never_spin() {
+    let mut t = in_room(&alice(), true, 0);
+    t.session.handle_closed(t.now);
+    t.outputs();
+    let mut waits = Vec::new();
+    let mut lost_at = t.now;
+    for attempt in 0..10 {
+        let at = t.session.poll_timeout().unwrap();
+        assert!(at > t.now, "the timer spins");
+        waits.push(at - lost_at);
+        // Handled late, as a busy driver would.
+        t.now = at + Duration::from_millis(5);
+        t.session.handle_timeout(t.now);
+        assert_eq!(t.outputs(), [Output::Connect]);
+        match attempt % 3 {
+            0 => t.session.handle_connect_failed(t.now, "connection refused"),
+            1 => {
+                // Connected, then refused: the old member is still in the room.
+                t.session.handle_connected(t.now);
+                t.msg(ServerMsg::Refused(Refusal::NameTaken));
+            }
+            _ => {
+                // Connected, then nothing until the rejoin timeout.
+                t.session.handle_connected(t.now);
+                t.now += REJOIN_TIMEOUT;
+                t.session.handle_timeout(t.now);
+            }
+        }
+        lost_at = t.now;
+        let outputs = t.outputs();
+        assert!(outputs.contains(&Output::Disconnect), "{outputs:?}");
+        assert!(!outputs.contains(&out("* reconnecting…")), "said once");
+        assert!(!outputs.contains(&Output::Exit(EXIT_FAILURE)));
+    }
+    for (attempt, wait) in waits.iter().enumerate() {
+        let full = (RECONNECT_FIRST * (1 << attempt)).min(RECONNECT_MAX);
+        assert!(
+            full / 2 <= *wait && *wait <= full,
+            "attempt {attempt} waited {wait:?}"
+        );
+    }
+    // Jittered: not all exactly half or all the same fraction.
+    let fractions: Vec<u128> = waits
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            w.as_millis() * 1000 / (RECONNECT_FIRST * (1 << i)).min(RECONNECT_MAX).as_millis()
+        })
+        .collect();
+    assert!(fractions.windows(2).any(|w| w[0] != w[1]), "{fractions:?}");
+}
+
+#[test]
+fn what_a_failed_attempt_says() {
+    let mut t = in_room(&alice(), true, 0);
+    t.session.handle_closed(t.now);
+    t.outputs();
+    let at = t.session.poll_timeout().unwrap();
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connect_failed(at, "connection refused");
+    let at = t.session.poll_timeout().unwrap();
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connected(at);
+    t.msg(ServerMsg::Refused(Refusal::NameTaken));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Connect,
+            out("* cannot connect to 127.0.0.1:7878: connection refused"),
+            Output::Disconnect,
+            Output::Connect,
+            Output::Send(ClientMsg::Resume { after: 0 }),
+            hello("alice"),
+            err("error: name is taken; choose another"),
+            Output::Disconnect,
+        ]
+    );
+    // `leave` (or Ctrl-D) while reconnecting exits at once.
+    t.input(line("leave"));
+    assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
+}
+
+#[test]
+fn an_unsupported_version_is_one_line_and_exit_1_even_at_a_terminal() {
+    for (interactive, supported, line) in [
+        (
+            true,
+            1,
+            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server",
+        ),
+        (
+            false,
+            1,
+            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server",
+        ),
+        (
+            true,
+            3,
+            "error: server speaks protocol version 3; upgrade the client",
+        ),
+    ] {
+        let mut t = Test::new(Some("alice"), interactive);
+        t.session.handle_connected(t.now);
+        t.outputs();
+        t.msg(ServerMsg::Refused(Refusal::UnsupportedVersion {
+            supported,
+        }));
+        // The server closes the connection after refusing: nothing more is said.
+        t.session.handle_closed(t.now);
+        assert_eq!(t.outputs(), [err(line), Output::Exit(EXIT_FAILURE)]);
+    }
+}
+
+#[test]
+fn a_mention_rings_the_bell_when_asked_for() {
+    let config = Config {
+        bell: Switch::On,
+        ..alice()
+    };
+    let mut t = in_room(&config, true, 0);
+    t.msg(chat(1, "bob", "hi @Alice!"));
+    t.msg(chat(2, "bob", "malice"));
+    t.msg(history(&[(3, "bob", "alice, earlier")], 0));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Bell,
+            chat_out("bob", "hi @Alice!"),
+            chat_out("bob", "malice"),
+            Output::Print(Line::chat(true, "bob", "alice, earlier")),
+        ]
+    );
+    // Off by default.
+    let mut t = in_room(&alice(), true, 0);
+    t.msg(chat(1, "bob", "hi alice"));
+    assert_eq!(t.outputs(), [chat_out("bob", "hi alice")]);
 }

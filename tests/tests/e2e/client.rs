@@ -13,6 +13,7 @@ use chat_proto::{ClientMsg, CloseReason, FrameDecoder, Limits, ServerMsg, encode
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Expect, Regex, Session};
+use tests::proxy::Proxy;
 use tests::{RawClient, ServerProcess, binary, example, start_server, test_config, wait_until};
 
 /// How long to wait for one line of output, or for the client to exit.
@@ -531,7 +532,15 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn spawn(command: Command) -> Self {
+    /// Starts the client in a pseudo-terminal without timestamps or colour, so that rows
+    /// compare as plain text.
+    fn spawn(mut command: Command) -> Self {
+        command.arg("--no-timestamps").env("NO_COLOR", "1");
+        Self::spawn_as_is(command)
+    }
+
+    /// Starts the client in a pseudo-terminal as `command` says.
+    fn spawn_as_is(command: Command) -> Self {
         let mut session = Session::spawn(command).expect("spawn chat-client in a pty");
         session.set_expect_timeout(Some(WAIT));
         let rows = std::num::NonZeroU16::new(24).unwrap();
@@ -573,8 +582,18 @@ impl Terminal {
     }
 
     /// Waits until `cond` holds for the screen; panics with the screen after [`WAIT`].
-    fn wait_for(&mut self, what: &str, mut cond: impl FnMut(&vt100::Screen) -> bool) {
-        let deadline = Instant::now() + WAIT;
+    fn wait_for(&mut self, what: &str, cond: impl FnMut(&vt100::Screen) -> bool) {
+        self.wait_for_within(WAIT, what, cond);
+    }
+
+    /// Waits until `cond` holds for the screen; panics with the screen after `within`.
+    fn wait_for_within(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut cond: impl FnMut(&vt100::Screen) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
         loop {
             let open = self.pump();
             if cond(self.screen.screen()) {
@@ -794,4 +813,198 @@ fn the_client_talks_through_the_blocking_example_server() {
     alice.end_input();
     let (status, out, err) = alice.wait_exit();
     assert_eq!((status.code(), out, err), (Some(0), vec![], vec![]));
+}
+
+/// The server's flags for the cut-link tests: a ping after 2 s of silence, a close after 6 s.
+const QUICK_IDLE: [&str; 4] = ["--ping-interval", "2s", "--idle-timeout", "6s"];
+
+/// The client's own ping goes out after the server's idle timeout (6 s) of silence, and the
+/// connection is lost when no answer comes within the client's 5 s.
+const NOTICED_WITHIN: Duration = Duration::from_secs(6 + 5 + 3);
+
+#[test]
+fn a_scripted_client_behind_a_cut_link_exits_1_within_the_idle_timeout_and_a_few_seconds() {
+    let server = ServerProcess::start(&QUICK_IDLE);
+    let proxy = Proxy::start(server.addr);
+    let mut client = ScriptedClient::join(proxy.addr(), "alice");
+    client.expect_line("* joined as alice; online: alice");
+    // No FIN, no RST: bytes are held both ways.
+    proxy.cut();
+    let cut = Instant::now();
+    let status = wait_child(&mut client.child, NOTICED_WITHIN + Duration::from_secs(5))
+        .expect("the client noticed the cut link");
+    let noticed = cut.elapsed();
+    for reader in client.readers.drain(..) {
+        reader.join().unwrap();
+    }
+    assert!(noticed <= NOTICED_WITHIN, "noticed after {noticed:?}");
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(drain(&client.stdout), Vec::<String>::new());
+    assert_eq!(
+        drain(&client.stderr),
+        ["error: connection lost (no answer from the server for 11 s)"]
+    );
+}
+
+/// How many times `needle` was written to the terminal.
+fn times_shown(raw: &[u8], needle: &str) -> usize {
+    String::from_utf8_lossy(raw).matches(needle).count()
+}
+
+#[test]
+fn at_a_terminal_a_cut_link_is_lost_then_rejoined_with_what_was_missed_shown_once() {
+    let server = ServerProcess::start(&QUICK_IDLE);
+    let proxy = Proxy::start(server.addr);
+    let args = port_and_name(proxy.addr(), "alice");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut term = Terminal::spawn(client_command(&args, &[]));
+    term.wait_for("the welcome", |s| {
+        row_of(s, "* joined as alice; online: alice").is_some()
+    });
+    let mut bob = ScriptedClient::join(server.addr, "bob");
+    bob.expect_line("* joined as bob; online: alice, bob");
+    term.wait_for("bob's join", |s| row_of(s, "* bob joined").is_some());
+    bob.type_line("send before the cut");
+    term.wait_for("bob's first line", |s| {
+        row_of(s, "bob: before the cut").is_some()
+    });
+
+    proxy.cut();
+    bob.type_line("send missed one");
+    bob.type_line("send missed two");
+    term.wait_for_within(
+        NOTICED_WITHIN + Duration::from_secs(5),
+        "the lost connection",
+        |s| {
+            row_of(s, "* connection lost (no answer from the server for 11 s)")
+                .is_some_and(|row| row_of(s, "* reconnecting…") == Some(row + 1))
+        },
+    );
+    // The server timed alice out meanwhile (6 s): her name is free again.
+    bob.expect_line("* alice left (timed out)");
+    bob.type_line("send missed three");
+    proxy.restore();
+    term.wait_for("the rejoin and the missed lines", |s| {
+        row_of(s, "* reconnected as alice").is_some_and(|row| {
+            row_of(s, "[earlier] bob: missed one") == Some(row + 1)
+                && row_of(s, "[earlier] bob: missed two") == Some(row + 2)
+                && row_of(s, "[earlier] bob: missed three") == Some(row + 3)
+        })
+    });
+    bob.expect_line("* alice joined");
+    bob.type_line("send after");
+    term.wait_for("a live line after the rejoin", |s| {
+        row_of(s, "bob: after").is_some()
+    });
+    // Each line exactly once: the missed ones only from the history, the one seen before the cut
+    // not again.
+    for (line, times) in [
+        ("bob: before the cut", 1),
+        ("bob: missed one", 1),
+        ("bob: missed two", 1),
+        ("bob: missed three", 1),
+        ("[earlier]", 3),
+        ("* reconnected as alice", 1),
+    ] {
+        assert_eq!(times_shown(&term.raw, line), times, "{line}");
+    }
+    term.keys("\x04");
+    assert_eq!(term.wait_exit(), 0);
+    bob.expect_line("* alice left (left)");
+}
+
+#[test]
+fn a_newcomer_sees_the_conversation_so_far_set_apart() {
+    let server = start_server(test_config());
+    let mut alice = ScriptedClient::join(server.addr(), "alice");
+    alice.expect_line("* joined as alice; online: alice");
+    alice.type_line("send first");
+    alice.type_line("send second");
+    alice.type_line("who");
+    alice.expect_line("* online: alice");
+    let mut carol = ScriptedClient::join(server.addr(), "carol");
+    carol.expect_line("* joined as carol; online: alice, carol");
+    carol.expect_line("[earlier] alice: first");
+    carol.expect_line("[earlier] alice: second");
+    alice.type_line("send third");
+    carol.expect_line("alice: third");
+    carol.end_input();
+    let (status, out, err) = carol.wait_exit();
+    assert_eq!((status.code(), out, err), (Some(0), vec![], vec![]));
+}
+
+#[test]
+fn a_server_of_another_protocol_version_is_one_line_and_exit_1() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = ScriptedClient::join(addr, "carol");
+    let stream = accept_within(&listener, WAIT);
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut server = FakeServer {
+        stream,
+        decoder: FrameDecoder::new(64 * 1024),
+        buf: Vec::new(),
+    };
+    assert!(matches!(server.recv(), ClientMsg::Hello { version: 2, .. }));
+    // A version 1 server refuses, then closes.
+    server.send(&ServerMsg::Refused(
+        chat_proto::Refusal::UnsupportedVersion { supported: 1 },
+    ));
+    drop(server);
+    let (status, out, err) = client.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(out, Vec::<String>::new());
+    assert_eq!(
+        err,
+        [
+            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server"
+        ]
+    );
+}
+
+#[test]
+fn at_a_terminal_lines_have_the_time_and_names_their_colour() {
+    let server = start_server(test_config());
+    binary("chat-client");
+    let (mut bob, _) = RawClient::join(server.addr(), "bob");
+    let args = port_and_name(server.addr(), "alice");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.push("--bell");
+    let mut command = client_command(&args, &[]);
+    command.env_remove("NO_COLOR");
+    let mut term = Terminal::spawn_as_is(command);
+    term.wait_for("the welcome with the time", |s| {
+        s.rows(0, 80)
+            .any(|r| is_stamped(&r, "* joined as alice; online: alice, bob"))
+    });
+    bob.recv();
+    bob.send(&ClientMsg::Chat {
+        text: "hi alice".into(),
+    });
+    term.wait_for("bob's line with the time", |s| {
+        s.rows(0, 80).any(|r| is_stamped(&r, "bob: hi alice"))
+    });
+    // The name in its colour, and the bell (someone mentioned alice) with the line.
+    let colour = chat_client::name_colour("bob");
+    let raw = String::from_utf8_lossy(&term.raw).into_owned();
+    assert!(
+        raw.contains(&format!("\x1b[{colour}mbob\x1b[0m: hi alice")),
+        "{raw:?}"
+    );
+    assert!(raw.contains('\x07'), "no bell: {raw:?}");
+    term.keys("\x04");
+    assert_eq!(term.wait_exit(), 0);
+}
+
+/// Whether `row` is `HH:MM ` then `text`.
+fn is_stamped(row: &str, text: &str) -> bool {
+    let row = row.trim_end();
+    let Some((time, rest)) = row.split_once(' ') else {
+        return false;
+    };
+    let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    rest == text
+        && time
+            .split_once(':')
+            .is_some_and(|(h, m)| digits(h) && digits(m))
 }
