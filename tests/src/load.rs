@@ -22,6 +22,8 @@ pub enum Proto {
     Chat,
     /// Redis pub/sub.
     Redis,
+    /// Members over the IRC gateway, senders over our chat protocol (at `sender_addr`).
+    Irc,
 }
 
 /// One benchmark point.
@@ -31,6 +33,8 @@ pub struct Workload {
     pub addr: SocketAddr,
     /// More nodes of the same (shared) room: connection `i` goes to `i mod (1 + others.len())`.
     pub others: Vec<SocketAddr>,
+    /// Where senders connect when members speak another protocol ([`Proto::Irc`]).
+    pub sender_addr: Option<SocketAddr>,
     /// Its protocol.
     pub proto: Proto,
     /// Receiving members.
@@ -233,17 +237,45 @@ async fn drive(ex: &LocalExecutor<'_>, w: Workload) -> io::Result<Report> {
 /// Connects connection `i` and joins (chat) or subscribes (Redis members).
 async fn join(run: &Run, i: usize) -> io::Result<(Arc<Async<TcpStream>>, Vec<u8>)> {
     let node = i % (1 + run.w.others.len());
-    let addr = if node == 0 {
-        run.w.addr
-    } else {
-        run.w.others[node - 1]
+    let is_member = i < run.w.members;
+    let proto = conn_proto(run.w.proto, is_member);
+    let addr = match run.w.sender_addr {
+        Some(addr) if !is_member => addr,
+        _ if node == 0 => run.w.addr,
+        _ => run.w.others[node - 1],
     };
     let stream = Async::<TcpStream>::connect(addr).await?;
     stream.get_ref().set_nodelay(true)?;
     let stream = Arc::new(stream);
-    let is_member = i < run.w.members;
     let mut leftover = Vec::new();
-    match run.w.proto {
+    match proto {
+        Proto::Irc => {
+            let nick = format!("r{}m{i}", run.tag);
+            write_all(
+                &stream,
+                format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes(),
+            )
+            .await?;
+            // Read until the welcome (001); what follows it is kept for the member's loop.
+            let mut buf = Vec::new();
+            loop {
+                let mut chunk = [0u8; 16 * 1024];
+                let n = stream.read_with(|mut s| s.read(&mut chunk)).await?;
+                if n == 0 {
+                    return Err(io::Error::other(format!("{nick}: closed before 001")));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(at) = find(&buf, b" 001 ") {
+                    let end = find(&buf[at..], b"\r\n").map_or(buf.len(), |e| at + e + 2);
+                    leftover = buf[end..].to_vec();
+                    break;
+                }
+                if let Some(at) = find(&buf, b" 433 ").or_else(|| find(&buf, b" 432 ")) {
+                    let line = String::from_utf8_lossy(&buf[at..]).into_owned();
+                    return Err(io::Error::other(format!("{nick}: refused: {line}")));
+                }
+            }
+        }
         Proto::Chat => {
             let name = if is_member {
                 format!("r{}m{i}", run.tag)
@@ -342,7 +374,7 @@ async fn send_loop(run: Rc<Run>, stream: Arc<Async<TcpStream>>, k: usize) -> io:
         let text = payload(&run, k, index);
         out.clear();
         match w.proto {
-            Proto::Chat => {
+            Proto::Chat | Proto::Irc => {
                 chat_proto::encode(&ClientMsg::Chat { text }, &mut out).map_err(io::Error::other)?
             }
             Proto::Redis => {
@@ -392,7 +424,8 @@ async fn member_loop(
         let mut at = 0;
         let mut closed = false;
         while at < data.len() {
-            let Some((used, msg)) = next_message(run.w.proto, &data[at..]) else {
+            let proto = conn_proto(run.w.proto, member.is_some());
+            let Some((used, msg)) = next_message(proto, &data[at..]) else {
                 break;
             };
             at += used;
@@ -440,6 +473,21 @@ fn split_frame(buf: &[u8]) -> Option<(&[u8], &[u8])> {
 /// The next whole message in `buf` and the bytes it took, or `None` if it is not all there.
 fn next_message(proto: Proto, buf: &[u8]) -> Option<(usize, Incoming<'_>)> {
     match proto {
+        Proto::Irc => {
+            let end = find(buf, b"\r\n")?;
+            let line = &buf[..end];
+            let msg = if let Some(at) = find(line, b" PRIVMSG ") {
+                match find(&line[at..], b" :") {
+                    Some(colon) => Incoming::Text(&line[at + colon + 2..]),
+                    None => Incoming::Other,
+                }
+            } else if line.starts_with(b"ERROR ") {
+                Incoming::Closed
+            } else {
+                Incoming::Other
+            };
+            Some((end + 2, msg))
+        }
         Proto::Chat => {
             let (payload, _) = split_frame(buf)?;
             let used = 4 + payload.len();
@@ -466,6 +514,19 @@ fn next_message(proto: Proto, buf: &[u8]) -> Option<(usize, Incoming<'_>)> {
                 _ => Some((used, Incoming::Other)),
             }
         }
+    }
+}
+
+/// Where `needle` first starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The protocol connection `is_member` speaks: senders always speak ours, but to Redis.
+fn conn_proto(proto: Proto, is_member: bool) -> Proto {
+    match proto {
+        Proto::Irc if !is_member => Proto::Chat,
+        other => other,
     }
 }
 

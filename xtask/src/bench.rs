@@ -112,6 +112,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--cluster") {
         return cluster();
     }
+    if args.iter().any(|a| a == "--irc") {
+        return irc();
+    }
     let only: Option<&String> = args.iter().skip_while(|a| *a != "--only").nth(1);
     let with_redis = !args.iter().any(|a| a == "--no-redis");
     build()?;
@@ -313,6 +316,67 @@ fn cluster() -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask bench --irc`: the same burst with every member native, then with every member
+/// on the IRC gateway (senders native): what an IRC member costs per delivery.
+fn irc() -> Result<(), String> {
+    build()?;
+    let bin = project_root().join("target/release");
+    let point = &CLUSTER[0];
+    let pinned = std::thread::available_parallelism()
+        .map(|n| n.get() >= 2)
+        .unwrap_or(false)
+        && which("taskset").is_some();
+    let mut rows = Vec::new();
+    for members in ["chat", "irc"] {
+        eprintln!("==> {} with {members} members", point.name);
+        let (port, irc_port) = (free_port()?, free_port()?);
+        let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+        args.extend(CHAT_FLAGS.iter().map(|s| s.to_string()));
+        args.extend(["--irc-port".to_string(), irc_port.to_string()]);
+        let server = Server::start(&bin.join("chat-server"), &args, port, pinned)?;
+        let cpu_before = cpu_secs(server.pid());
+        let result = if members == "chat" {
+            loadgen_at(&bin, point, "chat", &[port], server.pid(), pinned)?
+        } else {
+            let mut cmd = pin(&bin.join("loadgen"), pinned, 1);
+            cmd.args(["--addr", &format!("127.0.0.1:{irc_port}"), "--proto", "irc"]);
+            cmd.args(["--sender-addr", &format!("127.0.0.1:{port}")]);
+            cmd.args(["--server-pid", &server.pid().to_string()]);
+            cmd.args(["--members", &point.members.to_string()]);
+            cmd.args(["--senders", &SENDERS.to_string()]);
+            cmd.args(["--messages", &point.messages.to_string()]);
+            cmd.args(["--size", &SIZE.to_string(), "--rate", "0"]);
+            cmd.args(["--join-concurrency", "256"]);
+            report(cmd, point, "irc")?
+        };
+        let server_secs = cpu_secs(server.pid()) - cpu_before;
+        rows.push((members, result, server_secs));
+    }
+    println!(
+        "Produced by `cargo xtask bench --irc`. Machine: {}. Server and load generator {}. {} members, K = {SENDERS} native senders, S = {SIZE}-byte payloads.\n",
+        machine(),
+        if pinned {
+            "pinned to CPU 0 and CPU 1"
+        } else {
+            "not pinned"
+        },
+        point.members
+    );
+    println!("| members | deliveries/s | p50 / p99 ms | server CPU per delivery | lost |");
+    println!("|---|---|---|---|---|");
+    for (members, j, secs) in &rows {
+        println!(
+            "| {members} | {:.0} | {:.2} / {:.2} | {:.2} µs | {} |",
+            j.num("deliveries_per_sec"),
+            j.num("p50_us") / 1000.0,
+            j.num("p99_us") / 1000.0,
+            secs * 1e6 / j.num("delivered").max(1.0),
+            j.num("lost"),
+        );
+    }
+    Ok(())
+}
+
 /// CPU seconds a process has used (user + system), from /proc.
 fn cpu_secs(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -353,6 +417,11 @@ fn loadgen_at(
     if point.idle {
         cmd.arg("--idle");
     }
+    report(cmd, point, proto)
+}
+
+/// Runs a prepared load-generator command and reads its JSON report.
+fn report(mut cmd: Command, point: &Point, proto: &str) -> Result<Json, String> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| format!("start loadgen: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
@@ -362,8 +431,12 @@ fn loadgen_at(
         .last()
         .unwrap_or_default();
     let _ = child.wait();
-    Json::parse(&line)
-        .ok_or_else(|| format!("{}: the load generator printed no report", point.name))
+    Json::parse(&line).ok_or_else(|| {
+        format!(
+            "{} ({proto}): the load generator printed no report",
+            point.name
+        )
+    })
 }
 
 /// Builds the release server and load generator.

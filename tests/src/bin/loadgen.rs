@@ -15,10 +15,14 @@ struct Args {
     /// shared room: connection i goes to address i mod n) (not needed with --smoke)
     #[argh(option)]
     addr: Option<String>,
+    /// where senders connect with --proto irc: the server's chat port
+    #[argh(option)]
+    sender_addr: Option<String>,
     /// server process id, to read its memory from /proc
     #[argh(option)]
     server_pid: Option<u32>,
-    /// protocol: chat or redis [default chat]
+    /// protocol: chat, redis, or irc (members over the IRC gateway at --addr, senders over chat
+    /// at --sender-addr) [default chat]
     #[argh(option, default = "String::from(\"chat\")")]
     proto: String,
     /// receiving members [default 100]
@@ -68,14 +72,19 @@ fn main() -> ExitCode {
     let proto = match args.proto.as_str() {
         "chat" => Proto::Chat,
         "redis" => Proto::Redis,
+        "irc" => Proto::Irc,
         other => {
-            eprintln!("error: unknown --proto '{other}': expected chat or redis");
+            eprintln!("error: unknown --proto '{other}': expected chat, redis or irc");
             return ExitCode::from(2);
         }
     };
     let w = Workload {
         addr,
         others: addrs[1..].to_vec(),
+        sender_addr: args
+            .sender_addr
+            .as_deref()
+            .and_then(|a| a.to_socket_addrs().ok()?.next()),
         proto,
         members: args.members,
         senders: args.senders,
@@ -159,10 +168,10 @@ fn json(w: &Workload, r: &Report) -> String {
             "\"rss_base_kib\":{},\"rss_joined_kib\":{},\"rss_peak_kib\":{},\"rss_settled_kib\":{},",
             "\"rss_per_conn_bytes\":{:.0},\"generator_cpu_pct\":{:.1}}}"
         ),
-        if w.proto == Proto::Chat {
-            "chat"
-        } else {
-            "redis"
+        match w.proto {
+            Proto::Chat => "chat",
+            Proto::Redis => "redis",
+            Proto::Irc => "irc",
         },
         w.members,
         w.senders,
@@ -208,6 +217,7 @@ fn smoke() -> ExitCode {
         let w = Workload {
             addr,
             others: Vec::new(),
+            sender_addr: None,
             proto: Proto::Chat,
             members: 50,
             senders: 5,
