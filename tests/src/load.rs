@@ -24,6 +24,8 @@ pub enum Proto {
     Redis,
     /// Members over the IRC gateway, senders over our chat protocol (at `sender_addr`).
     Irc,
+    /// Members over the browser's WebSocket (JSON frames), senders over our chat protocol.
+    Web,
 }
 
 /// One benchmark point.
@@ -276,6 +278,45 @@ async fn join(run: &Run, i: usize) -> io::Result<(Arc<Async<TcpStream>>, Vec<u8>
                 }
             }
         }
+        Proto::Web => {
+            let name = format!("r{}m{i}", run.tag);
+            let request = format!(
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            write_all(&stream, request.as_bytes()).await?;
+            let hello = format!(r#"{{"type":"hello","name":"{name}"}}"#);
+            let mut sent_hello = false;
+            let mut buf = Vec::new();
+            loop {
+                let mut chunk = [0u8; 16 * 1024];
+                let n = stream.read_with(|mut s| s.read(&mut chunk)).await?;
+                if n == 0 {
+                    return Err(io::Error::other(format!("{name}: closed before welcome")));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if !sent_hello {
+                    let Some(end) = find(&buf, b"\r\n\r\n") else {
+                        continue;
+                    };
+                    if !buf.starts_with(b"HTTP/1.1 101") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        return Err(io::Error::other(format!("{name}: not upgraded: {head}")));
+                    }
+                    buf.drain(..end + 4);
+                    write_all(&stream, &masked_text_frame(hello.as_bytes())).await?;
+                    sent_hello = true;
+                }
+                if let Some((used, _)) = ws_frame(&buf) {
+                    let first = &buf[..used];
+                    if find(first, br#""type":"welcome""#).is_none() {
+                        let text = String::from_utf8_lossy(first).into_owned();
+                        return Err(io::Error::other(format!("{name}: not welcomed: {text}")));
+                    }
+                    leftover = buf[used..].to_vec();
+                    break;
+                }
+            }
+        }
         Proto::Chat => {
             let name = if is_member {
                 format!("r{}m{i}", run.tag)
@@ -374,7 +415,7 @@ async fn send_loop(run: Rc<Run>, stream: Arc<Async<TcpStream>>, k: usize) -> io:
         let text = payload(&run, k, index);
         out.clear();
         match w.proto {
-            Proto::Chat | Proto::Irc => {
+            Proto::Chat | Proto::Irc | Proto::Web => {
                 chat_proto::encode(&ClientMsg::Chat { text }, &mut out).map_err(io::Error::other)?
             }
             Proto::Redis => {
@@ -473,6 +514,26 @@ fn split_frame(buf: &[u8]) -> Option<(&[u8], &[u8])> {
 /// The next whole message in `buf` and the bytes it took, or `None` if it is not all there.
 fn next_message(proto: Proto, buf: &[u8]) -> Option<(usize, Incoming<'_>)> {
     match proto {
+        Proto::Web => {
+            let (used, (opcode, payload)) = ws_frame(buf)?;
+            let msg = match opcode {
+                // A chat's JSON: {"type":"chat","seq":N,"from":"..","text":".."}; the
+                // generator's texts hold no quotes or escapes.
+                1 if payload.starts_with(br#"{"type":"chat""#) => {
+                    match find(payload, br#""text":""#) {
+                        Some(at) => {
+                            let text = &payload[at + 8..];
+                            let end = text.iter().position(|&b| b == b'"').unwrap_or(text.len());
+                            Incoming::Text(&text[..end])
+                        }
+                        None => Incoming::Other,
+                    }
+                }
+                8 => Incoming::Closed,
+                _ => Incoming::Other,
+            };
+            Some((used, msg))
+        }
         Proto::Irc => {
             let end = find(buf, b"\r\n")?;
             let line = &buf[..end];
@@ -517,6 +578,44 @@ fn next_message(proto: Proto, buf: &[u8]) -> Option<(usize, Incoming<'_>)> {
     }
 }
 
+/// One whole server-to-client WebSocket frame at the front of `buf` (unmasked): the bytes it
+/// takes, its opcode and its payload.
+fn ws_frame(buf: &[u8]) -> Option<(usize, (u8, &[u8]))> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (len, at) = match b1 & 0x7f {
+        126 => (
+            u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
+        n => (u64::from(n), 2),
+    };
+    let end = at + usize::try_from(len).ok()?;
+    let payload = buf.get(at..end)?;
+    Some((end, (b0 & 0x0f, payload)))
+}
+
+/// A client-to-server WebSocket text frame (clients must mask; the key need not be secret
+/// for a load generator).
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![0x81];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
 /// Where `needle` first starts in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -525,7 +624,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// The protocol connection `is_member` speaks: senders always speak ours, but to Redis.
 fn conn_proto(proto: Proto, is_member: bool) -> Proto {
     match proto {
-        Proto::Irc if !is_member => Proto::Chat,
+        Proto::Irc | Proto::Web if !is_member => Proto::Chat,
         other => other,
     }
 }

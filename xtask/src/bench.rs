@@ -112,8 +112,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--cluster") {
         return cluster();
     }
-    if args.iter().any(|a| a == "--irc") {
-        return irc();
+    if args.iter().any(|a| a == "--gateways" || a == "--irc") {
+        return gateways();
     }
     let only: Option<&String> = args.iter().skip_while(|a| *a != "--only").nth(1);
     let with_redis = !args.iter().any(|a| a == "--no-redis");
@@ -316,9 +316,10 @@ fn cluster() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask bench --irc`: the same burst with every member native, then with every member
-/// on the IRC gateway (senders native): what an IRC member costs per delivery.
-fn irc() -> Result<(), String> {
+/// `cargo xtask bench --gateways`: the same burst with every member native, then with every
+/// member on the IRC gateway, then on the browser's WebSocket (senders native): what a member
+/// of each kind costs per delivery.
+fn gateways() -> Result<(), String> {
     build()?;
     let bin = project_root().join("target/release");
     let point = &CLUSTER[0];
@@ -327,19 +328,29 @@ fn irc() -> Result<(), String> {
         .unwrap_or(false)
         && which("taskset").is_some();
     let mut rows = Vec::new();
-    for members in ["chat", "irc"] {
+    for members in ["chat", "irc", "web"] {
         eprintln!("==> {} with {members} members", point.name);
-        let (port, irc_port) = (free_port()?, free_port()?);
+        let (port, gateway_port) = (free_port()?, free_port()?);
         let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
         args.extend(CHAT_FLAGS.iter().map(|s| s.to_string()));
-        args.extend(["--irc-port".to_string(), irc_port.to_string()]);
+        let flag = if members == "web" {
+            "--web-port"
+        } else {
+            "--irc-port"
+        };
+        args.extend([flag.to_string(), gateway_port.to_string()]);
         let server = Server::start(&bin.join("chat-server"), &args, port, pinned)?;
         let cpu_before = cpu_secs(server.pid());
         let result = if members == "chat" {
             loadgen_at(&bin, point, "chat", &[port], server.pid(), pinned)?
         } else {
             let mut cmd = pin(&bin.join("loadgen"), pinned, 1);
-            cmd.args(["--addr", &format!("127.0.0.1:{irc_port}"), "--proto", "irc"]);
+            cmd.args([
+                "--addr",
+                &format!("127.0.0.1:{gateway_port}"),
+                "--proto",
+                members,
+            ]);
             cmd.args(["--sender-addr", &format!("127.0.0.1:{port}")]);
             cmd.args(["--server-pid", &server.pid().to_string()]);
             cmd.args(["--members", &point.members.to_string()]);
@@ -347,13 +358,13 @@ fn irc() -> Result<(), String> {
             cmd.args(["--messages", &point.messages.to_string()]);
             cmd.args(["--size", &SIZE.to_string(), "--rate", "0"]);
             cmd.args(["--join-concurrency", "256"]);
-            report(cmd, point, "irc")?
+            report(cmd, point, members)?
         };
         let server_secs = cpu_secs(server.pid()) - cpu_before;
         rows.push((members, result, server_secs));
     }
     println!(
-        "Produced by `cargo xtask bench --irc`. Machine: {}. Server and load generator {}. {} members, K = {SENDERS} native senders, S = {SIZE}-byte payloads.\n",
+        "Produced by `cargo xtask bench --gateways`. Machine: {}. Server and load generator {}. {} members, K = {SENDERS} native senders, S = {SIZE}-byte payloads.\n",
         machine(),
         if pinned {
             "pinned to CPU 0 and CPU 1"

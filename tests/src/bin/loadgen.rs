@@ -15,14 +15,14 @@ struct Args {
     /// shared room: connection i goes to address i mod n) (not needed with --smoke)
     #[argh(option)]
     addr: Option<String>,
-    /// where senders connect with --proto irc: the server's chat port
+    /// where senders connect with --proto irc or web: the server's chat port
     #[argh(option)]
     sender_addr: Option<String>,
     /// server process id, to read its memory from /proc
     #[argh(option)]
     server_pid: Option<u32>,
-    /// protocol: chat, redis, or irc (members over the IRC gateway at --addr, senders over chat
-    /// at --sender-addr) [default chat]
+    /// protocol: chat, redis, irc or web (irc and web: members over that gateway at --addr,
+    /// senders over chat at --sender-addr) [default chat]
     #[argh(option, default = "String::from(\"chat\")")]
     proto: String,
     /// receiving members [default 100]
@@ -73,8 +73,9 @@ fn main() -> ExitCode {
         "chat" => Proto::Chat,
         "redis" => Proto::Redis,
         "irc" => Proto::Irc,
+        "web" => Proto::Web,
         other => {
-            eprintln!("error: unknown --proto '{other}': expected chat, redis or irc");
+            eprintln!("error: unknown --proto '{other}': expected chat, redis, irc or web");
             return ExitCode::from(2);
         }
     };
@@ -172,6 +173,7 @@ fn json(w: &Workload, r: &Report) -> String {
             Proto::Chat => "chat",
             Proto::Redis => "redis",
             Proto::Irc => "irc",
+            Proto::Web => "web",
         },
         w.members,
         w.senders,
