@@ -366,16 +366,32 @@ async fn read_loop(
         if msgs.capacity() > 64 {
             msgs = Vec::new();
         }
-        match read {
-            _ if malformed => break Input::Malformed(id),
-            Ok(0) => break Input::Closed(id),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break Input::Closed(id),
+        if malformed {
+            break Input::Malformed(id);
+        }
+        if let Some(end) = read_ended(&read, id) {
+            break end;
         }
     };
     let _ = events.send(Event::Input(end)).await;
+}
+
+/// What a read result means for the connection: `Some(Closed)` at the end of the stream or on
+/// an error, `None` while it may go on (data, or nothing ready yet). Every reader shares it.
+pub(crate) fn read_ended(read: &io::Result<usize>, id: ConnId) -> Option<Input> {
+    match read {
+        Ok(0) => Some(Input::Closed(id)),
+        Ok(_) => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        Err(_) => Some(Input::Closed(id)),
+    }
 }
 
 /// The one owner of the hub's inputs: feeds it, acts on its events, wakes writers, keeps its

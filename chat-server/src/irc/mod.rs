@@ -17,7 +17,7 @@ mod codec;
 mod line;
 mod session;
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::sync::Arc;
 
@@ -166,12 +166,8 @@ async fn read_loop(
         if pending.capacity() > 64 {
             pending = Vec::new();
         }
-        match read {
-            Ok(0) => break Input::Closed(id),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break Input::Closed(id),
+        if let Some(end) = crate::server::read_ended(&read, id) {
+            break end;
         }
     };
     let _ = events.send(Event::Input(end)).await;
