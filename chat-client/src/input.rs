@@ -126,10 +126,10 @@ impl Input {
 
     /// Adds a line to the history reached with the up and down keys (no-op for scripts).
     pub(crate) fn remember(&mut self, line: &str) {
-        if let Source::Terminal(readline) = &mut self.source {
-            if !line.trim().is_empty() {
-                readline.add_history_entry(line.to_owned());
-            }
+        if let Source::Terminal(readline) = &mut self.source
+            && !line.trim().is_empty()
+        {
+            readline.add_history_entry(line.to_owned());
         }
     }
 

@@ -281,10 +281,10 @@ impl Session {
         if let Phase::Connecting { name, .. } = &self.phase {
             let name = name.clone();
             self.heard = now;
-            if self.rejoining {
-                if let Some(after) = self.last_seq {
-                    self.send(ClientMsg::Resume { after });
-                }
+            if self.rejoining
+                && let Some(after) = self.last_seq
+            {
+                self.send(ClientMsg::Resume { after });
             }
             self.hello(now, name);
         }
@@ -429,10 +429,10 @@ impl Session {
             | ServerMsg::Error(_)
             | ServerMsg::Pong { .. } => {}
         }
-        if let ServerMsg::History { chats, .. } = &msg {
-            if let Some(last) = chats.last() {
-                self.last_seq = Some(self.last_seq.unwrap_or(0).max(last.seq));
-            }
+        if let ServerMsg::History { chats, .. } = &msg
+            && let Some(last) = chats.last()
+        {
+            self.last_seq = Some(self.last_seq.unwrap_or(0).max(last.seq));
         }
         self.print_msg(&msg);
     }

@@ -389,10 +389,10 @@ impl Fanout {
             return Due::Wait;
         }
         let out = &self.conns[&conn];
-        if let Some((frame, offset)) = &out.partial {
-            if !visit(&frame[*offset..]) {
-                return Due::Write;
-            }
+        if let Some((frame, offset)) = &out.partial
+            && !visit(&frame[*offset..])
+        {
+            return Due::Write;
         }
         let mut walk = Walk::new(out, self.base, head);
         while let Some(frame) = walk.next(conn, out, self.base, &self.entries) {

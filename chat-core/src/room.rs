@@ -861,11 +861,11 @@ impl Room {
         // Everyone here is told by their own closing frame; no one here is told of the others.
         // Other nodes of a shared log are told through it.
         for id in all {
-            if let Some((name, key)) = self.forget(id, CloseReason::ServerShutdown) {
-                if self.log.is_none() {
-                    let reason = CloseReason::ServerShutdown;
-                    self.propose(id, &name, &key, ProposalKind::Leave { reason });
-                }
+            if let Some((name, key)) = self.forget(id, CloseReason::ServerShutdown)
+                && self.log.is_none()
+            {
+                let reason = CloseReason::ServerShutdown;
+                self.propose(id, &name, &key, ProposalKind::Leave { reason });
             }
         }
     }
@@ -883,15 +883,15 @@ impl Room {
     fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<(Arc<str>, Arc<str>)> {
         let conn = self.conns.remove(&id)?;
         self.outputs.push_back(Output::Close { conn: id, reason });
-        if let Some(addr) = conn.addr {
-            if let Some(count) = self.per_addr.get_mut(&addr) {
-                match conn.phase {
-                    Phase::Member { .. } => count.members -= 1,
-                    _ => count.handshakes -= 1,
-                }
-                if count.handshakes == 0 && count.members == 0 {
-                    self.per_addr.remove(&addr);
-                }
+        if let Some(addr) = conn.addr
+            && let Some(count) = self.per_addr.get_mut(&addr)
+        {
+            match conn.phase {
+                Phase::Member { .. } => count.members -= 1,
+                _ => count.handshakes -= 1,
+            }
+            if count.handshakes == 0 && count.members == 0 {
+                self.per_addr.remove(&addr);
             }
         }
         match conn.phase {
@@ -910,11 +910,11 @@ impl Room {
 
     /// Keeps one live timer entry per connection, at or before its next deadline.
     fn schedule(&mut self, id: ConnId, at: Instant) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            if conn.timer_at.is_none_or(|t| at < t) {
-                conn.timer_at = Some(at);
-                self.timers.push(Reverse((at, id)));
-            }
+        if let Some(conn) = self.conns.get_mut(&id)
+            && conn.timer_at.is_none_or(|t| at < t)
+        {
+            conn.timer_at = Some(at);
+            self.timers.push(Reverse((at, id)));
         }
     }
 

@@ -535,10 +535,10 @@ async fn read_loop(
     let mut link = Link::new(None);
     let mut pending: Option<(CloseReason, bool)> = None;
     loop {
-        if let Ok(rejoin) = control.try_recv() {
-            if rejoin.node == shared.node() {
-                pending = Some((rejoin.reason, true));
-            }
+        if let Ok(rejoin) = control.try_recv()
+            && rejoin.node == shared.node()
+        {
+            pending = Some((rejoin.reason, true));
         }
         let Some(conn) = link.get(&shared.client).await else {
             Timer::after(RECONNECT_DELAY).await;

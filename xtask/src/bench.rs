@@ -183,11 +183,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     // The hand-written history below the generated table survives a new run.
     let path = root.join("BENCHMARKS.md");
-    if let Ok(old) = std::fs::read_to_string(&path) {
-        if let Some(at) = old.find(HISTORY) {
-            report.push('\n');
-            report.push_str(&old[at..]);
-        }
+    if let Ok(old) = std::fs::read_to_string(&path)
+        && let Some(at) = old.find(HISTORY)
+    {
+        report.push('\n');
+        report.push_str(&old[at..]);
     }
     std::fs::write(&path, &report).map_err(|e| format!("write BENCHMARKS.md: {e}"))?;
     println!("{report}");
