@@ -207,10 +207,13 @@ impl From<IpAddr> for AddrKey {
     }
 }
 
-/// What one address holds: connections in the handshake, and members.
+/// What one address holds: connections in the handshake (joining ones among them), and members.
 #[derive(Debug, Default, Clone, Copy)]
 struct AddrCount {
     handshakes: u32,
+    /// Of the handshakes, those whose join the log has not decided yet: they count towards the
+    /// member limit too, or a shared room (which decides later) would let more in.
+    joining: u32,
     members: u32,
 }
 
@@ -596,7 +599,10 @@ impl Room {
         }
         let max_per_addr = self.config.max_clients_per_ip;
         let addr = self.conns.get(&id).and_then(|c| c.addr);
-        let members_from_addr = addr.map_or(0, |a| self.per_addr[&a].members);
+        let members_from_addr = addr.map_or(0, |a| {
+            let count = self.per_addr[&a];
+            count.members + count.joining
+        });
         if max_per_addr > 0 && members_from_addr >= max_per_addr {
             self.send(id, ServerMsg::Refused(Refusal::TooManyConnections));
             self.close(id, CloseReason::TooManyConnections);
@@ -606,6 +612,9 @@ impl Room {
         self.propose(id, &name, &key, ProposalKind::Join);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.phase = Phase::Joining { name, key };
+            if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
+                count.joining += 1;
+            }
         }
     }
 
@@ -741,6 +750,7 @@ impl Room {
             resume = conn.resume;
             if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
                 count.handshakes -= 1;
+                count.joining -= 1;
                 count.members += 1;
             }
         }
@@ -792,7 +802,8 @@ impl Room {
         let missed = match resume {
             Some(after) => {
                 let first_kept = chats.first().map_or(self.view.seq + 1, |c| c.seq);
-                first_kept.saturating_sub(after + 1)
+                // `after` is the peer's number: no arithmetic on it may overflow.
+                first_kept.saturating_sub(after.saturating_add(1))
             }
             None => 0,
         };
@@ -811,6 +822,9 @@ impl Room {
             ProposalKind::Join if joining => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.phase = Phase::Handshake;
+                    if let Some(count) = c.addr.and_then(|a| self.per_addr.get_mut(&a)) {
+                        count.joining -= 1;
+                    }
                 }
                 match why {
                     Declined::RoomFull => {
@@ -888,7 +902,11 @@ impl Room {
         {
             match conn.phase {
                 Phase::Member { .. } => count.members -= 1,
-                _ => count.handshakes -= 1,
+                Phase::Joining { .. } => {
+                    count.handshakes -= 1;
+                    count.joining -= 1;
+                }
+                Phase::Handshake => count.handshakes -= 1,
             }
             if count.handshakes == 0 && count.members == 0 {
                 self.per_addr.remove(&addr);

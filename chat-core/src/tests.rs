@@ -1111,3 +1111,44 @@ fn a_room_of_1001_members_sends_no_join_notice_for_the_last_and_who_is_complete(
     };
     assert_eq!(names.len(), 1_001);
 }
+
+#[test]
+fn a_resume_point_at_the_end_of_numbers_is_harmless() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.recv(1, chat("one"));
+    h.open(2);
+    h.recv(2, ClientMsg::Resume { after: u64::MAX });
+    let out = h.recv(2, hello("bob"));
+    assert_eq!(out[1], Output::Subscribe { conn: ConnId(2) });
+}
+
+#[test]
+fn joins_in_flight_count_towards_the_member_limit_of_an_address_in_a_shared_room() {
+    let config = Config {
+        max_clients_per_ip: 1,
+        ..config()
+    };
+    let mut room = Room::shared(config, NodeId(1), Snapshot::default()).unwrap();
+    let now = Instant::now();
+    let a: core::net::IpAddr = "10.0.0.1".parse().unwrap();
+    for id in [1, 2] {
+        room.handle_input(now, Input::OpenedFrom(ConnId(id), a))
+            .unwrap();
+    }
+    room.handle_input(now, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    let proposed: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
+    assert!(matches!(proposed[..], [Output::Propose(_)]), "{proposed:?}");
+    // The first join is not decided yet; the second is refused all the same.
+    room.handle_input(now, Input::Received(ConnId(2), hello("bob")))
+        .unwrap();
+    let out: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
+    assert_eq!(
+        out,
+        vec![
+            send(2, ServerMsg::Refused(Refusal::TooManyConnections)),
+            close(2, CloseReason::TooManyConnections),
+        ]
+    );
+}

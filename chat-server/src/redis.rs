@@ -770,7 +770,8 @@ fn parse_entry(fields: &[(String, String)]) -> Option<Entry> {
             text: get("text")?.to_string(),
         },
         "leave" => LogEvent::Left {
-            reason: CloseReason::from_code(get("reason")?)?,
+            // A reason this version does not know (a newer node wrote it) is still a leave.
+            reason: CloseReason::from_code(get("reason")?).unwrap_or(CloseReason::Disconnected),
         },
         _ => return None,
     };
