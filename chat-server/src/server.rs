@@ -2,6 +2,7 @@
 //! one thread's executor.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
@@ -406,6 +407,9 @@ async fn room_task(
 ) {
     let linger = config.linger;
     let proposals = proposals.as_ref();
+    // Leaves the full proposal queue could not take, in order: never dropped (a dropped leave
+    // would leave its name claimed in the shared room). At most one per connection of this node.
+    let mut held: VecDeque<(NodeId, Proposal)> = VecDeque::new();
     let mut timer = Timer::never();
     loop {
         let event = async { Some(events.recv().await) }.or(async {
@@ -415,7 +419,7 @@ async fn room_task(
         let input = match event.await {
             Some(Ok(Event::Input(input))) => input,
             Some(Ok(Event::Raw(conn, bytes))) => {
-                let next = step(&shared, &stats, proposals, |hub, now| {
+                let next = step(&shared, &stats, proposals, &mut held, |hub, now| {
                     hub.send_raw(now, conn, &bytes)
                 });
                 match next {
@@ -432,7 +436,7 @@ async fn room_task(
             None => Input::Tick,
         };
         let shutdown = input == Input::Shutdown;
-        let next = step(&shared, &stats, proposals, |hub, now| {
+        let next = step(&shared, &stats, proposals, &mut held, |hub, now| {
             hub.handle_input(now, input)
         });
         if shutdown {
@@ -456,8 +460,19 @@ fn step(
     shared: &Shared,
     stats: &Stats,
     proposals: Option<&Sender<(NodeId, Proposal)>>,
+    held: &mut VecDeque<(NodeId, Proposal)>,
     feed: impl FnOnce(&mut Hub, Instant) -> Result<(), UsageError>,
 ) -> Option<Instant> {
+    let send_held = |held: &mut VecDeque<(NodeId, Proposal)>| {
+        let Some(proposals) = proposals else { return };
+        while let Some(first) = held.pop_front() {
+            if let Err(full) = proposals.try_send(first) {
+                held.push_front(full.into_inner());
+                break;
+            }
+        }
+    };
+    send_held(held);
     let mut hub = shared.hub.borrow_mut();
     if let Err(error) = feed(&mut hub, Instant::now()) {
         log::error!("driver bug: {error}");
@@ -483,15 +498,22 @@ fn step(
                         // As the node the room is now: a proposal made before the room
                         // started over is not run as the node it became.
                         let node = hub.room().node();
-                        if let Err(full) = proposals.try_send((node, proposal)) {
-                            let (_, proposal) = full.into_inner();
-                            if matches!(proposal.kind, chat_core::ProposalKind::Leave { .. }) {
-                                // The claim stays until this node is swept or retires.
-                                log::warn!(
-                                    "proposal queue full: {}'s leave dropped",
-                                    proposal.name
-                                );
-                            } else {
+                        let leave = matches!(proposal.kind, chat_core::ProposalKind::Leave { .. });
+                        // Held leaves go first, so that proposals keep their order.
+                        send_held(held);
+                        let refused = if held.is_empty() {
+                            proposals
+                                .try_send((node, proposal))
+                                .err()
+                                .map(|f| f.into_inner().1)
+                        } else {
+                            Some(proposal)
+                        };
+                        match refused {
+                            None => {}
+                            // A leave waits for room in the queue; it is never dropped.
+                            Some(proposal) if leave => held.push_back((node, proposal)),
+                            Some(proposal) => {
                                 let why = Declined::Unavailable;
                                 declined.push(Input::Declined { proposal, why });
                             }
@@ -512,7 +534,12 @@ fn step(
     stats
         .max_queued
         .fetch_max(hub.fanout().peak_queued() as u64, Relaxed);
-    let next = hub.poll_timeout();
+    let mut next = hub.poll_timeout();
+    if !held.is_empty() {
+        // Try the held leaves again soon, even if nothing else happens.
+        let soon = Instant::now() + Duration::from_millis(10);
+        next = Some(next.map_or(soon, |at| at.min(soon)));
+    }
     drop(hub);
     for conn in closed {
         shared.closed(conn);

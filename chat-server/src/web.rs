@@ -42,6 +42,8 @@ pub(crate) async fn accept_loop(
         allowed: config.web_allow_origin.clone(),
     });
     let in_http = Rc::new(Cell::new(0u32));
+    // Connections in their HTTP phase per address: one address cannot take every slot.
+    let per_addr: Rc<std::cell::RefCell<std::collections::HashMap<IpAddr, u32>>> = Rc::default();
     // Connections whose HTTP phase ended in an upgrade, with the bytes read past it.
     // Unbounded in type, bounded in fact: at most `max_handshakes` connections are in their HTTP
     // phase, and each sends here at most once.
@@ -60,24 +62,38 @@ pub(crate) async fn accept_loop(
             .await;
         let (stream, peer, part) = match next {
             Ok((stream, peer)) => {
-                if in_http.get() >= config.room.max_handshakes {
+                let from_addr = per_addr.borrow().get(&peer).copied().unwrap_or(0);
+                if in_http.get() >= config.room.max_handshakes
+                    || from_addr >= config.room.max_handshakes_per_ip
+                {
                     log::debug!("web: too many connections in their HTTP phase; closing one");
                     let _ = stream.get_ref().shutdown(Shutdown::Both);
                     conns.stats.connections.fetch_sub(1, Relaxed);
                     continue;
                 }
                 in_http.set(in_http.get() + 1);
+                *per_addr.borrow_mut().entry(peer).or_default() += 1;
                 let http = http_phase(
                     stream.clone(),
                     origins.clone(),
                     config.room.handshake_timeout,
                 );
                 let (in_http, upgraded_tx) = (in_http.clone(), upgraded_tx.clone());
+                let per_addr = per_addr.clone();
                 let stats = conns.stats.clone();
                 // The HTTP phase runs on its own; an upgraded connection comes back here.
                 let phase = async move {
                     let part = http.await;
                     in_http.set(in_http.get() - 1);
+                    {
+                        let mut per_addr = per_addr.borrow_mut();
+                        if let Some(count) = per_addr.get_mut(&peer) {
+                            *count -= 1;
+                            if *count == 0 {
+                                per_addr.remove(&peer);
+                            }
+                        }
+                    }
                     match part {
                         Some(part) => {
                             let _ = upgraded_tx.send((stream, peer, part)).await;
