@@ -184,4 +184,36 @@ mod tests {
             );
         }
     }
+
+    /// `.ci/run` installs the same programs from the same packages before it hands over to
+    /// `cargo xtask ci`: a need added here and not there would fail CI on a new machine.
+    #[test]
+    fn ci_run_installs_every_needed_package() {
+        let script =
+            std::fs::read_to_string(crate::project_root().join(".ci/run")).expect("read .ci/run");
+        let list = |name: &str| -> Vec<String> {
+            let line = script
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}=(")))
+                .unwrap_or_else(|| panic!(".ci/run has no {name}=(...) line"));
+            line[name.len() + 2..line.len() - 1]
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let (programs, packages) = (list("programs"), list("packages"));
+        assert_eq!(
+            programs.len(),
+            packages.len(),
+            "programs and packages pair up"
+        );
+        let mut pairs: Vec<(String, String)> = programs.into_iter().zip(packages).collect();
+        let mut needed: Vec<(String, String)> = NEEDED
+            .iter()
+            .map(|(program, package)| (program.to_string(), package.to_string()))
+            .collect();
+        pairs.sort();
+        needed.sort();
+        assert_eq!(pairs, needed, ".ci/run's lists and NEEDED differ");
+    }
 }
