@@ -140,7 +140,8 @@ impl Config {
     }
 }
 
-/// A config whose limits do not fit together; says which, in one line.
+/// A config that cannot be used: a setting given a bad value, or limits that do not fit
+/// together; says which, in one line (a binary prints it after `error: ` and exits 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 
@@ -151,3 +152,9 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl From<chat_proto::settings::SettingError> for ConfigError {
+    fn from(error: chat_proto::settings::SettingError) -> Self {
+        Self(error.to_string())
+    }
+}

@@ -164,20 +164,15 @@ impl Fanout {
         self.base + self.entries.len() as u64
     }
 
-    /// Bytes published before position `pos`.
-    fn bytes_before(&self, pos: u64) -> u64 {
-        match pos.checked_sub(self.base + 1) {
-            Some(i) => self
-                .entries
-                .get(i as usize)
-                .map_or(self.head_bytes, |e| e.end),
-            None => self.base_bytes,
-        }
-    }
-
     /// Feed bytes a connection at `cursor` still has to write.
     fn behind(&self, cursor: u64) -> u64 {
-        self.head_bytes - self.bytes_before(cursor)
+        behind(
+            self.base,
+            self.base_bytes,
+            self.head_bytes,
+            &self.entries,
+            cursor,
+        )
     }
 
     /// A new connection: it gets only its own frames until [`Fanout::follow`]. Opening one that
@@ -242,16 +237,13 @@ impl Fanout {
                 skip_own(*id, out, self.base, &self.entries, head);
             }
             let Some(cursor) = out.cursor() else { continue };
-            let behind = self.head_bytes - {
-                // `bytes_before`, inlined to borrow only the feed fields.
-                match cursor.checked_sub(self.base + 1) {
-                    Some(i) => self
-                        .entries
-                        .get(i as usize)
-                        .map_or(self.head_bytes, |e| e.end),
-                    None => self.base_bytes,
-                }
-            };
+            let behind = behind(
+                self.base,
+                self.base_bytes,
+                self.head_bytes,
+                &self.entries,
+                cursor,
+            );
             if behind <= self.max_bytes as u64 {
                 peak = peak.max(behind as usize);
                 min = min.min(cursor);
@@ -480,6 +472,23 @@ impl Fanout {
         let cursor = self.conns.get(&conn)?.cursor()?;
         Some(self.behind(cursor))
     }
+}
+
+/// Feed bytes a connection at `cursor` still has to write: everything published after the
+/// entries before `cursor`. A free function so that `trim` can call it while it holds the
+/// connections mutably.
+fn behind(
+    base: u64,
+    base_bytes: u64,
+    head_bytes: u64,
+    entries: &VecDeque<FeedEntry>,
+    cursor: u64,
+) -> u64 {
+    let before = match cursor.checked_sub(base + 1) {
+        Some(i) => entries.get(i as usize).map_or(head_bytes, |e| e.end),
+        None => base_bytes,
+    };
+    head_bytes - before
 }
 
 /// Steps over the broadcasts a connection's own member sent, at the front of what is due.

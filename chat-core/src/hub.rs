@@ -133,6 +133,15 @@ impl Hub {
         &mut self.lanes[0].fanout
     }
 
+    /// The most bytes one connection that kept up has had waiting, over every codec's fan-out.
+    pub fn peak_queued(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|l| l.fanout.peak_queued())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The fan-out `conn`'s writer takes from: the one of its codec. A connection that is not
     /// attached gets the wire protocol's, where it is unknown (its writer sees [`crate::Due::Done`]).
     pub fn fanout_of(&mut self, conn: ConnId) -> &mut Fanout {

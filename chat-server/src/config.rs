@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use argh::FromArgs;
-use chat_proto::settings::{self, PortZero, SettingError};
+pub use chat_core::ConfigError;
+use chat_proto::settings::{self, PortZero};
 
 /// The chat server: one room, many members.
 #[derive(FromArgs, Debug, Default, Clone, PartialEq, Eq)]
@@ -177,25 +178,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// A setting that cannot be used, or limits that do not fit together; one line, which the
-/// binary prints after `error: ` before it exits 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl From<SettingError> for ConfigError {
-    fn from(error: SettingError) -> Self {
-        Self(error.to_string())
-    }
-}
-
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let (digits, scale) = if let Some(d) = text.strip_suffix("ms") {
@@ -360,10 +342,7 @@ pub fn resolve(
     }
     config.reuse_port = args.reuse_port || env("CHAT_REUSE_PORT").is_some_and(|v| v == "1");
     config.shared = resolve_shared(args, &env)?;
-    config
-        .room
-        .validate()
-        .map_err(|e| ConfigError(e.to_string()))?;
+    config.room.validate()?;
     Ok(config)
 }
 

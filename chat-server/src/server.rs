@@ -533,7 +533,7 @@ fn step(
         .store(hub.room().member_count() as u64, Relaxed);
     stats
         .max_queued
-        .fetch_max(hub.fanout().peak_queued() as u64, Relaxed);
+        .fetch_max(hub.peak_queued() as u64, Relaxed);
     let mut next = hub.poll_timeout();
     if !held.is_empty() {
         // Try the held leaves again soon, even if nothing else happens.
