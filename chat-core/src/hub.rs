@@ -180,11 +180,6 @@ impl Hub {
         self.settle(now)
     }
 
-    /// The largest frame payload a connection's decoder may accept.
-    pub fn max_frame_bytes(&self) -> u32 {
-        self.room.config().max_frame_bytes
-    }
-
     /// Feeds one input into the room at time `now` and carries out everything that follows.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         if let Input::Opened(conn) | Input::OpenedFrom(conn, _) = input {

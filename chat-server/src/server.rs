@@ -55,29 +55,6 @@ pub async fn serve(
     serve_with_gateways(listener, None, None, config, stats, shutdown).await
 }
 
-/// [`serve`], with IRC clients on `irc` too (the gateway of [`crate::irc`]), in the same room.
-pub async fn serve_with_irc(
-    listener: async_net::TcpListener,
-    irc: Option<async_net::TcpListener>,
-    config: ServerConfig,
-    stats: Arc<Stats>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> io::Result<()> {
-    serve_with_gateways(listener, irc, None, config, stats, shutdown).await
-}
-
-/// [`serve`], and the room in a browser on `web` when given: the page at `/`, its WebSocket at
-/// `/ws` (see the `web` module).
-pub async fn serve_with_web(
-    listener: async_net::TcpListener,
-    web: Option<async_net::TcpListener>,
-    config: ServerConfig,
-    stats: Arc<Stats>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> io::Result<()> {
-    serve_with_gateways(listener, None, web, config, stats, shutdown).await
-}
-
 /// [`serve`], with IRC clients on `irc` and the room in a browser on `web`, each when given:
 /// one room, whichever way a member comes in.
 pub async fn serve_with_gateways(
