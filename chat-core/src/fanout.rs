@@ -7,11 +7,13 @@
 //! ([`Fanout::due`]), hands those slices to one vectored write, and reports how many bytes went
 //! out ([`Fanout::consumed`]).
 //!
-//! The one decision about slowness is made here: a connection more than `max_bytes` behind the
-//! feed, or with more than `max_bytes` of its own frames waiting, is reported by
+//! The one decision about slowness is made here: a connection that owes more than `max_bytes`
+//! of the feed, or has more than `max_bytes` of its own frames waiting, is reported by
 //! [`Fanout::poll_stalled`] and stops receiving; whoever owns the room closes it as too slow.
-//! The feed is trimmed behind the slowest cursor, so memory is bounded by the bound, not by the
-//! number of members times the bound.
+//! A member's own broadcasts, which it never gets back, are not owed: a cursor held back by
+//! them hands what it does owe to the connection's private queue instead. The feed is trimmed
+//! behind the slowest cursor, so memory is bounded by the bound, not by the number of members
+//! times the bound.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -225,7 +227,7 @@ impl Fanout {
         }
     }
 
-    /// Drops what every follower has written; a follower more than the bound behind stops
+    /// Drops what every follower has written; a follower that owes more than the bound stops
     /// following and, unless it is already closing, is reported stalled.
     fn trim(&mut self) {
         let head = self.head();
@@ -247,6 +249,16 @@ impl Fanout {
             if behind <= self.max_bytes as u64 {
                 peak = peak.max(behind as usize);
                 min = min.min(cursor);
+                continue;
+            }
+            // Held back, perhaps by its own broadcasts (which it never gets) behind one frame its
+            // writer has not had its turn to write: a member that sends fast is not slow. What it
+            // still owes goes to its own queue, and it lets go of the feed.
+            if adopt_owed(*id, out, self.base, &self.entries, head, self.max_bytes) {
+                peak = peak.max(out.private_bytes);
+                if let Some(cursor) = out.cursor() {
+                    min = min.min(cursor);
+                }
                 continue;
             }
             match &mut out.state {
@@ -489,6 +501,53 @@ fn behind(
         None => base_bytes,
     };
     head_bytes - before
+}
+
+/// Moves the feed frames `conn` still owes (those between its cursor and where its feed ends,
+/// but its own broadcasts) into its private queue, in the order they were due, and moves its
+/// cursor to that end (none when closing): it holds the feed back no longer. Done only when
+/// they fit in its own bound with what it already queued; returns whether they did.
+///
+/// Order: a private frame at position `p` goes out before feed entry `p`, so feed entry `c`
+/// joins the queue after the private frames at positions up to `c`, at position `c + 1`.
+fn adopt_owed(
+    conn: ConnId,
+    out: &mut Out,
+    base: u64,
+    entries: &VecDeque<FeedEntry>,
+    head: u64,
+    max_bytes: usize,
+) -> bool {
+    let Some(cursor) = out.cursor() else {
+        return false;
+    };
+    let (from, end) = (cursor.max(base), out.end(head));
+    let owed_entries = || {
+        (from..end)
+            .map(|c| (c, &entries[(c - base) as usize]))
+            .filter(|(_, e)| e.except != Some(conn))
+    };
+    let owed: usize = owed_entries().map(|(_, e)| e.frame.len()).sum();
+    if out.private_bytes + owed > max_bytes {
+        return false;
+    }
+    let mut queued = std::mem::take(&mut out.private).into_iter().peekable();
+    let mut merged = VecDeque::with_capacity(queued.len() + owed_entries().count());
+    for (c, entry) in owed_entries() {
+        while let Some(private) = queued.next_if(|(p, _)| *p <= c) {
+            merged.push_back(private);
+        }
+        merged.push_back((c + 1, entry.frame.clone()));
+    }
+    merged.extend(queued);
+    out.private = merged;
+    out.private_bytes += owed;
+    match &mut out.state {
+        State::Following { cursor } => *cursor = head,
+        State::Closing { cursor, .. } => *cursor = None,
+        State::Open | State::Behind => {}
+    }
+    true
 }
 
 /// Steps over the broadcasts a connection's own member sent, at the front of what is due.
