@@ -58,6 +58,16 @@ pub enum Input {
         /// Why.
         why: Declined,
     },
+    /// This node's place in the log may be gone while the log cannot be reached (its lease with
+    /// the log's keeper ran out unrenewed, so the other nodes may have let its members go).
+    /// Every member and joiner here is closed with `reason` now, told so that it can go
+    /// elsewhere, rather than kept in a room it may no longer be part of; their leaves are
+    /// proposed, for a log that still holds them. The room goes on: joins are proposed as
+    /// usual, and an [`Input::Resync`] follows if the log has let this node go.
+    Lost {
+        /// What local members are told.
+        reason: CloseReason,
+    },
     /// The log was lost or could not be followed (it restarted empty, it was trimmed past this
     /// room's position, this node was fenced out): every member and joiner here is closed with
     /// `reason`, and the room starts over from `snapshot` as node `node`.
@@ -411,12 +421,18 @@ impl Room {
                 self.declined(proposal, why);
                 Ok(())
             }
+            Input::Lost { reason } => {
+                self.let_go(reason);
+                Ok(())
+            }
             Input::Resync {
                 node,
                 snapshot,
                 reason,
             } => {
-                self.resync(node, snapshot, reason);
+                self.let_go(reason);
+                self.node = node;
+                self.load(snapshot);
                 Ok(())
             }
         };
@@ -587,8 +603,15 @@ impl Room {
             return;
         }
         let key: Arc<str> = fold_name(name).into();
-        // What the applied log already shows answers at once; the log decides the rest.
-        if self.view.members.contains_key(&key) {
+        // What the applied log already shows answers at once; the log decides the rest. A name
+        // whose holder here is gone is not taken: its leave is on its way to the log, ahead of
+        // this join (a member that reconnects at once, or after its node let it go).
+        let held = self
+            .view
+            .members
+            .get(&key)
+            .is_some_and(|seat| seat.node != self.node || self.conns.contains_key(&seat.conn));
+        if held {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
         }
@@ -850,7 +873,8 @@ impl Room {
         }
     }
 
-    fn resync(&mut self, node: NodeId, snapshot: Snapshot, reason: CloseReason) {
+    /// Closes every member and joiner here with `reason`, proposing their leaves.
+    fn let_go(&mut self, reason: CloseReason) {
         let mut gone: Vec<ConnId> = self
             .conns
             .iter()
@@ -865,8 +889,6 @@ impl Room {
                 self.propose(id, &name, &key, kind);
             }
         }
-        self.node = node;
-        self.load(snapshot);
     }
 
     fn shutdown(&mut self) {

@@ -119,6 +119,11 @@ pub(crate) struct Shared {
     node: Cell<u64>,
     /// The room's epoch as this node joined it.
     epoch: RefCell<String>,
+    /// When the last renewal of this node's lease that Redis answered was sent (a registration
+    /// counts): the lease runs out, by Redis's clock, no earlier than a lease after it.
+    renewed_at: Cell<Instant>,
+    /// This node's members were let go because its lease ran out unrenewed.
+    lost: Cell<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -156,6 +161,8 @@ pub(crate) async fn enter(
         scripts: Scripts::new(),
         node: Cell::new(0),
         epoch: RefCell::new(String::new()),
+        renewed_at: Cell::new(Instant::now()),
+        lost: Cell::new(false),
     });
     let unreachable = |e: ::redis::RedisError| {
         io::Error::other(format!("cannot use Redis at {}: {e}", config.url))
@@ -192,6 +199,8 @@ pub(crate) fn spawn(
         control_tx.clone(),
     );
     ex.spawn(proposer).detach();
+    ex.spawn(lease_watch(shared.clone(), events.clone()))
+        .detach();
     ex.spawn(read_loop(
         shared.clone(),
         events,
@@ -295,6 +304,12 @@ impl Shared {
         self.node.get()
     }
 
+    /// Redis extended this node's lease by a call sent at `sent`.
+    fn renewed(&self, sent: Instant) {
+        self.renewed_at.set(self.renewed_at.get().max(sent));
+        self.lost.set(false);
+    }
+
     /// The four keys every script takes first.
     fn keyed(&self, call: &mut ::redis::ScriptInvocation<'_>) {
         call.key(&self.keys.meta)
@@ -309,9 +324,11 @@ impl Shared {
             let mut call = self.scripts.register.prepare_invoke();
             self.keyed(&mut call);
             call.arg(new_epoch()).arg(lease_ms(self.config.lease));
+            let sent = Instant::now();
             let (node, epoch): (u64, String) = call.invoke_async(conn).await?;
             self.node.set(node);
             *self.epoch.borrow_mut() = epoch;
+            self.renewed(sent);
         }
         let mut call = self.scripts.snapshot.prepare_invoke();
         self.keyed(&mut call);
@@ -485,9 +502,11 @@ async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
         call.arg(node)
             .arg(shared.epoch.borrow().as_str())
             .arg(lease_ms(shared.config.lease));
+        let sent = Instant::now();
         let answer = call.invoke_async::<String>(conn).await;
         let reason = match answer.as_deref() {
             Ok("OK") => {
+                shared.renewed(sent);
                 wait = period;
                 None
             }
@@ -517,6 +536,38 @@ async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
                 log::warn!("redis: sweep failed: {error}");
                 link.broken();
             }
+        }
+    }
+}
+
+/// Lets this node's members go once its lease has run out unrenewed: Redis may be out of reach
+/// for good, and the other nodes sweep a node whose lease ran out, announcing its members lost.
+/// They are told now, so that they can go elsewhere, rather than sit in a room that has let them
+/// go. When Redis answers again, the heartbeat finds this node fenced and it rejoins (or, if
+/// nobody swept it yet, their leaves enter the log).
+async fn lease_watch(shared: Rc<Shared>, events: Sender<Event>) {
+    let lease = shared.config.lease;
+    loop {
+        let runs_out = shared.renewed_at.get() + lease;
+        if Instant::now() < runs_out {
+            Timer::at(runs_out).await;
+            continue;
+        }
+        if shared.lost.get() {
+            // Let go already: wait for a renewal.
+            Timer::after(RECONNECT_DELAY).await;
+            continue;
+        }
+        shared.lost.set(true);
+        log::warn!(
+            "redis: no lease renewal for {lease:?}: letting this node's members go ({})",
+            CloseReason::ServerLost
+        );
+        let lost = Input::Lost {
+            reason: CloseReason::ServerLost,
+        };
+        if events.send(Event::Input(lost)).await.is_err() {
+            return;
         }
     }
 }

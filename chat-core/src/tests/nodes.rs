@@ -90,6 +90,8 @@ struct World {
     seen: HashMap<(usize, u64), Seen>,
     /// The sender of each chat seq, as (node, conn).
     senders: HashMap<u64, (usize, u64)>,
+    /// Every connection closed, as (node, conn, reason).
+    closed: Vec<(usize, u64, CloseReason)>,
 }
 
 impl World {
@@ -109,6 +111,7 @@ impl World {
             now: Instant::now(),
             seen: HashMap::new(),
             senders: HashMap::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -154,7 +157,8 @@ impl World {
                         }
                     }
                 }
-                Output::Close { conn, .. } => {
+                Output::Close { conn, reason } => {
+                    self.closed.push((n, conn.0, reason));
                     node.open.remove(&conn.0);
                     self.seen.remove(&(n, conn.0));
                 }
@@ -392,4 +396,103 @@ fn a_room_started_from_a_snapshot_shows_its_chats_to_a_newcomer_as_many_as_it_ke
             missed: 0
         }]
     );
+}
+
+/// A node whose place in the log may be gone closes its members and joiners at once, with the
+/// reason given, and proposes their leaves; a handshake stays and may join later.
+#[test]
+fn a_lost_node_lets_its_members_and_joiners_go_and_the_log_records_their_leaves() {
+    let mut w = World::new();
+    for (n, conn, name) in [(0, 1, "alice"), (1, 1, "bob")] {
+        w.input(n, Input::Opened(ConnId(conn))).unwrap();
+        w.input(n, Input::Received(ConnId(conn), hello(name)))
+            .unwrap();
+        w.decide(n).unwrap();
+    }
+    for n in 0..NODES {
+        w.apply(n).unwrap();
+        w.apply(n).unwrap();
+    }
+    w.input(0, Input::Opened(ConnId(2))).unwrap();
+    w.input(0, Input::Received(ConnId(2), hello("carol")))
+        .unwrap();
+    w.input(0, Input::Opened(ConnId(3))).unwrap();
+    w.input(
+        0,
+        Input::Lost {
+            reason: CloseReason::ServerLost,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        w.closed,
+        vec![
+            (0, 1, CloseReason::ServerLost),
+            (0, 2, CloseReason::ServerLost)
+        ]
+    );
+    assert_eq!(w.nodes[0].room.members().count(), 0);
+    // The log still holds them (it was reachable after all): their leaves let them go.
+    while !w.nodes[0].proposals.is_empty() {
+        w.decide(0).unwrap();
+    }
+    for _ in 0..w.entries.len() {
+        for n in 0..NODES {
+            w.apply(n).unwrap();
+        }
+    }
+    for n in 0..NODES {
+        assert_eq!(
+            w.nodes[n].room.member_names(),
+            vec![Arc::<str>::from("bob")]
+        );
+    }
+    assert_eq!(w.seen[&(1, 1)].known, HashSet::from(["bob".to_owned()]));
+    // The handshake was not a member: it stays, and joins.
+    w.input(0, Input::Received(ConnId(3), hello("dave")))
+        .unwrap();
+    while !w.nodes[0].proposals.is_empty() {
+        w.decide(0).unwrap();
+    }
+    for _ in 0..w.entries.len() {
+        for n in 0..NODES {
+            w.apply(n).unwrap();
+        }
+    }
+    assert_eq!(w.nodes[0].room.name_of(ConnId(3)), Some("dave"));
+}
+
+/// A member that reconnects before the log has recorded its leave gets its name back: the join
+/// follows the leave to the log instead of being refused from the stale view.
+#[test]
+fn a_member_back_before_its_leave_is_applied_gets_its_name() {
+    let mut w = World::new();
+    w.input(0, Input::Opened(ConnId(1))).unwrap();
+    w.input(0, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    w.decide(0).unwrap();
+    w.apply(0).unwrap();
+    w.input(0, Input::Closed(ConnId(1))).unwrap();
+    w.input(0, Input::Opened(ConnId(2))).unwrap();
+    w.input(0, Input::Received(ConnId(2), hello("Alice")))
+        .unwrap();
+    assert_eq!(w.nodes[0].proposals.len(), 2, "the leave, then the join");
+    while !w.nodes[0].proposals.is_empty() {
+        w.decide(0).unwrap();
+    }
+    w.apply(0).unwrap();
+    w.apply(0).unwrap();
+    assert_eq!(w.nodes[0].room.name_of(ConnId(2)), Some("Alice"));
+    // Held by a member still here, or on another node, the name is refused at once.
+    w.input(0, Input::Opened(ConnId(3))).unwrap();
+    w.input(0, Input::Received(ConnId(3), hello("alice")))
+        .unwrap();
+    assert!(w.nodes[0].proposals.is_empty());
+    w.apply(1).unwrap();
+    w.apply(1).unwrap();
+    w.apply(1).unwrap();
+    w.input(1, Input::Opened(ConnId(1))).unwrap();
+    w.input(1, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    assert!(w.nodes[1].proposals.is_empty());
 }

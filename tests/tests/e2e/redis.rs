@@ -27,7 +27,8 @@ fn node_with_lease(url: &str, lease: &str) -> ServerProcess {
 }
 
 /// Joins as `name` on `addr`, trying again while the node answers that the room is unavailable
-/// (it is rejoining the room).
+/// (it is rejoining the room), and connecting again, as the client does, when a join in flight
+/// as the node starts over is closed as lost.
 fn join_soon(addr: std::net::SocketAddr, name: &str) -> (RawClient, Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut client = RawClient::connect(addr);
@@ -39,6 +40,12 @@ fn join_soon(addr: std::net::SocketAddr, name: &str) -> (RawClient, Vec<String>)
             }
             ServerMsg::Refused(Refusal::Unavailable) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
+            }
+            ServerMsg::Closing(CloseReason::ServerLost | CloseReason::RoomReset)
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+                client = RawClient::connect(addr);
             }
             other => panic!("{name} was not welcomed: {other:?}"),
         }
@@ -421,6 +428,42 @@ fn a_node_stopped_past_its_lease_is_fenced_and_closes_its_members() {
     carol.send(&chat("on b again"));
     assert_eq!(alice.recv(), said(1, "carol", "on b again"));
     alice.expect_silence(Duration::from_millis(200));
+}
+
+/// Cut off from Redis for longer than its lease, a node does not keep members the others have
+/// let go: it closes them itself as lost, without waiting for the link to come back. Back, it
+/// serves again as a new node.
+#[test]
+fn a_node_cut_off_past_its_lease_lets_its_members_go_on_its_own() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let a = node(&format!("redis://{}", proxy.addr()));
+    let b = node(&redis.url());
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let (reason, _) = alice.until_closed();
+    assert_eq!(reason, Some(CloseReason::ServerLost));
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(10),
+        "closed only after {:?}",
+        cut_at.elapsed()
+    );
+    assert_eq!(bob.recv(), left("alice", CloseReason::ServerLost));
+    // While cut off, node a takes nobody in.
+    let mut carol = RawClient::connect(a.addr);
+    carol.send(&hello("carol"));
+    assert_eq!(carol.recv(), ServerMsg::Refused(Refusal::Unavailable));
+
+    proxy.restore();
+    let (mut alice, _) = join_soon(a.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
+    alice.send(&chat("back"));
+    assert_eq!(bob.recv(), said(1, "alice", "back"));
+    bob.expect_silence(Duration::from_millis(200));
 }
 
 #[test]
