@@ -39,6 +39,8 @@ use crate::server::Event;
 pub(crate) const PROPOSAL_QUEUE: usize = 8192;
 /// Leaves kept for retry while Redis is unreachable.
 const LEAVES_KEPT: usize = 65_536;
+/// Proposals run in one script call, at most.
+const PROPOSAL_BATCH: usize = 128;
 /// Entries read at once.
 const READ_COUNT: usize = 512;
 /// How long one `XREAD` blocks on the server.
@@ -85,9 +87,7 @@ impl Keys {
 struct Scripts {
     register: Script,
     heartbeat: Script,
-    join: Script,
-    chat: Script,
-    leave: Script,
+    propose: Script,
     sweep: Script,
     snapshot: Script,
 }
@@ -97,9 +97,7 @@ impl Scripts {
         Self {
             register: Script::new(lua!("lua/register.lua")),
             heartbeat: Script::new(lua!("lua/heartbeat.lua")),
-            join: Script::new(lua!("lua/join.lua")),
-            chat: Script::new(lua!("lua/chat.lua")),
-            leave: Script::new(lua!("lua/leave.lua")),
+            propose: Script::new(lua!("lua/propose.lua")),
             sweep: Script::new(lua!("lua/sweep.lua")),
             snapshot: Script::new(lua!("lua/snapshot.lua")),
         }
@@ -344,55 +342,81 @@ impl Shared {
         })
     }
 
-    /// Runs the script for `proposal` as `node`: the node the room was when it proposed. A
-    /// proposal from before the room started over is refused without asking Redis.
-    async fn propose(&self, link: &mut Link, node: NodeId, proposal: &Proposal) -> Verdict {
+    /// Runs `batch`, proposals made as `node` (the node the room was when it made them), in
+    /// order, in one script call: one verdict each. Proposals from before the room started over
+    /// are refused without asking Redis.
+    async fn propose(&self, link: &mut Link, node: NodeId, batch: &[Proposal]) -> Vec<Verdict> {
+        let all = |verdict: Verdict| vec![verdict; batch.len()];
         let NodeId(node) = node;
         if node != self.node() {
-            return Verdict::Fenced(CloseReason::ServerLost);
+            return all(Verdict::Fenced(CloseReason::ServerLost));
         }
         let Some(conn) = link.get(&self.client).await else {
-            return Verdict::Unreachable;
+            return all(Verdict::Unreachable);
         };
-        let (script, extra) = match &proposal.kind {
-            ProposalKind::Join => (&self.scripts.join, self.max_members.to_string()),
-            ProposalKind::Chat { text } => (&self.scripts.chat, text.clone()),
-            ProposalKind::Leave { reason } => (&self.scripts.leave, reason.code().to_string()),
-        };
-        let mut call = script.prepare_invoke();
+        let mut call = self.scripts.propose.prepare_invoke();
         self.keyed(&mut call);
         call.key(self.keys.members(node))
             .arg(node)
             .arg(self.epoch.borrow().as_str())
-            .arg(proposal.conn.0)
-            .arg(&*proposal.name)
-            .arg(&*proposal.key)
             .arg(self.config.trim_len)
-            .arg(extra);
-        match call.invoke_async::<String>(conn).await {
-            Ok(answer) => match answer.as_str() {
-                "OK" => Verdict::Appended,
-                "NAME_TAKEN" => Verdict::Declined(Declined::NameTaken),
-                "ROOM_FULL" => Verdict::Declined(Declined::RoomFull),
-                "NOT_HOLDER" => Verdict::Declined(Declined::NotHolder),
-                "FENCED" => Verdict::Fenced(CloseReason::ServerLost),
-                "RESET" => Verdict::Fenced(CloseReason::RoomReset),
-                other => {
-                    log::error!("redis: unexpected answer to a proposal: {other}");
-                    Verdict::Declined(Declined::Unavailable)
-                }
-            },
+            .arg(self.max_members);
+        for proposal in batch {
+            let kind = match &proposal.kind {
+                ProposalKind::Join => "join",
+                ProposalKind::Chat { .. } => "chat",
+                ProposalKind::Leave { .. } => "leave",
+            };
+            call.arg(kind)
+                .arg(proposal.conn.0)
+                .arg(&*proposal.name)
+                .arg(&*proposal.key);
+            match &proposal.kind {
+                ProposalKind::Join => call.arg(""),
+                ProposalKind::Chat { text } => call.arg(text.as_str()),
+                ProposalKind::Leave { reason } => call.arg(reason.code()),
+            };
+        }
+        let answer = match call.invoke_async::<Value>(conn).await {
+            Ok(answer) => answer,
             Err(error) => {
-                log::warn!("redis: proposal failed: {error}");
+                log::warn!("redis: proposals failed: {error}");
                 link.broken();
-                Verdict::Unreachable
+                return all(Verdict::Unreachable);
             }
+        };
+        let verdict = |answer: Option<String>| match answer.as_deref() {
+            Some("OK") => Verdict::Appended,
+            Some("NAME_TAKEN") => Verdict::Declined(Declined::NameTaken),
+            Some("ROOM_FULL") => Verdict::Declined(Declined::RoomFull),
+            Some("NOT_HOLDER") => Verdict::Declined(Declined::NotHolder),
+            Some("FENCED") => Verdict::Fenced(CloseReason::ServerLost),
+            Some("RESET") => Verdict::Fenced(CloseReason::RoomReset),
+            other => {
+                log::error!("redis: unexpected answer to a proposal: {other:?}");
+                Verdict::Declined(Declined::Unavailable)
+            }
+        };
+        match &answer {
+            Value::Array(answers) if answers.len() == batch.len() => {
+                answers.iter().map(|a| verdict(text(a))).collect()
+            }
+            Value::Array(answers) => {
+                log::error!(
+                    "redis: {} answers to {} proposals",
+                    answers.len(),
+                    batch.len()
+                );
+                all(Verdict::Declined(Declined::Unavailable))
+            }
+            one => all(verdict(text(one))),
         }
     }
 }
 
-/// Runs the room's proposals in order. Joins and chats that cannot reach Redis are declined as
-/// unavailable at once; leaves are kept and retried, so that no claim is left behind.
+/// Runs the room's proposals in order, as many as are waiting (up to [`PROPOSAL_BATCH`], and a
+/// 64th of `--trim-len`) in one script call. Joins and chats that cannot reach Redis are declined as unavailable at once;
+/// leaves are kept and retried first, so that no claim is left behind.
 async fn propose_loop(
     shared: Rc<Shared>,
     proposals: Receiver<(NodeId, Proposal)>,
@@ -400,7 +424,13 @@ async fn propose_loop(
     control: Sender<Rejoin>,
 ) {
     let mut link = Link::new(Some(COMMAND_TIMEOUT));
+    // A batch appends at once: far less than the stream keeps, so that readers keep up.
+    let batch_max = usize::try_from(shared.config.trim_len / 64)
+        .unwrap_or(PROPOSAL_BATCH)
+        .clamp(1, PROPOSAL_BATCH);
     let mut leaves: VecDeque<(NodeId, Proposal)> = VecDeque::new();
+    let mut work: Vec<(NodeId, Proposal)> = Vec::new();
+    let mut retry: Vec<(NodeId, Proposal)> = Vec::new();
     loop {
         let next = if leaves.is_empty() {
             match proposals.recv().await {
@@ -415,56 +445,89 @@ async fn propose_loop(
             };
             recv.or(retry).await
         };
-        while let Some((node, proposal)) = leaves.front() {
-            match shared.propose(&mut link, *node, proposal).await {
-                Verdict::Unreachable => break,
-                _ => {
-                    leaves.pop_front();
-                }
+        // Kept leaves first, then what waits, in the order the room made them.
+        work.extend(leaves.drain(..leaves.len().min(batch_max)));
+        let from_kept = work.len();
+        if let Some(first) = next {
+            work.push(first);
+            while work.len() < 2 * batch_max
+                && let Ok(p) = proposals.try_recv()
+            {
+                work.push(p);
             }
         }
-        let Some((node, proposal)) = next else {
-            continue;
-        };
-        let is_leave = matches!(proposal.kind, ProposalKind::Leave { .. });
-        if is_leave && !leaves.is_empty() {
-            keep(&mut leaves, (node, proposal));
-            continue;
-        }
-        let why = match shared.propose(&mut link, node, &proposal).await {
-            Verdict::Appended => continue,
-            Verdict::Declined(why) => why,
-            Verdict::Fenced(reason) => {
+        let (mut reachable, mut index) = (true, 0);
+        let mut rest = &mut work[..];
+        while let Some((node, _)) = rest.first() {
+            let node = *node;
+            let len = rest
+                .iter()
+                .take(batch_max)
+                .take_while(|(n, _)| *n == node)
+                .count();
+            let (chunk, after) = rest.split_at_mut(len);
+            rest = after;
+            let batch: Vec<Proposal> = chunk.iter().map(|(_, p)| p.clone()).collect();
+            let verdicts = if reachable {
+                shared.propose(&mut link, node, &batch).await
+            } else {
+                vec![Verdict::Unreachable; batch.len()]
+            };
+            let mut rejoin = None;
+            for (proposal, verdict) in batch.into_iter().zip(verdicts) {
+                index += 1;
+                let is_leave = matches!(proposal.kind, ProposalKind::Leave { .. });
+                let why = match verdict {
+                    Verdict::Appended => continue,
+                    Verdict::Declined(why) => why,
+                    Verdict::Fenced(reason) => {
+                        rejoin = Some(reason);
+                        Declined::Unavailable
+                    }
+                    Verdict::Unreachable if is_leave => {
+                        reachable = false;
+                        if index <= from_kept {
+                            retry.push((node, proposal));
+                        } else if leaves.len() < LEAVES_KEPT {
+                            leaves.push_back((node, proposal));
+                        } else {
+                            drop_leave(&proposal);
+                        }
+                        continue;
+                    }
+                    Verdict::Unreachable => {
+                        reachable = false;
+                        Declined::Unavailable
+                    }
+                };
+                if is_leave {
+                    continue; // refused by the log: nothing for the room to do
+                }
+                let input = Input::Declined { proposal, why };
+                if events.send(Event::Input(input)).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(reason) = rejoin {
                 // Found out before the heartbeat: the reader rejoins now.
                 let _ = control.try_send(Rejoin {
                     reason,
                     node: node.0,
                 });
-                Declined::Unavailable
             }
-            Verdict::Unreachable if is_leave => {
-                keep(&mut leaves, (node, proposal));
-                continue;
-            }
-            Verdict::Unreachable => Declined::Unavailable,
-        };
-        let input = Input::Declined { proposal, why };
-        if events.send(Event::Input(input)).await.is_err() {
-            return;
+        }
+        work.clear();
+        // Kept leaves Redis did not answer go back to the front, in order (new ones went to
+        // the back).
+        for leave in retry.drain(..).rev() {
+            leaves.push_front(leave);
         }
     }
 }
 
-fn keep(leaves: &mut VecDeque<(NodeId, Proposal)>, leave: (NodeId, Proposal)) {
-    if leaves.len() < LEAVES_KEPT {
-        leaves.push_back(leave);
-    } else {
-        // The claim stays until this node is swept or retires.
-        log::warn!(
-            "redis: too many leaves waiting; dropping {}'s",
-            leave.1.name
-        );
-    }
+fn drop_leave(leave: &Proposal) {
+    // The claim stays until this node is swept or retires.
+    log::warn!("redis: too many leaves waiting; dropping {}'s", leave.name);
 }
 
 /// Why the reader must start over.
