@@ -122,6 +122,9 @@ pub(crate) struct Shared {
     renewed_at: Cell<Instant>,
     /// This node's members were let go because its lease ran out unrenewed.
     lost: Cell<bool>,
+    /// Redis's clock (ms) as a reply told it, and when that reply arrived here: an estimate of
+    /// Redis's time that is never ahead of it.
+    clock: Cell<Option<(Instant, u64)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -161,6 +164,7 @@ pub(crate) async fn enter(
         epoch: RefCell::new(String::new()),
         renewed_at: Cell::new(Instant::now()),
         lost: Cell::new(false),
+        clock: Cell::new(None),
     });
     let unreachable = |e: ::redis::RedisError| {
         io::Error::other(format!("cannot use Redis at {}: {e}", config.url))
@@ -302,6 +306,16 @@ impl Shared {
         self.node.get()
     }
 
+    /// Redis's time (ms) `after` from now, by the last clock reading; 0 (no deadline) before
+    /// the first. Readings are taken when replies arrive, so this is never later than Redis's
+    /// own time then.
+    fn redis_time_in(&self, after: Duration) -> u64 {
+        self.clock.get().map_or(0, |(at, ms)| {
+            let since = Instant::now().saturating_duration_since(at) + after;
+            ms + u64::try_from(since.as_millis()).unwrap_or(u64::MAX / 2)
+        })
+    }
+
     /// Redis extended this node's lease by a call sent at `sent`.
     fn renewed(&self, sent: Instant) {
         self.renewed_at.set(self.renewed_at.get().max(sent));
@@ -323,10 +337,11 @@ impl Shared {
             self.keyed(&mut call);
             call.arg(new_epoch()).arg(lease_ms(self.config.lease));
             let sent = Instant::now();
-            let (node, epoch): (u64, String) = call.invoke_async(conn).await?;
+            let (node, epoch, now): (u64, String, u64) = call.invoke_async(conn).await?;
             self.node.set(node);
             *self.epoch.borrow_mut() = epoch;
             self.renewed(sent);
+            self.clock.set(Some((Instant::now(), now)));
         }
         let mut call = self.scripts.snapshot.prepare_invoke();
         self.keyed(&mut call);
@@ -360,7 +375,10 @@ impl Shared {
             .arg(node)
             .arg(self.epoch.borrow().as_str())
             .arg(self.config.trim_len)
-            .arg(self.max_members);
+            .arg(self.max_members)
+            // Past the time this node stops waiting, a batch held up on the way (a partition,
+            // a stalled link) must not run: its members were told it was not sent.
+            .arg(self.redis_time_in(COMMAND_TIMEOUT));
         for proposal in batch {
             let kind = match &proposal.kind {
                 ProposalKind::Join => "join",
@@ -392,6 +410,10 @@ impl Shared {
             Some("NOT_HOLDER") => Verdict::Declined(Declined::NotHolder),
             Some("FENCED") => Verdict::Fenced(CloseReason::ServerLost),
             Some("RESET") => Verdict::Fenced(CloseReason::RoomReset),
+            Some("EXPIRED") => {
+                log::warn!("redis: proposals reached Redis after this node gave up on them");
+                Verdict::Unreachable
+            }
             other => {
                 log::error!("redis: unexpected answer to a proposal: {other:?}");
                 Verdict::Declined(Declined::Unavailable)
@@ -566,8 +588,11 @@ async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
             .arg(shared.epoch.borrow().as_str())
             .arg(lease_ms(shared.config.lease));
         let sent = Instant::now();
-        let answer = call.invoke_async::<String>(conn).await;
-        let reason = match answer.as_deref() {
+        let answer = call.invoke_async::<(String, u64)>(conn).await;
+        if let Ok((_, now)) = &answer {
+            shared.clock.set(Some((Instant::now(), *now)));
+        }
+        let reason = match answer.as_ref().map(|(state, _)| state.as_str()) {
             Ok("OK") => {
                 shared.renewed(sent);
                 wait = period;

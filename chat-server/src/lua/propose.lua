@@ -1,10 +1,14 @@
--- KEYS[5] members of this node. ARGV: node, epoch, trim, max members, then five per proposal, in
+-- KEYS[5] members of this node. ARGV: node, epoch, trim, max members, deadline (Redis's time in
+-- ms after which the node has given up waiting for the answer; 0 for none), then five per proposal, in
 -- the order the node made them: kind ('join', 'chat' or 'leave'), conn, name, key, and the text
 -- of a chat or the reason code of a leave ('' for a join). Runs them in that order, atomically,
 -- so that a node's proposals cost one round trip per batch, not one each.
--- Returns 'RESET' or 'FENCED' for the whole batch, or one answer per proposal: 'OK',
--- 'NAME_TAKEN', 'ROOM_FULL' or 'NOT_HOLDER'.
+-- Returns 'EXPIRED' (past the deadline: nothing is done, as the node told its members), 'RESET'
+-- or 'FENCED' for the whole batch, or one answer per proposal: 'OK', 'NAME_TAKEN', 'ROOM_FULL' or
+-- 'NOT_HOLDER'.
 local node, epoch, trim, max_members = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local deadline = tonumber(ARGV[5])
+if deadline > 0 and now_ms() > deadline then return 'EXPIRED' end
 local state = check(node, epoch)
 if state ~= 'OK' then return state end
 local mine = KEYS[5]
@@ -36,7 +40,7 @@ local function leave(conn, name, key, reason)
 end
 
 local answers = {}
-for i = 5, #ARGV, 5 do
+for i = 6, #ARGV, 5 do
   local kind, conn, name, key, extra = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local answer
   if kind == 'join' then
