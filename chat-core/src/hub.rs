@@ -174,9 +174,12 @@ impl Hub {
     }
 
     /// Queues bytes an adapter made itself (an answer the room has no part in) for `conn`
-    /// alone, in order with everything the room sends it.
+    /// alone, in order with everything the room sends it. Each answer is paid for from the
+    /// connection's rate limit ([`Room::charge`]): past it, the room's own answer goes instead.
     pub fn send_raw(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) -> Result<(), UsageError> {
-        self.fanout_of(conn).send(conn, Frame::from(bytes));
+        if self.room.charge(now, conn) {
+            self.fanout_of(conn).send(conn, Frame::from(bytes));
+        }
         self.settle(now)
     }
 

@@ -341,6 +341,16 @@ impl Room {
         self.view.pos
     }
 
+    /// A request on `conn` that its adapter answers itself (an IRC `PING`, a WebSocket ping):
+    /// it is paid for from the connection's rate limit like any message, so that answers cannot
+    /// be drawn out faster than messages. Returns whether it may be answered; past the limit
+    /// the connection is told, or closed for flooding, as for a message.
+    pub fn charge(&mut self, now: Instant, conn: ConnId) -> bool {
+        let paid = self.take_token(now, conn);
+        self.flush_proposals(now);
+        paid
+    }
+
     /// The registered name of a connection, if it has joined.
     pub fn name_of(&self, conn: ConnId) -> Option<&str> {
         match &self.conns.get(&conn)?.phase {

@@ -110,3 +110,32 @@ fn a_raw_reply_is_ordered_after_what_the_room_sent_before_it() {
     hub.send_raw(now, b, b"PONG\n").unwrap();
     assert_eq!(drain(&mut hub, b), b"<a> first\nPONG\n");
 }
+
+#[test]
+fn raw_replies_are_paid_for_from_the_rate_limit_and_a_flood_of_them_closes() {
+    let now = Instant::now();
+    let config = Config {
+        rate_per_sec: 1,
+        burst: 3,
+        flood_strikes: 2,
+        ..config()
+    };
+    let mut hub = Hub::new(Room::new(config).unwrap(), 1 << 20);
+    let lines = hub.add_codec(Box::new(Lines::default()));
+    let pinger = ConnId(1);
+    hub.attach(pinger, lines);
+    hub.handle_input(now, Input::Opened(pinger)).unwrap();
+    for _ in 0..3 {
+        hub.send_raw(now, pinger, b"PONG\n").unwrap();
+    }
+    assert_eq!(drain(&mut hub, pinger), b"PONG\nPONG\nPONG\n");
+    // Past the burst: the room's answer instead of the adapter's, then closed for flooding.
+    for _ in 0..3 {
+        hub.send_raw(now, pinger, b"PONG\n").unwrap();
+    }
+    assert_eq!(
+        String::from_utf8(drain(&mut hub, pinger)).unwrap(),
+        "to 1: Error(RateLimited)\nto 1: Error(RateLimited)\nto 1: bye (flooding)\n"
+    );
+    assert_eq!(hub.fanout_of(pinger).due(pinger, |_| true), Due::Done);
+}

@@ -459,6 +459,28 @@ fn a_flood_gets_rate_notices_then_error_and_close() {
     assert_eq!(lines.last().unwrap(), "ERROR :Closing link: flooding");
 }
 
+/// What the gateway answers itself is paid for like a message: a flood of `PING`s gets a few
+/// `PONG`s, then the rate notice, then the link closed for flooding.
+#[test]
+fn a_flood_of_pings_is_paid_for_like_messages() {
+    let mut config = irc_config();
+    config.room.rate_per_sec = 5;
+    config.room.burst = 5;
+    config.room.flood_strikes = 3;
+    let server = start_server(config);
+    let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
+    let flood: String = (0..500).map(|i| format!("PING :t{i}\r\n")).collect();
+    irc.send_raw(flood.as_bytes());
+    let lines = irc.until_closed();
+    let pongs = lines.iter().filter(|l| l.contains(" PONG ")).count();
+    assert!((1..=5).contains(&pongs), "{pongs} pongs: {lines:?}");
+    assert!(
+        lines.contains(&":irc.test NOTICE ann :sending too fast; message dropped".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().unwrap(), "ERROR :Closing link: flooding");
+}
+
 #[test]
 fn a_silent_connection_times_out_in_the_handshake_and_a_silent_member_after_a_ping() {
     let mut config = irc_config();
