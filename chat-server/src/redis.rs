@@ -335,9 +335,20 @@ impl Shared {
         if register {
             let mut call = self.scripts.register.prepare_invoke();
             self.keyed(&mut call);
-            call.arg(new_epoch()).arg(lease_ms(self.config.lease));
+            call.arg(new_epoch())
+                .arg(lease_ms(self.config.lease))
+                .arg(self.max_members);
             let sent = Instant::now();
-            let (node, epoch, now): (u64, String, u64) = call.invoke_async(conn).await?;
+            let (node, epoch, now, room_max): (u64, String, u64, u32) =
+                call.invoke_async(conn).await?;
+            if room_max != self.max_members {
+                log::warn!(
+                    "room '{}' holds at most {room_max} members, as set by the server that created \
+                     it: this server's --max-clients {} does not change that",
+                    self.config.room,
+                    self.max_members
+                );
+            }
             self.node.set(node);
             *self.epoch.borrow_mut() = epoch;
             self.renewed(sent);

@@ -1,4 +1,5 @@
--- KEYS[5] members of this node. ARGV: node, epoch, trim, max members, deadline (Redis's time in
+-- KEYS[5] members of this node. ARGV: node, epoch, trim, max members (used only if the room
+-- holds none: the room's own cap, set by the node that created it, applies), deadline (Redis's time in
 -- ms after which the node has given up waiting for the answer; 0 for none), then five per proposal, in
 -- the order the node made them: kind ('join', 'chat' or 'leave'), conn, name, key, and the text
 -- of a chat or the reason code of a leave ('' for a join). Runs them in that order, atomically,
@@ -6,7 +7,8 @@
 -- Returns 'EXPIRED' (past the deadline: nothing is done, as the node told its members), 'RESET'
 -- or 'FENCED' for the whole batch, or one answer per proposal: 'OK', 'NAME_TAKEN', 'ROOM_FULL' or
 -- 'NOT_HOLDER'.
-local node, epoch, trim, max_members = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local node, epoch, trim = ARGV[1], ARGV[2], ARGV[3]
+local max_members = tonumber(redis.call('HGET', meta, 'max_members') or ARGV[4])
 local deadline = tonumber(ARGV[5])
 if deadline > 0 and now_ms() > deadline then return 'EXPIRED' end
 local state = check(node, epoch)

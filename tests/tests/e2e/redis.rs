@@ -460,6 +460,23 @@ fn a_node_cut_off_past_its_lease_lets_its_members_go_on_its_own() {
     bob.expect_silence(Duration::from_millis(200));
 }
 
+/// The member cap is the room's, set by the server that created it: a later server started with
+/// a larger `--max-clients` does not raise it.
+#[test]
+fn the_room_s_member_cap_is_the_one_it_was_created_with_on_every_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = ServerProcess::start(&["--redis", &url, "--lease", LEASE, "--max-clients", "2"]);
+    let b = ServerProcess::start(&["--redis", &url, "--lease", LEASE, "--max-clients", "100"]);
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (_bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    let mut carol = RawClient::connect(b.addr);
+    carol.send(&hello("carol"));
+    assert_eq!(carol.recv(), ServerMsg::Refused(Refusal::ServerFull));
+    alice.expect_silence(Duration::from_millis(200));
+}
+
 #[test]
 fn three_nodes_of_thirty_members_see_one_sequence_each_chat_once_never_echoed() {
     let started = Instant::now();
