@@ -316,6 +316,18 @@ impl Shared {
         })
     }
 
+    /// A reply said Redis's clock read `ms`: it reads at least that now. The best of the readings
+    /// is kept (each is a lower bound; one taken late, on a busy thread, is a worse one).
+    fn read_clock(&self, ms: u64) {
+        let now = Instant::now();
+        let known = self.clock.get().map(|(at, old)| {
+            old + u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(0)
+        });
+        if known.is_none_or(|known| ms >= known) {
+            self.clock.set(Some((now, ms)));
+        }
+    }
+
     /// Redis extended this node's lease by a call sent at `sent`.
     fn renewed(&self, sent: Instant) {
         self.renewed_at.set(self.renewed_at.get().max(sent));
@@ -352,7 +364,7 @@ impl Shared {
             self.node.set(node);
             *self.epoch.borrow_mut() = epoch;
             self.renewed(sent);
-            self.clock.set(Some((Instant::now(), now)));
+            self.read_clock(now);
         }
         let mut call = self.scripts.snapshot.prepare_invoke();
         self.keyed(&mut call);
@@ -387,9 +399,10 @@ impl Shared {
             .arg(self.epoch.borrow().as_str())
             .arg(self.config.trim_len)
             .arg(self.max_members)
-            // Past the time this node stops waiting, a batch held up on the way (a partition,
-            // a stalled link) must not run: its members were told it was not sent.
-            .arg(self.redis_time_in(COMMAND_TIMEOUT));
+            // A batch held up on the way (a partition, a stalled link) must not run once this
+            // node has given up on it and told its members so: it may start no later than half
+            // the time this node waits, leaving the other half for it to run and answer.
+            .arg(self.redis_time_in(COMMAND_TIMEOUT / 2));
         for proposal in batch {
             let kind = match &proposal.kind {
                 ProposalKind::Join => "join",
@@ -478,16 +491,31 @@ async fn propose_loop(
             };
             recv.or(retry).await
         };
-        // Kept leaves first, then what waits, in the order the room made them.
+        // Kept leaves first, then what waits, in the order the room made them. While more
+        // kept leaves wait than one batch takes, nothing may overtake them: a new leave joins
+        // them, and a join or chat is declined for now (a join must not run before the leave
+        // that frees its name).
         work.extend(leaves.drain(..leaves.len().min(batch_max)));
         let from_kept = work.len();
-        if let Some(first) = next {
-            work.push(first);
-            while work.len() < 2 * batch_max
-                && let Ok(p) = proposals.try_recv()
-            {
-                work.push(p);
+        let mut incoming = next;
+        while let Some((node, proposal)) = incoming {
+            if leaves.is_empty() {
+                work.push((node, proposal));
+            } else if matches!(proposal.kind, ProposalKind::Leave { .. }) {
+                keep(&mut leaves, (node, proposal));
+            } else {
+                let why = Declined::Unavailable;
+                if events
+                    .send(Event::Input(Input::Declined { proposal, why }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
+            incoming = (work.len() < 2 * batch_max)
+                .then(|| proposals.try_recv().ok())
+                .flatten();
         }
         let (mut reachable, mut index) = (true, 0);
         let mut rest = &mut work[..];
@@ -521,10 +549,8 @@ async fn propose_loop(
                         reachable = false;
                         if index <= from_kept {
                             retry.push((node, proposal));
-                        } else if leaves.len() < LEAVES_KEPT {
-                            leaves.push_back((node, proposal));
                         } else {
-                            drop_leave(&proposal);
+                            keep(&mut leaves, (node, proposal));
                         }
                         continue;
                     }
@@ -558,9 +584,17 @@ async fn propose_loop(
     }
 }
 
-fn drop_leave(leave: &Proposal) {
-    // The claim stays until this node is swept or retires.
-    log::warn!("redis: too many leaves waiting; dropping {}'s", leave.name);
+/// Keeps a leave Redis did not take, behind those kept before it, up to [`LEAVES_KEPT`].
+fn keep(leaves: &mut VecDeque<(NodeId, Proposal)>, leave: (NodeId, Proposal)) {
+    if leaves.len() < LEAVES_KEPT {
+        leaves.push_back(leave);
+    } else {
+        // The claim stays until this node is swept or retires.
+        log::warn!(
+            "redis: too many leaves waiting; dropping {}'s",
+            leave.1.name
+        );
+    }
 }
 
 /// Why the reader must start over.
@@ -582,13 +616,15 @@ enum Read {
 async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
     // Answers later than a quarter of the lease are failures, tried again soon after: a slow
     // link must not cost this node its lease.
+    // The period counts from each renewal's sending, so that a slow answer or sweep does not
+    // push the next renewal towards the lease's end.
     let lease = shared.config.lease;
     let mut link = Link::new(Some(COMMAND_TIMEOUT.min(lease / 4)));
     let period = lease / 3;
-    let mut wait = period;
+    let mut next = Instant::now() + period;
     loop {
-        Timer::after(wait).await;
-        wait = RECONNECT_DELAY;
+        Timer::at(next).await;
+        next = Instant::now() + RECONNECT_DELAY;
         let Some(conn) = link.get(&shared.client).await else {
             continue;
         };
@@ -601,12 +637,12 @@ async fn heartbeat_loop(shared: Rc<Shared>, control: Sender<Rejoin>) {
         let sent = Instant::now();
         let answer = call.invoke_async::<(String, u64)>(conn).await;
         if let Ok((_, now)) = &answer {
-            shared.clock.set(Some((Instant::now(), *now)));
+            shared.read_clock(*now);
         }
         let reason = match answer.as_ref().map(|(state, _)| state.as_str()) {
             Ok("OK") => {
                 shared.renewed(sent);
-                wait = period;
+                next = sent + period;
                 None
             }
             Ok("FENCED") => Some(CloseReason::ServerLost),

@@ -455,7 +455,7 @@ fn step(
         log::error!("driver bug: {error}");
     }
     let mut closed = Vec::new();
-    let mut declined = Vec::new();
+    let mut declined = VecDeque::new();
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
@@ -492,7 +492,7 @@ fn step(
                             Some(proposal) if leave => held.push_back((node, proposal)),
                             Some(proposal) => {
                                 let why = Declined::Unavailable;
-                                declined.push(Input::Declined { proposal, why });
+                                declined.push_back(Input::Declined { proposal, why });
                             }
                         }
                     }
@@ -500,7 +500,9 @@ fn step(
                 },
             }
         }
-        let Some(input) = declined.pop() else { break };
+        let Some(input) = declined.pop_front() else {
+            break;
+        };
         if let Err(error) = hub.handle_input(Instant::now(), input) {
             log::error!("driver bug: {error}");
         }
