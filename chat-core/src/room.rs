@@ -625,7 +625,7 @@ impl Room {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
         }
-        if self.view.members.len() >= self.config.max_clients as usize {
+        if self.view.members.len() >= self.config.max_clients as usize && self.full() {
             self.send(id, ServerMsg::Refused(Refusal::ServerFull));
             self.close(id, CloseReason::ServerFull);
             return;
@@ -952,6 +952,20 @@ impl Room {
                 Some((name, key))
             }
         }
+    }
+
+    /// Whether the room is full, not counting members of this node that are gone (in a shared
+    /// room their leaves may not be applied yet). Called only when the view looks full.
+    fn full(&self) -> bool {
+        let seats = self.view.members.len();
+        let gone = if self.log.is_none() {
+            let gone =
+                |seat: &&Seat| seat.node == self.node && !self.conns.contains_key(&seat.conn);
+            self.view.members.values().filter(gone).count()
+        } else {
+            0
+        };
+        seats - gone >= self.config.max_clients as usize
     }
 
     fn send(&mut self, to: ConnId, msg: ServerMsg) {

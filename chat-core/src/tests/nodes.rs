@@ -496,3 +496,25 @@ fn a_member_back_before_its_leave_is_applied_gets_its_name() {
         .unwrap();
     assert!(w.nodes[1].proposals.is_empty());
 }
+
+/// In a full shared room, a member back before its leave is applied is not refused as if the
+/// room were full: its old seat is gone.
+#[test]
+fn a_full_room_does_not_count_a_seat_whose_member_here_is_gone() {
+    let mut w = World::new();
+    let max = config().max_clients as u64;
+    for conn in 1..=max {
+        w.input(0, Input::Opened(ConnId(conn))).unwrap();
+        w.input(0, Input::Received(ConnId(conn), hello(&format!("m{conn}"))))
+            .unwrap();
+        w.decide(0).unwrap();
+        w.apply(0).unwrap();
+    }
+    assert_eq!(w.nodes[0].room.member_count(), max as usize);
+    w.input(0, Input::Closed(ConnId(1))).unwrap();
+    w.input(0, Input::Opened(ConnId(99))).unwrap();
+    w.input(0, Input::Received(ConnId(99), hello("carol")))
+        .unwrap();
+    assert_eq!(w.nodes[0].proposals.len(), 2, "the leave, then the join");
+    assert!(!w.closed.iter().any(|(_, conn, _)| *conn == 99));
+}

@@ -45,8 +45,11 @@ pub fn irc_nick(name: &str) -> Cow<'_, str> {
 /// How the next `Members` answer to a connection is shown: it answers the command that asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listing {
-    /// NAMES (or a JOIN): 353 lines, then 366.
+    /// NAMES: 353 lines, then 366.
     Names,
+    /// A JOIN of the channel it is in: the JOIN echo, then as NAMES (one answer, so that the
+    /// echo and the names come or are refused together).
+    Join,
     /// WHO of the channel (`mask` is it) or of one nick (352 with `*` as channel), then 315.
     Who {
         /// As the client wrote it.
@@ -357,6 +360,11 @@ fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, names: 
     let same = |a: &str, b: &str| fold_name(a) == fold_name(b);
     match listing {
         Listing::Names => {
+            let nicks: Vec<Cow<'_, str>> = nicks.collect();
+            names_lines(out, id, me, &nicks);
+        }
+        Listing::Join => {
+            push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
             let nicks: Vec<Cow<'_, str>> = nicks.collect();
             names_lines(out, id, me, &nicks);
         }

@@ -120,6 +120,7 @@ async fn read_loop(
         for line in pending.drain(..) {
             let line = line.as_deref().map_or(Line::TooLong, Line::Text);
             session.handle(line, &mut actions);
+            coalesce_replies(&mut actions);
             for action in actions.drain(..) {
                 let event = match action {
                     Action::Room(msg) => Event::Input(Input::Received(id, msg)),
@@ -186,4 +187,41 @@ fn host_name() -> String {
                 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
         })
         .unwrap_or_else(|| "chat-server".into())
+}
+
+/// Joins the replies one command made that follow each other into one: the room charges each
+/// reply from the rate limit ([`chat_core::Hub::send_raw`]), and a command is one request.
+fn coalesce_replies(actions: &mut Vec<Action>) {
+    let mut merged: Vec<Action> = Vec::with_capacity(actions.len());
+    for action in actions.drain(..) {
+        match (merged.last_mut(), action) {
+            (Some(Action::Reply(last)), Action::Reply(more)) => last.extend_from_slice(&more),
+            (_, action) => merged.push(action),
+        }
+    }
+    *actions = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replies_of_one_command_that_follow_each_other_are_one() {
+        let mut actions = vec![
+            Action::Reply(b"a\r\n".to_vec()),
+            Action::Reply(b"b\r\n".to_vec()),
+            Action::Room(ClientMsg::Leave),
+            Action::Reply(b"c\r\n".to_vec()),
+        ];
+        coalesce_replies(&mut actions);
+        assert_eq!(
+            actions,
+            [
+                Action::Reply(b"a\r\nb\r\n".to_vec()),
+                Action::Room(ClientMsg::Leave),
+                Action::Reply(b"c\r\n".to_vec()),
+            ]
+        );
+    }
 }

@@ -184,8 +184,7 @@ impl Session {
                 };
                 for target in targets.split(',') {
                     if target.eq_ignore_ascii_case(&chan) {
-                        out.push(reply(format!(":{me}!{me}@{srv} JOIN {chan}")));
-                        out.push(Action::Who(Listing::Names));
+                        out.push(Action::Who(Listing::Join));
                     } else if target != "0" {
                         numeric(out, format!("403 {me} {target} :No such channel"));
                     }
