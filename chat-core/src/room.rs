@@ -534,7 +534,10 @@ impl Room {
             }
             return;
         }
-        if !joined && !matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Leave) {
+        // A member's requests are taken from the hello on: in a shared room the join may still
+        // be on its way to the log, and what follows it there follows the join.
+        let joining = matches!(conn.phase, Phase::Joining { .. });
+        if !joined && !joining && !matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Leave) {
             self.close(id, CloseReason::ProtocolError);
             return;
         }
@@ -656,9 +659,14 @@ impl Room {
             self.send(id, ServerMsg::Error(error));
             return;
         }
-        let Some(Phase::Member { name, key }) = self.conns.get(&id).map(|c| c.phase.clone()) else {
-            return;
+        let (name, key) = match self.conns.get(&id).map(|c| &c.phase) {
+            Some(Phase::Member { name, key } | Phase::Joining { name, key }) => {
+                (name.clone(), key.clone())
+            }
+            _ => return,
         };
+        // A chat sent while the join is in flight follows it in the log; if the join is
+        // refused, the log refuses the chat too (its sender holds no name).
         self.propose(id, &name, &key, ProposalKind::Chat { text });
     }
 

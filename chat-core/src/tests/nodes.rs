@@ -518,3 +518,41 @@ fn a_full_room_does_not_count_a_seat_whose_member_here_is_gone() {
     assert_eq!(w.nodes[0].proposals.len(), 2, "the leave, then the join");
     assert!(!w.closed.iter().any(|(_, conn, _)| *conn == 99));
 }
+
+/// A chat sent right after the hello, while the join is still on its way to the log, follows
+/// the join there: the others see the join, then the chat; a chat after a refused join is
+/// refused by the log and reaches nobody.
+#[test]
+fn a_chat_sent_while_the_join_is_in_flight_follows_it() {
+    let mut w = World::new();
+    w.input(1, Input::Opened(ConnId(1))).unwrap();
+    w.input(1, Input::Received(ConnId(1), hello("bob")))
+        .unwrap();
+    w.decide(1).unwrap();
+    for n in 0..NODES {
+        w.apply(n).unwrap();
+    }
+    w.input(0, Input::Opened(ConnId(1))).unwrap();
+    w.input(0, Input::Received(ConnId(1), hello("alice")))
+        .unwrap();
+    let chat = ClientMsg::Chat { text: "hi".into() };
+    w.input(0, Input::Received(ConnId(1), chat.clone()))
+        .unwrap();
+    assert!(w.closed.is_empty(), "{:?}", w.closed);
+    // A look-alike of bob's name, with a chat: refused, and the chat with it.
+    w.input(0, Input::Opened(ConnId(2))).unwrap();
+    w.input(0, Input::Received(ConnId(2), hello("BOB")))
+        .unwrap();
+    w.input(0, Input::Received(ConnId(2), chat)).unwrap();
+    while !w.nodes[0].proposals.is_empty() {
+        w.decide(0).unwrap();
+    }
+    for _ in 0..w.entries.len() {
+        for n in 0..NODES {
+            w.apply(n).unwrap();
+        }
+    }
+    assert_eq!(w.seen[&(1, 1)].seqs, vec![1], "bob heard alice's chat once");
+    assert!(w.seen[&(1, 1)].known.contains("alice"));
+    assert_eq!(w.nodes[0].room.name_of(ConnId(2)), None);
+}

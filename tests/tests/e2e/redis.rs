@@ -233,8 +233,20 @@ fn two_nodes_share_chats_notices_and_the_member_list() {
     // Names are free again on either node.
     let (_carol, _) = RawClient::join(b.addr, "carol");
     assert_eq!(alice.recv(), joined("carol"));
+    assert_eq!(bob.recv(), joined("carol"));
     bob.send(&chat("again"));
     assert_eq!(alice.recv(), said(3, "bob", "again"));
+    // A hello and a chat in one write, as in a room alone: the chat follows the join in the
+    // log, though the join was still on its way when the chat came.
+    let mut erin = RawClient::connect(a.addr);
+    let mut both = chat_proto::encode_to_vec(&hello("erin")).unwrap();
+    both.extend(chat_proto::encode_to_vec(&chat("hi at once")).unwrap());
+    erin.send_raw(&both);
+    assert!(matches!(erin.recv(), ServerMsg::Welcome { .. }));
+    assert!(matches!(erin.recv(), ServerMsg::History { .. }));
+    assert_eq!(bob.recv(), joined("erin"));
+    assert_eq!(bob.recv(), said(4, "erin", "hi at once"));
+    erin.expect_silence(Duration::from_millis(100));
 }
 
 #[test]
