@@ -2,6 +2,7 @@ mod hub;
 mod model;
 mod nodes;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_proto::{
@@ -9,6 +10,24 @@ use chat_proto::{
 };
 
 use super::*;
+
+/// The welcome `out` starts with, as `(name, online, members, limits)`; panics on anything else.
+fn welcome(out: &[Output]) -> (&str, u32, &[Arc<str>], &chat_proto::Limits) {
+    match out.first() {
+        Some(Output::Send {
+            msg:
+                ServerMsg::Welcome {
+                    name,
+                    online,
+                    members,
+                    limits,
+                    ..
+                },
+            ..
+        }) => (name, *online, members, limits),
+        _ => panic!("not a welcome first: {out:?}"),
+    }
+}
 
 /// A room with a fake clock that collects outputs.
 struct Harness {
@@ -103,16 +122,7 @@ impl Harness {
     fn join(&mut self, id: u64, name: &str) {
         assert!(self.open(id).is_empty());
         let out = self.recv(id, hello(name));
-        assert!(
-            matches!(
-                out[0],
-                Output::Send {
-                    msg: ServerMsg::Welcome { .. },
-                    ..
-                }
-            ),
-            "{out:?}"
-        );
+        welcome(&out);
     }
 
     fn advance(&mut self, by: Duration) -> Vec<Output> {
@@ -741,13 +751,7 @@ fn the_welcome_announces_each_limit_in_its_own_field() {
     });
     h.open(1);
     let out = h.recv(1, hello("alice"));
-    let Output::Send {
-        msg: ServerMsg::Welcome { limits, .. },
-        ..
-    } = &out[0]
-    else {
-        panic!("{out:?}");
-    };
+    let (_, _, _, limits) = welcome(&out);
     assert_eq!(
         *limits,
         chat_proto::Limits {
@@ -770,33 +774,17 @@ fn the_welcome_lists_members_up_to_exactly_the_cut_off() {
     h.join(1, "a");
     h.open(2);
     let out = h.recv(2, hello("b"));
-    let Output::Send {
-        msg: ServerMsg::Welcome {
-            online, members, ..
-        },
-        ..
-    } = &out[0]
-    else {
-        panic!("{out:?}");
-    };
+    let (_, online, members, _) = welcome(&out);
     assert_eq!(
-        (*online, members.len()),
+        (online, members.len()),
         (2, 2),
         "two members, cut-off two: listed"
     );
     h.open(3);
     let out = h.recv(3, hello("c"));
-    let Output::Send {
-        msg: ServerMsg::Welcome {
-            online, members, ..
-        },
-        ..
-    } = &out[0]
-    else {
-        panic!("{out:?}");
-    };
+    let (_, online, members, _) = welcome(&out);
     assert_eq!(
-        (*online, members.len()),
+        (online, members.len()),
         (3, 0),
         "three members: the count only"
     );
@@ -809,14 +797,7 @@ fn a_name_is_registered_and_shown_in_composed_form() {
     h.open(2);
     // "cafe" + COMBINING ACUTE ACCENT registers as "caf" + U+00E9.
     let out = h.recv(2, hello("cafe\u{301}"));
-    let Output::Send {
-        msg: ServerMsg::Welcome { name, .. },
-        ..
-    } = &out[0]
-    else {
-        panic!("{out:?}");
-    };
-    assert_eq!(name, "caf\u{e9}");
+    assert_eq!(welcome(&out).0, "caf\u{e9}");
     assert_eq!(
         out[2],
         broadcast(
@@ -887,16 +868,7 @@ fn look_alikes_across_scripts_are_refused_or_collide() {
     for (id, name) in [(3, "Łukasz"), (4, "Дмитрий"), (5, "太郎"), (6, "Tarō太郎")] {
         h.open(id);
         let out = h.recv(id, hello(name));
-        assert!(
-            matches!(
-                &out[0],
-                Output::Send {
-                    msg: ServerMsg::Welcome { .. },
-                    ..
-                }
-            ),
-            "{name}: {out:?}"
-        );
+        assert_eq!(welcome(&out).0, name);
     }
 }
 
