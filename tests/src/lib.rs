@@ -69,6 +69,26 @@ pub fn left(name: &str, reason: CloseReason) -> ServerMsg {
     }
 }
 
+/// A connection to `addr` with a 4 KiB receive buffer: a peer that stops reading fills it at
+/// once, so the server's writes to it stall after a few frames (the slow-member tests).
+pub fn connect_small_window(addr: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
+}
+
+/// Asserts that what a member closed as too slow got before its closing frame is broadcasts
+/// only (joins and chats): a prefix of the room's stream, nothing out of place.
+pub fn assert_only_broadcasts(before: &[ServerMsg]) {
+    let out_of_place: Vec<&ServerMsg> = before
+        .iter()
+        .filter(|msg| !matches!(msg, ServerMsg::Joined { .. } | ServerMsg::Chat { .. }))
+        .collect();
+    assert_eq!(out_of_place, Vec::<&ServerMsg>::new());
+}
+
 /// A blocking client that speaks raw frames.
 #[derive(Debug)]
 pub struct RawClient {

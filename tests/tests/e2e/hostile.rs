@@ -184,10 +184,7 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
         "--flood-strikes",
         "10000",
     ]);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let mut stalled = RawClient::from_stream(socket.into());
+    let mut stalled = RawClient::from_stream(tests::connect_small_window(server.addr));
     stalled.send(&hello("stalled"));
     assert!(matches!(stalled.recv(), ServerMsg::Welcome { .. }));
     // Joins before the members, so they never see it arrive; it reads everything.
@@ -300,11 +297,7 @@ fn a_stalled_reader_is_closed_as_too_slow_memory_stays_bounded_others_lose_nothi
     // It was told why, after what its socket already held.
     let (reason, before) = stalled_reader.join().unwrap();
     assert_eq!(reason, Some(CloseReason::TooSlow));
-    let not_a_prefix: Vec<&ServerMsg> = before
-        .iter()
-        .filter(|msg| !matches!(msg, ServerMsg::Joined { .. } | ServerMsg::Chat { .. }))
-        .collect();
-    assert_eq!(not_a_prefix, Vec::<&ServerMsg>::new());
+    tests::assert_only_broadcasts(&before);
     drop(watcher.join().unwrap());
 }
 

@@ -439,46 +439,39 @@ fn a_5000_byte_line_gets_417_and_the_connection_goes_on() {
     }
 }
 
-#[test]
-fn a_flood_gets_rate_notices_then_error_and_close() {
+/// Registers on a server allowing 5 requests a second (burst 5, 3 strikes), sends `lines` in
+/// one write, and returns what came back until the link closed: the rate notice must be among
+/// it, and the flooding error last.
+fn flood(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut config = irc_config();
     config.room.rate_per_sec = 5;
     config.room.burst = 5;
     config.room.flood_strikes = 3;
     let server = start_server(config);
     let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
-    let flood: String = (0..50)
-        .map(|i| format!("PRIVMSG #chat :spam {i}\r\n"))
-        .collect();
+    let flood: String = lines.map(|line| line + "\r\n").collect();
     irc.send_raw(flood.as_bytes());
-    let lines = irc.until_closed();
+    let got = irc.until_closed();
     assert!(
-        lines.contains(&":irc.test NOTICE ann :sending too fast; message dropped".to_owned()),
-        "{lines:?}"
+        got.contains(&":irc.test NOTICE ann :sending too fast; message dropped".to_owned()),
+        "{got:?}"
     );
-    assert_eq!(lines.last().unwrap(), "ERROR :Closing link: flooding");
+    assert_eq!(got.last().unwrap(), "ERROR :Closing link: flooding");
+    got
 }
 
-/// What the gateway answers itself is paid for like a message: a flood of `PING`s gets a few
-/// `PONG`s, then the rate notice, then the link closed for flooding.
+#[test]
+fn a_flood_gets_rate_notices_then_error_and_close() {
+    flood((0..50).map(|i| format!("PRIVMSG #chat :spam {i}")));
+}
+
+/// What the gateway answers itself is paid for like a message: a flood of `PING`s gets no
+/// more `PONG`s than the burst, then the rate notice, then the link closed for flooding.
 #[test]
 fn a_flood_of_pings_is_paid_for_like_messages() {
-    let mut config = irc_config();
-    config.room.rate_per_sec = 5;
-    config.room.burst = 5;
-    config.room.flood_strikes = 3;
-    let server = start_server(config);
-    let (mut irc, _) = Irc::register(server.irc_addr().unwrap(), "ann");
-    let flood: String = (0..500).map(|i| format!("PING :t{i}\r\n")).collect();
-    irc.send_raw(flood.as_bytes());
-    let lines = irc.until_closed();
-    let pongs = lines.iter().filter(|l| l.contains(" PONG ")).count();
-    assert!((1..=5).contains(&pongs), "{pongs} pongs: {lines:?}");
-    assert!(
-        lines.contains(&":irc.test NOTICE ann :sending too fast; message dropped".to_owned()),
-        "{lines:?}"
-    );
-    assert_eq!(lines.last().unwrap(), "ERROR :Closing link: flooding");
+    let got = flood((0..500).map(|i| format!("PING :t{i}")));
+    let pongs = got.iter().filter(|l| l.contains(" PONG ")).count();
+    assert!((1..=5).contains(&pongs), "{pongs} pongs: {got:?}");
 }
 
 #[test]
@@ -521,10 +514,7 @@ fn an_irc_member_that_never_reads_is_closed_as_too_slow() {
     let server = start_server(config);
     let (mut nat, _) = RawClient::join(server.addr(), "nat");
     // The stalled member: a tiny receive buffer, and it never reads after registering.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.irc_addr().unwrap().into()).unwrap();
-    let stream: TcpStream = socket.into();
+    let stream = tests::connect_small_window(server.irc_addr().unwrap());
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut irc = Irc {
         reader: BufReader::new(stream.try_clone().unwrap()),

@@ -98,10 +98,7 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
     let server = start_server(config.clone());
 
     // The stalled member: a tiny receive buffer, and it never reads.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr().into()).unwrap();
-    let mut stalled = RawClient::from_stream(socket.into());
+    let mut stalled = RawClient::from_stream(tests::connect_small_window(server.addr()));
     stalled.send(&hello("stalled"));
     assert!(matches!(stalled.recv(), ServerMsg::Welcome { .. }));
 
@@ -176,11 +173,7 @@ fn a_member_that_never_reads_is_closed_as_too_slow_and_nobody_else_loses_anythin
         stalled_reader.join().unwrap()
     });
     assert_eq!(reason, Some(CloseReason::TooSlow));
-    let not_a_prefix: Vec<&ServerMsg> = before
-        .iter()
-        .filter(|msg| !matches!(msg, ServerMsg::Joined { .. } | ServerMsg::Chat { .. }))
-        .collect();
-    assert_eq!(not_a_prefix, Vec::<&ServerMsg>::new());
+    tests::assert_only_broadcasts(&before);
     assert_eq!(server.stats().too_slow.load(Relaxed), 1);
     // Memory stays bounded: no queue ever held more than its bound plus one frame.
     let max_queued = server.stats().max_queued.load(Relaxed) as usize;

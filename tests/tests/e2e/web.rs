@@ -149,10 +149,7 @@ fn a_browser_tab_that_stops_reading_is_closed_as_too_slow() {
     config.room.max_frame_bytes = 8192;
     let server = start_web_server(config);
     let web = server.web_addr().unwrap();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&web.into()).unwrap();
-    let mut slow = WebClient::over(socket.into(), web, None).unwrap();
+    let mut slow = WebClient::over(tests::connect_small_window(web), web, None).unwrap();
     slow.send(json!({"type": "hello", "name": "slow"}));
     assert_eq!(slow.recv()["type"], "welcome");
     let (mut talker, _) = RawClient::join(server.addr(), "talker");
