@@ -12,18 +12,6 @@ fn limits() -> Limits {
     }
 }
 
-const ALL_REASONS: [CloseReason; 9] = [
-    CloseReason::Left,
-    CloseReason::Disconnected,
-    CloseReason::HandshakeTimeout,
-    CloseReason::IdleTimeout,
-    CloseReason::TooSlow,
-    CloseReason::Flood,
-    CloseReason::ProtocolError,
-    CloseReason::ServerShutdown,
-    CloseReason::ServerFull,
-];
-
 fn every_client_msg() -> Vec<ClientMsg> {
     vec![
         ClientMsg::Hello {
@@ -81,7 +69,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
     ] {
         all.push(ServerMsg::Refused(Refusal::NameInvalid(rule)));
     }
-    for reason in ALL_REASONS {
+    for reason in CloseReason::ALL {
         all.push(ServerMsg::Left {
             name: "dave".into(),
             reason,
@@ -255,7 +243,7 @@ fn string_length_beyond_frame_is_malformed_not_allocated() {
 
 #[test]
 fn display_texts_are_one_line() {
-    for reason in ALL_REASONS {
+    for reason in CloseReason::ALL {
         assert!(!reason.to_string().contains('\n'));
     }
     assert_eq!(
