@@ -12,6 +12,20 @@ fn limits() -> Limits {
     }
 }
 
+/// `msgs` encoded one after another, and the points where they are cut (the ends included,
+/// in order): the chunks a reader is fed in the random-split tests.
+fn encoded_with_cuts(msgs: &[ClientMsg], cuts: &[prop::sample::Index]) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Vec::new();
+    for m in msgs {
+        encode(m, &mut bytes).unwrap();
+    }
+    let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+    points.push(0);
+    points.push(bytes.len());
+    points.sort_unstable();
+    (bytes, points)
+}
+
 fn every_client_msg() -> Vec<ClientMsg> {
     vec![
         ClientMsg::Hello {
@@ -281,14 +295,7 @@ proptest! {
         msgs in proptest::collection::vec(arb_client_msg(), 0..20),
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
     ) {
-        let mut bytes = Vec::new();
-        for m in &msgs {
-            encode(m, &mut bytes).unwrap();
-        }
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-        points.push(0);
-        points.push(bytes.len());
-        points.sort_unstable();
+        let (bytes, points) = encoded_with_cuts(&msgs, &cuts);
         let chunks: Vec<&[u8]> = points.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
         let mut decoder = FrameDecoder::new(4096);
         prop_assert_eq!(decode_all::<ClientMsg>(&mut decoder, &chunks).unwrap(), msgs);
@@ -588,14 +595,7 @@ proptest! {
         msgs in proptest::collection::vec(arb_client_msg(), 0..20),
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
     ) {
-        let mut bytes = Vec::new();
-        for m in &msgs {
-            encode(m, &mut bytes).unwrap();
-        }
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-        points.push(0);
-        points.push(bytes.len());
-        points.sort_unstable();
+        let (bytes, points) = encoded_with_cuts(&msgs, &cuts);
         let chunks: Vec<&[u8]> = points.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
         let mut reader = FrameReader::new(4096);
         prop_assert_eq!(read_all::<ClientMsg>(&mut reader, &chunks).unwrap(), msgs);
