@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chat_proto::{ClientMsg, CloseReason, FrameDecoder, Limits, ServerMsg, encode_to_vec};
+use chat_proto::{ClientMsg, CloseReason, FrameReader, Limits, ServerMsg, encode_to_vec};
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Expect, Regex, Session};
@@ -434,25 +434,31 @@ fn a_server_shutdown_is_one_notice_and_exit_code_1() {
 /// A one-connection fake server: reads frames from the client and writes whatever it is told.
 struct FakeServer {
     stream: TcpStream,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
+    reader: FrameReader,
 }
 
 impl FakeServer {
+    /// The client's connection on `listener`, accepted within [`WAIT`].
+    fn accept(listener: &TcpListener) -> Self {
+        let stream = accept_within(listener, WAIT);
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Self {
+            stream,
+            reader: FrameReader::new(64 * 1024),
+        }
+    }
+
     /// The next client message; panics on timeout or end of stream.
     fn recv(&mut self) -> ClientMsg {
         loop {
-            let mut input = &self.buf[..];
-            let msg = self.decoder.decode::<ClientMsg>(&mut input).unwrap();
-            let used = self.buf.len() - input.len();
-            self.buf.drain(..used);
-            if let Some(msg) = msg {
+            if let Some(msg) = self.reader.next().unwrap() {
                 return msg;
             }
-            let mut chunk = [0; 4096];
-            let n = self.stream.read(&mut chunk).expect("read from the client");
+            let n = self
+                .reader
+                .read_from(&mut self.stream)
+                .expect("read from the client");
             assert!(n > 0, "the client closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
@@ -480,13 +486,7 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut client = ScriptedClient::join(addr, "carol");
-    let stream = accept_within(&listener, WAIT);
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut server = FakeServer {
-        stream,
-        decoder: FrameDecoder::new(64 * 1024),
-        buf: Vec::new(),
-    };
+    let mut server = FakeServer::accept(&listener);
     assert!(matches!(server.recv(), ClientMsg::Hello { name, .. } if name == "carol"));
     server.send(&ServerMsg::Welcome {
         name: "carol".into(),
@@ -938,13 +938,7 @@ fn a_server_of_another_protocol_version_is_one_line_and_exit_1() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut client = ScriptedClient::join(addr, "carol");
-    let stream = accept_within(&listener, WAIT);
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut server = FakeServer {
-        stream,
-        decoder: FrameDecoder::new(64 * 1024),
-        buf: Vec::new(),
-    };
+    let mut server = FakeServer::accept(&listener);
     assert!(matches!(server.recv(), ClientMsg::Hello { version: 2, .. }));
     // A version 1 server refuses, then closes.
     server.send(&ServerMsg::Refused(
