@@ -54,8 +54,8 @@ enum State {
     Following { cursor: u64 },
     /// The feed left it behind (too slow); it waits for the room to close it.
     Behind,
-    /// Closed: it gets the feed up to `until` (while `cursor` is kept), then its own queue,
-    /// whose last frame is the closing frame if there is one.
+    /// Closed: it gets the feed up to `until` (while `cursor` is kept) with its own frames in
+    /// their places, the closing frame (if there is one) last.
     Closing { cursor: Option<u64>, until: u64 },
 }
 
@@ -178,7 +178,7 @@ impl Fanout {
     }
 
     /// A new connection: it gets only its own frames until [`Fanout::follow`]. Opening one that
-    /// is open changes nothing ([`crate::Hub`] opens it again when the room does).
+    /// is open changes nothing.
     pub fn open(&mut self, conn: ConnId) {
         self.conns.entry(conn).or_insert(Out {
             state: State::Open,
@@ -355,6 +355,12 @@ impl Fanout {
     /// The writer of `conn` is gone (the socket failed or was shut down): forget it.
     pub fn remove(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        // Only a publish drains the parked writers: a quiet room with churn would keep the
+        // ids of those gone. Dropped once they outnumber the connections, so amortised O(1).
+        if self.parked.len() > 2 * self.conns.len() + 64 {
+            let conns = &self.conns;
+            self.parked.retain(|c| conns.contains_key(c));
+        }
     }
 
     /// The next connection found too far behind since the last call: close it as too slow.

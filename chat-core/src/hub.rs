@@ -74,12 +74,11 @@ impl CodecId {
     pub const WIRE: CodecId = CodecId(0);
 }
 
-/// A codec, the fan-out of the connections that use it, and how many do.
+/// A codec and the fan-out of the connections that use it.
 #[derive(Debug)]
 struct Lane {
     codec: Box<dyn Codec>,
     fanout: Fanout,
-    conns: usize,
 }
 
 /// A room, its fan-outs (one per codec in use), and the encoding between them.
@@ -89,7 +88,6 @@ pub struct Hub {
     lanes: Vec<Lane>,
     /// The codec of every connection attached.
     conns: ConnMap<usize>,
-    queue_bytes: usize,
     scratch: Vec<u8>,
     events: VecDeque<HubEvent>,
 }
@@ -101,13 +99,11 @@ impl Hub {
         let wire = Lane {
             codec: Box::new(Wire),
             fanout: Fanout::new(queue_bytes),
-            conns: 0,
         };
         Self {
             room,
             lanes: vec![wire],
             conns: ConnMap::default(),
-            queue_bytes,
             scratch: Vec::new(),
             events: VecDeque::new(),
         }
@@ -117,8 +113,7 @@ impl Hub {
     pub fn add_codec(&mut self, codec: Box<dyn Codec>) -> CodecId {
         self.lanes.push(Lane {
             codec,
-            fanout: Fanout::new(self.queue_bytes),
-            conns: 0,
+            fanout: Fanout::new(self.lanes[0].fanout.max_bytes()),
         });
         CodecId(self.lanes.len() - 1)
     }
@@ -145,8 +140,7 @@ impl Hub {
     /// The fan-out `conn`'s writer takes from: the one of its codec. A connection that is not
     /// attached gets the wire protocol's, where it is unknown (its writer sees [`crate::Due::Done`]).
     pub fn fanout_of(&mut self, conn: ConnId) -> &mut Fanout {
-        let lane = self.conns.get(&conn).copied().unwrap_or(0);
-        &mut self.lanes[lane].fanout
+        &mut self.lane_of(conn).fanout
     }
 
     /// Gives `conn` a place in the fan-out of `codec` before its writer starts; the room learns
@@ -158,7 +152,6 @@ impl Hub {
         }
         self.conns.insert(conn, codec.0);
         let lane = &mut self.lanes[codec.0];
-        lane.conns += 1;
         lane.fanout.open(conn);
     }
 
@@ -167,7 +160,6 @@ impl Hub {
     pub fn detach(&mut self, conn: ConnId) {
         if let Some(lane) = self.conns.remove(&conn) {
             let lane = &mut self.lanes[lane];
-            lane.conns -= 1;
             lane.fanout.remove(conn);
             lane.codec.forget(conn);
         }
@@ -229,7 +221,7 @@ impl Hub {
             Output::Broadcast { except, msg } => {
                 // Once per codec in use, whatever the number of members: each writer follows
                 // its codec's feed.
-                for lane in self.lanes.iter_mut().filter(|l| l.conns > 0) {
+                for lane in self.lanes.iter_mut().filter(|l| l.fanout.conn_count() > 0) {
                     self.scratch.clear();
                     if lane.codec.encode_broadcast(&msg, &mut self.scratch) {
                         lane.fanout.publish(frame(&mut self.scratch), except);
@@ -239,7 +231,7 @@ impl Hub {
             Output::Subscribe { conn } => self.fanout_of(conn).follow(conn),
             Output::Close { conn, reason } => {
                 let gone = reason == CloseReason::Disconnected;
-                let lane = &mut self.lanes[self.conns.get(&conn).copied().unwrap_or(0)];
+                let lane = Self::lane_in(&mut self.lanes, &self.conns, conn);
                 self.scratch.clear();
                 let last = (!gone
                     && lane
@@ -256,8 +248,18 @@ impl Hub {
         }
     }
 
+    /// The lane of `conn`'s codec; the wire protocol's for a connection not attached.
+    fn lane_of(&mut self, conn: ConnId) -> &mut Lane {
+        Self::lane_in(&mut self.lanes, &self.conns, conn)
+    }
+
+    /// [`Hub::lane_of`], borrowing only the fields it needs (beside `scratch`).
+    fn lane_in<'l>(lanes: &'l mut [Lane], conns: &ConnMap<usize>, conn: ConnId) -> &'l mut Lane {
+        &mut lanes[conns.get(&conn).copied().unwrap_or(0)]
+    }
+
     fn send(&mut self, to: ConnId, msg: &ServerMsg) {
-        let lane = &mut self.lanes[self.conns.get(&to).copied().unwrap_or(0)];
+        let lane = Self::lane_in(&mut self.lanes, &self.conns, to);
         self.scratch.clear();
         if lane.codec.encode_to(to, msg, &mut self.scratch) {
             lane.fanout.send(to, frame(&mut self.scratch));

@@ -219,6 +219,20 @@ fn a_senders_own_broadcasts_behind_an_unwritten_frame_are_no_lag() {
     assert_eq!(f.poll_stalled(), Some(ConnId(1)));
 }
 
+/// Writers that wait for a publish and go away, in a room where nothing is published, do not
+/// pile up.
+#[test]
+fn churn_without_publishes_keeps_no_trace_of_those_gone() {
+    let mut f = Fanout::new(1_000);
+    for c in 0..10_000 {
+        f.open(ConnId(c));
+        f.follow(ConnId(c));
+        assert_eq!(f.due(ConnId(c), |_| true), Due::Wait);
+        f.remove(ConnId(c));
+    }
+    assert!(f.parked.len() <= 64, "{} parked", f.parked.len());
+}
+
 #[test]
 fn a_connections_own_frames_have_their_own_bound() {
     let mut f = Fanout::new(1_000);

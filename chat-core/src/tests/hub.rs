@@ -1,6 +1,8 @@
 //! The hub with two codecs: each connection gets its own protocol's bytes, a broadcast is
 //! encoded once per codec in use, and the closing frame comes from the connection's codec.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use super::*;
@@ -9,7 +11,8 @@ use crate::{Codec, Due, Hub};
 /// A codec that writes one text line per message, counting how often it encoded a broadcast.
 #[derive(Debug, Default)]
 struct Lines {
-    broadcasts: usize,
+    /// Shared with the test, which keeps a clone.
+    broadcasts: Arc<AtomicUsize>,
 }
 
 impl Codec for Lines {
@@ -25,7 +28,7 @@ impl Codec for Lines {
     }
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        self.broadcasts += 1;
+        self.broadcasts.fetch_add(1, Relaxed);
         let line = match msg {
             ServerMsg::Chat { from, text, .. } => format!("<{from}> {text}\n"),
             ServerMsg::Joined { name } => format!("+{name}\n"),
@@ -57,7 +60,10 @@ fn drain(hub: &mut Hub, conn: ConnId) -> Vec<u8> {
 fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_codec() {
     let now = Instant::now();
     let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
-    let lines = hub.add_codec(Box::new(Lines::default()));
+    let encoded = Arc::new(AtomicUsize::new(0));
+    let lines = hub.add_codec(Box::new(Lines {
+        broadcasts: encoded.clone(),
+    }));
     let (wire, text1, text2) = (ConnId(1), ConnId(2), ConnId(3));
     hub.attach(text1, lines);
     hub.attach(text2, lines);
@@ -69,8 +75,14 @@ fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_cod
     for conn in [wire, text1, text2] {
         drain(&mut hub, conn);
     }
+    let before = encoded.load(Relaxed);
     hub.handle_input(now, Input::Received(wire, chat("hi")))
         .unwrap();
+    assert_eq!(
+        encoded.load(Relaxed) - before,
+        1,
+        "one encoding for two members"
+    );
     assert_eq!(drain(&mut hub, text1), b"<wire> hi\n");
     assert_eq!(drain(&mut hub, text2), b"<wire> hi\n");
     assert_eq!(drain(&mut hub, wire), b"", "no echo");
