@@ -501,14 +501,16 @@ impl Room {
             count.handshakes
         });
         if from_addr > self.config.max_handshakes_per_ip {
-            self.send(id, ServerMsg::Refused(Refusal::TooManyConnections));
-            self.close(id, CloseReason::TooManyConnections);
+            self.refuse_and_close(
+                id,
+                Refusal::TooManyConnections,
+                CloseReason::TooManyConnections,
+            );
             return Ok(());
         }
         let handshakes = self.conns.len() - self.local_members;
         if handshakes > self.config.max_handshakes as usize {
-            self.send(id, ServerMsg::Refused(Refusal::ServerFull));
-            self.close(id, CloseReason::ServerFull);
+            self.refuse_and_close(id, Refusal::ServerFull, CloseReason::ServerFull);
             return Ok(());
         }
         self.schedule(id, now + self.config.handshake_timeout);
@@ -623,14 +625,13 @@ impl Room {
             .view
             .members
             .get(&key)
-            .is_some_and(|seat| seat.node != self.node || self.conns.contains_key(&seat.conn));
+            .is_some_and(|seat| !self.gone_here(seat));
         if held {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
         }
-        if self.view.members.len() >= self.config.max_clients as usize && self.full() {
-            self.send(id, ServerMsg::Refused(Refusal::ServerFull));
-            self.close(id, CloseReason::ServerFull);
+        if self.full() {
+            self.refuse_and_close(id, Refusal::ServerFull, CloseReason::ServerFull);
             return;
         }
         let max_per_addr = self.config.max_clients_per_ip;
@@ -640,8 +641,11 @@ impl Room {
             count.members + count.joining
         });
         if max_per_addr > 0 && members_from_addr >= max_per_addr {
-            self.send(id, ServerMsg::Refused(Refusal::TooManyConnections));
-            self.close(id, CloseReason::TooManyConnections);
+            self.refuse_and_close(
+                id,
+                Refusal::TooManyConnections,
+                CloseReason::TooManyConnections,
+            );
             return;
         }
         let name: Arc<str> = display_name(name).into();
@@ -869,8 +873,7 @@ impl Room {
                 }
                 match why {
                     Declined::RoomFull => {
-                        self.send(conn, ServerMsg::Refused(Refusal::ServerFull));
-                        self.close(conn, CloseReason::ServerFull);
+                        self.refuse_and_close(conn, Refusal::ServerFull, CloseReason::ServerFull);
                     }
                     Declined::Unavailable => {
                         self.send(conn, ServerMsg::Refused(Refusal::Unavailable));
@@ -962,18 +965,32 @@ impl Room {
         }
     }
 
-    /// Whether the room is full, not counting members of this node that are gone (in a shared
-    /// room their leaves may not be applied yet). Called only when the view looks full.
+    /// Whether `seat` is a member of this node whose connection is gone: in a shared room its
+    /// leave may not be applied yet, but it is on its way to the log.
+    fn gone_here(&self, seat: &Seat) -> bool {
+        seat.node == self.node && !self.conns.contains_key(&seat.conn)
+    }
+
+    /// Whether the room is full, seats of members gone from here aside. They are counted only
+    /// when the room looks full.
     fn full(&self) -> bool {
+        let max = self.config.max_clients as usize;
         let seats = self.view.members.len();
-        let gone = if self.log.is_none() {
-            let gone =
-                |seat: &&Seat| seat.node == self.node && !self.conns.contains_key(&seat.conn);
-            self.view.members.values().filter(gone).count()
-        } else {
-            0
-        };
-        seats - gone >= self.config.max_clients as usize
+        seats >= max
+            && seats
+                - self
+                    .view
+                    .members
+                    .values()
+                    .filter(|s| self.gone_here(s))
+                    .count()
+                >= max
+    }
+
+    /// Refuses a hello with `refusal` and closes the connection for `reason`.
+    fn refuse_and_close(&mut self, id: ConnId, refusal: Refusal, reason: CloseReason) {
+        self.send(id, ServerMsg::Refused(refusal));
+        self.close(id, reason);
     }
 
     fn send(&mut self, to: ConnId, msg: ServerMsg) {

@@ -441,6 +441,10 @@ fn run(seed: u64, max_bytes: usize, ops: usize, own_percent: u64) {
         }
         // The room's side: close the stalled as too slow; note who the feed dropped.
         while let Some(id) = f.poll_stalled() {
+            assert!(
+                max_bytes < 1 << 30,
+                "seed {seed}: {id:?} stalled under a bound nobody reaches"
+            );
             close_model(&mut f, &mut conns[id.0 as usize], CloseReason::TooSlow);
         }
         while let Some(id) = f.poll_wake() {

@@ -228,7 +228,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Hello(n, c, k) if w.nodes[n].open.contains(&c) => {
                 w.input(n, Input::Received(ConnId(c), hello(NAMES[k])))?;
             }
-            Op::Chat(n, c) if w.nodes[n].room.name_of(ConnId(c)).is_some() => {
+            // From any open connection: a member's, a joiner's (the join still on its way to
+            // the log), or one in its handshake (a protocol error).
+            Op::Chat(n, c) if w.nodes[n].open.contains(&c) => {
                 said += 1;
                 let text = format!("m{said}");
                 w.input(n, Input::Received(ConnId(c), ClientMsg::Chat { text }))?;
@@ -520,30 +522,27 @@ fn a_full_room_does_not_count_a_seat_whose_member_here_is_gone() {
 }
 
 /// A chat sent right after the hello, while the join is still on its way to the log, follows
-/// the join there: the others see the join, then the chat; a chat after a refused join is
-/// refused by the log and reaches nobody.
+/// the join there: the others see the join, then the chat. A chat after a join the log refuses
+/// is refused with it and reaches nobody; the connection stays, as after any refusal.
 #[test]
 fn a_chat_sent_while_the_join_is_in_flight_follows_it() {
     let mut w = World::new();
+    // bob's claim is in the log, but node 0 has not applied it: it cannot refuse a look-alike
+    // itself, and proposes it.
     w.input(1, Input::Opened(ConnId(1))).unwrap();
     w.input(1, Input::Received(ConnId(1), hello("bob")))
         .unwrap();
     w.decide(1).unwrap();
-    for n in 0..NODES {
-        w.apply(n).unwrap();
-    }
-    w.input(0, Input::Opened(ConnId(1))).unwrap();
-    w.input(0, Input::Received(ConnId(1), hello("alice")))
-        .unwrap();
+    w.apply(1).unwrap();
     let chat = ClientMsg::Chat { text: "hi".into() };
-    w.input(0, Input::Received(ConnId(1), chat.clone()))
-        .unwrap();
-    assert!(w.closed.is_empty(), "{:?}", w.closed);
-    // A look-alike of bob's name, with a chat: refused, and the chat with it.
-    w.input(0, Input::Opened(ConnId(2))).unwrap();
-    w.input(0, Input::Received(ConnId(2), hello("BOB")))
-        .unwrap();
-    w.input(0, Input::Received(ConnId(2), chat)).unwrap();
+    for (conn, name) in [(1, "alice"), (2, "BOB")] {
+        w.input(0, Input::Opened(ConnId(conn))).unwrap();
+        w.input(0, Input::Received(ConnId(conn), hello(name)))
+            .unwrap();
+        w.input(0, Input::Received(ConnId(conn), chat.clone()))
+            .unwrap();
+    }
+    assert_eq!(w.nodes[0].proposals.len(), 4, "two joins, two chats");
     while !w.nodes[0].proposals.is_empty() {
         w.decide(0).unwrap();
     }
@@ -554,5 +553,39 @@ fn a_chat_sent_while_the_join_is_in_flight_follows_it() {
     }
     assert_eq!(w.seen[&(1, 1)].seqs, vec![1], "bob heard alice's chat once");
     assert!(w.seen[&(1, 1)].known.contains("alice"));
+    assert_eq!(
+        w.senders.values().collect::<Vec<_>>(),
+        [&(0, 1)],
+        "only alice's chat entered the log"
+    );
     assert_eq!(w.nodes[0].room.name_of(ConnId(2)), None);
+    assert!(w.closed.is_empty(), "{:?}", w.closed);
+}
+
+/// A node swept by the log (its lease ran out): every node applies its members' leaves, the
+/// others hear them leave as lost, and the swept node closes them with that reason.
+#[test]
+fn a_swept_node_s_members_leave_everywhere_as_lost() {
+    let mut w = World::new();
+    for (n, name) in [(0, "alice"), (1, "bob")] {
+        w.input(n, Input::Opened(ConnId(1))).unwrap();
+        w.input(n, Input::Received(ConnId(1), hello(name))).unwrap();
+        w.decide(n).unwrap();
+    }
+    let swept = w.log.sweep(NodeId(2));
+    assert_eq!(swept.len(), 1);
+    w.entries.extend(swept);
+    for _ in 0..w.entries.len() {
+        for n in 0..NODES {
+            w.apply(n).unwrap();
+        }
+    }
+    assert_eq!(w.closed, vec![(1, 1, CloseReason::ServerLost)]);
+    for n in 0..NODES {
+        assert_eq!(
+            w.nodes[n].room.member_names(),
+            vec![Arc::<str>::from("alice")]
+        );
+    }
+    assert_eq!(w.seen[&(0, 1)].known, HashSet::from(["alice".to_owned()]));
 }
