@@ -6,6 +6,9 @@ use argh::FromArgs;
 pub use chat_core::ConfigError;
 use chat_proto::settings::{self, PortZero};
 
+/// The longest server name IRC lines carry (a host name, RFC 2812).
+pub const MAX_IRC_SERVER_NAME: usize = 63;
+
 /// The chat server: one room, many members.
 #[derive(FromArgs, Debug, Default, Clone, PartialEq, Eq)]
 pub struct Args {
@@ -335,8 +338,10 @@ pub fn resolve(
     }
     if let Some(raw) = pick("irc-server-name", &args.irc_server_name) {
         let name = raw.host()?;
-        if name.starts_with(':') {
-            return Err(raw.invalid("a host name or IP address").into());
+        if name.starts_with(':') || name.len() > MAX_IRC_SERVER_NAME {
+            return Err(raw
+                .invalid("a host name or IP address of up to 63 bytes")
+                .into());
         }
         config.irc_server_name = Some(name);
     }
@@ -737,6 +742,13 @@ mod tests {
                 ..Args::default()
             })
             .starts_with("invalid --irc-server-name ':x'")
+        );
+        assert!(
+            bad(Args {
+                irc_server_name: Some("s".repeat(64)),
+                ..Args::default()
+            })
+            .ends_with("expected a host name or IP address of up to 63 bytes")
         );
         assert!(
             bad(Args {

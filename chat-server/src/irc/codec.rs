@@ -252,7 +252,8 @@ impl Codec for IrcCodec {
                         ":{srv} NOTICE {chan} :[earlier] <{}> ",
                         irc_nick(&chat.from)
                     );
-                    let room = MAX_LINE - 2 - head.len();
+                    // Long names (a long --max-name-chars) leave little room: never below 16.
+                    let room = MAX_LINE.saturating_sub(2 + head.len());
                     for piece in pieces(&chat.text, room.max(16)) {
                         out.extend_from_slice(head.as_bytes());
                         out.extend_from_slice(piece.as_bytes());
@@ -276,7 +277,7 @@ impl Codec for IrcCodec {
                     _ => (text.as_str(), false),
                 };
                 // Each line at most 512 bytes: long text goes out in pieces.
-                let room = MAX_LINE - 2 - head.len() - if action { 9 } else { 0 };
+                let room = MAX_LINE.saturating_sub(2 + head.len() + if action { 9 } else { 0 });
                 for piece in pieces(text, room.max(16)) {
                     out.extend_from_slice(head.as_bytes());
                     if action {
@@ -456,5 +457,31 @@ mod tests {
                 .iter()
                 .all(|l| l.len() + 2 <= MAX_LINE && l.contains("\x01ACTION "))
         );
+    }
+
+    /// Names longer than a line leaves room for (a large --max-name-chars) still go out, in
+    /// pieces of at least 16 bytes of text, rather than an arithmetic overflow.
+    #[test]
+    fn a_name_longer_than_a_line_leaves_room_for_does_not_overflow() {
+        let mut codec = IrcCodec::new(
+            Identity {
+                server: "s".repeat(63),
+                channel: "#chat".into(),
+            },
+            Sessions::default(),
+        );
+        let mut out = Vec::new();
+        let msg = ServerMsg::Chat {
+            seq: 1,
+            from: "n".repeat(300),
+            text: "t".repeat(40),
+        };
+        assert!(codec.encode_broadcast(&msg, &mut out));
+        let text = String::from_utf8(out).unwrap();
+        let pieces: Vec<&str> = text
+            .split_terminator("\r\n")
+            .map(|l| l.rsplit_once(" :").unwrap().1)
+            .collect();
+        assert_eq!(pieces, ["t".repeat(16), "t".repeat(16), "t".repeat(8)]);
     }
 }

@@ -183,6 +183,7 @@ fn host_name() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| {
             !name.is_empty()
+                && name.len() <= crate::config::MAX_IRC_SERVER_NAME
                 && !name.starts_with(':')
                 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
         })
