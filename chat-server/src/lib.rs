@@ -30,5 +30,5 @@ pub mod web;
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,
 };
-pub use server::{RunningServer, serve, serve_with_gateways};
+pub use server::{RunningServer, listen, serve, serve_with_gateways};
 pub use stats::Stats;

@@ -5,31 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_signal::{Signal, Signals};
-use chat_server::{Args, Stats, resolve, serve_with_gateways};
+use chat_server::{Args, Stats, listen, resolve, serve_with_gateways};
 use futures_lite::StreamExt;
-
-/// Binds the listening socket; with `reuse_port`, other processes may bind the same port
-/// (SO_REUSEPORT) and the kernel spreads connections among them.
-fn listen(host: &str, port: u16, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
-    use std::net::ToSocketAddrs;
-    if !reuse_port {
-        return std::net::TcpListener::bind((host, port));
-    }
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
@@ -44,41 +21,29 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let listener = match listen(&config.host, config.port, config.reuse_port) {
-        Ok(listener) => listener,
-        Err(error) => {
+    // Every port the same way: with --reuse-port, several processes share each of them.
+    let bind = |port: u16, what: &str| {
+        listen(&config.host, port, config.reuse_port).map_err(|error| {
             eprintln!(
-                "error: cannot listen on {}:{}: {error}",
-                config.host, config.port
+                "error: cannot listen{what} on {}:{port}: {error}",
+                config.host
             );
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
     };
-    let irc = match config.irc_port {
-        None => None,
-        Some(port) => match std::net::TcpListener::bind((config.host.as_str(), port)) {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                eprintln!(
-                    "error: cannot listen for IRC on {}:{port}: {error}",
-                    config.host
-                );
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    let web = match config.web_port {
-        None => None,
-        Some(port) => match std::net::TcpListener::bind((config.host.as_str(), port)) {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                eprintln!(
-                    "error: cannot listen for the web page on {}:{port}: {error}",
-                    config.host
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let (listener, irc, web) = match (
+        bind(config.port, ""),
+        config
+            .irc_port
+            .map(|port| bind(port, " for IRC"))
+            .transpose(),
+        config
+            .web_port
+            .map(|port| bind(port, " for the web page"))
+            .transpose(),
+    ) {
+        (Ok(listener), Ok(irc), Ok(web)) => (listener, irc, web),
+        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
     };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,

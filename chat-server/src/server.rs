@@ -527,6 +527,29 @@ fn step(
     next
 }
 
+/// Binds the listening socket; with `reuse_port`, other processes may bind the same port
+/// (SO_REUSEPORT) and the kernel spreads connections among them.
+pub fn listen(host: &str, port: u16, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    if !reuse_port {
+        return std::net::TcpListener::bind((host, port));
+    }
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// A server running on its own thread: for tests and for embedding in a program that has
 /// other things to do.
 #[derive(Debug)]
@@ -557,7 +580,7 @@ impl RunningServer {
         let addr = listener.local_addr()?;
         let listener = async_net::TcpListener::try_from(listener)?;
         let irc = match config.irc_port {
-            Some(port) => Some(std::net::TcpListener::bind((config.host.as_str(), port))?),
+            Some(port) => Some(listen(&config.host, port, config.reuse_port)?),
             None => None,
         };
         let irc_addr = irc.as_ref().map(|l| l.local_addr()).transpose()?;

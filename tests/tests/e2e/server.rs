@@ -279,3 +279,32 @@ fn the_binary_on_sigterm_tells_every_client_and_exits_zero() {
         .expect("server exited");
     assert_eq!(status.code(), Some(0));
 }
+
+/// With `--reuse-port`, two processes share the chat port, and the IRC and web ports too (the
+/// second process could not start while the gateways' ports were bound without it).
+#[test]
+fn with_reuse_port_two_processes_share_every_port() {
+    use tests::web::free_port;
+    let ports = [free_port(), free_port(), free_port()].map(|p| p.to_string());
+    let start = || {
+        tests::ServerProcess::start_with(
+            std::process::Command::new(tests::binary("chat-server")).args([
+                "--reuse-port",
+                "--port",
+                &ports[0],
+                "--irc-port",
+                &ports[1],
+                "--web-port",
+                &ports[2],
+            ]),
+        )
+    };
+    let (a, b) = (start(), start());
+    assert_eq!(
+        (a.addr.port(), b.addr.port()),
+        (a.addr.port(), a.addr.port())
+    );
+    assert_eq!(a.addr.port().to_string(), ports[0]);
+    // Each serves: a newcomer lands on one of them.
+    let (_ann, _) = RawClient::join(a.addr, "ann");
+}
