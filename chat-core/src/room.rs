@@ -198,13 +198,15 @@ struct Conn {
 }
 
 /// An address as limits count it: an IPv4 address, or the /64 of an IPv6 address (one host
-/// usually holds a whole /64).
+/// usually holds a whole /64). Public so that a driver's own per-address limits (a gateway's
+/// handshake phase) count the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum AddrKey {
+pub enum AddrKey {
+    /// An IPv4 address (or an IPv4-mapped IPv6 one).
     V4(u32),
+    /// The upper 64 bits of an IPv6 address.
     V6(u64),
 }
-
 impl From<IpAddr> for AddrKey {
     fn from(addr: IpAddr) -> Self {
         match addr {

@@ -1138,3 +1138,12 @@ fn joins_in_flight_count_towards_the_member_limit_of_an_address_in_a_shared_room
         ]
     );
 }
+
+#[test]
+fn an_address_counts_as_its_ipv4_or_its_ipv6_64() {
+    let key = |a: &str| AddrKey::from(a.parse::<core::net::IpAddr>().unwrap());
+    assert_eq!(key("2001:db8::1"), key("2001:db8::ffff:2"));
+    assert_ne!(key("2001:db8::1"), key("2001:db8:0:1::1"));
+    assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use chat_core::{CodecId, Input};
+use chat_core::{AddrKey, CodecId, Input};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::{Async, Timer};
 
@@ -43,7 +43,8 @@ pub(crate) async fn accept_loop(
     });
     let in_http = Rc::new(Cell::new(0u32));
     // Connections in their HTTP phase per address: one address cannot take every slot.
-    let per_addr: Rc<std::cell::RefCell<std::collections::HashMap<IpAddr, u32>>> = Rc::default();
+    // Counted as the room counts addresses: an IPv6 host by its /64.
+    let per_addr: Rc<std::cell::RefCell<std::collections::HashMap<AddrKey, u32>>> = Rc::default();
     // Connections whose HTTP phase ended in an upgrade, with the bytes read past it.
     // Unbounded in type, bounded in fact: at most `max_handshakes` connections are in their HTTP
     // phase, and each sends here at most once.
@@ -62,7 +63,8 @@ pub(crate) async fn accept_loop(
             .await;
         let (stream, peer, part) = match next {
             Ok((stream, peer)) => {
-                let from_addr = per_addr.borrow().get(&peer).copied().unwrap_or(0);
+                let key = AddrKey::from(peer);
+                let from_addr = per_addr.borrow().get(&key).copied().unwrap_or(0);
                 if in_http.get() >= config.room.max_handshakes
                     || from_addr >= config.room.max_handshakes_per_ip
                 {
@@ -72,7 +74,7 @@ pub(crate) async fn accept_loop(
                     continue;
                 }
                 in_http.set(in_http.get() + 1);
-                *per_addr.borrow_mut().entry(peer).or_default() += 1;
+                *per_addr.borrow_mut().entry(key).or_default() += 1;
                 let http = http_phase(
                     stream.clone(),
                     origins.clone(),
@@ -87,10 +89,10 @@ pub(crate) async fn accept_loop(
                     in_http.set(in_http.get() - 1);
                     {
                         let mut per_addr = per_addr.borrow_mut();
-                        if let Some(count) = per_addr.get_mut(&peer) {
+                        if let Some(count) = per_addr.get_mut(&key) {
                             *count -= 1;
                             if *count == 0 {
-                                per_addr.remove(&peer);
+                                per_addr.remove(&key);
                             }
                         }
                     }
