@@ -139,7 +139,6 @@ impl std::fmt::Debug for Shared {
 /// Where a room starts: its node, the snapshot, and the stream ID the snapshot includes.
 struct Start {
     node: u64,
-    epoch: String,
     snapshot: Snapshot,
     last_id: String,
 }
@@ -370,11 +369,10 @@ impl Shared {
         self.keyed(&mut call);
         call.arg(self.history);
         let value: Value = call.invoke_async(conn).await?;
-        let (snapshot, epoch, last_id) = parse_snapshot(&value)
+        let (snapshot, last_id) = parse_snapshot(&value)
             .ok_or_else(|| io::Error::other(format!("malformed snapshot from Redis: {value:?}")))?;
         Ok(Start {
             node: self.node(),
-            epoch,
             snapshot,
             last_id,
         })
@@ -740,7 +738,6 @@ async fn read_loop(
                     );
                     applied = start.snapshot.pos;
                     last_id = start.last_id;
-                    let _ = start.epoch;
                     let input = Input::Resync {
                         node: NodeId(start.node),
                         snapshot: start.snapshot,
@@ -877,10 +874,11 @@ fn parse_seat(key: String, claim: &str) -> Option<Seat> {
     })
 }
 
-/// The snapshot script's answer: the snapshot, the epoch and the last stream ID.
-fn parse_snapshot(value: &Value) -> Option<(Snapshot, String, String)> {
+/// The snapshot script's answer: the snapshot and the last stream ID (the epoch it also carries
+/// is the heartbeat's to check).
+fn parse_snapshot(value: &Value) -> Option<(Snapshot, String)> {
     let parts = items(value)?;
-    let [pos, seq, epoch, last_id, claims, chats] = parts.as_slice() else {
+    let [pos, seq, _epoch, last_id, claims, chats] = parts.as_slice() else {
         return None;
     };
     let mut history = Vec::new();
@@ -907,7 +905,7 @@ fn parse_snapshot(value: &Value) -> Option<(Snapshot, String, String)> {
         members,
         history,
     };
-    Some((snapshot, text(epoch)?, text(last_id)?))
+    Some((snapshot, text(last_id)?))
 }
 
 /// The entries of an `XREAD` reply of one stream: (ID, field-value pairs).

@@ -393,28 +393,20 @@ async fn room_task(
             (&mut timer).await;
             None
         });
-        let input = match event.await {
-            Some(Ok(Event::Input(input))) => input,
-            Some(Ok(Event::Raw(conn, bytes))) => {
-                let next = step(&shared, &stats, proposals, &mut held, |hub, now| {
-                    hub.send_raw(now, conn, &bytes)
-                });
-                match next {
-                    Some(at) => timer.set_at(at),
-                    None => timer = Timer::never(),
-                }
-                continue;
-            }
+        let event = match event.await {
             Some(Ok(Event::Call(call))) => {
                 call();
                 continue;
             }
+            Some(Ok(event)) => event,
             Some(Err(_)) => break,
-            None => Input::Tick,
+            None => Event::Input(Input::Tick),
         };
-        let shutdown = input == Input::Shutdown;
-        let next = step(&shared, &stats, proposals, &mut held, |hub, now| {
-            hub.handle_input(now, input)
+        let shutdown = matches!(event, Event::Input(Input::Shutdown));
+        let next = step(&shared, &stats, proposals, &mut held, |hub, now| match event {
+            Event::Input(input) => hub.handle_input(now, input),
+            Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
+            Event::Call(_) => Ok(()), // run above
         });
         if shutdown {
             break;
