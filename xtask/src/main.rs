@@ -23,8 +23,11 @@ usage: cargo xtask <task> [args]
 tasks:
   ci              fmt check, clippy -D warnings, all tests, actionlint (if installed),
                   and the load generator's smoke run (cargo xtask bench --smoke)
-  bench [--only NAME] [--no-redis] | --smoke
-                  the benchmark matrix side by side with Redis, written to BENCHMARKS.md
+  bench [--only NAME] [--no-redis] | --smoke | --gateways | --cluster
+                  the benchmark matrix side by side with Redis, written to BENCHMARKS.md;
+                  --gateways compares IRC and browser members with native ones, --cluster
+                  one server with three sharing the room through Redis (both print their
+                  table for BENCHMARKS.md's hand-written sections)
   demo            record a chat between three people (asciinema) and render it as an
                   animated SVG (svg-term-cli): docs/demo.cast and docs/demo.svg
   fuzz [SECONDS] [TARGET]
