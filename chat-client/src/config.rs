@@ -164,7 +164,11 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             return Ok(if on { Switch::On } else { Switch::Off });
         }
         match settings::pick(flag, None, &env) {
-            Some(raw) => raw.parse_with(on_off, "1 or 0 (also yes/no, true/false, on/off)"),
+            Some(raw) => Ok(if raw.on_off()? {
+                Switch::On
+            } else {
+                Switch::Off
+            }),
             None => Ok(default.into()),
         }
     };
@@ -187,15 +191,6 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         bell: switch("bell", args.bell, args.no_bell, DEFAULT_BELL)?,
         colour: false,
     })
-}
-
-/// `1`/`yes`/`true`/`on` or `0`/`no`/`false`/`off`, in any case.
-fn on_off(value: &str) -> Option<Switch> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" | "on" => Some(Switch::On),
-        "0" | "no" | "false" | "off" => Some(Switch::Off),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,18 @@ impl Raw {
         self.parse_with(|v| v.parse::<T>().ok(), "a whole number")
     }
 
+    /// On or off: `1`/`yes`/`true`/`on` or `0`/`no`/`false`/`off`, in any case.
+    pub fn on_off(&self) -> Result<bool, SettingError> {
+        self.parse_with(
+            |v| match v.to_ascii_lowercase().as_str() {
+                "1" | "yes" | "true" | "on" => Some(true),
+                "0" | "no" | "false" | "off" => Some(false),
+                _ => None,
+            },
+            "1 or 0 (also yes/no, true/false, on/off)",
+        )
+    }
+
     /// A host name or address: not empty, no spaces or control characters.
     pub fn host(&self) -> Result<String, SettingError> {
         self.parse_with(

@@ -99,7 +99,7 @@ pub struct Args {
     /// entries the shared room's stream keeps, about [env CHAT_TRIM_LEN, default 100000]
     #[argh(option)]
     pub trim_len: Option<String>,
-    /// let several servers listen on the same port (SO_REUSEPORT) [env CHAT_REUSE_PORT]
+    /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
 }
@@ -345,7 +345,11 @@ pub fn resolve(
         }
         config.irc_server_name = Some(name);
     }
-    config.reuse_port = args.reuse_port || env("CHAT_REUSE_PORT").is_some_and(|v| v == "1");
+    config.reuse_port = args.reuse_port
+        || match pick("reuse-port", &None) {
+            Some(raw) => raw.on_off()?,
+            None => false,
+        };
     config.shared = resolve_shared(args, &env)?;
     config.room.validate()?;
     Ok(config)
@@ -724,6 +728,19 @@ mod tests {
             }),
             reuse_port: true,
         }
+    }
+
+    #[test]
+    fn reuse_port_is_a_flag_or_an_on_off_variable() {
+        let reuse =
+            |pairs: &[(&str, &str)]| resolve(&Args::default(), env(pairs)).map(|c| c.reuse_port);
+        assert_eq!(reuse(&[]), Ok(false));
+        assert_eq!(reuse(&[("CHAT_REUSE_PORT", "yes")]), Ok(true));
+        assert_eq!(reuse(&[("CHAT_REUSE_PORT", "0")]), Ok(false));
+        assert_eq!(
+            reuse(&[("CHAT_REUSE_PORT", "maybe")]).unwrap_err().0,
+            "invalid --reuse-port 'maybe' (from CHAT_REUSE_PORT): expected 1 or 0 (also yes/no, true/false, on/off)"
+        );
     }
 
     #[test]

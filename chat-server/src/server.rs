@@ -403,11 +403,17 @@ async fn room_task(
             None => Event::Input(Input::Tick),
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
-        let next = step(&shared, &stats, proposals, &mut held, |hub, now| match event {
-            Event::Input(input) => hub.handle_input(now, input),
-            Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
-            Event::Call(_) => Ok(()), // run above
-        });
+        let next = step(
+            &shared,
+            &stats,
+            proposals,
+            &mut held,
+            |hub, now| match event {
+                Event::Input(input) => hub.handle_input(now, input),
+                Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
+                Event::Call(_) => Ok(()), // run above
+            },
+        );
         if shutdown {
             break;
         }

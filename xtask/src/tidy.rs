@@ -93,10 +93,10 @@ mod tests {
         Ok(fields)
     }
 
-    /// Each `pub FIELD: Option<String>` of `struct Args` with the help note in its doc comment;
-    /// with `switches`, each `pub FIELD: bool` too, except a `no_FIELD` that turns one off (it
-    /// must follow its `FIELD`).
-    fn help_notes(text: &str, switches: bool) -> Result<Vec<(String, Option<HelpNote>)>, String> {
+    /// Each `pub FIELD: Option<String>` and `pub FIELD: bool` (a switch) of `struct Args` with
+    /// the help note in its doc comment, except a `no_FIELD` that turns a switch off (it must
+    /// follow its `FIELD`).
+    fn help_notes(text: &str) -> Result<Vec<(String, Option<HelpNote>)>, String> {
         let start = text
             .find("pub struct Args {")
             .ok_or("no `pub struct Args` found")?;
@@ -118,7 +118,6 @@ mod tests {
             } else if let Some(field) = line
                 .strip_prefix("pub ")
                 .and_then(|l| l.strip_suffix(": bool,"))
-                .filter(|_| switches)
             {
                 match field.strip_prefix("no_") {
                     Some(on) if out.last().is_some_and(|(last, _)| last == on) => {}
@@ -181,7 +180,7 @@ mod tests {
             let room = fields_of(&sources.room, "impl Default for Config {")?;
             let server = fields_of(&sources.server_config, "impl Default for ServerConfig {")?;
             let shared = fields_of(&sources.server_config, "impl Default for SharedConfig {")?;
-            for (field, note) in help_notes(&sources.server_config, false)? {
+            for (field, note) in help_notes(&sources.server_config)? {
                 // A setting that is off or computed when not given (`[env X, else ...]`) has
                 // no default in code to compare.
                 if note.is_some_and(|n| n.default.is_none()) {
@@ -206,6 +205,7 @@ mod tests {
                 // A setting that is off unless given (`None`, an empty list) has no default.
                 let value = match expr.trim().trim_end_matches(',') {
                     "None" | "Vec::new()" => None,
+                    "false" => Some("off".to_owned()),
                     _ => Some(canonical(expr).ok_or_else(|| {
                         format!("server --{field}: cannot read its default `{expr}`; teach tidy.rs")
                     })?),
@@ -248,8 +248,7 @@ mod tests {
             ("server", &sources.server_config),
             ("client", &sources.client_config),
         ] {
-            let switches = program == "client";
-            let notes = help_notes(config, switches);
+            let notes = help_notes(config);
             let (notes, defaults) = match (notes, code_defaults(program, sources)) {
                 (Ok(notes), Ok(defaults)) => (notes, defaults),
                 (Err(e), _) | (_, Err(e)) => {
