@@ -840,11 +840,19 @@ fn a_scripted_client_behind_a_cut_link_exits_1_within_the_idle_timeout_and_a_few
     assert!(noticed <= NOTICED_WITHIN, "noticed after {noticed:?}");
     assert_eq!(status.code(), Some(1));
     assert_eq!(drain(&client.stdout), Vec::<String>::new());
-    assert_eq!(
-        drain(&client.stderr),
-        ["error: connection lost (no answer from the server for 11 s)"]
+    let stderr = drain(&client.stderr);
+    assert!(
+        matches!(&stderr[..], [line] if SILENT_FOR.iter().any(|s| *line == format!("error: {s}"))),
+        "{stderr:?}"
     );
 }
+
+/// What the client says when the link goes silent in these tests: the idle timeout (6 s) and
+/// its own ping's 5 s, rounded, so 11 s, or 12 s when the timers run late on a loaded machine.
+const SILENT_FOR: [&str; 2] = [
+    "connection lost (no answer from the server for 11 s)",
+    "connection lost (no answer from the server for 12 s)",
+];
 
 /// How many times `needle` was written to the terminal.
 fn times_shown(raw: &[u8], needle: &str) -> usize {
@@ -876,7 +884,9 @@ fn at_a_terminal_a_cut_link_is_lost_then_rejoined_with_what_was_missed_shown_onc
         NOTICED_WITHIN + Duration::from_secs(5),
         "the lost connection",
         |s| {
-            row_of(s, "* connection lost (no answer from the server for 11 s)")
+            SILENT_FOR
+                .iter()
+                .find_map(|lost| row_of(s, &format!("* {lost}")))
                 .is_some_and(|row| row_of(s, "* reconnecting…") == Some(row + 1))
         },
     );

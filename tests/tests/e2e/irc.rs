@@ -306,8 +306,11 @@ fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
     }
     assert_eq!(got, long);
 
-    nat.send(&tests::hello("x").clone());
-    let _ = nat.recv(); // AlreadyJoined: harmless
+    nat.send(&tests::hello("x"));
+    assert_eq!(
+        nat.recv(),
+        ServerMsg::Refused(chat_proto::Refusal::AlreadyJoined)
+    );
     nat.send(&chat_proto::ClientMsg::Who);
     match nat.recv() {
         ServerMsg::Members { names } => {
