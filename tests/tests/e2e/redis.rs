@@ -775,7 +775,8 @@ fn nothing_a_fenced_node_sends_after_waking_enters_the_log() {
 fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
     let started = Instant::now();
     let redis = RedisServer::start();
-    // A long lease: a leave within it can only be the node's own word, not a sweep.
+    // A long lease; and a sweep would say the server was lost: ServerShutdown below can only
+    // be the node's own word (how long it took is printed, not asserted).
     let (a, mut b) = (
         node_with_lease(&redis.url(), "30s"),
         node_with_lease(&redis.url(), "30s"),
@@ -803,7 +804,6 @@ fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
             left("carol", CloseReason::ServerShutdown)
         ]
     );
-    assert!(within < Duration::from_secs(3), "{within:?}");
     assert!(
         b.wait_exit(Duration::from_secs(5))
             .is_some_and(|s| s.success())
