@@ -75,7 +75,7 @@ pub struct ConnState {
     /// How to show the next member list.
     pub listing: Option<Listing>,
     /// Told the hello's outcome (welcomed or not) once.
-    pub outcome: Option<async_channel::Sender<bool>>,
+    pub outcome: Option<async_channel::Sender<Option<String>>>,
 }
 
 /// Per-connection state shared by the codec (on the room task) and the readers.
@@ -135,7 +135,7 @@ impl Codec for IrcCodec {
             } => {
                 let nick = irc_nick(name).into_owned();
                 if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(true);
+                    let _ = tx.try_send(Some(nick.clone()));
                 }
                 state.nick = Some(nick.clone());
                 let version = env!("CARGO_PKG_VERSION");
@@ -186,7 +186,7 @@ impl Codec for IrcCodec {
             }
             ServerMsg::Refused(refusal) => {
                 if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(false);
+                    let _ = tx.try_send(None);
                 }
                 let me = state.nick.as_deref().unwrap_or("*");
                 let wanted = &state.wanted;
@@ -209,7 +209,7 @@ impl Codec for IrcCodec {
             }
             ServerMsg::Error(kind) => {
                 if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(false); // a hello refused for rate
+                    let _ = tx.try_send(None); // a hello refused for rate
                 }
                 state.listing = None;
                 let me = state.nick.as_deref().unwrap_or("*");

@@ -151,8 +151,9 @@ async fn read_loop(
                             return;
                         }
                         match rx.recv().await {
-                            Ok(true) => session.welcomed(),
-                            Ok(false) => session.refused(),
+                            // The nick as the room registered it (composed), not as typed.
+                            Ok(Some(nick)) => session.welcomed(nick),
+                            Ok(None) => session.refused(),
                             // The connection was closed and forgotten meanwhile.
                             Err(_) => break 'read Input::Closed(id),
                         }

@@ -54,10 +54,11 @@ impl Session {
         }
     }
 
-    /// The room welcomed the hello.
-    pub fn welcomed(&mut self) {
-        if let Phase::Registering { nick } = &self.phase {
-            self.phase = Phase::Registered { nick: nick.clone() };
+    /// The room welcomed the hello, under `nick`: the name it registered, as IRC shows it (the
+    /// composed form of what was typed), which every later line uses.
+    pub fn welcomed(&mut self, nick: String) {
+        if let Phase::Registering { .. } = &self.phase {
+            self.phase = Phase::Registered { nick };
         }
     }
 
@@ -407,12 +408,29 @@ mod tests {
             run(&mut s, "NICK bob"),
             vec![Action::Register("bob".into())]
         );
-        s.welcomed();
+        s.welcomed("bob".into());
         assert_eq!(
             run(&mut s, "PRIVMSG #chat :\x01ACTION waves\x01"),
             vec![Action::Room(ClientMsg::Chat {
                 text: "/me waves".into()
             })]
+        );
+    }
+
+    /// After the welcome, lines name the client by the nick the room registered (composed),
+    /// not as it was typed (decomposed): the same nick as the room's JOIN and QUIT lines.
+    #[test]
+    fn the_nick_is_the_one_the_room_registered() {
+        let mut s = session();
+        run(&mut s, "NICK cafe\u{301}");
+        assert_eq!(
+            run(&mut s, "USER a 0 * :A"),
+            vec![Action::Register("cafe\u{301}".into())]
+        );
+        s.welcomed("caf\u{e9}".into());
+        assert_eq!(
+            replies(&run(&mut s, "PART #chat")),
+            ":caf\u{e9}!caf\u{e9}@srv PART #chat :left\r\n"
         );
     }
 
