@@ -9,14 +9,14 @@
 //! cargo run -p chat-core --example blocking -- 127.0.0.1:7878
 //! ```
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_core::{CodecId, Config, ConnId, Due, Hub, HubEvent, Input, Notice, Room};
-use chat_proto::{ClientMsg, FrameDecoder};
+use chat_proto::{ClientMsg, FrameReader};
 
 /// The hub, and one condition variable its writers wait on.
 struct Shared {
@@ -28,7 +28,9 @@ fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or("127.0.0.1:7878".into());
     let listener = TcpListener::bind(&addr)?;
     println!("listening on {}", listener.local_addr()?);
-    let room = Room::new(Config::default()).map_err(std::io::Error::other)?;
+    let config = Config::default();
+    let max_frame = config.max_frame_bytes;
+    let room = Room::new(config).map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         hub: Mutex::new(Hub::new(room, 256 * 1024)),
         wake: Condvar::new(),
@@ -63,7 +65,7 @@ fn main() -> std::io::Result<()> {
         }
         let (reader, writer) = (stream.try_clone()?, stream);
         let inputs = inputs.clone();
-        std::thread::spawn(move || read_loop(reader, conn, inputs));
+        std::thread::spawn(move || read_loop(reader, conn, max_frame, inputs));
         let shared = shared.clone();
         std::thread::spawn(move || write_loop(writer, conn, &shared));
     }
@@ -89,29 +91,22 @@ fn step(shared: &Shared, input: Input) -> Option<Instant> {
     hub.poll_timeout()
 }
 
-/// Decodes whole frames and hands them to the room; the end of the stream closes.
-fn read_loop(mut stream: TcpStream, conn: ConnId, inputs: SyncSender<Input>) {
-    let mut decoder = FrameDecoder::new(Config::default().max_frame_bytes);
-    let mut buf = vec![0u8; 16 * 1024];
+/// Decodes whole frames (of at most `max_frame` bytes, the room's limit) and hands them to the
+/// room; the end of the stream closes, a bad frame closes as malformed.
+fn read_loop(mut stream: TcpStream, conn: ConnId, max_frame: u32, inputs: SyncSender<Input>) {
+    let mut reader = FrameReader::new(max_frame);
     let end = loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break Input::Closed(conn),
-            Ok(n) => n,
-        };
-        let mut bytes = &buf[..n];
-        let malformed = loop {
-            match decoder.decode::<ClientMsg>(&mut bytes) {
-                Ok(Some(msg)) => {
-                    if inputs.send(Input::Received(conn, msg)).is_err() {
-                        return;
-                    }
+        match reader.next::<ClientMsg>() {
+            Ok(Some(msg)) => {
+                if inputs.send(Input::Received(conn, msg)).is_err() {
+                    return;
                 }
-                Ok(None) => break false,
-                Err(_) => break true,
             }
-        };
-        if malformed {
-            break Input::Malformed(conn);
+            Ok(None) => match reader.read_from(&mut stream) {
+                Ok(0) | Err(_) => break Input::Closed(conn),
+                Ok(_) => {}
+            },
+            Err(_) => break Input::Malformed(conn),
         }
     };
     let _ = inputs.send(end);
