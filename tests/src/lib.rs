@@ -69,6 +69,42 @@ pub fn left(name: &str, reason: CloseReason) -> ServerMsg {
     }
 }
 
+/// A port that was free a moment ago on 127.0.0.1: bind port 0, read the port, let it go.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `PREFIX-PID-N`, a name no other test uses.
+    pub fn new(prefix: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return TempDir(path),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => panic!("create {}: {err}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A connection to `addr` with a 4 KiB receive buffer: a peer that stops reading fills it at
 /// once, so the server's writes to it stall after a few frames (the slow-member tests).
 pub fn connect_small_window(addr: SocketAddr) -> TcpStream {

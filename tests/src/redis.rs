@@ -10,12 +10,13 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::{TempDir, free_port};
 
 /// How long a started or restarted server has to answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +42,7 @@ impl RedisBuilder {
     /// Starts the server and waits until it answers PING. Panics (failing the test) with the
     /// server's log if it cannot start.
     pub fn start(self) -> RedisServer {
-        let mut dir = TempDir::new();
+        let mut dir = TempDir::new("chat-redis");
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
@@ -307,44 +308,6 @@ fn read_reply(input: &mut impl BufRead) -> io::Result<Reply> {
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// A port that was free a moment ago: bind port 0, read the port, let it go.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// A directory under the system's temporary directory, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        loop {
-            let path = std::env::temp_dir().join(format!(
-                "chat-redis-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            match fs::create_dir(&path) {
-                Ok(()) => return TempDir(path),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(err) => panic!("create {}: {err}", path.display()),
-            }
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[cfg(test)]

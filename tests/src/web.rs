@@ -11,21 +11,14 @@ use serde_json::{Value, json};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-use crate::{RECV_TIMEOUT, RunningServer, ServerConfig};
+pub use crate::free_port;
+use crate::{RECV_TIMEOUT, RunningServer, ServerConfig, TempDir};
 
 /// Starts an in-process server with the room in a browser, both on free loopback ports.
 pub fn start_web_server(config: ServerConfig) -> RunningServer {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let web = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     RunningServer::start_with_web(listener, Some(web), config).expect("start server")
-}
-
-/// A free loopback port (free when this returns; good enough for a test).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// What came from the server on a WebSocket.
@@ -169,17 +162,7 @@ pub struct Browser {
     driver: Child,
     port: u16,
     session: String,
-    _profile: TempDir,
-}
-
-/// A directory removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    profile: TempDir,
 }
 
 impl Browser {
@@ -200,13 +183,12 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn chromedriver");
-        let profile =
-            std::env::temp_dir().join(format!("chat-web-test-{}-{port}", std::process::id()));
+        let profile = TempDir::new("chat-web-test");
         let mut browser = Self {
             driver,
             port,
             session: String::new(),
-            _profile: TempDir(profile.clone()),
+            profile,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while browser.call("GET", "/status", None).is_err() {
@@ -224,7 +206,7 @@ impl Browser {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--window-size=1000,640",
-            &format!("--user-data-dir={}", profile.display()),
+            &format!("--user-data-dir={}", browser.profile.0.display()),
         ];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
