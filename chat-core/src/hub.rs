@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use chat_proto::{CloseReason, ServerMsg};
+use chat_proto::{ClientMsg, CloseReason, FrameDecoder, ServerMsg};
 
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
@@ -34,10 +34,36 @@ pub enum HubEvent {
     },
 }
 
-/// How a hub turns the room's messages into bytes for one kind of connection: the chat wire
-/// protocol ([`Wire`]), or another protocol's adapter (IRC lines, WebSocket frames). A broadcast
-/// is encoded once per codec in use, whatever the number of members.
+/// What a codec's inbound half makes of a connection's bytes, in the order they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A message for the room.
+    Msg(ClientMsg),
+    /// An answer the adapter gives itself (a PONG, a page, a numeric the room has no part in),
+    /// queued for the connection in order with everything the room sends it, and paid for from
+    /// its rate limit ([`Hub::send_raw`]).
+    Reply(Vec<u8>),
+    /// Bytes that break the protocol: the connection is closed for a protocol error.
+    Malformed,
+    /// The connection is done on the protocol's own terms (a goodbye, an HTTP answer that
+    /// closes): it is closed once what it is owed is written, and nothing more it sends is read.
+    End,
+}
+
+/// How a hub turns the room's messages into bytes for one kind of connection, and a
+/// connection's bytes into the room's inputs: the chat wire protocol ([`Wire`]), or another
+/// protocol's adapter (IRC lines, WebSocket frames). A broadcast is encoded once per codec in
+/// use, whatever the number of members.
 pub trait Codec: std::fmt::Debug + Send {
+    /// Takes bytes read from `conn` and appends what they mean, in order. A codec may keep
+    /// bytes it cannot act on yet (a line after a hello whose outcome is not known); it must
+    /// bound what it keeps, and answers [`Inbound::Malformed`] past its bound.
+    fn decode(&mut self, conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>);
+    /// A connection whose kept bytes can now be acted on (its hello was answered): the hub
+    /// calls [`Codec::decode`] for it with no new bytes. Drained after every step.
+    fn poll_ready(&mut self) -> Option<ConnId> {
+        None
+    }
     /// Appends the bytes of `msg`, sent to `to` alone. Returns false if it has nothing to send
     /// (the message means nothing in this protocol).
     fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool;
@@ -51,10 +77,50 @@ pub trait Codec: std::fmt::Debug + Send {
 }
 
 /// The chat wire protocol: each message one length-prefixed postcard frame.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Wire;
+///
+/// Its inbound half keeps a [`FrameDecoder`] for each connection fed through
+/// [`Hub::handle_bytes`]; a driver may instead decode frames on its own and hand the room
+/// [`Input::Received`] (the smol server's readers do, off the room's task).
+#[derive(Debug, Default)]
+pub struct Wire {
+    max_frame: u32,
+    decoders: ConnMap<FrameDecoder>,
+}
+
+impl Wire {
+    /// The wire protocol, refusing frames over `max_frame` bytes.
+    pub fn new(max_frame: u32) -> Self {
+        Self {
+            max_frame,
+            decoders: ConnMap::default(),
+        }
+    }
+}
 
 impl Codec for Wire {
+    fn decode(&mut self, conn: ConnId, mut bytes: &[u8], out: &mut Vec<Inbound>) {
+        let max_frame = self.max_frame;
+        let decoder = self
+            .decoders
+            .entry(conn)
+            .or_insert_with(|| FrameDecoder::new(max_frame));
+        loop {
+            match decoder.decode::<ClientMsg>(&mut bytes) {
+                Ok(Some(msg)) => out.push(Inbound::Msg(msg)),
+                Ok(None) => return,
+                Err(_) => {
+                    out.push(Inbound::Malformed);
+                    self.decoders.remove(&conn);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.decoders.remove(&conn);
+    }
+
     fn encode_to(&mut self, _to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
         self.encode_broadcast(msg, out)
     }
@@ -89,6 +155,8 @@ pub struct Hub {
     /// The codec of every connection attached.
     conns: ConnMap<usize>,
     scratch: Vec<u8>,
+    /// What a codec's inbound half made of the bytes being handled.
+    inbound: Vec<Inbound>,
     events: VecDeque<HubEvent>,
 }
 
@@ -97,7 +165,7 @@ impl Hub {
     /// closed as too slow.
     pub fn new(room: Room, queue_bytes: usize) -> Self {
         let wire = Lane {
-            codec: Box::new(Wire),
+            codec: Box::new(Wire::new(room.config().max_frame_bytes)),
             fanout: Fanout::new(queue_bytes),
         };
         Self {
@@ -105,6 +173,7 @@ impl Hub {
             lanes: vec![wire],
             conns: ConnMap::default(),
             scratch: Vec::new(),
+            inbound: Vec::new(),
             events: VecDeque::new(),
         }
     }
@@ -185,8 +254,70 @@ impl Hub {
         result
     }
 
-    /// Carries out the room's outputs, and closes whoever the fan-outs found too slow.
+    /// Feeds bytes read from `conn` through its codec's inbound half and carries out what they
+    /// mean, in order: messages go to the room, the adapter's own answers to the connection.
+    /// A connection not attached reads as the wire protocol.
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        bytes: &[u8],
+    ) -> Result<(), UsageError> {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        self.lane_of(conn).codec.decode(conn, bytes, &mut inbound);
+        let result = self.take_inbound(now, conn, &mut inbound);
+        inbound.clear();
+        self.inbound = inbound;
+        result.and_then(|()| self.settle(now))
+    }
+
+    /// Carries out what a codec decoded from `conn`, in order.
+    fn take_inbound(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        inbound: &mut Vec<Inbound>,
+    ) -> Result<(), UsageError> {
+        for item in inbound.drain(..) {
+            match item {
+                Inbound::Msg(msg) => self.room.handle_input(now, Input::Received(conn, msg))?,
+                Inbound::Reply(bytes) => {
+                    if self.room.charge(now, conn) {
+                        self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
+                    }
+                }
+                Inbound::Malformed => self.room.handle_input(now, Input::Malformed(conn))?,
+                Inbound::End => self
+                    .room
+                    .handle_input(now, Input::Received(conn, ClientMsg::Leave))?,
+            }
+            // Each item sees the room as the ones before it left it (a line after a hello
+            // waits in the codec until the hello is answered).
+            self.settle_room(now)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out the room's outputs, closes whoever the fan-outs found too slow, and lets
+    /// codecs act on bytes they kept until now.
     fn settle(&mut self, now: Instant) -> Result<(), UsageError> {
+        loop {
+            self.settle_room(now)?;
+            let ready = self.lanes.iter_mut().find_map(|l| l.codec.poll_ready());
+            let Some(conn) = ready else {
+                return Ok(());
+            };
+            let mut inbound = std::mem::take(&mut self.inbound);
+            self.lane_of(conn).codec.decode(conn, &[], &mut inbound);
+            let result = self.take_inbound(now, conn, &mut inbound);
+            inbound.clear();
+            self.inbound = inbound;
+            result?;
+        }
+    }
+
+    /// Carries out the room's outputs, and closes whoever the fan-outs found too slow.
+    fn settle_room(&mut self, now: Instant) -> Result<(), UsageError> {
         loop {
             while let Some(output) = self.room.poll_output() {
                 self.carry_out(output);

@@ -52,7 +52,7 @@ mod room;
 pub use config::{Config, ConfigError};
 pub use conns::{ConnHasher, ConnMap};
 pub use fanout::{Due, Fanout, Frame};
-pub use hub::{Codec, CodecId, Hub, HubEvent, Wire};
+pub use hub::{Codec, CodecId, Hub, HubEvent, Inbound, Wire};
 pub use log::{Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot};
 pub use names::{check_name, check_text, display_name, fold_name, is_invisible};
 pub use room::{AddrKey, ConnId, Input, Notice, Output, Room, UsageError};

@@ -20,12 +20,12 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod config;
-pub mod irc;
+mod irc;
 mod outbox;
 mod redis;
 mod server;
 mod stats;
-pub mod web;
+mod web;
 
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,

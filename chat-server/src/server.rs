@@ -21,7 +21,8 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::ServerConfig;
 use crate::outbox::{self, Shared};
 use crate::stats::Stats;
-use crate::web::{self, WebCodec};
+use crate::web;
+use chat_gateway::web::WebCodec;
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
 const READ_CHUNK: usize = 64 * 1024;

@@ -7,9 +7,6 @@
 //! translation of frames both ways ([`WsReader`] in, [`WebCodec`] out). Writers are the
 //! native ones: the codec's bytes are whole WebSocket frames.
 
-mod http;
-mod json;
-
 use std::cell::Cell;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::rc::Rc;
@@ -21,11 +18,9 @@ use chat_core::{AddrKey, CodecId, Input};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::{Async, Timer};
 
-pub use http::{
-    Answer, CONTENT_SECURITY_POLICY, FUZZ_UPGRADE, Incoming, MAX_REQUEST_BYTES, MAX_REQUESTS,
-    OriginPolicy, WsReader, answer, fuzz_one, max_ws_message,
+use chat_gateway::web::{
+    Answer, Incoming, MAX_REQUESTS, OriginPolicy, WsReader, answer, max_ws_message,
 };
-pub use json::{WebCodec, close_code, decode_client, encode_server_json};
 
 use crate::config::ServerConfig;
 use crate::server::{Conns, Event};

@@ -4,7 +4,7 @@
 
 use chat_core::{Codec, ConnId};
 use chat_proto::ServerMsg;
-use chat_server::irc::{Action, Identity, IrcCodec, Line, LineReader, MAX_LINE, Session, Sessions};
+use chat_gateway::irc::{Action, Identity, IrcCodec, Line, LineReader, MAX_LINE, Session, Sessions};
 use libfuzzer_sys::fuzz_target;
 
 fn identity() -> Identity {

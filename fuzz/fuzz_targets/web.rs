@@ -3,7 +3,7 @@
 //! agree), and the JSON of the page's messages. Must hold: no panic, no loop, bounded memory.
 #![no_main]
 
-use chat_server::web::{FUZZ_UPGRADE, decode_client, fuzz_one};
+use chat_gateway::web::{FUZZ_UPGRADE, decode_client, fuzz_one};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

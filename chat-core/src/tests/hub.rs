@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use super::*;
-use crate::{Codec, Due, Hub};
+use crate::{Codec, Due, Hub, Inbound};
 
 /// A codec that writes one text line per message, counting how often it encoded a broadcast.
 #[derive(Debug, Default)]
@@ -16,6 +16,20 @@ struct Lines {
 }
 
 impl Codec for Lines {
+    /// One command per byte, enough to drive the hub's inbound path: `a`, `b`: the hellos of
+    /// "a" and "b"; `c`: a chat "c"; `p`: the adapter's own `PONG`; `q`: goodbye; else malformed.
+    fn decode(&mut self, _conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
+        for &b in bytes {
+            out.push(match b {
+                b'a' | b'b' => Inbound::Msg(hello(&char::from(b).to_string())),
+                b'c' => Inbound::Msg(chat("c")),
+                b'p' => Inbound::Reply(b"PONG\n".to_vec()),
+                b'q' => Inbound::End,
+                _ => Inbound::Malformed,
+            });
+        }
+    }
+
     fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
         let line = match msg {
             ServerMsg::Welcome { name, .. } => format!("to {}: welcome {name}\n", to.0),
@@ -150,4 +164,36 @@ fn raw_replies_are_paid_for_from_the_rate_limit_and_a_flood_of_them_closes() {
         "to 1: Error(RateLimited)\nto 1: Error(RateLimited)\nto 1: bye (flooding)\n"
     );
     assert_eq!(hub.fanout_of(pinger).due(pinger, |_| true), Due::Done);
+}
+
+#[test]
+fn bytes_go_through_the_codec_of_their_connection_in_order() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let lines = hub.add_codec(Box::new(Lines::default()));
+    let (a, b) = (ConnId(1), ConnId(2));
+    hub.attach(b, lines);
+    hub.handle_input(now, Input::Opened(a)).unwrap();
+    hub.handle_input(now, Input::Opened(b)).unwrap();
+    // The wire protocol's bytes, split mid-frame.
+    let mut bytes = chat_proto::encode_to_vec(&hello("a")).unwrap();
+    bytes.extend(chat_proto::encode_to_vec(&chat("one")).unwrap());
+    let (first, rest) = bytes.split_at(3);
+    hub.handle_bytes(now, a, first).unwrap();
+    assert_eq!(hub.room().name_of(a), None, "half a hello is nothing yet");
+    hub.handle_bytes(now, b, b"bp").unwrap();
+    hub.handle_bytes(now, a, rest).unwrap();
+    assert_eq!(hub.room().name_of(a), Some("a"));
+    drain(&mut hub, a);
+    // The adapter's answer comes after the welcome and before the chat that followed it.
+    let got = String::from_utf8(drain(&mut hub, b)).unwrap();
+    assert!(got.starts_with("to 2: welcome b\nPONG\n"), "{got}");
+    assert!(got.ends_with("<a> one\n"), "{got}");
+    hub.handle_bytes(now, b, b"cq").unwrap();
+    assert_eq!(drain(&mut hub, b), b"to 2: bye (left)\n");
+    let wire = drain(&mut hub, a);
+    assert!(!wire.is_empty(), "a got b's chat and leave");
+    // Garbage on the wire closes that connection alone, for a protocol error.
+    hub.handle_bytes(now, a, &[0xff; 8]).unwrap();
+    assert_eq!(hub.room().name_of(a), None);
 }

@@ -13,10 +13,6 @@
 //!
 //! Names, limits, rate limits, deadlines and too-slow closes are the room's, as for everyone.
 
-mod codec;
-mod line;
-mod session;
-
 use std::io::Read;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -26,9 +22,7 @@ use chat_core::{CodecId, ConnId, Input};
 use chat_proto::ClientMsg;
 use smol::Async;
 
-pub use codec::{ACTION_PREFIX, ConnState, Identity, IrcCodec, Listing, Sessions, irc_nick};
-pub use line::{Line, LineReader, MAX_LINE, Message};
-pub use session::{Action, Session, hello, room_text};
+use chat_gateway::irc::{Action, Identity, IrcCodec, Line, LineReader, Session, Sessions, hello};
 
 use crate::config::ServerConfig;
 use crate::server::{Conns, Event};
