@@ -1,5 +1,6 @@
 //! The chat terminal client: command-line configuration, the command parser, the rendering of
-//! server messages, the session state machine and its driver.
+//! server messages, the session state machine (`session.rs`, no I/O) and its async driver
+//! (`driver.rs`).
 //!
 //! A [`Session`] is sans-IO: it is told what the user typed, what the server sent and what time
 //! it is, and answers with [`Output`]s (send this, print that, exit with this code). The binary
@@ -24,6 +25,7 @@
 
 mod command;
 mod config;
+mod driver;
 mod input;
 mod render;
 mod session;
@@ -37,11 +39,12 @@ pub use config::{
     Args, Config, ConfigError, DEFAULT_BELL, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RECONNECT,
     DEFAULT_TIMESTAMPS, Switch, SwitchDefault, resolve,
 };
+pub use driver::run_session;
 pub use input::{Input, InputEvent, PromptWriter};
 pub use render::{Line, escape, mentions, name_colour, paint, render};
 pub use session::{
     CONNECT_TIMEOUT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LAST_WORD_GRACE, LEAVE_GRACE, Output,
-    PROBE_TIMEOUT, Prompt, RECONNECT_FIRST, RECONNECT_MAX, REJOIN_TIMEOUT, Session, run_session,
+    PROBE_TIMEOUT, Prompt, RECONNECT_FIRST, RECONNECT_MAX, REJOIN_TIMEOUT, Session,
 };
 
 /// Runs the client on the process's terminal or standard streams and returns the exit code.

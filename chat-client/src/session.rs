@@ -1,27 +1,24 @@
-//! One chat session: the sans-IO state machine [`Session`], and [`run_session`], the async
-//! driver that connects it to a socket, the user's input, the console and a timer.
+//! One chat session as a sans-IO state machine, [`Session`]: what the user typed, what the
+//! server sent and what time it is go in; what to send, what to print and the exit code come
+//! out.
 //!
 //! The session decides everything (what to send, what to print, when to give up, the exit
-//! code); the driver only carries out its outputs and reports what happened. Time is an input,
-//! so the session's tests run on a fake clock without sockets.
+//! code); its driver ([`run_session`](crate::run_session)) only carries out its outputs and
+//! reports what happened. Time is an input, so the session's tests run on a fake clock without
+//! sockets.
 
 use std::collections::VecDeque;
-use std::io;
-use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use async_net::TcpStream;
 use chat_proto::{
     ClientMsg, CloseReason, DecodeError, ErrorKind, FrameReader, Limits, MAGIC, MAX_SERVER_FRAME,
-    PROTOCOL_VERSION, Refusal, ServerMsg, encode,
+    PROTOCOL_VERSION, Refusal, ServerMsg,
 };
-use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
-use smol::Timer;
 
 use crate::command::{Command, CommandError, HELP, parse_command};
 use crate::config::Config;
-use crate::input::{COMMAND_PROMPT, Input, InputEvent, NAME_PROMPT};
-use crate::render::{Line, escape, mentions, paint, render, render_history};
+use crate::input::{COMMAND_PROMPT, InputEvent, NAME_PROMPT};
+use crate::render::{Line, escape, mentions, render, render_history};
 
 /// Exit code: the user left (or gave up before joining).
 pub const EXIT_OK: u8 = 0;
@@ -352,89 +349,25 @@ impl Session {
         }
         self.heard = now;
         self.probe = None;
+        let joining = matches!(self.phase, Phase::Joining { .. });
         match &msg {
-            ServerMsg::Ping { nonce } => {
-                self.send(ClientMsg::Pong { nonce: *nonce });
-                return;
-            }
-            ServerMsg::Welcome {
-                name, limits, seq, ..
-            } if matches!(self.phase, Phase::Joining { .. }) => {
-                self.limits = Some(*limits);
-                self.name = Some(name.clone());
-                self.last_seq = Some(*seq);
-                self.phase = Phase::Joined;
-                self.attempt = 0;
-                if self.rejoining {
-                    self.rejoining = false;
-                    self.print(Line::notice(format_args!(
-                        "reconnected as {}",
-                        escape(name)
-                    )));
-                    return;
-                }
-            }
-            ServerMsg::Refused(refusal) if matches!(self.phase, Phase::Joining { .. }) => {
-                if let Refusal::UnsupportedVersion { supported } = refusal {
-                    self.print(Line::error(version_refusal(*supported)));
-                    self.exit(EXIT_FAILURE);
-                    return;
-                }
+            ServerMsg::Ping { nonce } => self.send(ClientMsg::Pong { nonce: *nonce }),
+            ServerMsg::Welcome { .. } if joining => self.welcomed(&msg),
+            ServerMsg::Refused(refusal) if joining => self.refused(now, *refusal),
+            ServerMsg::Closing(reason) => self.closed_by(now, *reason),
+            ServerMsg::Chat { .. } | ServerMsg::History { .. } => {
+                self.note_chats(&msg);
                 self.print_msg(&msg);
-                let retry = matches!(
-                    refusal,
-                    Refusal::NameTaken
-                        | Refusal::ServerFull
-                        | Refusal::Unavailable
-                        | Refusal::TooManyConnections
-                );
-                if self.rejoining && retry {
-                    self.lost(now, Loss::Attempt);
-                } else if self.interactive && !self.rejoining {
-                    self.phase = Phase::Naming;
-                    self.push(Output::Prompt(Prompt::Name));
-                } else {
-                    self.exit(EXIT_FAILURE);
-                }
-                return;
-            }
-            ServerMsg::Closing(reason) => {
-                let leaving = matches!(self.phase, Phase::Leaving { .. });
-                // The goodbye we asked for needs no line.
-                if !(leaving && *reason == CloseReason::Left) {
-                    self.print_msg(&msg);
-                }
-                let joined = matches!(self.phase, Phase::Joined) || self.rejoining;
-                if self.reconnect && joined && worth_joining_again(*reason) {
-                    self.lost(now, Loss::ClosedBy);
-                } else {
-                    self.exit(if leaving { EXIT_OK } else { EXIT_FAILURE });
-                }
-                return;
-            }
-            ServerMsg::Chat { seq, from, text } => {
-                self.last_seq = Some(*seq);
-                let me = self.name.as_deref().unwrap_or("");
-                if self.bell && from != me && mentions(text, me) {
-                    self.push(Output::Bell);
-                }
             }
             // Shown as they are; a welcome or refusal out of turn too.
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused(_)
-            | ServerMsg::History { .. }
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
             | ServerMsg::Error(_)
-            | ServerMsg::Pong { .. } => {}
+            | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
-        if let ServerMsg::History { chats, .. } = &msg
-            && let Some(last) = chats.last()
-        {
-            self.last_seq = Some(self.last_seq.unwrap_or(0).max(last.seq));
-        }
-        self.print_msg(&msg);
     }
 
     /// The connection ended at `now` (the end of the stream, or an error) without a closing
@@ -556,6 +489,93 @@ impl Session {
                     }
                 }
             },
+            _ => {}
+        }
+    }
+
+    /// The welcome to our hello: in the room. It is shown, unless joining again: then one line
+    /// says so.
+    fn welcomed(&mut self, welcome: &ServerMsg) {
+        let ServerMsg::Welcome {
+            name, limits, seq, ..
+        } = welcome
+        else {
+            return;
+        };
+        self.limits = Some(*limits);
+        self.name = Some(name.clone());
+        self.last_seq = Some(*seq);
+        self.phase = Phase::Joined;
+        self.attempt = 0;
+        if self.rejoining {
+            self.rejoining = false;
+            self.print(Line::notice(format_args!(
+                "reconnected as {}",
+                escape(name)
+            )));
+        } else {
+            self.print_msg(welcome);
+        }
+    }
+
+    /// A refusal of our hello: ask for another name at a prompt, try again later when joining
+    /// again and the refusal may pass, or exit.
+    fn refused(&mut self, now: Instant, refusal: Refusal) {
+        if let Refusal::UnsupportedVersion { supported } = refusal {
+            self.print(Line::error(version_refusal(supported)));
+            self.exit(EXIT_FAILURE);
+            return;
+        }
+        self.print_msg(&ServerMsg::Refused(refusal));
+        let retry = matches!(
+            refusal,
+            Refusal::NameTaken
+                | Refusal::ServerFull
+                | Refusal::Unavailable
+                | Refusal::TooManyConnections
+        );
+        if self.rejoining && retry {
+            self.lost(now, Loss::Attempt);
+        } else if self.interactive && !self.rejoining {
+            self.phase = Phase::Naming;
+            self.push(Output::Prompt(Prompt::Name));
+        } else {
+            self.exit(EXIT_FAILURE);
+        }
+    }
+
+    /// The server's closing frame: say why (unless it is the goodbye we asked for), then join
+    /// again after a while or exit.
+    fn closed_by(&mut self, now: Instant, reason: CloseReason) {
+        let leaving = matches!(self.phase, Phase::Leaving { .. });
+        // The goodbye we asked for needs no line.
+        if !(leaving && reason == CloseReason::Left) {
+            self.print_msg(&ServerMsg::Closing(reason));
+        }
+        let joined = matches!(self.phase, Phase::Joined) || self.rejoining;
+        if self.reconnect && joined && worth_joining_again(reason) {
+            self.lost(now, Loss::ClosedBy);
+        } else {
+            self.exit(if leaving { EXIT_OK } else { EXIT_FAILURE });
+        }
+    }
+
+    /// Keeps the number of the last chat seen, to resume after; rings the bell when a chat
+    /// mentions this member.
+    fn note_chats(&mut self, msg: &ServerMsg) {
+        match msg {
+            ServerMsg::Chat { seq, from, text } => {
+                self.last_seq = Some(*seq);
+                let me = self.name.as_deref().unwrap_or("");
+                if self.bell && from != me && mentions(text, me) {
+                    self.push(Output::Bell);
+                }
+            }
+            ServerMsg::History { chats, .. } => {
+                if let Some(last) = chats.last() {
+                    self.last_seq = Some(self.last_seq.unwrap_or(0).max(last.seq));
+                }
+            }
             _ => {}
         }
     }
@@ -744,213 +764,6 @@ fn host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
-}
-
-/// Runs one chat session: connects to `config`'s server, joins, and relays commands from `input`
-/// and messages from the server until someone leaves. Chat and notices are written to `out`,
-/// errors and hints to `err`, one line per write, each followed by a flush.
-///
-/// Lines show the local time in front when `config.timestamps` is on for this input, and
-/// names in colour when `config.colour` is set.
-///
-/// Returns the process exit code ([`EXIT_OK`], [`EXIT_FAILURE`] or [`EXIT_USAGE`]).
-pub async fn run_session<O, E>(config: &Config, input: &mut Input, out: &mut O, err: &mut E) -> u8
-where
-    O: AsyncWrite + Unpin,
-    E: AsyncWrite + Unpin,
-{
-    let interactive = input.is_interactive();
-    let seed = {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    let mut session = Session::new(Instant::now(), config, interactive).with_jitter_seed(seed);
-    let mut driver = Driver {
-        console: Console {
-            out,
-            err,
-            timestamps: config.timestamps.is_on(interactive),
-            colour: config.colour,
-            bell: false,
-        },
-        connecting: None,
-        stream: None,
-        scratch: Vec::new(),
-    };
-    let code = driver.run(config, input, &mut session).await;
-    driver.disconnect();
-    code
-}
-
-/// What woke the driver up.
-enum Wake {
-    Connected(io::Result<TcpStream>),
-    Read(io::Result<usize>),
-    Input(InputEvent),
-    Deadline,
-}
-
-/// The I/O half of a session: the socket, the console and the connection attempt.
-struct Driver<'a, O, E> {
-    console: Console<'a, O, E>,
-    connecting: Option<future::Boxed<io::Result<TcpStream>>>,
-    stream: Option<TcpStream>,
-    /// Encoding space for outgoing frames.
-    scratch: Vec<u8>,
-}
-
-impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
-    /// Carries out the session's outputs and feeds it what happens, until it exits.
-    async fn run(&mut self, config: &Config, input: &mut Input, session: &mut Session) -> u8 {
-        loop {
-            while let Some(output) = session.poll_output() {
-                match output {
-                    Output::Connect => {
-                        self.disconnect();
-                        let (host, port) = (config.host.clone(), config.port);
-                        self.connecting = Some(Box::pin(async move {
-                            TcpStream::connect((host.as_str(), port)).await
-                        }));
-                    }
-                    Output::Disconnect => self.disconnect(),
-                    Output::Send(msg) => {
-                        if self.send(&msg).await.is_err() {
-                            session.handle_send_failed(Instant::now());
-                        }
-                    }
-                    Output::Print(line) => self.console.print(line).await,
-                    Output::Bell => self.console.bell = true,
-                    Output::Prompt(prompt) => input.set_prompt(prompt.text()),
-                    Output::Exit(code) => return code,
-                }
-            }
-            let wake = self.wait(input, session).await;
-            let now = Instant::now();
-            match wake {
-                Wake::Connected(Ok(stream)) => {
-                    self.connecting = None;
-                    self.stream = Some(stream);
-                    session.handle_connected(now);
-                }
-                Wake::Connected(Err(e)) => {
-                    self.connecting = None;
-                    session.handle_connect_failed(now, e);
-                }
-                Wake::Read(Ok(n)) => session.handle_read(now, n),
-                Wake::Read(Err(_)) => session.handle_closed(now),
-                Wake::Input(event) => {
-                    if let InputEvent::Line(line) = &event {
-                        input.remember(line);
-                    }
-                    session.handle_input(now, event);
-                }
-                Wake::Deadline => session.handle_timeout(now),
-            }
-        }
-    }
-
-    /// Closes the connection (or abandons the attempt), if there is one.
-    fn disconnect(&mut self) {
-        self.connecting = None;
-        if let Some(stream) = self.stream.take() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Waits for the connection attempt, the server, the user or the session's deadline.
-    ///
-    /// At a prompt the line editor is polled first, so lines queued for the terminal are printed
-    /// on every turn; a script is read fairly against the server.
-    async fn wait(&mut self, input: &mut Input, session: &mut Session) -> Wake {
-        let interactive = input.is_interactive();
-        let read_input = session.wants_input();
-        let deadline = session.poll_timeout();
-        let (connecting, stream) = (&mut self.connecting, &mut self.stream);
-        let server = async {
-            if let Some(attempt) = connecting {
-                Wake::Connected(attempt.await)
-            } else if let Some(stream) = stream.as_mut() {
-                Wake::Read(stream.read(session.read_buf()).await)
-            } else {
-                future::pending().await
-            }
-        };
-        let user = async {
-            if read_input {
-                Wake::Input(input.next().await)
-            } else {
-                future::pending().await
-            }
-        };
-        let timer = async {
-            match deadline {
-                Some(at) => {
-                    Timer::at(at).await;
-                    Wake::Deadline
-                }
-                None => future::pending().await,
-            }
-        };
-        if interactive {
-            future::or(user, future::or(server, timer)).await
-        } else {
-            future::or(timer, future::race(server, user)).await
-        }
-    }
-
-    /// Encodes and writes one message; it is on its way to the server when this returns.
-    async fn send(&mut self, msg: &ClientMsg) -> io::Result<()> {
-        let Some(stream) = &mut self.stream else {
-            return Err(io::ErrorKind::NotConnected.into());
-        };
-        self.scratch.clear();
-        encode(msg, &mut self.scratch).map_err(io::Error::other)?;
-        stream.write_all(&self.scratch).await?;
-        stream.flush().await
-    }
-}
-
-/// The two output streams, and how lines look on them.
-struct Console<'a, O, E> {
-    out: &'a mut O,
-    err: &'a mut E,
-    /// The local time (HH:MM) in front of each line.
-    timestamps: bool,
-    /// Names in colour.
-    colour: bool,
-    /// Ring the bell with the next line.
-    bell: bool,
-}
-
-impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
-    /// Writes one line and flushes it. A closed stdout or stderr is not a reason to stop chatting.
-    async fn print(&mut self, line: Line) {
-        let mut text = String::new();
-        if std::mem::take(&mut self.bell) {
-            text.push('\x07');
-        }
-        if self.timestamps {
-            text.push_str(&local_time());
-            text.push(' ');
-        }
-        text.push_str(&paint(&line, self.colour));
-        text.push('\n');
-        let sink: &mut (dyn AsyncWrite + Unpin) = match line {
-            Line::Out(_) | Line::Chat { .. } => &mut *self.out,
-            Line::Err(_) => &mut *self.err,
-        };
-        if sink.write_all(text.as_bytes()).await.is_ok() {
-            let _ = sink.flush().await;
-        }
-    }
-}
-
-/// The wall-clock time as a person reads it, `HH:MM` in the system's time zone (UTC if it
-/// cannot be found). Read here, in the driver: the session never reads a clock.
-fn local_time() -> String {
-    jiff::Zoned::now().strftime("%H:%M").to_string()
 }
 
 #[cfg(test)]

@@ -1,0 +1,227 @@
+//! The async driver of a [`Session`]: [`run_session`] connects it to a socket, the user's
+//! input, the console and a timer.
+//!
+//! The driver decides nothing: it carries out the session's outputs, reports what happened,
+//! and reads the clocks (the session's `now`, and the local time shown in front of lines).
+
+use std::io;
+use std::net::Shutdown;
+use std::time::Instant;
+
+use async_net::TcpStream;
+use chat_proto::{ClientMsg, encode};
+use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use smol::Timer;
+
+use crate::config::Config;
+use crate::input::{Input, InputEvent};
+use crate::render::{Line, paint};
+use crate::session::{Output, Session};
+
+/// Runs one chat session: connects to `config`'s server, joins, and relays commands from `input`
+/// and messages from the server until someone leaves. Chat and notices are written to `out`,
+/// errors and hints to `err`, one line per write, each followed by a flush.
+///
+/// Lines show the local time in front when `config.timestamps` is on for this input, and
+/// names in colour when `config.colour` is set.
+///
+/// Returns the process exit code ([`EXIT_OK`](crate::EXIT_OK),
+/// [`EXIT_FAILURE`](crate::EXIT_FAILURE) or [`EXIT_USAGE`](crate::EXIT_USAGE)).
+pub async fn run_session<O, E>(config: &Config, input: &mut Input, out: &mut O, err: &mut E) -> u8
+where
+    O: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    let interactive = input.is_interactive();
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let mut session = Session::new(Instant::now(), config, interactive).with_jitter_seed(seed);
+    let mut driver = Driver {
+        console: Console {
+            out,
+            err,
+            timestamps: config.timestamps.is_on(interactive),
+            colour: config.colour,
+            bell: false,
+        },
+        connecting: None,
+        stream: None,
+        scratch: Vec::new(),
+    };
+    let code = driver.run(config, input, &mut session).await;
+    driver.disconnect();
+    code
+}
+
+/// What woke the driver up.
+enum Wake {
+    Connected(io::Result<TcpStream>),
+    Read(io::Result<usize>),
+    Input(InputEvent),
+    Deadline,
+}
+
+/// The I/O half of a session: the socket, the console and the connection attempt.
+struct Driver<'a, O, E> {
+    console: Console<'a, O, E>,
+    connecting: Option<future::Boxed<io::Result<TcpStream>>>,
+    stream: Option<TcpStream>,
+    /// Encoding space for outgoing frames.
+    scratch: Vec<u8>,
+}
+
+impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
+    /// Carries out the session's outputs and feeds it what happens, until it exits.
+    async fn run(&mut self, config: &Config, input: &mut Input, session: &mut Session) -> u8 {
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Connect => {
+                        self.disconnect();
+                        let (host, port) = (config.host.clone(), config.port);
+                        self.connecting = Some(Box::pin(async move {
+                            TcpStream::connect((host.as_str(), port)).await
+                        }));
+                    }
+                    Output::Disconnect => self.disconnect(),
+                    Output::Send(msg) => {
+                        if self.send(&msg).await.is_err() {
+                            session.handle_send_failed(Instant::now());
+                        }
+                    }
+                    Output::Print(line) => self.console.print(line).await,
+                    Output::Bell => self.console.bell = true,
+                    Output::Prompt(prompt) => input.set_prompt(prompt.text()),
+                    Output::Exit(code) => return code,
+                }
+            }
+            let wake = self.wait(input, session).await;
+            let now = Instant::now();
+            match wake {
+                Wake::Connected(Ok(stream)) => {
+                    self.connecting = None;
+                    self.stream = Some(stream);
+                    session.handle_connected(now);
+                }
+                Wake::Connected(Err(e)) => {
+                    self.connecting = None;
+                    session.handle_connect_failed(now, e);
+                }
+                Wake::Read(Ok(n)) => session.handle_read(now, n),
+                Wake::Read(Err(_)) => session.handle_closed(now),
+                Wake::Input(event) => {
+                    if let InputEvent::Line(line) = &event {
+                        input.remember(line);
+                    }
+                    session.handle_input(now, event);
+                }
+                Wake::Deadline => session.handle_timeout(now),
+            }
+        }
+    }
+
+    /// Closes the connection (or abandons the attempt), if there is one.
+    fn disconnect(&mut self) {
+        self.connecting = None;
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Waits for the connection attempt, the server, the user or the session's deadline.
+    ///
+    /// At a prompt the line editor is polled first, so lines queued for the terminal are printed
+    /// on every turn; a script is read fairly against the server.
+    async fn wait(&mut self, input: &mut Input, session: &mut Session) -> Wake {
+        let interactive = input.is_interactive();
+        let read_input = session.wants_input();
+        let deadline = session.poll_timeout();
+        let (connecting, stream) = (&mut self.connecting, &mut self.stream);
+        let server = async {
+            if let Some(attempt) = connecting {
+                Wake::Connected(attempt.await)
+            } else if let Some(stream) = stream.as_mut() {
+                Wake::Read(stream.read(session.read_buf()).await)
+            } else {
+                future::pending().await
+            }
+        };
+        let user = async {
+            if read_input {
+                Wake::Input(input.next().await)
+            } else {
+                future::pending().await
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => {
+                    Timer::at(at).await;
+                    Wake::Deadline
+                }
+                None => future::pending().await,
+            }
+        };
+        if interactive {
+            future::or(user, future::or(server, timer)).await
+        } else {
+            future::or(timer, future::race(server, user)).await
+        }
+    }
+
+    /// Encodes and writes one message; it is on its way to the server when this returns.
+    async fn send(&mut self, msg: &ClientMsg) -> io::Result<()> {
+        let Some(stream) = &mut self.stream else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        self.scratch.clear();
+        encode(msg, &mut self.scratch).map_err(io::Error::other)?;
+        stream.write_all(&self.scratch).await?;
+        stream.flush().await
+    }
+}
+
+/// The two output streams, and how lines look on them.
+struct Console<'a, O, E> {
+    out: &'a mut O,
+    err: &'a mut E,
+    /// The local time (HH:MM) in front of each line.
+    timestamps: bool,
+    /// Names in colour.
+    colour: bool,
+    /// Ring the bell with the next line.
+    bell: bool,
+}
+
+impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
+    /// Writes one line and flushes it. A closed stdout or stderr is not a reason to stop chatting.
+    async fn print(&mut self, line: Line) {
+        let mut text = String::new();
+        if std::mem::take(&mut self.bell) {
+            text.push('\x07');
+        }
+        if self.timestamps {
+            text.push_str(&local_time());
+            text.push(' ');
+        }
+        text.push_str(&paint(&line, self.colour));
+        text.push('\n');
+        let sink: &mut (dyn AsyncWrite + Unpin) = match line {
+            Line::Out(_) | Line::Chat { .. } => &mut *self.out,
+            Line::Err(_) => &mut *self.err,
+        };
+        if sink.write_all(text.as_bytes()).await.is_ok() {
+            let _ = sink.flush().await;
+        }
+    }
+}
+
+/// The wall-clock time as a person reads it, `HH:MM` in the system's time zone (UTC if it
+/// cannot be found). Read here, in the driver: the session never reads a clock.
+fn local_time() -> String {
+    jiff::Zoned::now().strftime("%H:%M").to_string()
+}
