@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 pub use chat_core::ConfigError;
-use chat_proto::settings::{self, PortZero};
+use chat_proto::settings::{self, PortZero, Raw};
 
 /// The longest server name IRC lines carry (a host name, RFC 2812).
 pub const MAX_IRC_SERVER_NAME: usize = 63;
@@ -230,7 +230,29 @@ pub fn resolve(
     if let Some(raw) = pick("port", &args.port) {
         config.port = raw.port(PortZero::AnyFree)?;
     }
-    let room = &mut config.room;
+    resolve_room_limits(args, &pick, &mut config.room)?;
+    resolve_room_timers(args, &pick, &mut config.room)?;
+    if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
+        config.queue_bytes = raw.count()?;
+    }
+    resolve_gateways(args, &pick, &mut config)?;
+    config.reuse_port = args.reuse_port
+        || match pick("reuse-port", &None) {
+            Some(raw) => raw.on_off()?,
+            None => false,
+        };
+    config.shared = resolve_shared(args, &pick)?;
+    config.room.validate()?;
+    Ok(config)
+}
+
+/// The room's limits that are numbers: members, handshakes, history, name, text and frame
+/// sizes, rates. How they fit together is checked last, by `chat_core::Config::validate`.
+fn resolve_room_limits(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    room: &mut chat_core::Config,
+) -> Result<(), ConfigError> {
     let numbers: [(&str, &Option<String>, &mut u32); 2] = [
         (
             "max-clients-per-ip",
@@ -290,6 +312,15 @@ pub fn resolve(
             *slot = raw.count()?;
         }
     }
+    Ok(())
+}
+
+/// The room's deadlines: the handshake's, the ping's and the idle close's.
+fn resolve_room_timers(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    room: &mut chat_core::Config,
+) -> Result<(), ConfigError> {
     let durations: [(&str, &Option<String>, &mut Duration); 3] = [
         (
             "handshake-timeout",
@@ -308,9 +339,16 @@ pub fn resolve(
             *slot = raw.parse_with(parse_duration, "a positive duration such as 10s or 500ms")?;
         }
     }
-    if let Some(raw) = pick("queue-bytes", &args.queue_bytes) {
-        config.queue_bytes = raw.count()?;
-    }
+    Ok(())
+}
+
+/// The other ways in: the browser's port and the origins it allows, IRC's port, channel and
+/// server name.
+fn resolve_gateways(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    config: &mut ServerConfig,
+) -> Result<(), ConfigError> {
     if let Some(raw) = pick("web-port", &args.web_port) {
         config.web_port = Some(raw.port(PortZero::AnyFree)?);
     }
@@ -345,22 +383,14 @@ pub fn resolve(
         }
         config.irc_server_name = Some(name);
     }
-    config.reuse_port = args.reuse_port
-        || match pick("reuse-port", &None) {
-            Some(raw) => raw.on_off()?,
-            None => false,
-        };
-    config.shared = resolve_shared(args, &env)?;
-    config.room.validate()?;
-    Ok(config)
+    Ok(())
 }
 
 /// The shared-room settings: `None` without `--redis`. The same rule as every other setting.
 fn resolve_shared(
     args: &Args,
-    env: &impl Fn(&str) -> Option<String>,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
 ) -> Result<Option<SharedConfig>, ConfigError> {
-    let pick = |flag: &str, given: &Option<String>| settings::pick(flag, given.as_deref(), env);
     let Some(url) = pick("redis", &args.redis) else {
         return Ok(None);
     };
