@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 
+use std::env;
 use std::process::Command;
 
 use crate::{bench, cargo, deps, deps::on_path, project_root, step};
@@ -27,6 +28,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    step(
+        "fuzz check",
+        "cargo check --manifest-path fuzz/Cargo.toml --bins --no-default-features",
+        fuzz_check(),
+    )?;
     // The end-to-end tests start real programs (redis-server); install what is missing.
     deps::ensure()?;
     step(
@@ -53,4 +59,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     eprintln!("==> ci: all steps passed");
     Ok(())
+}
+
+/// Checks that the fuzz targets build, so that they cannot rot: on stable, without cargo-fuzz
+/// and without libFuzzer's C++ (the `link_libfuzzer` feature, which only cargo-fuzz needs).
+/// The fuzz crate is a workspace of its own; it shares the main target directory, where the
+/// libraries it depends on were just checked, rather than build its own from nothing.
+fn fuzz_check() -> Command {
+    let mut cmd = cargo(&[
+        "check",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--bins",
+        "--no-default-features",
+    ]);
+    if env::var_os("CARGO_TARGET_DIR").is_none() {
+        cmd.env("CARGO_TARGET_DIR", project_root().join("target"));
+    }
+    cmd
 }

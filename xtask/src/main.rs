@@ -21,8 +21,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  ci              fmt check, clippy -D warnings, all tests, actionlint (if installed),
-                  and the load generator's smoke run (cargo xtask bench --smoke)
+  ci              fmt check, clippy -D warnings, a check of the fuzz targets, all tests,
+                  actionlint (if installed), and the load generator's smoke run
+                  (cargo xtask bench --smoke)
   bench [--only NAME] [--no-redis] | --smoke | --gateways | --cluster
                   the benchmark matrix side by side with Redis, written to BENCHMARKS.md;
                   --gateways compares IRC and browser members with native ones, --cluster
