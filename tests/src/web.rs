@@ -1,7 +1,7 @@
 //! The room in a browser, for tests: a blocking WebSocket client that speaks the page's JSON,
 //! and a small WebDriver client that drives a real headless Chromium through chromedriver.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -355,60 +355,132 @@ impl Drop for Browser {
     }
 }
 
-/// The body of one HTTP response, read by its `Content-Length` or its chunks (chromedriver
-/// may keep the connection open whatever the request asked).
-fn read_response(stream: &mut TcpStream) -> std::io::Result<String> {
+/// The body of one HTTP response, read by its `Content-Length`, its chunks or to the end
+/// (chromedriver may keep the connection open whatever the request asked). httparse reads the
+/// head and the chunk sizes.
+fn read_response(stream: &mut TcpStream) -> io::Result<String> {
     let mut data = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let text = String::from_utf8_lossy(&data).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let head = head.to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|n| n.trim().parse::<usize>().ok());
-            match length {
-                Some(n) if body.len() >= n => return Ok(body[..n].to_owned()),
-                None if head.contains("transfer-encoding: chunked")
-                    && (body.starts_with("0\r\n") || body.contains("\r\n0\r\n\r\n")) =>
-                {
-                    return Ok(dechunk(body));
-                }
-                _ => {}
+    let (head, framing) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&data).map_err(io::Error::other)? {
+            httparse::Status::Complete(head) => break (head, Framing::of(response.headers)?),
+            httparse::Status::Partial => read_more(stream, &mut data)?,
+        }
+    };
+    let body = match framing {
+        Framing::Length(length) => {
+            while data.len() < head + length {
+                read_more(stream, &mut data)?;
             }
+            data[head..head + length].to_vec()
         }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            let text = String::from_utf8_lossy(&data).into_owned();
-            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-            return Ok(
-                if text
-                    .to_ascii_lowercase()
-                    .contains("transfer-encoding: chunked")
-                {
-                    dechunk(body)
-                } else {
-                    body.to_owned()
-                },
-            );
+        Framing::Chunked => read_chunks(stream, &mut data, head)?,
+        Framing::ToEnd => {
+            stream.read_to_end(&mut data)?;
+            data.split_off(head)
         }
-        data.extend_from_slice(&chunk[..n]);
+    };
+    String::from_utf8(body).map_err(io::Error::other)
+}
+
+/// How a response's body ends.
+enum Framing {
+    Length(usize),
+    Chunked,
+    ToEnd,
+}
+
+impl Framing {
+    fn of(headers: &[httparse::Header<'_>]) -> io::Result<Self> {
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+        };
+        if value("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+            return Ok(Framing::Chunked);
+        }
+        match value("content-length") {
+            Some(length) => length
+                .parse()
+                .map(Framing::Length)
+                .map_err(io::Error::other),
+            None => Ok(Framing::ToEnd),
+        }
     }
 }
 
-/// The body of a chunked HTTP response.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
+/// The chunks of a chunked body that starts at `at` in `data`, joined; trailers are skipped.
+fn read_chunks(stream: &mut TcpStream, data: &mut Vec<u8>, mut at: usize) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let (size_line, size) = match httparse::parse_chunk_size(&data[at..]) {
+            Ok(httparse::Status::Complete(parsed)) => parsed,
+            Ok(httparse::Status::Partial) => {
+                read_more(stream, data)?;
+                continue;
+            }
+            Err(error) => return Err(io::Error::other(format!("chunk size: {error:?}"))),
         };
-        if size == 0 || rest.len() < size {
-            break;
+        if size == 0 {
+            return Ok(body);
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        let size = usize::try_from(size).map_err(io::Error::other)?;
+        // The chunk, then its CRLF.
+        let end = at + size_line + size + 2;
+        while data.len() < end {
+            read_more(stream, data)?;
+        }
+        body.extend_from_slice(&data[at + size_line..end - 2]);
+        at = end;
     }
-    out
+}
+
+/// Reads what the peer sent next onto `data`; the end of the stream here is an error.
+fn read_more(stream: &mut TcpStream, data: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk)? {
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        n => {
+            data.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `read_response` makes of `response`, written a few bytes at a time.
+    fn read(response: &'static [u8]) -> io::Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            for piece in response.chunks(5) {
+                peer.write_all(piece).unwrap();
+                peer.flush().unwrap();
+            }
+        });
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let body = read_response(&mut stream);
+        writer.join().unwrap();
+        body
+    }
+
+    #[test]
+    fn a_response_body_is_read_by_its_length_its_chunks_or_to_the_end() {
+        let by_length = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello, and more";
+        assert_eq!(read(by_length).unwrap(), "hello");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n";
+        assert_eq!(read(chunked).unwrap(), "hello, world");
+        let to_end = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"value\":1}";
+        assert_eq!(read(to_end).unwrap(), "{\"value\":1}");
+        let cut = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort";
+        assert_eq!(read(cut).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
 }
