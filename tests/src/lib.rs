@@ -224,6 +224,31 @@ impl RawClient {
         }
     }
 
+    /// Sends a `Ping` and returns what comes before its `Pong`: the room answers a ping after
+    /// everything it did before reading it, so this is all that was on its way to this client.
+    ///
+    /// In a room shared through Redis a node answers at once, and covers only the log entries
+    /// it has applied: call it once a member on the same node has received the last of them.
+    pub fn recv_until_pong(&mut self) -> Vec<ServerMsg> {
+        static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send(&ClientMsg::Ping { nonce });
+        let mut before = Vec::new();
+        loop {
+            match self.recv() {
+                ServerMsg::Pong { nonce: n } if n == nonce => return before,
+                msg => before.push(msg),
+            }
+        }
+    }
+
+    /// Asserts that nothing is on its way to this client (see [`recv_until_pong`]).
+    ///
+    /// [`recv_until_pong`]: Self::recv_until_pong
+    pub fn expect_nothing_more(&mut self) {
+        assert_eq!(self.recv_until_pong(), Vec::new(), "before the pong");
+    }
+
     /// Asserts that nothing arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
         self.stream.set_read_timeout(Some(wait)).ok();
