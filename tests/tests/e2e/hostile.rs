@@ -783,6 +783,13 @@ fn name_table() -> Vec<(String, NameVerdict)> {
     table
 }
 
+/// The name a welcome shows for a fine name of the table, written out by hand rather than with
+/// the room's own normalisation: as typed, but the one decomposed accent (e and a combining
+/// acute) composed into one character.
+fn shown_as(typed: &str) -> String {
+    typed.replace("e\u{0301}", "\u{e9}")
+}
+
 fn text_table() -> Vec<(String, TextVerdict)> {
     use ErrorKind::*;
     use TextVerdict::*;
@@ -854,7 +861,7 @@ fn look_alike_names_and_bad_messages_get_the_expected_verdicts() {
         probe.send(&hello(name));
         let got = match probe.recv() {
             ServerMsg::Welcome { name: shown, .. } => {
-                assert_eq!(shown, chat_core::display_name(name), "shown as NFC");
+                assert_eq!(shown, shown_as(name), "shown composed (NFC)");
                 probe.send(&ClientMsg::Leave);
                 assert_eq!(probe.until_closed().0, Some(CloseReason::Left));
                 probe = RawClient::connect(addr);
