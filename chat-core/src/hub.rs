@@ -256,13 +256,17 @@ impl Hub {
 
     /// Feeds bytes read from `conn` through its codec's inbound half and carries out what they
     /// mean, in order: messages go to the room, the adapter's own answers to the connection.
-    /// A connection not attached reads as the wire protocol.
+    /// A connection not attached reads as the wire protocol. Bytes from a connection the room
+    /// has closed are dropped unread: its codec keeps nothing for a connection that is gone.
     pub fn handle_bytes(
         &mut self,
         now: Instant,
         conn: ConnId,
         bytes: &[u8],
     ) -> Result<(), UsageError> {
+        if !self.room.is_open(conn) {
+            return Ok(());
+        }
         let mut inbound = std::mem::take(&mut self.inbound);
         self.lane_of(conn).codec.decode(conn, bytes, &mut inbound);
         let result = self.take_inbound(now, conn, &mut inbound);

@@ -198,8 +198,8 @@ struct Conn {
 }
 
 /// An address as limits count it: an IPv4 address, or the /64 of an IPv6 address (one host
-/// usually holds a whole /64). Public so that a driver's own per-address limits (a gateway's
-/// handshake phase) count the same way.
+/// usually holds a whole /64). Public so that a driver that counts addresses for its own ends
+/// counts them the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddrKey {
     /// An IPv4 address (or an IPv4-mapped IPv6 one).

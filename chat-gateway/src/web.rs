@@ -1,15 +1,18 @@
 //! The room in a browser: the HTTP phase that serves one page (`/`, with `/app.js` and
 //! `/app.css`) and upgrades `/ws` to a WebSocket whose text frames are JSON messages.
 //!
-//! What is this adapter's own: the HTTP phase (bounded in bytes and requests, answered by
-//! [`answer`]), the `Origin` check, and the translation of frames both ways ([`WsReader`] in,
-//! [`WebCodec`] out). The codec's bytes are whole WebSocket frames.
+//! [`WebCodec`] is the whole entrance: a driver opens each accepted connection in the room
+//! attached to it and feeds it the socket's bytes ([`chat_core::Hub::handle_bytes`]). What is
+//! this adapter's own: the HTTP phase (bounded in bytes and requests; its time, and how many
+//! connections may be in it, are the room's handshake limits), the `Origin` check, and the
+//! translation of frames both ways. The codec's bytes are whole WebSocket frames.
 
+mod codec;
 mod http;
 mod json;
 
+pub use codec::WebCodec;
 pub use http::{
-    Answer, CONTENT_SECURITY_POLICY, FUZZ_UPGRADE, Incoming, MAX_REQUEST_BYTES, MAX_REQUESTS,
-    OriginPolicy, WsReader, answer, fuzz_one, max_ws_message,
+    CONTENT_SECURITY_POLICY, MAX_REQUEST_BYTES, MAX_REQUESTS, OriginPolicy, max_ws_message,
 };
-pub use json::{WebCodec, close_code, decode_client, encode_server_json};
+pub use json::{close_code, decode_client, encode_server_json};

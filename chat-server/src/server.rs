@@ -22,7 +22,7 @@ use crate::config::ServerConfig;
 use crate::outbox::{self, Shared};
 use crate::stats::Stats;
 use crate::web;
-use chat_gateway::web::WebCodec;
+use chat_gateway::web::{OriginPolicy, WebCodec};
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
 const READ_CHUNK: usize = 64 * 1024;
@@ -37,6 +37,8 @@ pub(crate) enum Event {
     /// Bytes a protocol adapter made itself for one connection (an answer the room has no part
     /// in), queued in order with everything the room sends it.
     Raw(ConnId, Vec<u8>),
+    /// Bytes read from a connection whose codec reads them ([`Hub::handle_bytes`]).
+    Bytes(ConnId, Vec<u8>),
     /// Runs on the room task when it gets here: an adapter's per-connection codec state that
     /// must change exactly between the inputs before it and after it.
     Call(Box<dyn FnOnce() + Send>),
@@ -94,7 +96,13 @@ pub async fn serve_with_gateways(
         let codec = hub.add_codec(Box::new(gateway.codec()));
         (listener, gateway, codec)
     });
-    let web = web.map(|listener| (listener, hub.add_codec(Box::new(WebCodec::default()))));
+    let web = web.map(|listener| {
+        let origins = OriginPolicy {
+            allowed: config.web_allow_origin.clone(),
+        };
+        let codec = WebCodec::new(origins, config.room.max_frame_bytes);
+        (listener, hub.add_codec(Box::new(codec)))
+    });
     let shared = Shared::new(hub);
     let room = ex.reads.spawn(room_task(
         config.clone(),
@@ -123,7 +131,7 @@ pub async fn serve_with_gateways(
     };
     let accept_web = async {
         match web {
-            Some((listener, codec)) => web::accept_loop(&conns, &config, listener, codec).await,
+            Some((listener, codec)) => web::accept_loop(&conns, listener, codec).await,
             None => std::future::pending().await,
         }
     };
@@ -412,6 +420,7 @@ async fn room_task(
             |hub, now| match event {
                 Event::Input(input) => hub.handle_input(now, input),
                 Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
+                Event::Bytes(conn, bytes) => hub.handle_bytes(now, conn, &bytes),
                 Event::Call(_) => Ok(()), // run above
             },
         );

@@ -13,12 +13,15 @@ use crate::{Codec, Due, Hub, Inbound};
 struct Lines {
     /// Shared with the test, which keeps a clone.
     broadcasts: Arc<AtomicUsize>,
+    /// Bytes decoded; shared with the test likewise.
+    decoded: Arc<AtomicUsize>,
 }
 
 impl Codec for Lines {
     /// One command per byte, enough to drive the hub's inbound path: `a`, `b`: the hellos of
     /// "a" and "b"; `c`: a chat "c"; `p`: the adapter's own `PONG`; `q`: goodbye; else malformed.
     fn decode(&mut self, _conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
+        self.decoded.fetch_add(bytes.len(), Relaxed);
         for &b in bytes {
             out.push(match b {
                 b'a' | b'b' => Inbound::Msg(hello(&char::from(b).to_string())),
@@ -77,6 +80,7 @@ fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_cod
     let encoded = Arc::new(AtomicUsize::new(0));
     let lines = hub.add_codec(Box::new(Lines {
         broadcasts: encoded.clone(),
+        ..Lines::default()
     }));
     let (wire, text1, text2) = (ConnId(1), ConnId(2), ConnId(3));
     hub.attach(text1, lines);
@@ -196,4 +200,27 @@ fn bytes_go_through_the_codec_of_their_connection_in_order() {
     // Garbage on the wire closes that connection alone, for a protocol error.
     hub.handle_bytes(now, a, &[0xff; 8]).unwrap();
     assert_eq!(hub.room().name_of(a), None);
+}
+
+#[test]
+fn bytes_from_a_connection_the_room_closed_are_not_decoded() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let decoded = Arc::new(AtomicUsize::new(0));
+    let lines = hub.add_codec(Box::new(Lines {
+        decoded: decoded.clone(),
+        ..Lines::default()
+    }));
+    let conn = ConnId(1);
+    hub.attach(conn, lines);
+    hub.handle_input(now, Input::Opened(conn)).unwrap();
+    hub.handle_bytes(now, conn, b"q").unwrap();
+    assert_eq!(decoded.load(Relaxed), 1);
+    // Closed, its writer not yet done: what it still sends means nothing, and a codec that
+    // made state on a connection's first bytes would keep it after `forget`.
+    hub.handle_bytes(now, conn, b"ap").unwrap();
+    hub.detach(conn);
+    hub.handle_bytes(now, conn, b"ap").unwrap();
+    assert_eq!(decoded.load(Relaxed), 1);
+    assert_eq!(hub.room().name_of(conn), None);
 }

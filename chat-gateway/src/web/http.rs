@@ -1,10 +1,10 @@
 //! The HTTP side of the web adapter, without I/O: parse a request, decide the answer (the page,
 //! its script and style, the WebSocket upgrade, or an error status), and read the WebSocket
-//! frames a page sends. The async driver in `web.rs` only moves bytes.
+//! frames a page sends. [`super::WebCodec`] keeps them per connection.
 
 use std::io::{self, Read, Write};
 
-use chat_proto::ClientMsg;
+use chat_core::Inbound;
 use tungstenite::handshake::machine::TryParse;
 use tungstenite::handshake::server::{Request, create_response, write_response};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
@@ -79,6 +79,9 @@ pub enum Answer {
 /// Decides the answer to the request at the start of `input`. `last` says this is the last
 /// request the connection may make.
 pub fn answer(input: &[u8], origins: &OriginPolicy, last: bool) -> Answer {
+    // A request is judged on its first MAX_REQUEST_BYTES alone, so that the answer does not
+    // depend on how many bytes past them one read happened to bring.
+    let input = &input[..input.len().min(MAX_REQUEST_BYTES)];
     let (consumed, request) = match Request::try_parse(input) {
         Ok(Some(parsed)) => parsed,
         Ok(None) if input.len() < MAX_REQUEST_BYTES => return Answer::Incomplete,
@@ -88,9 +91,6 @@ pub fn answer(input: &[u8], origins: &OriginPolicy, last: bool) -> Answer {
         }
         Err(_) => return error(400, "Bad Request", input.len()),
     };
-    if consumed > MAX_REQUEST_BYTES {
-        return error(431, "Request Header Fields Too Large", consumed);
-    }
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     // A GET with a body is not one this server reads; rather than skip it, refuse and close.
     if header("transfer-encoding").is_some()
@@ -166,6 +166,13 @@ fn error(status: u16, text: &str, consumed: usize) -> Answer {
     }
 }
 
+/// The answer to a request the room's rate limit refused, after which the connection is closed.
+pub(crate) fn too_many_requests() -> Vec<u8> {
+    let text = "Too Many Requests";
+    let body = format!("429 {text}\n");
+    response(429, text, "text/plain; charset=utf-8", &body, true)
+}
+
 fn response(status: u16, text: &str, content_type: &str, body: &str, close: bool) -> Vec<u8> {
     let connection = if close { "close" } else { "keep-alive" };
     let mut out = format!(
@@ -189,21 +196,6 @@ fn response(status: u16, text: &str, content_type: &str, body: &str, close: bool
 /// written as JSON, whose escaping may double it.
 pub fn max_ws_message(max_frame_bytes: u32) -> usize {
     2 * max_frame_bytes as usize + 256
-}
-
-/// What a page sent, from [`WsReader::poll_incoming`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
-    /// A message for the room.
-    Msg(ClientMsg),
-    /// Bytes the WebSocket protocol itself answers with (a pong to a ping): queue them for the
-    /// connection, in order with the room's.
-    Reply(Vec<u8>),
-    /// The page closed the WebSocket: it leaves.
-    Leave,
-    /// Something that is not the protocol: a bad frame, binary, JSON that is no message, a
-    /// frame over the limit.
-    Malformed,
 }
 
 /// Bytes fed in, and bytes the context wrote, for a [`WebSocketContext`] that never touches a
@@ -280,20 +272,21 @@ impl WsReader {
         }
     }
 
-    /// The next thing the page sent, or `None` until more bytes are fed. After `Leave` or
-    /// `Malformed`, always `None`.
-    pub fn poll_incoming(&mut self) -> Option<Incoming> {
+    /// The next thing the page sent, or `None` until more bytes are fed: a message, the
+    /// WebSocket's own answer (a pong), the page's goodbye (a close frame: `End`), or a bad
+    /// frame. After `End` or `Malformed`, always `None`.
+    pub fn poll_inbound(&mut self) -> Option<Inbound> {
         if self.done {
             return None;
         }
-        let incoming = loop {
+        let inbound = loop {
             if !self.pipe.output.is_empty() {
-                return Some(Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+                return Some(Inbound::Reply(std::mem::take(&mut self.pipe.output)));
             }
             match self.context.read(&mut self.pipe) {
                 Ok(Message::Text(text)) => match decode_client(text.as_str()) {
-                    Some(msg) => return Some(Incoming::Msg(msg)),
-                    None => break Incoming::Malformed,
+                    Some(msg) => return Some(Inbound::Msg(msg)),
+                    None => break Inbound::Malformed,
                 },
                 // The context queued a pong: flush it into the pipe now, so that it comes
                 // before whatever follows the ping however the bytes were cut.
@@ -301,95 +294,59 @@ impl WsReader {
                     let _ = self.context.flush(&mut self.pipe);
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => {}
-                Ok(Message::Binary(_)) => break Incoming::Malformed,
+                Ok(Message::Binary(_)) => break Inbound::Malformed,
                 // The room says goodbye with its own closing message and close frame.
                 Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => {
-                    break Incoming::Leave;
+                    break Inbound::End;
                 }
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return (!self.pipe.output.is_empty())
-                        .then(|| Incoming::Reply(std::mem::take(&mut self.pipe.output)));
+                        .then(|| Inbound::Reply(std::mem::take(&mut self.pipe.output)));
                 }
-                Err(_) => break Incoming::Malformed,
+                Err(_) => break Inbound::Malformed,
             }
         };
         self.done = true;
         self.pipe = Pipe::default();
-        Some(incoming)
-    }
-}
-
-/// An upgrade request as a browser sends it, for the fuzz target to put before its bytes.
-pub const FUZZ_UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
-    Origin: http://127.0.0.1:8080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-
-/// Feeds `data` to everything that reads a page's bytes, as the fuzz target does: HTTP
-/// requests, then what follows an upgrade as WebSocket frames (whole, in two parts, and a byte
-/// at a time, which must all read the same), then the JSON alone. Panics if a property fails;
-/// must never loop or grow without bound.
-pub fn fuzz_one(data: &[u8]) {
-    let origins = OriginPolicy::default();
-    let mut input = data;
-    for served in 1..=MAX_REQUESTS {
-        match answer(input, &origins, served == MAX_REQUESTS) {
-            Answer::Incomplete => break,
-            Answer::Reply {
-                consumed, close, ..
-            } => {
-                assert!(consumed <= input.len());
-                if close {
-                    break;
-                }
-                input = &input[consumed..];
-            }
-            Answer::Upgrade { consumed, .. } => {
-                let rest = &input[consumed..];
-                let whole = read_all(rest, &[rest.len().max(1)]);
-                assert_eq!(whole, read_all(rest, &[rest.len() / 2 + 1]), "split in two");
-                assert_eq!(whole, read_all(rest, &[1]), "a byte at a time");
-                break;
-            }
-        }
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = decode_client(text);
-    }
-}
-
-/// What a reader makes of `bytes` fed in pieces of the given sizes (cycled), with adjacent
-/// replies joined (how they are cut depends on the reads).
-fn read_all(bytes: &[u8], sizes: &[usize]) -> Vec<Incoming> {
-    let mut reader = WsReader::new(&[], max_ws_message(2048));
-    let mut out: Vec<Incoming> = Vec::new();
-    let mut rest = bytes;
-    let mut size = sizes.iter().cycle();
-    loop {
-        let mut steps = 0;
-        while let Some(incoming) = reader.poll_incoming() {
-            steps += 1;
-            assert!(steps <= bytes.len() + 2, "the reader loops");
-            match (out.last_mut(), incoming) {
-                (Some(Incoming::Reply(last)), Incoming::Reply(more)) => last.extend(more),
-                (_, incoming) => out.push(incoming),
-            }
-        }
-        if rest.is_empty() {
-            return out;
-        }
-        let n = size.next().copied().unwrap_or(1).clamp(1, rest.len());
-        let (piece, tail) = rest.split_at(n);
-        reader.feed(piece);
-        rest = tail;
+        Some(inbound)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use chat_proto::ClientMsg;
+
     use super::*;
 
+    /// What a reader makes of `bytes` fed in pieces of the given sizes (cycled), with adjacent
+    /// replies joined (how they are cut depends on the reads).
+    fn read_all(bytes: &[u8], sizes: &[usize]) -> Vec<Inbound> {
+        let mut reader = WsReader::new(&[], max_ws_message(2048));
+        let mut out: Vec<Inbound> = Vec::new();
+        let mut rest = bytes;
+        let mut size = sizes.iter().cycle();
+        loop {
+            let mut steps = 0;
+            while let Some(inbound) = reader.poll_inbound() {
+                steps += 1;
+                assert!(steps <= bytes.len() + 2, "the reader loops");
+                match (out.last_mut(), inbound) {
+                    (Some(Inbound::Reply(last)), Inbound::Reply(more)) => last.extend(more),
+                    (_, inbound) => out.push(inbound),
+                }
+            }
+            if rest.is_empty() {
+                return out;
+            }
+            let n = size.next().copied().unwrap_or(1).clamp(1, rest.len());
+            let (piece, tail) = rest.split_at(n);
+            reader.feed(piece);
+            rest = tail;
+        }
+    }
+
     /// A masked client frame, as a browser sends it.
-    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    pub(in crate::web) fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1, 2, 3, 4];
         let mut out = vec![0x80 | opcode];
         assert!(payload.len() < 126);
@@ -407,35 +364,32 @@ mod tests {
         bytes.extend(masked(0x2, b"binary"));
         let whole = read_all(&bytes, &[bytes.len()]);
         assert_eq!(whole.len(), 4, "{whole:?}");
-        assert!(matches!(&whole[0], Incoming::Msg(ClientMsg::Hello { name, .. }) if name == "ann"));
+        assert!(matches!(&whole[0], Inbound::Msg(ClientMsg::Hello { name, .. }) if name == "ann"));
         // The pong: unmasked, the ping's payload.
         assert_eq!(
             whole[1],
-            Incoming::Reply(vec![0x8a, 4, b'p', b'i', b'n', b'g'])
+            Inbound::Reply(vec![0x8a, 4, b'p', b'i', b'n', b'g'])
         );
-        assert_eq!(whole[2], Incoming::Msg(ClientMsg::Who));
-        assert_eq!(whole[3], Incoming::Malformed);
+        assert_eq!(whole[2], Inbound::Msg(ClientMsg::Who));
+        assert_eq!(whole[3], Inbound::Malformed);
         assert_eq!(read_all(&bytes, &[1]), whole);
         assert_eq!(read_all(&bytes, &[7, 3]), whole);
-        let mut request = FUZZ_UPGRADE.to_vec();
-        request.extend(&bytes);
-        fuzz_one(&request);
     }
 
     #[test]
     fn an_unmasked_or_oversized_client_frame_is_malformed() {
         let unmasked = [0x81, 2, b'{', b'}'];
-        assert_eq!(read_all(&unmasked, &[4]), vec![Incoming::Malformed]);
+        assert_eq!(read_all(&unmasked, &[4]), vec![Inbound::Malformed]);
         // A header announcing 1 MiB is refused before any of it arrives.
         let big = [0x81, 0x80 | 127, 0, 0, 0, 0, 0, 16, 0, 0, 1, 2, 3, 4];
-        assert_eq!(read_all(&big, &[big.len()]), vec![Incoming::Malformed]);
+        assert_eq!(read_all(&big, &[big.len()]), vec![Inbound::Malformed]);
     }
 
     #[test]
     fn a_close_from_the_page_is_a_leave_and_nothing_after_it_counts() {
         let mut bytes = masked(0x8, &[0x03, 0xe9]);
         bytes.extend(masked(0x1, br#"{"type":"who"}"#));
-        assert_eq!(read_all(&bytes, &[bytes.len()]), vec![Incoming::Leave]);
+        assert_eq!(read_all(&bytes, &[bytes.len()]), vec![Inbound::End]);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chat_core::{Codec, ConnId};
 use chat_proto::{
     ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg,
 };
@@ -149,38 +148,18 @@ pub fn encode_server_json(msg: &ServerMsg) -> String {
     serde_json::to_string(&WebServerMsg::from(msg)).unwrap_or_default()
 }
 
-/// The WebSocket codec: each message one unmasked text frame of JSON; a `Closing` message is
-/// followed by a close frame whose status says the same.
-#[derive(Debug, Default)]
-pub struct WebCodec {
-    json: Vec<u8>,
-}
-
-impl Codec for WebCodec {
-    fn decode(&mut self, _conn: ConnId, _bytes: &[u8], out: &mut Vec<chat_core::Inbound>) {
-        // The server's readers still decode on their own path (moving here next).
-        out.push(chat_core::Inbound::Malformed);
+/// Appends `msg` as one unmasked text frame of JSON, written through `json` (a buffer kept
+/// between calls). Returns false if there is nothing to send.
+pub(super) fn json_frame(json: &mut Vec<u8>, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+    json.clear();
+    if serde_json::to_writer(&mut *json, &WebServerMsg::from(msg)).is_err() {
+        return false;
     }
-
-    fn encode_to(&mut self, _to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let sent = self.encode_broadcast(msg, out);
-        if let ServerMsg::Closing(reason) = msg {
-            close_frame(*reason, out);
-        }
-        sent
+    let sent = frame(OpCode::Data(Data::Text), json, out);
+    if json.capacity() > 1 << 20 {
+        *json = Vec::new(); // do not keep a buffer sized by a rare huge welcome
     }
-
-    fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        self.json.clear();
-        if serde_json::to_writer(&mut self.json, &WebServerMsg::from(msg)).is_err() {
-            return false;
-        }
-        let sent = frame(OpCode::Data(Data::Text), &self.json, out);
-        if self.json.capacity() > 1 << 20 {
-            self.json = Vec::new(); // do not keep a buffer sized by a rare huge welcome
-        }
-        sent
-    }
+    sent
 }
 
 /// Appends one unmasked, final frame (server to client frames are never masked).
@@ -211,7 +190,7 @@ pub fn close_code(reason: CloseReason) -> CloseCode {
 }
 
 /// Appends a close frame with the status for `reason` and its sentence.
-fn close_frame(reason: CloseReason, out: &mut Vec<u8>) {
+pub(super) fn close_frame(reason: CloseReason, out: &mut Vec<u8>) {
     let close = CloseFrame {
         code: close_code(reason),
         reason: reason.to_string().into(),
@@ -233,7 +212,7 @@ mod tests {
             text: "<b>hi</b>".into(),
         };
         let mut out = Vec::new();
-        assert!(WebCodec::default().encode_broadcast(&msg, &mut out));
+        assert!(json_frame(&mut Vec::new(), &msg, &mut out));
         let json = r#"{"type":"chat","seq":3,"from":"bob","text":"<b>hi</b>"}"#;
         assert_eq!(out[0], 0x81);
         assert_eq!(out[1] as usize, json.len());
@@ -248,24 +227,10 @@ mod tests {
             text: "x".repeat(300),
         };
         let mut out = Vec::new();
-        WebCodec::default().encode_broadcast(&msg, &mut out);
+        json_frame(&mut Vec::new(), &msg, &mut out);
         assert_eq!(out[1], 126);
         let len = u16::from_be_bytes([out[2], out[3]]) as usize;
         assert_eq!(len, out.len() - 4);
-    }
-
-    #[test]
-    fn closing_is_the_json_then_a_close_frame_with_its_status() {
-        let mut out = Vec::new();
-        let msg = ServerMsg::Closing(CloseReason::Flood);
-        assert!(WebCodec::default().encode_to(ConnId(1), &msg, &mut out));
-        let json = r#"{"type":"closing","reason":"Flood","text":"flooding"}"#;
-        assert_eq!(&out[2..2 + json.len()], json.as_bytes());
-        let close = &out[2 + json.len()..];
-        assert_eq!(close[0], 0x88);
-        assert_eq!(close[1] as usize, close.len() - 2);
-        assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1008);
-        assert_eq!(&close[4..], b"flooding");
     }
 
     #[test]
