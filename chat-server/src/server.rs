@@ -30,16 +30,19 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Inputs waiting for the room task; readers wait when it is full.
 const ROOM_QUEUE: usize = 4096;
 
+/// The most bytes an adapter's reader hands the room task at once: what waits in its queue
+/// stays within `ROOM_QUEUE` times this (16 MiB).
+const BYTES_READ: usize = 4096;
+
 /// What the room task is told, in the order the readers produced it.
 pub(crate) enum Event {
     /// An input for the room.
     Input(Input),
+    /// Bytes read from a connection, for its codec to decode on the room task.
+    Bytes(ConnId, Vec<u8>),
     /// Bytes a protocol adapter made itself for one connection (an answer the room has no part
     /// in), queued in order with everything the room sends it.
     Raw(ConnId, Vec<u8>),
-    /// Runs on the room task when it gets here: an adapter's per-connection codec state that
-    /// must change exactly between the inputs before it and after it.
-    Call(Box<dyn FnOnce() + Send>),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
@@ -90,9 +93,10 @@ pub async fn serve_with_gateways(
     });
     let mut hub = Hub::new(room, config.queue_bytes);
     let irc = irc.map(|listener| {
-        let gateway = crate::irc::Gateway::new(&config);
-        let codec = hub.add_codec(Box::new(gateway.codec()));
-        (listener, gateway, codec)
+        (
+            listener,
+            hub.add_codec(Box::new(crate::irc::codec(&config))),
+        )
     });
     let web = web.map(|listener| (listener, hub.add_codec(Box::new(WebCodec::default()))));
     let shared = Shared::new(hub);
@@ -117,7 +121,7 @@ pub async fn serve_with_gateways(
     let accept = accept_loop(&conns, listener, &config);
     let accept_irc = async {
         match irc {
-            Some((listener, gateway, codec)) => gateway.accept_loop(&conns, listener, codec).await,
+            Some((listener, codec)) => crate::irc::accept_loop(&conns, listener, codec).await,
             None => std::future::pending().await,
         }
     };
@@ -231,19 +235,17 @@ impl<'a> Conns<'_, 'a> {
         }
     }
 
-    /// Gives `stream` an id (handed to `prepare` first), a place in `codec`'s fan-out and a writer, and tells the room it
+    /// Gives `stream` an id, a place in `codec`'s fan-out and a writer, and tells the room it
     /// opened. `None` once the room task is gone.
     pub(crate) async fn open(
         &self,
         stream: &Arc<Async<TcpStream>>,
         peer: std::net::IpAddr,
         codec: CodecId,
-        prepare: impl FnOnce(ConnId),
     ) -> Option<ConnId> {
         self.next_id.set(self.next_id.get() + 1);
         let id = ConnId(self.next_id.get());
         // The writer may run before the room has seen the connection: open its place first.
-        prepare(id);
         self.shared.hub.borrow_mut().attach(id, codec);
         if self
             .events
@@ -284,7 +286,7 @@ async fn accept_loop(
 ) {
     loop {
         let (stream, peer) = conns.accept(&listener).await;
-        let Some(id) = conns.open(&stream, peer, CodecId::WIRE, |_| {}).await else {
+        let Some(id) = conns.open(&stream, peer, CodecId::WIRE).await else {
             return;
         };
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
@@ -355,6 +357,37 @@ async fn read_loop(
     let _ = events.send(Event::Input(end)).await;
 }
 
+/// Reads whatever the socket has into the shared scratch buffer and hands a copy to the room
+/// task, whose hub decodes it with the connection's codec: an adapter's reader does no more.
+pub(crate) async fn read_bytes(
+    stream: Arc<Async<TcpStream>>,
+    id: ConnId,
+    events: Sender<Event>,
+    scratch: Rc<RefCell<Vec<u8>>>,
+) {
+    let end = loop {
+        if stream.readable().await.is_err() {
+            break Input::Closed(id);
+        }
+        let mut bytes = Vec::new();
+        let read = {
+            let mut buf = scratch.borrow_mut();
+            let read = stream.get_ref().read(&mut buf[..BYTES_READ]);
+            if let Ok(n) = read {
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            read
+        };
+        if !bytes.is_empty() && events.send(Event::Bytes(id, bytes)).await.is_err() {
+            return;
+        }
+        if let Some(end) = read_ended(&read, id) {
+            break end;
+        }
+    };
+    let _ = events.send(Event::Input(end)).await;
+}
+
 /// What a read result means for the connection: `Some(Closed)` at the end of the stream or on
 /// an error, `None` while it may go on (data, or nothing ready yet). Every reader shares it.
 pub(crate) fn read_ended(read: &io::Result<usize>, id: ConnId) -> Option<Input> {
@@ -395,10 +428,6 @@ async fn room_task(
             None
         });
         let event = match event.await {
-            Some(Ok(Event::Call(call))) => {
-                call();
-                continue;
-            }
             Some(Ok(event)) => event,
             Some(Err(_)) => break,
             None => Event::Input(Input::Tick),
@@ -411,8 +440,13 @@ async fn room_task(
             &mut held,
             |hub, now| match event {
                 Event::Input(input) => hub.handle_input(now, input),
+                // Bytes of a connection the room closed mean nothing now (and once its writer
+                // is done it is no longer attached: they would read as the wire protocol).
+                Event::Bytes(conn, bytes) if hub.room().is_open(conn) => {
+                    hub.handle_bytes(now, conn, &bytes)
+                }
+                Event::Bytes(..) => Ok(()),
                 Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
-                Event::Call(_) => Ok(()), // run above
             },
         );
         if shutdown {

@@ -106,7 +106,7 @@ pub(crate) async fn accept_loop(
             }
             Err(triple) => triple,
         };
-        let Some(id) = conns.open(&stream, peer, codec, |_| {}).await else {
+        let Some(id) = conns.open(&stream, peer, codec).await else {
             return;
         };
         let reader = ws_read_loop(
