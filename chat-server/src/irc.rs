@@ -6,7 +6,7 @@ use chat_core::CodecId;
 use chat_gateway::irc::{Identity, IrcCodec};
 
 use crate::config::ServerConfig;
-use crate::server::{Conns, read_bytes};
+use crate::conn::Conns;
 
 /// The codec to add to the hub, with the channel and server name of `config`.
 pub(crate) fn codec(config: &ServerConfig) -> IrcCodec {
@@ -28,8 +28,7 @@ pub(crate) async fn accept_loop(
         let Some(id) = conns.open(&stream, peer, codec).await else {
             return;
         };
-        let reader = read_bytes(stream, id, conns.events.clone(), conns.scratch.clone());
-        conns.spawn_reader(reader);
+        conns.spawn_bytes_reader(stream, id);
     }
 }
 

@@ -23,7 +23,7 @@ use chat_gateway::web::{
 };
 
 use crate::config::ServerConfig;
-use crate::server::{Conns, Event};
+use crate::conn::{Conns, Event};
 
 /// Accepts browser connections until the server stops. Connections still in their HTTP phase
 /// are capped at the room's handshake limit; more are closed at once.
