@@ -7,7 +7,8 @@
 //!   WebSocket frames, and a codec that speaks JSON.
 //!
 //! Nothing here performs I/O: no sockets, no runtime, no clock. A driver (the smol server, or
-//! the blocking example in `examples/`) owns the sockets and timers and moves the bytes.
+//! the blocking `std::net` example `examples/irc_blocking.rs`) owns the sockets and timers and
+//! moves the bytes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
