@@ -6,7 +6,7 @@ use std::fmt::Arguments;
 use chat_proto::{ClientMsg, MAGIC, PROTOCOL_VERSION};
 
 use super::codec::{ACTION_PREFIX, Identity, irc_nick};
-use super::line::{Line, Message};
+use super::line::{Line, MAX_LINE, Message};
 
 /// What one line asks for, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,7 +414,16 @@ pub(crate) fn hello(nick: &str) -> ClientMsg {
     }
 }
 
-fn reply(line: String) -> Action {
+/// One line for the client, with its CR LF. What it echoes of the client's line (a command,
+/// a nick, a target) may hold a NUL, which no IRC line may carry, or be long enough to push
+/// the line past 512 bytes: the NUL is dropped, the line cut at a character boundary.
+fn reply(mut line: String) -> Action {
+    line.retain(|c| c != '\0');
+    let mut end = line.len().min(MAX_LINE - 2);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line.truncate(end);
     let mut bytes = line.into_bytes();
     bytes.extend_from_slice(b"\r\n");
     Action::Reply(bytes)
@@ -538,6 +547,33 @@ mod tests {
         );
         assert!(replies(&run(&mut p, "NICK a!b")).starts_with(":srv 432 * a!b :"));
         assert!(replies(&run(&mut p, "NICK #x")).starts_with(":srv 432 * #x :"));
+    }
+
+    /// Found by fuzzing: a 421 echoed a NUL, and a 410 or 432 echoed a parameter long enough
+    /// to make a line over 512 bytes.
+    #[test]
+    fn what_a_reply_echoes_never_makes_a_line_irc_cannot_carry() {
+        let mut p = Phase::Registered {
+            nick: "ann".into(),
+            listing: None,
+        };
+        let long = "é".repeat(250);
+        for line in [
+            "A\0B".to_owned(),
+            format!("CAP {long}"),
+            format!("NICK {long}!"),
+        ] {
+            let reply = replies(&run(&mut p, &line));
+            assert!(
+                reply.len() <= MAX_LINE && reply.ends_with("\r\n"),
+                "{reply}"
+            );
+            assert!(!reply.contains('\0'), "{reply:?}");
+        }
+        assert_eq!(
+            replies(&run(&mut p, "A\0B")),
+            ":srv 421 ann AB :Unknown command\r\n"
+        );
     }
 
     #[test]
