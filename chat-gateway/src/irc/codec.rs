@@ -1,5 +1,5 @@
-//! IRC connections as a [`chat_core::Codec`]: their bytes in, through each one's [`Session`];
-//! the room's messages out as IRC lines.
+//! IRC connections as a [`chat_core::Codec`]: their bytes in, through each one's session; the
+//! room's messages out as IRC lines.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -56,9 +56,10 @@ pub struct Identity {
 
 /// The IRC codec: IRC lines in, the room's inputs out; the room's messages out as IRC lines.
 ///
-/// It keeps each connection's [`Session`] from its first bytes until the hub forgets it. Lines
-/// after a hello wait in the session until the welcome or refusal is encoded; then
-/// [`Codec::poll_ready`] names the connection and the hub decodes on.
+/// It keeps each connection's session from its first bytes until the hub forgets it. Lines
+/// after a hello wait in the session (at most [`MAX_KEPT`](super::MAX_KEPT) bytes) until the
+/// welcome or refusal is encoded; then [`Codec::poll_ready`] names the connection and the hub
+/// decodes on.
 #[derive(Debug)]
 pub struct IrcCodec {
     id: Identity,
