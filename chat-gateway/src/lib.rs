@@ -1,12 +1,14 @@
 //! The other ways into the room, as sans-IO code: bytes in, room inputs and encoded frames out.
 //!
-//! - [`irc`]: IRC clients (irssi, WeeChat, ii, ...) as members of the room: lines, sessions, and
-//!   a [`chat_core::Codec`] that turns the room's messages into IRC lines.
+//! - [`irc`]: IRC clients (irssi, WeeChat, ii, ...) as members of the room: a
+//!   [`chat_core::Codec`] that reads their lines into the room's inputs, keeping each
+//!   connection's session, and writes the room's messages as IRC lines.
 //! - [`web`] (feature `web`): the room in a browser: the HTTP phase that serves the page, the
 //!   WebSocket frames, and a codec that speaks JSON.
 //!
 //! Nothing here performs I/O: no sockets, no runtime, no clock. A driver (the smol server, or
-//! the blocking example in `examples/`) owns the sockets and timers and moves the bytes.
+//! the blocking `std::net` example `examples/irc_blocking.rs`) owns the sockets and timers and
+//! moves the bytes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 

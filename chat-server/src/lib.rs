@@ -20,6 +20,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod config;
+mod conn;
 mod irc;
 mod outbox;
 mod redis;

@@ -24,9 +24,10 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// ...or this many frames (the kernel's IOV_MAX).
 const MAX_SLICES: usize = 1024;
 
-/// The hub, shared by the room task and every writer on the thread, and the writers' wakers.
+/// What every writer on the thread takes from: the hub (shared with the room task), and the
+/// writers' wakers.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Outbox {
     /// The room and its fan-out.
     pub hub: RefCell<Hub>,
     /// Writers parked until the fan-out names them.
@@ -35,7 +36,7 @@ pub struct Shared {
     closers: RefCell<ConnMap<Waker>>,
 }
 
-impl Shared {
+impl Outbox {
     /// Shares `hub` with the writers.
     pub fn new(hub: Hub) -> Rc<Self> {
         Rc::new(Self {
@@ -73,13 +74,13 @@ enum Step {
 
 /// Writes what is due, once: waits (registering the writer) when nothing is.
 fn write_step(
-    shared: &Shared,
+    outbox: &Outbox,
     conn: ConnId,
     socket: &TcpStream,
     stats: &Stats,
     waker: &Waker,
 ) -> Poll<io::Result<Step>> {
-    let mut hub = shared.hub.borrow_mut();
+    let mut hub = outbox.hub.borrow_mut();
     let fanout = hub.fanout_of(conn);
     let (due, result) = {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -104,7 +105,7 @@ fn write_step(
     match (due, result) {
         (Due::Done, _) => Poll::Ready(Ok(Step::Done)),
         (Due::Wait, _) | (Due::Write, None) => {
-            shared.writers.borrow_mut().insert(conn, waker.clone());
+            outbox.writers.borrow_mut().insert(conn, waker.clone());
             Poll::Pending
         }
         (Due::Write, Some(Ok(0))) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -128,14 +129,14 @@ fn write_step(
 pub async fn write_loop(
     stream: Arc<Async<TcpStream>>,
     conn: ConnId,
-    shared: Rc<Shared>,
+    outbox: Rc<Outbox>,
     stats: Arc<Stats>,
     linger: Duration,
 ) -> io::Result<()> {
     let write = async {
         loop {
             let step =
-                poll_fn(|cx| write_step(&shared, conn, stream.get_ref(), &stats, cx.waker()));
+                poll_fn(|cx| write_step(&outbox, conn, stream.get_ref(), &stats, cx.waker()));
             match step.await? {
                 Step::Wrote => {}
                 Step::Blocked => stream.writable().await?,
@@ -146,10 +147,10 @@ pub async fn write_loop(
     // Once closing, the flush is bounded: a peer that does not read cannot hold the socket open.
     let flush_deadline = async {
         poll_fn(|cx| {
-            if shared.hub.borrow_mut().fanout_of(conn).is_closing(conn) {
+            if outbox.hub.borrow_mut().fanout_of(conn).is_closing(conn) {
                 Poll::Ready(())
             } else {
-                shared.closers.borrow_mut().insert(conn, cx.waker().clone());
+                outbox.closers.borrow_mut().insert(conn, cx.waker().clone());
                 Poll::Pending
             }
         })
@@ -159,8 +160,8 @@ pub async fn write_loop(
     };
     let result = write.or(flush_deadline).await;
     let _ = stream.get_ref().shutdown(Shutdown::Both);
-    shared.hub.borrow_mut().detach(conn);
-    shared.writers.borrow_mut().remove(&conn);
-    shared.closers.borrow_mut().remove(&conn);
+    outbox.hub.borrow_mut().detach(conn);
+    outbox.writers.borrow_mut().remove(&conn);
+    outbox.closers.borrow_mut().remove(&conn);
     result
 }

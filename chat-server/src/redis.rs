@@ -33,7 +33,7 @@ use futures_lite::FutureExt;
 use smol::{LocalExecutor, Timer};
 
 use crate::config::SharedConfig;
-use crate::server::Event;
+use crate::conn::Event;
 
 /// Proposals waiting for the proposer; a full queue declines joins and chats as unavailable.
 pub(crate) const PROPOSAL_QUEUE: usize = 8192;

@@ -1,48 +1,27 @@
-//! The driver: accept loop, room task, and a reader and a writer task per connection, all on
-//! one thread's executor.
+//! The wiring: the hub and its codecs, the room task that owns it, the accept loops of every
+//! listener, the Redis link when the room is shared, shutdown, and [`RunningServer`]. What a
+//! connection is (executors, readers, ids) is in `conn`; writers are in `outbox`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{
-    CodecId, ConnId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError,
-};
-use chat_proto::{ClientMsg, CloseReason, FrameDecoder};
+use chat_core::{Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError};
+use chat_proto::CloseReason;
 use futures_lite::FutureExt;
-use smol::{Async, LocalExecutor, Timer};
+use smol::Timer;
 
 use crate::config::ServerConfig;
-use crate::outbox::{self, Shared};
+use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
+use crate::outbox::Outbox;
 use crate::stats::Stats;
-use crate::web;
-use chat_gateway::web::{OriginPolicy, WebCodec};
-
-/// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Inputs waiting for the room task; readers wait when it is full.
-const ROOM_QUEUE: usize = 4096;
-
-/// What the room task is told, in the order the readers produced it.
-pub(crate) enum Event {
-    /// An input for the room.
-    Input(Input),
-    /// Bytes a protocol adapter made itself for one connection (an answer the room has no part
-    /// in), queued in order with everything the room sends it.
-    Raw(ConnId, Vec<u8>),
-    /// Bytes read from a connection whose codec reads them ([`Hub::handle_bytes`]).
-    Bytes(ConnId, Vec<u8>),
-    /// Runs on the room task when it gets here: an adapter's per-connection codec state that
-    /// must change exactly between the inputs before it and after it.
-    Call(Box<dyn FnOnce() + Send>),
-}
+use crate::{irc, web};
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
 /// with a shutting-down frame, lets writers flush for at most `config.linger`, and returns.
@@ -68,10 +47,7 @@ pub async fn serve_with_gateways(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    let ex = Executors {
-        reads: LocalExecutor::new(),
-        writes: LocalExecutor::new(),
-    };
+    let ex = Executors::new();
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
@@ -91,47 +67,29 @@ pub async fn serve_with_gateways(
         crate::redis::spawn(log, &ex.reads, events_tx.clone(), *pos, last_id.clone())
     });
     let mut hub = Hub::new(room, config.queue_bytes);
-    let irc = irc.map(|listener| {
-        let gateway = crate::irc::Gateway::new(&config);
-        let codec = hub.add_codec(Box::new(gateway.codec()));
-        (listener, gateway, codec)
-    });
-    let web = web.map(|listener| {
-        let origins = OriginPolicy {
-            allowed: config.web_allow_origin.clone(),
-        };
-        let codec = WebCodec::new(origins, config.room.max_frame_bytes);
-        (listener, hub.add_codec(Box::new(codec)))
-    });
-    let shared = Shared::new(hub);
+    let irc = irc.map(|listener| (listener, hub.add_codec(Box::new(irc::codec(&config)))));
+    let web = web.map(|listener| (listener, hub.add_codec(Box::new(web::codec(&config)))));
+    let outbox = Outbox::new(hub);
     let room = ex.reads.spawn(room_task(
         config.clone(),
-        shared.clone(),
+        outbox.clone(),
         events_rx,
         proposals,
         stats.clone(),
         writers.clone(),
     ));
-    let conns = Conns {
-        ex: &ex,
-        shared: shared.clone(),
-        events: events_tx.clone(),
-        stats: stats.clone(),
-        writers,
-        linger: config.linger,
-        next_id: Cell::new(0),
-        scratch: Rc::new(RefCell::new(vec![0u8; READ_CHUNK])),
-    };
-    let accept = accept_loop(&conns, listener, &config);
+    let events = events_tx.clone();
+    let conns = Conns::new(&ex, outbox, events, stats.clone(), writers, config.linger);
+    let accept = conn::accept_loop(&conns, listener, &config);
     let accept_irc = async {
         match irc {
-            Some((listener, gateway, codec)) => gateway.accept_loop(&conns, listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
             None => std::future::pending().await,
         }
     };
     let accept_web = async {
         match web {
-            Some((listener, codec)) => web::accept_loop(&conns, listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
             None => std::future::pending().await,
         }
     };
@@ -149,243 +107,11 @@ pub async fn serve_with_gateways(
     Ok(())
 }
 
-/// Two executors on one thread: readers, the room and the accept loop run before any writer.
-///
-/// Like Redis's event loop (read and process everything ready, then write), this lets the room
-/// handle every input that is ready before writers run, so that each writer finds many frames
-/// to send in one call instead of one call per frame.
-struct Executors<'a> {
-    reads: LocalExecutor<'a>,
-    writes: LocalExecutor<'a>,
-}
-
-impl Executors<'_> {
-    /// Runs both executors, reads first, until `main` completes.
-    ///
-    /// A read task runs whenever one is ready, so the room handles every ready input before the
-    /// writers go. Only a flood of input (a whole budget of reads in a row) hands the turn to
-    /// the writers for up to a budget of theirs, so that input cannot starve output.
-    async fn run<T>(&self, main: impl std::future::Future<Output = T>) -> T {
-        const BUDGET: usize = 1024;
-        let drive = async {
-            let (mut streak, mut ticks) = (0, 0usize);
-            loop {
-                let ran = if streak < BUDGET && self.reads.try_tick() {
-                    streak += 1;
-                    1
-                } else if streak >= BUDGET {
-                    streak = 0;
-                    (0..BUDGET)
-                        .take_while(|_| self.writes.try_tick())
-                        .count()
-                        .max(1)
-                } else {
-                    streak = 0;
-                    usize::from(self.writes.try_tick())
-                };
-                if ran == 0 {
-                    self.reads.tick().or(self.writes.tick()).await;
-                    continue;
-                }
-                ticks += ran;
-                if ticks >= 256 {
-                    ticks = 0;
-                    // Let `main` and the reactor have their turn.
-                    futures_lite::future::yield_now().await;
-                }
-            }
-        };
-        main.or(drive).await
-    }
-}
-
-/// What every accept loop shares: the hub, the room's queue, counters, the executors, and the
-/// connection ids (one sequence for every listener).
-pub(crate) struct Conns<'e, 'a> {
-    ex: &'e Executors<'a>,
-    pub(crate) shared: Rc<Shared>,
-    pub(crate) events: Sender<Event>,
-    pub(crate) stats: Arc<Stats>,
-    writers: Rc<Cell<usize>>,
-    linger: Duration,
-    next_id: Cell<u64>,
-    /// A read buffer shared by every reader on the thread.
-    pub(crate) scratch: Rc<RefCell<Vec<u8>>>,
-}
-
-impl<'a> Conns<'_, 'a> {
-    /// The next connection from `listener`. Accept errors (out of descriptors and the like) are
-    /// logged and survived with a backoff.
-    pub(crate) async fn accept(
-        &self,
-        listener: &async_net::TcpListener,
-    ) -> (Arc<Async<TcpStream>>, std::net::IpAddr) {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    self.stats.accepted.fetch_add(1, Relaxed);
-                    self.stats.connections.fetch_add(1, Relaxed);
-                    let _ = stream.set_nodelay(true);
-                    return (stream.into(), peer.ip());
-                }
-                Err(error) => {
-                    self.stats.accept_errors.fetch_add(1, Relaxed);
-                    log::warn!("accept failed: {error}; retrying in {backoff:?}");
-                    Timer::after(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
-    }
-
-    /// Gives `stream` an id (handed to `prepare` first), a place in `codec`'s fan-out and a writer, and tells the room it
-    /// opened. `None` once the room task is gone.
-    pub(crate) async fn open(
-        &self,
-        stream: &Arc<Async<TcpStream>>,
-        peer: std::net::IpAddr,
-        codec: CodecId,
-        prepare: impl FnOnce(ConnId),
-    ) -> Option<ConnId> {
-        self.next_id.set(self.next_id.get() + 1);
-        let id = ConnId(self.next_id.get());
-        // The writer may run before the room has seen the connection: open its place first.
-        prepare(id);
-        self.shared.hub.borrow_mut().attach(id, codec);
-        if self
-            .events
-            // The peer's address counts towards the per-address limits.
-            .send(Event::Input(Input::OpenedFrom(id, peer)))
-            .await
-            .is_err()
-        {
-            return None;
-        }
-        self.writers.set(self.writers.get() + 1);
-        let (stats, writers, linger) = (self.stats.clone(), self.writers.clone(), self.linger);
-        let (shared, stream) = (self.shared.clone(), stream.clone());
-        self.ex
-            .writes
-            .spawn(async move {
-                let write = outbox::write_loop(stream, id, shared, stats.clone(), linger);
-                if let Err(error) = write.await {
-                    log::debug!("conn {}: write ended: {error}", id.0);
-                }
-                stats.connections.fetch_sub(1, Relaxed);
-                writers.set(writers.get() - 1);
-            })
-            .detach();
-        Some(id)
-    }
-
-    /// Runs a connection's reader.
-    pub(crate) fn spawn_reader(&self, reader: impl std::future::Future<Output = ()> + 'a) {
-        self.ex.reads.spawn(reader).detach();
-    }
-}
-
-async fn accept_loop(
-    conns: &Conns<'_, '_>,
-    listener: async_net::TcpListener,
-    config: &ServerConfig,
-) {
-    loop {
-        let (stream, peer) = conns.accept(&listener).await;
-        let Some(id) = conns.open(&stream, peer, CodecId::WIRE, |_| {}).await else {
-            return;
-        };
-        let decoder = FrameDecoder::new(config.room.max_frame_bytes);
-        let events = conns.events.clone();
-        conns.spawn_reader(read_loop(
-            stream,
-            id,
-            decoder,
-            events,
-            conns.scratch.clone(),
-        ));
-    }
-}
-
-/// Reads whatever the socket has into the shared scratch buffer, decodes every whole frame in
-/// it, and forwards them to the room. An idle connection holds no read buffer of its own.
-async fn read_loop(
-    stream: Arc<Async<TcpStream>>,
-    id: ConnId,
-    mut decoder: FrameDecoder,
-    events: Sender<Event>,
-    scratch: Rc<RefCell<Vec<u8>>>,
-) {
-    let mut msgs: Vec<ClientMsg> = Vec::new();
-    let end = loop {
-        if stream.readable().await.is_err() {
-            break Input::Closed(id);
-        }
-        let mut malformed = false;
-        let read = {
-            let mut buf = scratch.borrow_mut();
-            let read = stream.get_ref().read(&mut buf[..]);
-            if let Ok(n) = read {
-                let mut input = &buf[..n];
-                loop {
-                    match decoder.decode::<ClientMsg>(&mut input) {
-                        Ok(Some(msg)) => msgs.push(msg),
-                        Ok(None) => break,
-                        Err(error) => {
-                            log::debug!("conn {}: {error}", id.0);
-                            malformed = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            read
-        };
-        for msg in msgs.drain(..) {
-            if events
-                .send(Event::Input(Input::Received(id, msg)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        if msgs.capacity() > 64 {
-            msgs = Vec::new();
-        }
-        if malformed {
-            break Input::Malformed(id);
-        }
-        if let Some(end) = read_ended(&read, id) {
-            break end;
-        }
-    };
-    let _ = events.send(Event::Input(end)).await;
-}
-
-/// What a read result means for the connection: `Some(Closed)` at the end of the stream or on
-/// an error, `None` while it may go on (data, or nothing ready yet). Every reader shares it.
-pub(crate) fn read_ended(read: &io::Result<usize>, id: ConnId) -> Option<Input> {
-    match read {
-        Ok(0) => Some(Input::Closed(id)),
-        Ok(_) => None,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            None
-        }
-        Err(_) => Some(Input::Closed(id)),
-    }
-}
-
 /// The one owner of the hub's inputs: feeds it, acts on its events, wakes writers, keeps its
 /// timer.
 async fn room_task(
     config: ServerConfig,
-    shared: Rc<Shared>,
+    outbox: Rc<Outbox>,
     events: Receiver<Event>,
     proposals: Option<Sender<(NodeId, Proposal)>>,
     stats: Arc<Stats>,
@@ -403,25 +129,19 @@ async fn room_task(
             None
         });
         let event = match event.await {
-            Some(Ok(Event::Call(call))) => {
-                call();
-                continue;
-            }
             Some(Ok(event)) => event,
             Some(Err(_)) => break,
             None => Event::Input(Input::Tick),
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
         let next = step(
-            &shared,
+            &outbox,
             &stats,
             proposals,
             &mut held,
             |hub, now| match event {
                 Event::Input(input) => hub.handle_input(now, input),
-                Event::Raw(conn, bytes) => hub.send_raw(now, conn, &bytes),
                 Event::Bytes(conn, bytes) => hub.handle_bytes(now, conn, &bytes),
-                Event::Call(_) => Ok(()), // run above
             },
         );
         if shutdown {
@@ -442,7 +162,7 @@ async fn room_task(
 /// Feeds one input to the hub (or queues raw bytes) and carries out what follows: proposals go
 /// to the shared log (a full queue declines them at once); returns the next deadline.
 fn step(
-    shared: &Shared,
+    outbox: &Outbox,
     stats: &Stats,
     proposals: Option<&Sender<(NodeId, Proposal)>>,
     held: &mut VecDeque<(NodeId, Proposal)>,
@@ -458,7 +178,7 @@ fn step(
         }
     };
     send_held(held);
-    let mut hub = shared.hub.borrow_mut();
+    let mut hub = outbox.hub.borrow_mut();
     if let Err(error) = feed(&mut hub, Instant::now()) {
         log::error!("driver bug: {error}");
     }
@@ -529,9 +249,9 @@ fn step(
     }
     drop(hub);
     for conn in closed {
-        shared.closed(conn);
+        outbox.closed(conn);
     }
-    shared.wake_writers();
+    outbox.wake_writers();
     next
 }
 

@@ -1,18 +1,14 @@
-//! The IRC gateway's line reader, parser and per-connection session, and the codec's lines,
-//! fed arbitrary bytes: never a panic, never a line over 512 bytes or with a CR/LF/NUL inside.
+//! The IRC entrance fed arbitrary bytes as a hub drives it: the line reader, each connection's
+//! session in the codec (lines kept after a hello, member-list requests), and the lines the
+//! codec writes back: never a panic, never a line over 512 bytes or with a CR/LF/NUL inside.
 #![no_main]
 
-use chat_core::{Codec, ConnId};
-use chat_proto::ServerMsg;
-use chat_gateway::irc::{Action, Identity, IrcCodec, Line, LineReader, MAX_LINE, Session, Sessions};
+use chat_core::{Codec, ConnId, Inbound};
+use chat_gateway::irc::{Identity, IrcCodec, Line, LineReader, MAX_LINE};
+use chat_proto::{ClientMsg, ServerMsg};
 use libfuzzer_sys::fuzz_target;
 
-fn identity() -> Identity {
-    Identity {
-        server: "irc.test".into(),
-        channel: "#chat".into(),
-    }
-}
+const CONN: ConnId = ConnId(1);
 
 /// Every line in `bytes` ends in CR LF, fits 512 bytes and holds no CR, LF or NUL.
 fn check_lines(bytes: &[u8]) {
@@ -28,61 +24,84 @@ fn check_lines(bytes: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    let mut reader = LineReader::new();
-    let mut session = Session::new(identity());
-    let sessions = Sessions::default();
-    let mut codec = IrcCodec::new(identity(), sessions.clone());
-    let conn = ConnId(1);
-    sessions.open(conn);
-    let mut actions = Vec::new();
-    let mut welcome_next = data.first().is_some_and(|b| b & 1 == 0);
-    // The first byte splits the input in two feeds, to cross a line boundary.
-    let cut = data.first().map_or(0, |&b| b as usize).min(data.len());
-    for part in [&data[..cut], &data[cut..]] {
-        reader.feed(part, |line| {
-            if let Line::Text(text) = line {
-                assert!(text.len() + 2 <= MAX_LINE);
-            }
-            session.handle(line, &mut actions);
-        });
-    }
-    for action in actions.drain(..) {
-        match action {
-            Action::Reply(bytes) => check_lines(&bytes),
-            Action::Register(nick) => {
+/// The room's side: answers what the codec decoded as the room might, through the codec.
+struct Room {
+    welcome_next: bool,
+    /// A name from the input, for chats and member lists.
+    other: String,
+}
+
+impl Room {
+    fn answer(&mut self, codec: &mut IrcCodec, item: Inbound) {
+        let mut out = Vec::new();
+        match item {
+            Inbound::Reply(bytes) => out = bytes,
+            Inbound::Msg(ClientMsg::Hello { name, .. }) => {
                 // The room may welcome or refuse any nick the session lets through.
-                let mut out = Vec::new();
-                let msg = if welcome_next && chat_core::check_name(&nick, 32).is_ok() {
-                    session.welcomed();
+                let msg = if self.welcome_next && chat_core::check_name(&name, 32).is_ok() {
                     ServerMsg::Welcome {
-                        name: chat_core::display_name(&nick),
-                        online: 1,
-                        members: vec![nick.as_str().into()],
+                        name: chat_core::display_name(&name),
+                        online: 2,
+                        members: vec![name.as_str().into(), self.other.as_str().into()],
                         limits: chat_core::Config::default().limits(),
                         seq: 0,
                     }
                 } else {
-                    session.refused();
                     ServerMsg::Refused(chat_proto::Refusal::NameTaken)
                 };
-                welcome_next = !welcome_next;
-                codec.encode_to(conn, &msg, &mut out);
-                check_lines(&out);
+                self.welcome_next = !self.welcome_next;
+                codec.encode_to(CONN, &msg, &mut out);
             }
-            Action::Room(chat_proto::ClientMsg::Chat { text }) => {
+            Inbound::Msg(ClientMsg::Chat { text }) => {
                 // What the room would accept comes back out as well-formed lines.
                 if chat_core::check_text(&text, 1024).is_ok() {
-                    let mut out = Vec::new();
-                    let from = String::from_utf8_lossy(&data[..cut.min(40)]).into_owned();
-                    if chat_core::check_name(&from, 32).is_ok() {
-                        let msg = ServerMsg::Chat { seq: 1, from, text };
-                        codec.encode_broadcast(&msg, &mut out);
-                        check_lines(&out);
-                    }
+                    let from = self.other.clone();
+                    codec.encode_broadcast(&ServerMsg::Chat { seq: 1, from, text }, &mut out);
                 }
             }
-            Action::Room(_) | Action::Who(_) => {}
+            Inbound::Msg(ClientMsg::Who) => {
+                let names = vec![self.other.as_str().into()];
+                codec.encode_to(CONN, &ServerMsg::Members { names }, &mut out);
+            }
+            Inbound::Msg(_) | Inbound::Malformed | Inbound::End => {}
+        }
+        check_lines(&out);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut reader = LineReader::new();
+    reader.feed(data, |line| {
+        if let Line::Text(text) = line {
+            assert!(text.len() + 2 <= MAX_LINE);
+        }
+    });
+    let mut codec = IrcCodec::new(Identity {
+        server: "irc.test".into(),
+        channel: "#chat".into(),
+    });
+    // The first byte splits the input in two reads, to cross a line boundary.
+    let cut = data.first().map_or(0, |&b| b as usize).min(data.len());
+    let other = String::from_utf8_lossy(&data[..cut.min(40)]).into_owned();
+    let mut room = Room {
+        welcome_next: data.first().is_some_and(|b| b & 1 == 0),
+        other: if chat_core::check_name(&other, 32).is_ok() {
+            other
+        } else {
+            "other".into()
+        },
+    };
+    let mut items = Vec::new();
+    for part in [&data[..cut], &data[cut..]] {
+        codec.decode(CONN, part, &mut items);
+        loop {
+            for item in std::mem::take(&mut items) {
+                room.answer(&mut codec, item);
+            }
+            match codec.poll_ready() {
+                Some(conn) => codec.decode(conn, &[], &mut items),
+                None => break,
+            }
         }
     }
 });

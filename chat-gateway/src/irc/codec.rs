@@ -1,14 +1,17 @@
-//! The room's messages as IRC lines, for IRC connections: a [`chat_core::Codec`].
+//! IRC connections as a [`chat_core::Codec`]: their bytes in, through each one's session; the
+//! room's messages out as IRC lines.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use chat_core::{Codec, ConnId, fold_name};
-use chat_proto::{ErrorKind, Refusal, ServerMsg};
+use chat_core::{Codec, ConnId, ConnMap, Inbound, fold_name};
+use chat_proto::{ErrorKind, HistoryChat, Refusal, ServerMsg};
 
+use super::commands::Listing;
 use super::line::MAX_LINE;
+use super::session::Session;
 
 /// How chat text marks a CTCP ACTION (`/me waves`) for native clients, which show
 /// `bob: /me waves`; IRC recipients get it back as an ACTION.
@@ -42,58 +45,6 @@ pub fn irc_nick(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// How the next `Members` answer to a connection is shown: it answers the command that asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listing {
-    /// NAMES: 353 lines, then 366.
-    Names,
-    /// A JOIN of the channel it is in: the JOIN echo, then as NAMES (one answer, so that the
-    /// echo and the names come or are refused together).
-    Join,
-    /// WHO of the channel (`mask` is it) or of one nick (352 with `*` as channel), then 315.
-    Who {
-        /// As the client wrote it.
-        mask: String,
-    },
-    /// USERHOST: 302 with those online.
-    Userhost(Vec<String>),
-    /// A private message to this nick: 401 if nobody has it, else a numeric saying private
-    /// messages are not carried.
-    Private {
-        /// The nick written to.
-        target: String,
-    },
-}
-
-/// What the codec knows of one IRC connection.
-#[derive(Debug, Default)]
-pub struct ConnState {
-    /// The nick, once welcomed.
-    pub nick: Option<String>,
-    /// The nick asked for in the hello in flight.
-    pub wanted: String,
-    /// How to show the next member list.
-    pub listing: Option<Listing>,
-    /// Told the hello's outcome (welcomed or not) once.
-    pub outcome: Option<async_channel::Sender<Option<String>>>,
-}
-
-/// Per-connection state shared by the codec (on the room task) and the readers.
-#[derive(Debug, Clone, Default)]
-pub struct Sessions(Arc<Mutex<HashMap<ConnId, ConnState>>>);
-
-impl Sessions {
-    /// A new connection, before its writer can run.
-    pub fn open(&self, conn: ConnId) {
-        self.lock().insert(conn, ConnState::default());
-    }
-
-    /// The map, locked. Everything runs on one thread, so the lock is never contended.
-    pub fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, ConnState>> {
-        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-}
-
 /// What every IRC line from the server names: the server, the channel, the host in prefixes.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -103,34 +54,49 @@ pub struct Identity {
     pub channel: String,
 }
 
-/// The IRC codec: encodes the room's messages as IRC lines.
+/// The IRC codec: IRC lines in, the room's inputs out; the room's messages out as IRC lines.
+///
+/// It keeps each connection's session from its first bytes until the hub forgets it. Lines
+/// after a hello wait in the session (at most [`MAX_KEPT`](super::MAX_KEPT) bytes) until the
+/// welcome or refusal is encoded; then [`Codec::poll_ready`] names the connection and the hub
+/// decodes on.
 #[derive(Debug)]
 pub struct IrcCodec {
     id: Identity,
-    sessions: Sessions,
+    sessions: ConnMap<Session>,
+    /// Connections with kept lines that can go on now.
+    ready: VecDeque<ConnId>,
 }
 
 impl IrcCodec {
-    /// A codec naming `id`, keeping per-connection state in `sessions`.
-    pub fn new(id: Identity, sessions: Sessions) -> Self {
-        Self { id, sessions }
+    /// A codec naming `id`.
+    pub fn new(id: Identity) -> Self {
+        Self {
+            id,
+            sessions: ConnMap::default(),
+            ready: VecDeque::new(),
+        }
     }
 }
 
 impl Codec for IrcCodec {
-    fn decode(&mut self, _conn: ConnId, _bytes: &[u8], out: &mut Vec<chat_core::Inbound>) {
-        // The server's readers still decode on their own path (moving here next).
-        out.push(chat_core::Inbound::Malformed);
+    fn decode(&mut self, conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
+        let session = self.sessions.entry(conn).or_default();
+        if session.decode(&self.id, bytes, out) {
+            self.ready.push_back(conn);
+        }
+    }
+
+    fn poll_ready(&mut self) -> Option<ConnId> {
+        // A connection forgotten meanwhile has nothing left to go on with.
+        std::iter::from_fn(|| self.ready.pop_front()).find(|c| self.sessions.contains_key(c))
     }
 
     fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let mut sessions = self.sessions.lock();
-        // A connection already forgotten gets nothing kept (and its bytes go nowhere).
-        let mut spare = ConnState::default();
-        let state = sessions.get_mut(&to).unwrap_or(&mut spare);
         let id = &self.id;
-        let srv = id.server.as_str();
-        match msg {
+        let session = self.sessions.get_mut(&to);
+        let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
+        let ready = match msg {
             ServerMsg::Welcome {
                 name,
                 online,
@@ -139,85 +105,16 @@ impl Codec for IrcCodec {
                 ..
             } => {
                 let nick = irc_nick(name).into_owned();
-                if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(Some(nick.clone()));
-                }
-                state.nick = Some(nick.clone());
-                let version = env!("CARGO_PKG_VERSION");
-                push(
-                    out,
-                    format_args!(":{srv} 001 {nick} :Welcome to the chat, {nick}"),
-                );
-                push(
-                    out,
-                    format_args!(
-                        ":{srv} 002 {nick} :Your host is {srv}, running chat-server-{version}"
-                    ),
-                );
-                push(
-                    out,
-                    format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
-                );
-                push(
-                    out,
-                    format_args!(":{srv} 004 {nick} {srv} chat-server-{version} i nt"),
-                );
-                push(
-                    out,
-                    format_args!(
-                        ":{srv} 005 {nick} CHANTYPES=# NICKLEN={} CHANNELLEN=50 CASEMAPPING=rfc8265 PREFIX= CHANMODES=,,,nt MAXTARGETS=1 NETWORK=chat :are supported by this server",
-                        limits.max_name_chars,
-                    ),
-                );
-                push(out, format_args!(":{srv} 422 {nick} :MOTD File is missing"));
-                push(
-                    out,
-                    format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
-                );
-                if members.is_empty() && *online > 1 {
-                    push(
-                        out,
-                        format_args!(
-                            ":{srv} NOTICE {nick} :{online} members online; /names lists them"
-                        ),
-                    );
-                }
-                let names: Vec<Cow<'_, str>> = if members.is_empty() {
-                    vec![Cow::Borrowed(nick.as_str())]
-                } else {
-                    members.iter().map(|m| irc_nick(m)).collect()
-                };
-                names_lines(out, id, &nick, &names);
+                welcome(out, id, &nick, *online, members, limits.max_name_chars);
+                session.is_some_and(|s| s.welcomed(nick))
             }
             ServerMsg::Refused(refusal) => {
-                if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(None);
-                }
-                let me = state.nick.as_deref().unwrap_or("*");
-                let wanted = &state.wanted;
-                match refusal {
-                    Refusal::NameTaken => push(
-                        out,
-                        format_args!(
-                            ":{srv} 433 {me} {wanted} :Nickname is already in use (or one that looks the same)"
-                        ),
-                    ),
-                    Refusal::NameInvalid(rule) => push(
-                        out,
-                        format_args!(":{srv} 432 {me} {wanted} :Erroneous nickname: {rule}"),
-                    ),
-                    Refusal::AlreadyJoined => {
-                        push(out, format_args!(":{srv} 462 {me} :You may not reregister"));
-                    }
-                    other => push(out, format_args!(":{srv} NOTICE {me} :{other}")),
-                }
+                let wanted = session.as_ref().map_or("", |s| s.phase().wanted());
+                refused(out, id, &me, wanted, refusal);
+                session.is_some_and(Session::refused)
             }
             ServerMsg::Error(kind) => {
-                if let Some(tx) = state.outcome.take() {
-                    let _ = tx.try_send(None); // a hello refused for rate
-                }
-                state.listing = None;
-                let me = state.nick.as_deref().unwrap_or("*");
+                let srv = id.server.as_str();
                 match kind {
                     ErrorKind::TextTooLong { .. }
                     | ErrorKind::TextEmpty
@@ -226,46 +123,32 @@ impl Codec for IrcCodec {
                     }
                     _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
                 }
+                session.is_some_and(Session::error)
             }
             ServerMsg::Members { names } => {
-                let me = state.nick.clone().unwrap_or_else(|| "*".into());
-                let listing = state.listing.take().unwrap_or(Listing::Names);
-                drop(sessions);
-                members(out, id, &me, listing, names);
+                let listing = session.and_then(Session::take_listing);
+                members(out, id, &me, listing.unwrap_or(Listing::Names), names);
+                false
             }
-            ServerMsg::Ping { nonce } => push(out, format_args!("PING :{nonce}")),
+            ServerMsg::Ping { nonce } => {
+                push(out, format_args!("PING :{nonce}"));
+                false
+            }
             ServerMsg::Pong { .. } => return false,
             ServerMsg::Closing(reason) => {
                 push(out, format_args!("ERROR :Closing link: {reason}"));
+                false
             }
             ServerMsg::Chat { .. } | ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
-                drop(sessions);
                 return self.encode_broadcast(msg, out);
             }
             ServerMsg::History { chats, missed } => {
-                // What was said before: server NOTICEs to the channel, set apart from live
-                // PRIVMSGs so that nobody answers a stale line by mistake.
-                let chan = id.channel.as_str();
-                if *missed > 0 {
-                    push(
-                        out,
-                        format_args!(":{srv} NOTICE {chan} :{missed} earlier messages were missed"),
-                    );
-                }
-                for chat in chats {
-                    let head = format!(
-                        ":{srv} NOTICE {chan} :[earlier] <{}> ",
-                        irc_nick(&chat.from)
-                    );
-                    // Long names (a long --max-name-chars) leave little room: never below 16.
-                    let room = MAX_LINE.saturating_sub(2 + head.len());
-                    for piece in pieces(&chat.text, room.max(16)) {
-                        out.extend_from_slice(head.as_bytes());
-                        out.extend_from_slice(piece.as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
+                history(out, id, chats, *missed);
+                false
             }
+        };
+        if ready {
+            self.ready.push_back(to);
         }
         true
     }
@@ -309,7 +192,105 @@ impl Codec for IrcCodec {
     }
 
     fn forget(&mut self, conn: ConnId) {
-        self.sessions.lock().remove(&conn);
+        self.sessions.remove(&conn);
+    }
+}
+
+/// The welcome numerics, the JOIN, and the names (or how many are online).
+fn welcome(
+    out: &mut Vec<u8>,
+    id: &Identity,
+    nick: &str,
+    online: u32,
+    members: &[Arc<str>],
+    max_name_chars: u32,
+) {
+    let srv = id.server.as_str();
+    let version = env!("CARGO_PKG_VERSION");
+    push(
+        out,
+        format_args!(":{srv} 001 {nick} :Welcome to the chat, {nick}"),
+    );
+    push(
+        out,
+        format_args!(":{srv} 002 {nick} :Your host is {srv}, running chat-server-{version}"),
+    );
+    push(
+        out,
+        format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
+    );
+    push(
+        out,
+        format_args!(":{srv} 004 {nick} {srv} chat-server-{version} i nt"),
+    );
+    push(
+        out,
+        format_args!(
+            ":{srv} 005 {nick} CHANTYPES=# NICKLEN={max_name_chars} CHANNELLEN=50 CASEMAPPING=rfc8265 PREFIX= CHANMODES=,,,nt MAXTARGETS=1 NETWORK=chat :are supported by this server",
+        ),
+    );
+    push(out, format_args!(":{srv} 422 {nick} :MOTD File is missing"));
+    push(
+        out,
+        format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
+    );
+    if members.is_empty() && online > 1 {
+        push(
+            out,
+            format_args!(":{srv} NOTICE {nick} :{online} members online; /names lists them"),
+        );
+    }
+    let names: Vec<Cow<'_, str>> = if members.is_empty() {
+        vec![Cow::Borrowed(nick)]
+    } else {
+        members.iter().map(|m| irc_nick(m)).collect()
+    };
+    names_lines(out, id, nick, &names);
+}
+
+/// The numeric for a refused hello for `wanted`.
+fn refused(out: &mut Vec<u8>, id: &Identity, me: &str, wanted: &str, refusal: &Refusal) {
+    let srv = id.server.as_str();
+    match refusal {
+        Refusal::NameTaken => push(
+            out,
+            format_args!(
+                ":{srv} 433 {me} {wanted} :Nickname is already in use (or one that looks the same)"
+            ),
+        ),
+        Refusal::NameInvalid(rule) => push(
+            out,
+            format_args!(":{srv} 432 {me} {wanted} :Erroneous nickname: {rule}"),
+        ),
+        Refusal::AlreadyJoined => {
+            push(out, format_args!(":{srv} 462 {me} :You may not reregister"));
+        }
+        other => push(out, format_args!(":{srv} NOTICE {me} :{other}")),
+    }
+}
+
+/// What was said before: server NOTICEs to the channel, set apart from live PRIVMSGs so that
+/// nobody answers a stale line by mistake.
+fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    if missed > 0 {
+        push(
+            out,
+            format_args!(":{srv} NOTICE {chan} :{missed} earlier messages were missed"),
+        );
+    }
+    for chat in chats {
+        let head = format!(
+            ":{srv} NOTICE {chan} :[earlier] <{}> ",
+            irc_nick(&chat.from)
+        );
+        // Long names (a long --max-name-chars) leave little room: never below 16.
+        let room = MAX_LINE.saturating_sub(2 + head.len());
+        for piece in pieces(&chat.text, room.max(16)) {
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -440,13 +421,10 @@ mod tests {
 
     #[test]
     fn every_chat_line_fits_512_bytes() {
-        let mut codec = IrcCodec::new(
-            Identity {
-                server: "irc.example".into(),
-                channel: "#chat".into(),
-            },
-            Sessions::default(),
-        );
+        let mut codec = IrcCodec::new(Identity {
+            server: "irc.example".into(),
+            channel: "#chat".into(),
+        });
         let mut out = Vec::new();
         let msg = ServerMsg::Chat {
             seq: 1,
@@ -468,13 +446,10 @@ mod tests {
     /// pieces of at least 16 bytes of text, rather than an arithmetic overflow.
     #[test]
     fn a_name_longer_than_a_line_leaves_room_for_does_not_overflow() {
-        let mut codec = IrcCodec::new(
-            Identity {
-                server: "s".repeat(63),
-                channel: "#chat".into(),
-            },
-            Sessions::default(),
-        );
+        let mut codec = IrcCodec::new(Identity {
+            server: "s".repeat(63),
+            channel: "#chat".into(),
+        });
         let mut out = Vec::new();
         let msg = ServerMsg::Chat {
             seq: 1,

@@ -12,7 +12,7 @@ pub const MAX_LINE: usize = 512;
 /// The longest line content, without its CR LF.
 const MAX_CONTENT: usize = MAX_LINE - 2;
 
-/// What [`LineReader::feed`] found.
+/// What [`LineReader::next`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line<'a> {
     /// A whole line, without its terminator; never empty.
@@ -27,6 +27,8 @@ pub struct LineReader {
     buf: Vec<u8>,
     /// Skipping the rest of a line already refused as too long.
     skipping: bool,
+    /// `buf` holds the line last handed out: cleared at the next call.
+    handed_out: bool,
 }
 
 impl LineReader {
@@ -35,41 +37,57 @@ impl LineReader {
         Self::default()
     }
 
-    /// Feeds bytes; calls `on` with each whole line, in order.
-    pub fn feed(&mut self, mut input: &[u8], mut on: impl FnMut(Line<'_>)) {
-        while !input.is_empty() {
-            let end = input.iter().position(|&b| b == b'\n' || b == b'\r');
-            let (part, rest) = match end {
-                Some(i) => (&input[..i], Some(&input[i + 1..])),
-                None => (input, None),
-            };
-            if !self.skipping {
-                if self.buf.len() + part.len() > MAX_CONTENT {
-                    self.buf.clear();
-                    self.skipping = true;
-                    on(Line::TooLong);
-                } else if self.buf.is_empty() && rest.is_some() {
-                    if !part.is_empty() {
-                        on(Line::Text(part)); // the common case: no copy
-                    }
-                } else {
-                    self.buf.extend_from_slice(part);
-                    if rest.is_some() && !self.buf.is_empty() {
-                        on(Line::Text(&self.buf));
-                        self.buf.clear();
-                    }
-                }
-            }
-            match rest {
-                Some(rest) => {
-                    self.skipping = false;
-                    input = rest;
-                }
-                None => break,
+    /// The next whole line, taken from what it holds and the front of `input` (which it
+    /// advances past that line); `None` once `input` is used up, its unfinished tail kept.
+    /// A caller may stop between lines and hand the rest of `input` back later.
+    pub fn next<'s, 'i: 's>(&'s mut self, input: &mut &'i [u8]) -> Option<Line<'s>> {
+        if self.handed_out {
+            self.buf.clear();
+            self.handed_out = false;
+            if self.buf.capacity() > MAX_LINE {
+                self.buf.shrink_to(MAX_LINE);
             }
         }
-        if self.buf.capacity() > MAX_LINE {
-            self.buf.shrink_to(MAX_LINE);
+        while !input.is_empty() {
+            let end = input.iter().position(|&b| b == b'\n' || b == b'\r');
+            let (part, ended) = match end {
+                Some(i) => (&input[..i], true),
+                None => (*input, false),
+            };
+            // Past the terminator, and the LF of a CR LF: `input` starts at the next line.
+            *input = match end {
+                Some(i) if input[i..].starts_with(b"\r\n") => &input[i + 2..],
+                Some(i) => &input[i + 1..],
+                None => &[],
+            };
+            if self.skipping {
+                self.skipping = !ended;
+                continue;
+            }
+            if self.buf.len() + part.len() > MAX_CONTENT {
+                self.buf.clear();
+                self.skipping = !ended;
+                return Some(Line::TooLong);
+            }
+            if self.buf.is_empty() && ended {
+                if !part.is_empty() {
+                    return Some(Line::Text(part)); // the common case: no copy
+                }
+                continue;
+            }
+            self.buf.extend_from_slice(part);
+            if ended {
+                self.handed_out = true;
+                return Some(Line::Text(&self.buf));
+            }
+        }
+        None
+    }
+
+    /// Feeds bytes; calls `on` with each whole line, in order.
+    pub fn feed(&mut self, mut input: &[u8], mut on: impl FnMut(Line<'_>)) {
+        while let Some(line) = self.next(&mut input) {
+            on(line);
         }
     }
 }
@@ -168,6 +186,21 @@ mod tests {
         let long = format!("{}\r\nPING x\r\n", "a".repeat(5000));
         let chunks: Vec<&[u8]> = long.as_bytes().chunks(7).collect();
         assert_eq!(lines(&chunks), vec![Err(()), Ok("PING x".into())]);
+    }
+
+    #[test]
+    fn a_reader_stops_between_lines_and_goes_on_with_the_rest_later() {
+        let mut reader = LineReader::new();
+        let mut input: &[u8] = b"NICK a\r\nUSER a 0 * :A\r\nPI";
+        assert_eq!(reader.next(&mut input), Some(Line::Text(b"NICK a")));
+        assert_eq!(input, b"USER a 0 * :A\r\nPI");
+        let kept = input.to_vec();
+        let mut input = &kept[..];
+        assert_eq!(reader.next(&mut input), Some(Line::Text(b"USER a 0 * :A")));
+        assert_eq!(reader.next(&mut input), None);
+        let mut input: &[u8] = b"NG x\n";
+        assert_eq!(reader.next(&mut input), Some(Line::Text(b"PING x")));
+        assert_eq!((reader.next(&mut input), input), (None, &b""[..]));
     }
 
     #[test]

@@ -558,26 +558,57 @@ fn an_irc_member_that_never_reads_is_closed_as_too_slow() {
     }
 }
 
+/// Kills a child when the test ends, however it ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ii`, a file-driven IRC client from Debian, registers and talks with `chat-client`.
 #[test]
 fn the_ii_irc_client_exchanges_messages_with_chat_client() {
+    let server = start_server(irc_config());
+    ii_talks_with_chat_client(server.addr(), server.irc_addr().unwrap());
+}
+
+/// chat-gateway's blocking `std::net` example serves the same IRC entrance over threads:
+/// `ii` and `chat-client` talk through it as through the server.
+#[test]
+fn the_ii_irc_client_talks_with_chat_client_through_the_blocking_example() {
+    let mut child = std::process::Command::new(tests::example("chat-gateway", "irc_blocking"))
+        .args(["0", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the irc_blocking example");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _example = Kill(child);
+    let mut addr = |prefix: &str| -> SocketAddr {
+        let line = lines.next().expect("a line").expect("a line of text");
+        let addr = line.strip_prefix(prefix);
+        addr.unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    let chat_addr = addr("listening on ");
+    let irc_addr = addr("irc on ");
+    ii_talks_with_chat_client(chat_addr, irc_addr);
+}
+
+/// `ii` registers on `irc_addr` and exchanges messages with `chat-client` on `chat_addr`, then
+/// leaves; `chat-client` sees it come, speak and go.
+fn ii_talks_with_chat_client(chat_addr: SocketAddr, irc_addr: SocketAddr) {
     if std::process::Command::new("ii").arg("-v").output().is_err() {
         panic!("ii is not installed: `apt-get install -y ii` (cargo xtask ci installs it)");
     }
-    /// Kills a child when the test ends, however it ends.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let server = start_server(irc_config());
-    let irc_addr = server.irc_addr().unwrap();
-
     // The native side: chat-client in scripted mode.
     let mut client = std::process::Command::new(tests::binary("chat-client"))
-        .args(["--port", &server.addr().port().to_string(), "--name", "nat"])
+        .args(["--port", &chat_addr.port().to_string(), "--name", "nat"])
         .env_remove("CHAT_HOST")
         .env_remove("CHAT_PORT")
         .env_remove("CHAT_NAME")

@@ -1,0 +1,587 @@
+//! What each IRC command means: a connection's registration phase, and the translation of one
+//! line into room messages, member-list requests and replies the gateway makes itself.
+
+use std::fmt::Arguments;
+
+use chat_proto::{ClientMsg, MAGIC, PROTOCOL_VERSION};
+
+use super::codec::{ACTION_PREFIX, Identity, irc_nick};
+use super::line::{Line, MAX_LINE, Message};
+
+/// What one line asks for, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Hand this message to the room.
+    Room(ClientMsg),
+    /// Queue these bytes (whole lines) for the connection, after what the room sent before.
+    Reply(Vec<u8>),
+    /// Ask the room for its members, shown as `Listing`.
+    Who(Listing),
+    /// Send the hello for this nick, and read no further line until the room answers it.
+    Register(String),
+}
+
+/// How the next `Members` answer to a connection is shown: it answers the command that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// NAMES: 353 lines, then 366.
+    Names,
+    /// A JOIN of the channel it is in: the JOIN echo, then as NAMES (one answer, so that the
+    /// echo and the names come or are refused together).
+    Join,
+    /// WHO of the channel (`mask` is it) or of one nick (352 with `*` as channel), then 315.
+    Who {
+        /// As the client wrote it.
+        mask: String,
+    },
+    /// USERHOST: 302 with those online.
+    Userhost(Vec<String>),
+    /// A private message to this nick: 401 if nobody has it, else a numeric saying private
+    /// messages are not carried.
+    Private {
+        /// The nick written to.
+        target: String,
+    },
+}
+
+/// Where a connection is in registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// What NICK, USER and CAP have said so far.
+    Unregistered {
+        nick: Option<String>,
+        user: bool,
+        negotiating: bool,
+    },
+    /// The hello for `nick` is with the room: lines wait for its answer.
+    Registering { nick: String },
+    /// A member, under the nick the room registered; `listing` shows the member list its
+    /// last WHO, NAMES, JOIN, USERHOST or private message asked for.
+    Registered {
+        nick: String,
+        listing: Option<Listing>,
+    },
+    /// Closed for what it sent (too much before its welcome): nothing more is read.
+    Shut,
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::Unregistered {
+            nick: None,
+            user: false,
+            negotiating: false,
+        }
+    }
+}
+
+/// Where one command's actions go, and the nick its numerics are addressed to.
+struct Answer<'a> {
+    id: &'a Identity,
+    me: String,
+    out: &'a mut Vec<Action>,
+}
+
+impl Answer<'_> {
+    /// A line from the server: `:server rest`.
+    fn numeric(&mut self, rest: Arguments<'_>) {
+        self.line(format_args!(":{} {rest}", self.id.server));
+    }
+
+    fn line(&mut self, line: Arguments<'_>) {
+        self.out.push(reply(line.to_string()));
+    }
+
+    fn push(&mut self, action: Action) {
+        self.out.push(action);
+    }
+}
+
+impl Phase {
+    /// The nick numerics are addressed to: `*` until welcomed.
+    pub(crate) fn me(&self) -> &str {
+        match self {
+            Phase::Registered { nick, .. } => nick,
+            _ => "*",
+        }
+    }
+
+    /// The nick of the hello with the room, for the numerics that refuse it.
+    pub(crate) fn wanted(&self) -> &str {
+        match self {
+            Phase::Registering { nick } => nick,
+            _ => "",
+        }
+    }
+
+    /// Translates one line into actions, appended to `out`.
+    pub(crate) fn handle(&mut self, id: &Identity, line: Line<'_>, out: &mut Vec<Action>) {
+        let text = match line {
+            Line::TooLong => {
+                let me = self.me();
+                out.push(reply(format!(
+                    ":{} 417 {me} :Input line was too long",
+                    id.server
+                )));
+                return;
+            }
+            Line::Text(bytes) => String::from_utf8_lossy(bytes),
+        };
+        if let Some(msg) = Message::parse(&text) {
+            self.command(id, &msg, out);
+        }
+    }
+
+    fn command(&mut self, id: &Identity, msg: &Message<'_>, out: &mut Vec<Action>) {
+        let cmd = msg.command.to_ascii_uppercase();
+        let registered = matches!(self, Phase::Registered { .. });
+        let me = self.me().to_owned();
+        let mut answer = Answer {
+            id,
+            me: me.clone(),
+            out,
+        };
+        let a = &mut answer;
+        match cmd.as_str() {
+            "CAP" => self.cap(msg, a),
+            "PASS" => {}
+            "NICK" => self.nick(msg, a),
+            "USER" => self.user(msg, a),
+            "PING" => {
+                let (srv, token) = (&id.server, msg.param(0).unwrap_or(""));
+                a.line(format_args!(":{srv} PONG {srv} :{token}"));
+            }
+            "PONG" if registered => {
+                let nonce = msg.params.last().and_then(|t| t.parse().ok()).unwrap_or(0);
+                a.push(Action::Room(ClientMsg::Pong { nonce }));
+            }
+            "PONG" => {}
+            "QUIT" => a.push(Action::Room(ClientMsg::Leave)),
+            _ if !registered => a.numeric(format_args!("451 {me} :You have not registered")),
+            "JOIN" => join(msg, a),
+            "PART" => part(msg, a),
+            "PRIVMSG" | "NOTICE" => privmsg(&cmd, msg, a),
+            "NAMES" | "WHO" | "USERHOST" => members(&cmd, msg, a),
+            "TOPIC" => topic(msg, a),
+            "MODE" => mode(msg, a),
+            "AWAY" => match msg.param(0).filter(|m| !m.is_empty()) {
+                Some(_) => a.numeric(format_args!("306 {me} :You have been marked as being away")),
+                None => a.numeric(format_args!(
+                    "305 {me} :You are no longer marked as being away"
+                )),
+            },
+            _ => {
+                let shown: String = msg.command.chars().take(32).collect();
+                a.numeric(format_args!("421 {me} {shown} :Unknown command"));
+            }
+        }
+    }
+
+    fn cap(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
+        let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
+        let me = a.me.clone();
+        match sub.as_str() {
+            "LS" | "LIST" => {
+                self.negotiating(true);
+                a.numeric(format_args!("CAP {me} {sub} :"));
+            }
+            "REQ" => {
+                self.negotiating(true);
+                let asked = msg.param(1).unwrap_or("");
+                a.numeric(format_args!("CAP {me} NAK :{asked}"));
+            }
+            "END" => {
+                self.negotiating(false);
+                self.try_register(a);
+            }
+            _ => a.numeric(format_args!("410 {me} {sub} :Invalid CAP command")),
+        }
+    }
+
+    fn nick(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
+        let me = a.me.clone();
+        let Some(nick) = msg.param(0).filter(|n| !n.is_empty()) else {
+            return a.numeric(format_args!("431 {me} :No nickname given"));
+        };
+        if irc_nick(nick) != nick {
+            return a.numeric(format_args!(
+                "432 {me} {nick} :Erroneous nickname: IRC nicks cannot hold ! @ , % or start with : # & + ~"
+            ));
+        }
+        match self {
+            Phase::Unregistered { nick: slot, .. } => {
+                *slot = Some(nick.to_owned());
+                self.try_register(a);
+            }
+            Phase::Registered { nick: current, .. } if current != nick => a.numeric(format_args!(
+                "447 {me} :Cannot change nickname while in the room"
+            )),
+            Phase::Registering { .. } | Phase::Registered { .. } | Phase::Shut => {}
+        }
+    }
+
+    fn user(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
+        let me = a.me.clone();
+        if msg.params.len() < 4 {
+            return a.numeric(format_args!("461 {me} USER :Not enough parameters"));
+        }
+        match self {
+            Phase::Unregistered { user, .. } => {
+                *user = true;
+                self.try_register(a);
+            }
+            _ => a.numeric(format_args!("462 {me} :You may not reregister")),
+        }
+    }
+
+    fn negotiating(&mut self, on: bool) {
+        if let Phase::Unregistered { negotiating, .. } = self {
+            *negotiating = on;
+        }
+    }
+
+    /// NICK and USER given and no CAP negotiation open: ask to register. The phase becomes
+    /// [`Phase::Registering`] when the hello goes to the room ([`Phase::hello_sent`]).
+    fn try_register(&mut self, a: &mut Answer<'_>) {
+        if let Phase::Unregistered {
+            nick: Some(nick),
+            user: true,
+            negotiating: false,
+        } = self
+        {
+            a.push(Action::Register(nick.clone()));
+        }
+    }
+
+    /// The hello for `nick` went to the room.
+    pub(crate) fn hello_sent(&mut self, nick: String) {
+        *self = Phase::Registering { nick };
+    }
+
+    /// The room welcomed the hello, under `nick`: the name it registered, as IRC shows it (the
+    /// composed form of what was typed), which every later line uses. Returns whether the
+    /// connection waited for it.
+    pub(crate) fn welcomed(&mut self, nick: String) -> bool {
+        let waited = matches!(self, Phase::Registering { .. });
+        if waited {
+            *self = Phase::Registered {
+                nick,
+                listing: None,
+            };
+        }
+        waited
+    }
+
+    /// The room refused the hello: the client may send another NICK. Returns whether the
+    /// connection waited for it.
+    pub(crate) fn refused(&mut self) -> bool {
+        let waited = matches!(self, Phase::Registering { .. });
+        if waited {
+            *self = Phase::Unregistered {
+                nick: None,
+                user: true,
+                negotiating: false,
+            };
+        }
+        waited
+    }
+}
+
+fn join(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    let Some(targets) = msg.param(0) else {
+        return a.numeric(format_args!("461 {me} JOIN :Not enough parameters"));
+    };
+    for target in targets.split(',') {
+        if target.eq_ignore_ascii_case(&a.id.channel) {
+            a.push(Action::Who(Listing::Join));
+        } else if target != "0" {
+            a.numeric(format_args!("403 {me} {target} :No such channel"));
+        }
+    }
+}
+
+fn part(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    let Some(targets) = msg.param(0) else {
+        return a.numeric(format_args!("461 {me} PART :Not enough parameters"));
+    };
+    for target in targets.split(',') {
+        if target.eq_ignore_ascii_case(&a.id.channel) {
+            let why = msg.param(1).unwrap_or("left");
+            let id = a.id;
+            let (srv, chan) = (&id.server, &id.channel);
+            a.line(format_args!(":{me}!{me}@{srv} PART {chan} :{why}"));
+            a.push(Action::Room(ClientMsg::Leave));
+            return;
+        }
+        a.numeric(format_args!("403 {me} {target} :No such channel"));
+    }
+}
+
+fn privmsg(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    let Some(targets) = msg.param(0).filter(|t| !t.is_empty()) else {
+        return a.numeric(format_args!("411 {me} :No recipient given ({cmd})"));
+    };
+    let Some(text) = msg.param(1).filter(|t| !t.is_empty()) else {
+        return a.numeric(format_args!("412 {me} :No text to send"));
+    };
+    for target in targets.split(',') {
+        if target.eq_ignore_ascii_case(&a.id.channel) {
+            a.push(Action::Room(ClientMsg::Chat {
+                text: room_text(text),
+            }));
+        } else if target.starts_with('#') || target.starts_with('&') {
+            a.numeric(format_args!("403 {me} {target} :No such channel"));
+        } else {
+            a.push(Action::Who(Listing::Private {
+                target: target.to_owned(),
+            }));
+        }
+    }
+}
+
+/// NAMES, WHO and USERHOST: each asks the room for its members.
+fn members(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    match cmd {
+        "NAMES" => match msg.param(0) {
+            Some(target) if !target.eq_ignore_ascii_case(&a.id.channel) => {
+                a.numeric(format_args!("366 {me} {target} :End of /NAMES list."));
+            }
+            _ => a.push(Action::Who(Listing::Names)),
+        },
+        "WHO" => {
+            let mask = msg.param(0).unwrap_or("*").to_owned();
+            a.push(Action::Who(Listing::Who { mask }));
+        }
+        _ => {
+            if msg.params.is_empty() {
+                return a.numeric(format_args!("461 {me} USERHOST :Not enough parameters"));
+            }
+            let asked = msg.params.iter().take(5).map(|s| (*s).to_owned()).collect();
+            a.push(Action::Who(Listing::Userhost(asked)));
+        }
+    }
+}
+
+fn topic(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let (me, chan) = (a.me.clone(), a.id.channel.clone());
+    match (msg.param(0), msg.param(1)) {
+        (Some(target), _) if !target.eq_ignore_ascii_case(&chan) => {
+            a.numeric(format_args!("403 {me} {target} :No such channel"));
+        }
+        (Some(_), None) => a.numeric(format_args!("331 {me} {chan} :No topic is set")),
+        (Some(_), Some(_)) => a.numeric(format_args!(
+            "482 {me} {chan} :The topic cannot be changed here"
+        )),
+        (None, _) => a.numeric(format_args!("461 {me} TOPIC :Not enough parameters")),
+    }
+}
+
+fn mode(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let (me, chan) = (a.me.clone(), a.id.channel.clone());
+    match (msg.param(0), msg.param(1)) {
+        (None, _) => a.numeric(format_args!("461 {me} MODE :Not enough parameters")),
+        (Some(target), mode) if target.eq_ignore_ascii_case(&chan) => match mode {
+            None => a.numeric(format_args!("324 {me} {chan} +nt")),
+            Some("b" | "+b") => {
+                a.numeric(format_args!("368 {me} {chan} :End of channel ban list"));
+            }
+            Some(_) => a.numeric(format_args!(
+                "482 {me} {chan} :Channel modes cannot be changed here"
+            )),
+        },
+        (Some(target), _) if target.eq_ignore_ascii_case(&me) => {
+            a.numeric(format_args!("221 {me} +"));
+        }
+        (Some(target), _) if target.starts_with('#') => {
+            a.numeric(format_args!("403 {me} {target} :No such channel"));
+        }
+        (Some(target), _) => a.numeric(format_args!(
+            "502 {me} {target} :Cannot change mode for other users"
+        )),
+    }
+}
+
+/// The hello for `nick`.
+pub(crate) fn hello(nick: &str) -> ClientMsg {
+    ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: nick.to_owned(),
+    }
+}
+
+/// One line for the client, with its CR LF. What it echoes of the client's line (a command,
+/// a nick, a target) may hold a NUL, which no IRC line may carry, or be long enough to push
+/// the line past 512 bytes: the NUL is dropped, the line cut at a character boundary.
+fn reply(mut line: String) -> Action {
+    line.retain(|c| c != '\0');
+    let mut end = line.len().min(MAX_LINE - 2);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line.truncate(end);
+    let mut bytes = line.into_bytes();
+    bytes.extend_from_slice(b"\r\n");
+    Action::Reply(bytes)
+}
+
+/// Chat text from IRC as the room carries it: a CTCP ACTION becomes `/me ...`, and mIRC
+/// formatting codes (bold, colours, ...), which the room would refuse as control characters,
+/// are dropped.
+pub fn room_text(text: &str) -> String {
+    let text = match text
+        .strip_prefix("\x01ACTION ")
+        .map(|t| t.strip_suffix('\x01').unwrap_or(t))
+    {
+        Some(action) => format!("{ACTION_PREFIX}{action}"),
+        None => text.to_owned(),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x02' | '\x0f' | '\x11' | '\x16' | '\x1d' | '\x1e' | '\x1f' => {}
+            '\x03' => {
+                // \x03[fg[,bg]]: up to two digits each.
+                for _ in 0..2 {
+                    chars.next_if(char::is_ascii_digit);
+                }
+                if chars.peek() == Some(&',') {
+                    let mut ahead = chars.clone();
+                    ahead.next();
+                    if ahead.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                        for _ in 0..2 {
+                            chars.next_if(char::is_ascii_digit);
+                        }
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            server: "srv".into(),
+            channel: "#chat".into(),
+        }
+    }
+
+    fn run(phase: &mut Phase, line: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        phase.handle(&id(), Line::Text(line.as_bytes()), &mut out);
+        out
+    }
+
+    fn replies(actions: &[Action]) -> String {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Reply(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cap_holds_registration_until_end() {
+        let mut p = Phase::default();
+        assert_eq!(replies(&run(&mut p, "CAP LS 302")), ":srv CAP * LS :\r\n");
+        assert!(run(&mut p, "NICK alice").is_empty());
+        assert!(run(&mut p, "USER a 0 * :A").is_empty());
+        assert_eq!(
+            run(&mut p, "CAP END"),
+            vec![Action::Register("alice".into())]
+        );
+        p.hello_sent("alice".into());
+        assert!(p.refused());
+        assert_eq!(
+            run(&mut p, "NICK bob"),
+            vec![Action::Register("bob".into())]
+        );
+        p.hello_sent("bob".into());
+        assert!(p.welcomed("bob".into()));
+        assert_eq!(
+            run(&mut p, "PRIVMSG #chat :\x01ACTION waves\x01"),
+            vec![Action::Room(ClientMsg::Chat {
+                text: "/me waves".into()
+            })]
+        );
+    }
+
+    /// After the welcome, lines name the client by the nick the room registered (composed),
+    /// not as it was typed (decomposed): the same nick as the room's JOIN and QUIT lines.
+    #[test]
+    fn the_nick_is_the_one_the_room_registered() {
+        let mut p = Phase::default();
+        run(&mut p, "NICK cafe\u{301}");
+        assert_eq!(
+            run(&mut p, "USER a 0 * :A"),
+            vec![Action::Register("cafe\u{301}".into())]
+        );
+        p.hello_sent("cafe\u{301}".into());
+        p.welcomed("caf\u{e9}".into());
+        assert_eq!(
+            replies(&run(&mut p, "PART #chat")),
+            ":caf\u{e9}!caf\u{e9}@srv PART #chat :left\r\n"
+        );
+    }
+
+    #[test]
+    fn commands_before_registration_get_451_and_nicks_irc_cannot_carry_432() {
+        let mut p = Phase::default();
+        assert_eq!(
+            replies(&run(&mut p, "PRIVMSG #chat :hi")),
+            ":srv 451 * :You have not registered\r\n"
+        );
+        assert!(replies(&run(&mut p, "NICK a!b")).starts_with(":srv 432 * a!b :"));
+        assert!(replies(&run(&mut p, "NICK #x")).starts_with(":srv 432 * #x :"));
+    }
+
+    /// Found by fuzzing: a 421 echoed a NUL, and a 410 or 432 echoed a parameter long enough
+    /// to make a line over 512 bytes.
+    #[test]
+    fn what_a_reply_echoes_never_makes_a_line_irc_cannot_carry() {
+        let mut p = Phase::Registered {
+            nick: "ann".into(),
+            listing: None,
+        };
+        let long = "é".repeat(250);
+        for line in [
+            "A\0B".to_owned(),
+            format!("CAP {long}"),
+            format!("NICK {long}!"),
+        ] {
+            let reply = replies(&run(&mut p, &line));
+            assert!(
+                reply.len() <= MAX_LINE && reply.ends_with("\r\n"),
+                "{reply}"
+            );
+            assert!(!reply.contains('\0'), "{reply:?}");
+        }
+        assert_eq!(
+            replies(&run(&mut p, "A\0B")),
+            ":srv 421 ann AB :Unknown command\r\n"
+        );
+    }
+
+    #[test]
+    fn formatting_codes_are_dropped() {
+        assert_eq!(
+            room_text("\x02bold\x02 \x0304,12red\x03 x\x0f"),
+            "bold red x"
+        );
+        assert_eq!(room_text("\x033,x"), ",x");
+    }
+}

@@ -1,0 +1,228 @@
+//! The IRC codec through the [`Codec`] contract, as a hub drives it: bytes in, items out, the
+//! room's answers encoded, and connections named ready decoded on with no new bytes.
+
+use chat_core::{Codec, Config, ConnId, Inbound};
+use chat_proto::{ClientMsg, ErrorKind, Refusal, ServerMsg};
+
+use super::commands::hello;
+use super::{Identity, IrcCodec, MAX_KEPT};
+
+const CONN: ConnId = ConnId(7);
+
+fn codec() -> IrcCodec {
+    IrcCodec::new(Identity {
+        server: "srv".into(),
+        channel: "#chat".into(),
+    })
+}
+
+fn decode(codec: &mut IrcCodec, bytes: &[u8]) -> Vec<Inbound> {
+    let mut out = Vec::new();
+    codec.decode(CONN, bytes, &mut out);
+    out
+}
+
+fn encode(codec: &mut IrcCodec, msg: ServerMsg) -> String {
+    let mut out = Vec::new();
+    codec.encode_to(CONN, &msg, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+fn welcome(name: &str) -> ServerMsg {
+    ServerMsg::Welcome {
+        name: name.into(),
+        online: 1,
+        members: vec![name.into()],
+        limits: Config::default().limits(),
+        seq: 0,
+    }
+}
+
+fn members(names: &[&str]) -> ServerMsg {
+    ServerMsg::Members {
+        names: names.iter().map(|&n| n.into()).collect(),
+    }
+}
+
+fn reply(text: &str) -> Inbound {
+    Inbound::Reply(text.as_bytes().to_vec())
+}
+
+fn chat(text: &str) -> Inbound {
+    Inbound::Msg(ClientMsg::Chat { text: text.into() })
+}
+
+const WHO: Inbound = Inbound::Msg(ClientMsg::Who);
+
+/// A codec whose connection registered as `ann`, with nothing kept.
+fn registered() -> IrcCodec {
+    let mut codec = codec();
+    let sent = decode(&mut codec, b"NICK ann\r\nUSER ann 0 * :Ann\r\n");
+    assert_eq!(sent, [Inbound::Msg(hello("ann"))]);
+    assert!(encode(&mut codec, welcome("ann")).starts_with(":srv 001 ann "));
+    assert_eq!(codec.poll_ready(), None);
+    codec
+}
+
+#[test]
+fn lines_after_a_hello_wait_until_the_welcome() {
+    let mut codec = codec();
+    // The hello opens a batch of its own: the CAP reply goes first, alone.
+    let sent = b"CAP LS 302\r\nNICK ann\r\nUSER ann 0 * :Ann\r\nCAP END\r\nPRIVMSG #chat :hi\r\nPING :x\r\n";
+    assert_eq!(decode(&mut codec, sent), [reply(":srv CAP * LS :\r\n")]);
+    assert_eq!(codec.poll_ready(), Some(CONN));
+    assert_eq!(decode(&mut codec, b""), [Inbound::Msg(hello("ann"))]);
+    assert_eq!(codec.poll_ready(), None);
+    // More lines while the room decides: kept, in order.
+    assert_eq!(decode(&mut codec, b"PING :y\r\n"), []);
+    assert_eq!(codec.poll_ready(), None);
+    let lines = encode(&mut codec, welcome("ann"));
+    assert!(lines.starts_with(":srv 001 ann :Welcome"), "{lines}");
+    assert_eq!(codec.poll_ready(), Some(CONN));
+    assert_eq!(
+        decode(&mut codec, b""),
+        [
+            chat("hi"),
+            reply(":srv PONG srv :x\r\n"),
+            reply(":srv PONG srv :y\r\n")
+        ]
+    );
+    assert_eq!(codec.poll_ready(), None);
+}
+
+#[test]
+fn a_refused_hello_lets_the_next_nick_try() {
+    let mut codec = codec();
+    let sent = b"NICK sam\r\nUSER u 0 * :U\r\nNICK sam2\r\n";
+    assert_eq!(decode(&mut codec, sent), [Inbound::Msg(hello("sam"))]);
+    assert_eq!(
+        encode(&mut codec, ServerMsg::Refused(Refusal::NameTaken)),
+        ":srv 433 * sam :Nickname is already in use (or one that looks the same)\r\n"
+    );
+    assert_eq!(codec.poll_ready(), Some(CONN));
+    assert_eq!(decode(&mut codec, b""), [Inbound::Msg(hello("sam2"))]);
+    // A hello refused for its rate is refused too.
+    assert_eq!(
+        encode(&mut codec, ServerMsg::Error(ErrorKind::RateLimited)),
+        format!(":srv NOTICE * :{}\r\n", ErrorKind::RateLimited)
+    );
+    assert_eq!(codec.poll_ready(), None, "nothing was kept");
+    assert_eq!(
+        decode(&mut codec, b"NICK sam3\r\n"),
+        [Inbound::Msg(hello("sam3"))]
+    );
+    encode(&mut codec, welcome("sam3"));
+    assert_eq!(decode(&mut codec, b"PRIVMSG #chat :in\r\n"), [chat("in")]);
+}
+
+#[test]
+fn what_waits_for_a_welcome_is_bounded() {
+    let mut codec = codec();
+    let ann = || Inbound::Msg(hello("ann"));
+    assert_eq!(
+        decode(&mut codec, b"NICK ann\r\nUSER ann 0 * :Ann\r\n"),
+        [ann()]
+    );
+    assert_eq!(decode(&mut codec, &vec![b'x'; MAX_KEPT - 1]), []);
+    assert_eq!(decode(&mut codec, b"\n"), []);
+    assert_eq!(decode(&mut codec, b"y"), [Inbound::Malformed]);
+    // Shut: nothing more is read, and no answer wakes it.
+    assert_eq!(decode(&mut codec, b"PING :z\r\n"), []);
+    encode(&mut codec, welcome("ann"));
+    assert_eq!(codec.poll_ready(), None);
+
+    // One read that carries more than the bound after its hello.
+    let mut codec = self::codec();
+    let mut sent = b"NICK ann\r\nUSER ann 0 * :Ann\r\n".to_vec();
+    sent.extend(b"PRIVMSG #chat :x\r\n".repeat(MAX_KEPT / 10));
+    assert_eq!(decode(&mut codec, &sent), [ann(), Inbound::Malformed]);
+}
+
+/// The bound is on what waits for an answer: a member's large read that a WHO cuts into
+/// batches is all acted on.
+#[test]
+fn a_large_read_after_the_welcome_is_not_bounded() {
+    let mut codec = registered();
+    let mut sent = b"PRIVMSG #chat :x\r\nWHO #chat\r\n".to_vec();
+    let lines = 4 * MAX_KEPT / 10;
+    sent.extend(b"PRIVMSG #chat :x\r\n".repeat(lines));
+    assert_eq!(decode(&mut codec, &sent), [chat("x")]);
+    assert_eq!(codec.poll_ready(), Some(CONN));
+    let rest = decode(&mut codec, b"");
+    assert_eq!((rest.len(), &rest[0]), (1 + lines, &WHO));
+    assert!(rest[1..].iter().all(|item| *item == chat("x")));
+    assert_eq!(codec.poll_ready(), None);
+}
+
+#[test]
+fn each_member_list_is_shown_as_the_command_that_asked_for_it() {
+    let mut codec = registered();
+    let sent = b"PING :1\r\nNAMES\r\nWHO #chat\r\nUSERHOST bob\r\nPRIVMSG bob,nobody :psst\r\n";
+    assert_eq!(decode(&mut codec, sent), [reply(":srv PONG srv :1\r\n")]);
+    let answers = [
+        ":srv 353 ann = #chat :ann bob\r\n:srv 366 ann #chat :End of /NAMES list.\r\n",
+        ":srv 352 ann #chat ann srv srv ann H :0 ann\r\n:srv 352 ann #chat bob srv srv bob H :0 bob\r\n:srv 315 ann #chat :End of /WHO list.\r\n",
+        ":srv 302 ann :bob=+bob@srv\r\n",
+        ":srv 404 ann bob :Private messages are not carried here; write to #chat\r\n",
+        ":srv 401 ann nobody :No such nick/channel\r\n",
+    ];
+    for answer in answers {
+        assert_eq!(codec.poll_ready(), Some(CONN));
+        assert_eq!(decode(&mut codec, b""), [WHO]);
+        assert_eq!(encode(&mut codec, members(&["ann", "bob"])), answer);
+    }
+    assert_eq!(codec.poll_ready(), None);
+    // A WHO refused for its rate leaves no listing behind for a later answer.
+    assert_eq!(decode(&mut codec, b"WHO bob\r\n"), [WHO]);
+    encode(&mut codec, ServerMsg::Error(ErrorKind::RateLimited));
+    assert!(encode(&mut codec, members(&["ann"])).starts_with(":srv 353 "));
+}
+
+#[test]
+fn the_replies_of_one_command_that_follow_each_other_are_one() {
+    let mut codec = registered();
+    assert_eq!(
+        decode(&mut codec, b"PRIVMSG #a,#b,#chat,#c :hi\r\n"),
+        [
+            reply(":srv 403 ann #a :No such channel\r\n:srv 403 ann #b :No such channel\r\n"),
+            chat("hi"),
+            reply(":srv 403 ann #c :No such channel\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn a_connection_forgotten_while_it_waits_is_never_named_ready() {
+    let mut codec = codec();
+    decode(&mut codec, b"NICK ann\r\nUSER ann 0 * :Ann\r\nPING :x\r\n");
+    codec.forget(CONN);
+    encode(&mut codec, welcome("ann"));
+    assert_eq!(codec.poll_ready(), None);
+}
+
+#[test]
+fn lines_split_anywhere_decode_the_same() {
+    let sent =
+        b"NICK ann\r\nUSER ann 0 * :Ann\r\nPRIVMSG #chat :one\r\nPING :p\r\nPRIVMSG #chat :two\r\n";
+    for cut in 0..=sent.len() {
+        let mut codec = codec();
+        let mut items = decode(&mut codec, &sent[..cut]);
+        if items.is_empty() {
+            items = decode(&mut codec, &sent[cut..]);
+            assert_eq!(items, [Inbound::Msg(hello("ann"))], "cut at {cut}");
+        } else {
+            assert_eq!(items, [Inbound::Msg(hello("ann"))], "cut at {cut}");
+            assert_eq!(decode(&mut codec, &sent[cut..]), [], "cut at {cut}");
+        }
+        encode(&mut codec, welcome("ann"));
+        let mut rest = Vec::new();
+        while codec.poll_ready().is_some() {
+            rest.extend(decode(&mut codec, b""));
+        }
+        assert_eq!(
+            rest,
+            [chat("one"), reply(":srv PONG srv :p\r\n"), chat("two")],
+            "cut at {cut}"
+        );
+    }
+}
