@@ -13,30 +13,41 @@ fn varint_len(n: u64) -> u64 {
     (u64::from(64 - n.leading_zeros()).max(1)).div_ceil(7)
 }
 
+/// Bytes of a string of at most `bytes` bytes: its varint length, then the bytes.
+fn string_max(bytes: u64) -> u64 {
+    varint_len(bytes) + bytes
+}
+
 /// Payload bytes of a client chat frame carrying `text_bytes` bytes of text: the message tag, the
-/// text's varint length, then the text. A server's frame limit must be at least this.
+/// text's varint length, the text, then the kind. A leave or an away with a message of that
+/// length (tag, `Some`, the text) takes the same. A server's frame limit must be at least this.
 pub fn chat_payload_len(text_bytes: u32) -> u64 {
-    1 + varint_len(u64::from(text_bytes)) + u64::from(text_bytes)
+    2 + string_max(u64::from(text_bytes))
 }
 
 /// The most payload bytes a member list (`Who`'s answer, or a welcome that lists everyone) of
-/// `count` names of at most `name_chars` characters can take, with room for the welcome's other
-/// fields. A server must keep this within [`MAX_SERVER_FRAME`], the most a client accepts.
-pub fn member_list_payload_max(count: u32, name_chars: u32) -> u64 {
+/// `count` members can take: names of at most `name_chars` characters, away messages of at most
+/// `away_bytes` bytes, idents within [`crate::Ident`]'s limits; with room for the welcome's
+/// other fields. A server must keep this within [`MAX_SERVER_FRAME`], the most a client accepts.
+pub fn member_list_payload_max(count: u32, name_chars: u32, away_bytes: u32) -> u64 {
     // A name is a varint length and up to 4 bytes per character; the list is a varint count;
-    // the welcome adds its own name, the count, the limits and the sequence number.
-    let name = varint_len(u64::from(name_chars) * 4) + u64::from(name_chars) * 4;
-    1 + varint_len(u64::from(count)) + u64::from(count) * name + 128 + name
+    // the welcome adds its own name, the count, the limits, the sequence number and the epoch.
+    let name = string_max(u64::from(name_chars) * 4);
+    let away = 1 + string_max(u64::from(away_bytes));
+    let ident = 1
+        + string_max(u64::from(crate::Ident::MAX_USER_BYTES))
+        + string_max(u64::from(crate::Ident::MAX_REALNAME_BYTES));
+    1 + varint_len(u64::from(count)) + u64::from(count) * (name + away + ident) + 128 + name
 }
 
 /// The most payload bytes a history of `count` chats (names of at most `name_chars`
 /// characters, texts of at most `text_bytes` bytes) can take.
 pub fn history_payload_max(count: u32, name_chars: u32, text_bytes: u32) -> u64 {
-    let name = varint_len(u64::from(name_chars) * 4) + u64::from(name_chars) * 4;
-    let text = varint_len(u64::from(text_bytes)) + u64::from(text_bytes);
-    // The tag, the count, each chat's sequence number (a varint of up to 10 bytes), the missed
-    // count.
-    1 + varint_len(u64::from(count)) + u64::from(count) * (10 + name + text) + 10
+    let name = string_max(u64::from(name_chars) * 4);
+    let text = string_max(u64::from(text_bytes));
+    // The tag, the count, each chat's sequence number and time (varints of up to 10 bytes) and
+    // kind, the missed count.
+    1 + varint_len(u64::from(count)) + u64::from(count) * (10 + 10 + name + text + 1) + 10
 }
 
 /// A decode buffer that grew past this is released after its frame, so idle connections stay small.
@@ -120,6 +131,10 @@ pub fn encode_to_vec<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, EncodeEr
 }
 
 /// Decodes one whole payload into a message, refusing trailing bytes.
+///
+/// With [`FrameDecoder::decode_with`] and [`crate::FrameReader::next_with`], this is the
+/// payload decoder of one version; a [`crate::ClientDecoder`] is the one that follows a
+/// client's version.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     let (msg, rest) = postcard::take_from_bytes(payload).map_err(DecodeError::Malformed)?;
     if rest.is_empty() {
@@ -178,10 +193,20 @@ impl FrameDecoder {
         &mut self,
         input: &mut &[u8],
     ) -> Result<Option<T>, DecodeError> {
+        self.decode_with(input, decode_payload)
+    }
+
+    /// [`FrameDecoder::decode`], with each whole payload read by `payload` (a
+    /// [`crate::ClientDecoder`], say, which reads a client's frames by its version).
+    pub fn decode_with<T>(
+        &mut self,
+        input: &mut &[u8],
+        payload: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         if self.partial.is_empty() && input.len() >= PREFIX_LEN {
             let len = self.check_len(&input[..PREFIX_LEN])?;
-            if let Some(payload) = input.get(PREFIX_LEN..PREFIX_LEN + len) {
-                let msg = decode_payload(payload);
+            if let Some(bytes) = input.get(PREFIX_LEN..PREFIX_LEN + len) {
+                let msg = payload(bytes);
                 *input = &input[PREFIX_LEN + len..];
                 return msg.map(Some);
             }
@@ -199,7 +224,7 @@ impl FrameDecoder {
         if self.partial.len() < PREFIX_LEN + len {
             return Ok(None);
         }
-        let msg = decode_payload(&self.partial[PREFIX_LEN..]);
+        let msg = payload(&self.partial[PREFIX_LEN..]);
         self.partial.clear();
         if self.partial.capacity() > KEEP_CAPACITY {
             self.partial = Vec::new();

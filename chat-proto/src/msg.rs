@@ -7,15 +7,17 @@ use serde::{Deserialize, Serialize};
 /// The first field of every hello: tells a chat server from anything else that opened a socket.
 pub const MAGIC: u32 = 0x4348_4154; // "CHAT"
 
-/// The protocol version this crate speaks. Version 2 added a room shared by several servers
-/// ([`Refusal::Unavailable`], [`ErrorKind::Unavailable`], [`CloseReason::ServerLost`],
-/// [`CloseReason::RoomReset`]), history and resuming ([`ClientMsg::Resume`],
-/// [`ServerMsg::History`]), per-address limits and look-alike names
-/// ([`Refusal::TooManyConnections`], [`NameRule::MixedScript`]); a version 1 hello is refused
-/// with `UnsupportedVersion`.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this crate speaks. Version 3 added the time of every message, kinds of
+/// chat ([`ChatKind`]), parting words, renames ([`ClientMsg::Nick`], [`ServerMsg::Renamed`]),
+/// away ([`ClientMsg::Away`], [`ServerMsg::Away`]), members as [`Member`]s, the room's epoch for
+/// resuming, and fields reserved for accounts. Version 2 ([`crate::v2`]) is still served; a
+/// version 1 hello is refused with `UnsupportedVersion`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A message from a client to the server.
+///
+/// Variants and fields are positional on the wire (postcard): new ones go last, so that every
+/// version reads a hello (variant 0: magic, then version) and a refusal the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMsg {
     /// The first frame on a connection; may be repeated after a refusal to try another name.
@@ -26,14 +28,25 @@ pub enum ClientMsg {
         version: u16,
         /// The name the client wants to register.
         name: String,
+        /// The password of a registered name (accounts, a later version); ignored for now.
+        password: Option<String>,
+        /// Who the user says they are, as IRC's `USER` gives it; a gateway fills it, native
+        /// clients send `None`. An ident that breaks the rules is dropped, not refused.
+        ident: Option<Ident>,
     },
     /// A line of chat for every other member.
     Chat {
         /// The text, one line.
         text: String,
+        /// How it is meant.
+        kind: ChatKind,
     },
     /// Leave the room; the server answers with `Closing(Left)` and closes.
-    Leave,
+    Leave {
+        /// Parting words for the others, under the text rules of a chat (dropped if it breaks
+        /// them: a leave is never refused).
+        message: Option<String>,
+    },
     /// Ask for the list of members online.
     Who,
     /// Liveness check; the server answers with `Pong` carrying the same nonce.
@@ -51,7 +64,63 @@ pub enum ClientMsg {
     Resume {
         /// The last chat sequence number the client saw.
         after: u64,
+        /// The room's epoch from the welcome that numbered it; 0 if unknown. In another epoch
+        /// (the room was reset) the numbers mean nothing, and the client is shown the whole
+        /// history as a newcomer.
+        epoch: u64,
     },
+    /// Take another name: the same rules as a hello's. Answered by `Renamed` to everyone, or an
+    /// `Error` (`NameTaken`, `NameInvalid`) to the sender.
+    Nick {
+        /// The name wanted.
+        name: String,
+    },
+    /// Say that one is away (`Some`, under the text rules of a chat), or back (`None`).
+    Away {
+        /// Why, or `None` for back.
+        message: Option<String>,
+    },
+}
+
+/// What an IRC client says of its user in `USER`: kept with the member and shown in the member
+/// list, so that a gateway can answer `WHO` and `WHOIS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ident {
+    /// The user name (one word, the rules of a name, at most [`Ident::MAX_USER_BYTES`]).
+    pub user: String,
+    /// The real name (one line, may be empty, at most [`Ident::MAX_REALNAME_BYTES`]).
+    pub realname: String,
+}
+
+impl Ident {
+    /// The longest user name a room keeps, in bytes.
+    pub const MAX_USER_BYTES: u32 = 32;
+    /// The longest real name a room keeps, in bytes.
+    pub const MAX_REALNAME_BYTES: u32 = 128;
+}
+
+/// How a line of chat is meant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChatKind {
+    /// Said: `alice: hi`.
+    #[default]
+    Plain,
+    /// Done: `* alice waves` (IRC's CTCP ACTION, `/me`).
+    Action,
+    /// A notice, which programs must not answer (IRC's NOTICE).
+    Notice,
+}
+
+/// A member of the room as lists show it (the welcome, `Who`'s answer). Shared strings, so that
+/// listing costs no copy per member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The registered name.
+    pub name: Arc<str>,
+    /// Why the member is away, if it is.
+    pub away: Option<Arc<str>>,
+    /// What its hello said of its user, if anything.
+    pub ident: Option<Arc<Ident>>,
 }
 
 /// A chat message from before the welcome, as the history carries it.
@@ -59,13 +128,18 @@ pub enum ClientMsg {
 pub struct HistoryChat {
     /// The room sequence number it had.
     pub seq: u64,
+    /// When the room's log accepted it, in milliseconds since the Unix epoch.
+    pub time: u64,
     /// The sender's registered name.
     pub from: Arc<str>,
     /// The text.
     pub text: Arc<str>,
+    /// How it was meant.
+    pub kind: ChatKind,
 }
 
-/// A message from the server to a client.
+/// A message from the server to a client. Times are when the room's log accepted what they
+/// report, in milliseconds since the Unix epoch (0 when the server has no clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg {
     /// The hello was accepted.
@@ -75,13 +149,15 @@ pub enum ServerMsg {
         /// How many members are online, the new member included.
         online: u32,
         /// Everyone online, when there are few enough to list in a welcome (the server's
-        /// limit); empty otherwise, and `Who` lists them. Shared strings, so that listing costs
-        /// no copy per name.
-        members: Vec<Arc<str>>,
+        /// limit); empty otherwise, and `Who` lists them.
+        members: Vec<Member>,
         /// The limits in force on this server.
         limits: Limits,
         /// The room sequence number of the last chat message sent before this join.
         seq: u64,
+        /// The room's epoch: sequence numbers are comparable only within one epoch. Give it
+        /// back in `Resume`.
+        epoch: u64,
     },
     /// The hello was refused; the connection stays open and may send another hello.
     Refused(Refusal),
@@ -89,15 +165,23 @@ pub enum ServerMsg {
     Chat {
         /// The room sequence number: one more than the previous chat message in the room.
         seq: u64,
+        /// When it was said.
+        time: u64,
         /// The sender's registered name.
         from: String,
         /// The text.
         text: String,
+        /// How it is meant.
+        kind: ChatKind,
     },
     /// A member joined.
     Joined {
         /// Their registered name.
         name: String,
+        /// When.
+        time: u64,
+        /// What their hello said of their user.
+        ident: Option<Arc<Ident>>,
     },
     /// A member left.
     Left {
@@ -105,11 +189,15 @@ pub enum ServerMsg {
         name: String,
         /// Why they left.
         reason: CloseReason,
+        /// Their parting words, if any.
+        message: Option<String>,
+        /// When.
+        time: u64,
     },
     /// The answer to `Who`.
     Members {
         /// Everyone online.
-        names: Vec<Arc<str>>,
+        members: Vec<Member>,
     },
     /// A request was refused; the connection stays open.
     Error(ErrorKind),
@@ -133,6 +221,25 @@ pub enum ServerMsg {
         chats: Vec<HistoryChat>,
         /// Messages the client missed that the history no longer holds.
         missed: u64,
+    },
+    /// A member took another name; sent to everyone, the member too (it learns its new name
+    /// as registered). What was said before keeps the name it was said under.
+    Renamed {
+        /// The name it had.
+        from: String,
+        /// The name it has now.
+        to: String,
+        /// When.
+        time: u64,
+    },
+    /// A member went away or came back; sent to everyone but the member.
+    Away {
+        /// Their registered name.
+        name: String,
+        /// Why they are away, or `None`: they are back.
+        message: Option<String>,
+        /// When.
+        time: u64,
     },
 }
 
@@ -173,6 +280,13 @@ pub enum Refusal {
     Unavailable,
     /// Too many connections from the same address are joining or joined.
     TooManyConnections,
+    /// The password does not match the registered name (reserved for accounts).
+    WrongPassword,
+    /// The name is registered to an account: give its password or choose another (reserved
+    /// for accounts).
+    NameRegistered,
+    /// Only registered accounts may join this server (reserved for accounts).
+    AccountRequired,
 }
 
 /// The rule a refused name broke.
@@ -212,6 +326,10 @@ pub enum ErrorKind {
     RateLimited,
     /// The room's shared log cannot be reached just now: this one was not sent.
     Unavailable,
+    /// A rename was refused: someone online has this name, or one that looks the same.
+    NameTaken,
+    /// A rename was refused: the name breaks a rule.
+    NameInvalid(NameRule),
 }
 
 /// Why a connection was closed, or why a member left.
@@ -338,6 +456,11 @@ impl std::fmt::Display for Refusal {
             Refusal::TooManyConnections => {
                 f.write_str("too many connections from your address; try again later")
             }
+            Refusal::WrongPassword => f.write_str("wrong password for this name; try again"),
+            Refusal::NameRegistered => {
+                f.write_str("name is registered; give its password or choose another")
+            }
+            Refusal::AccountRequired => f.write_str("only registered accounts may join"),
         }
     }
 }
@@ -354,6 +477,8 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::Unavailable => {
                 f.write_str("the room is unavailable just now; message not sent")
             }
+            ErrorKind::NameTaken => f.write_str("name is taken; name not changed"),
+            ErrorKind::NameInvalid(rule) => write!(f, "{rule}; name not changed"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io;
 
 use serde::de::DeserializeOwned;
 
-use crate::frame::{DecodeError, FrameDecoder};
+use crate::frame::{DecodeError, FrameDecoder, decode_payload};
 
 /// The read space offered to a fresh or quiet stream.
 pub const MIN_READ_CHUNK: usize = 4 * 1024;
@@ -111,11 +111,20 @@ impl FrameReader {
     // Named like `Iterator::next` on purpose: it is the same loop, but generic and fallible.
     #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, DecodeError> {
+        self.next_with(decode_payload)
+    }
+
+    /// [`FrameReader::next`], with each whole payload read by `payload` (a
+    /// [`crate::ClientDecoder`], say, which reads a client's frames by its version).
+    pub fn next_with<T>(
+        &mut self,
+        payload: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
         let mut input = &self.buf[self.start..self.end];
-        let result = self.decoder.decode(&mut input);
+        let result = self.decoder.decode_with(&mut input, payload);
         self.start = self.end - input.len();
         match result {
             Ok(Some(msg)) => Ok(Some(msg)),

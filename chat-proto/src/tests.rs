@@ -1,5 +1,9 @@
+use std::sync::Arc;
+
 use super::*;
 use proptest::prelude::*;
+
+mod versions;
 
 fn limits() -> Limits {
     Limits {
@@ -26,20 +30,78 @@ fn encoded_with_cuts(msgs: &[ClientMsg], cuts: &[prop::sample::Index]) -> (Vec<u
     (bytes, points)
 }
 
+fn hello(version: u16, name: &str) -> ClientMsg {
+    ClientMsg::Hello {
+        magic: MAGIC,
+        version,
+        name: name.into(),
+        password: None,
+        ident: None,
+    }
+}
+
+fn ident() -> Ident {
+    Ident {
+        user: "~alice".into(),
+        realname: "Alice Liddell".into(),
+    }
+}
+
 fn every_client_msg() -> Vec<ClientMsg> {
     vec![
+        hello(PROTOCOL_VERSION, "alice"),
         ClientMsg::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             name: "alice".into(),
+            password: Some("secret".into()),
+            ident: Some(ident()),
         },
         ClientMsg::Chat {
             text: "hello, world ✓".into(),
+            kind: ChatKind::Plain,
         },
-        ClientMsg::Leave,
+        ClientMsg::Chat {
+            text: "waves".into(),
+            kind: ChatKind::Action,
+        },
+        ClientMsg::Chat {
+            text: "fyi".into(),
+            kind: ChatKind::Notice,
+        },
+        ClientMsg::Leave { message: None },
+        ClientMsg::Leave {
+            message: Some("gone for lunch".into()),
+        },
         ClientMsg::Who,
         ClientMsg::Ping { nonce: u64::MAX },
         ClientMsg::Pong { nonce: 7 },
+        ClientMsg::Resume {
+            after: 41,
+            epoch: u64::MAX,
+        },
+        ClientMsg::Nick {
+            name: "alicia".into(),
+        },
+        ClientMsg::Away {
+            message: Some("lunch".into()),
+        },
+        ClientMsg::Away { message: None },
+    ]
+}
+
+fn members() -> Vec<Member> {
+    vec![
+        Member {
+            name: "alice".into(),
+            away: None,
+            ident: None,
+        },
+        Member {
+            name: "bob".into(),
+            away: Some("lunch".into()),
+            ident: Some(Arc::new(ident())),
+        },
     ]
 }
 
@@ -48,50 +110,104 @@ fn every_server_msg() -> Vec<ServerMsg> {
         ServerMsg::Welcome {
             name: "alice".into(),
             online: 2,
-            members: vec!["alice".into(), "bob".into()],
+            members: members(),
             limits: limits(),
             seq: 41,
+            epoch: 0xdead_beef_0000_0001,
         },
         ServerMsg::Refused(Refusal::NameTaken),
         ServerMsg::Refused(Refusal::UnsupportedVersion { supported: 1 }),
         ServerMsg::Refused(Refusal::ServerFull),
         ServerMsg::Refused(Refusal::AlreadyJoined),
-        ServerMsg::Chat {
-            seq: 42,
-            from: "bob".into(),
-            text: "hi".into(),
+        ServerMsg::Refused(Refusal::Unavailable),
+        ServerMsg::Refused(Refusal::TooManyConnections),
+        ServerMsg::Refused(Refusal::WrongPassword),
+        ServerMsg::Refused(Refusal::NameRegistered),
+        ServerMsg::Refused(Refusal::AccountRequired),
+        ServerMsg::Joined {
+            name: "carol".into(),
+            time: 1_700_000_000_000,
+            ident: None,
         },
         ServerMsg::Joined {
             name: "carol".into(),
+            time: 1,
+            ident: Some(Arc::new(ident())),
         },
-        ServerMsg::Members {
-            names: vec!["a".into(), "b".into()],
-        },
+        ServerMsg::Members { members: members() },
         ServerMsg::Error(ErrorKind::TextTooLong { max_bytes: 1024 }),
         ServerMsg::Error(ErrorKind::TextEmpty),
         ServerMsg::Error(ErrorKind::TextInvalid),
         ServerMsg::Error(ErrorKind::RateLimited),
+        ServerMsg::Error(ErrorKind::Unavailable),
+        ServerMsg::Error(ErrorKind::NameTaken),
         ServerMsg::Ping { nonce: 1 },
         ServerMsg::Pong { nonce: 2 },
+        ServerMsg::History {
+            chats: vec![HistoryChat {
+                seq: 3,
+                time: 1_700_000_000_123,
+                from: "bob".into(),
+                text: "hi".into(),
+                kind: ChatKind::Action,
+            }],
+            missed: 2,
+        },
+        ServerMsg::Renamed {
+            from: "alice".into(),
+            to: "alicia".into(),
+            time: u64::MAX,
+        },
+        ServerMsg::Away {
+            name: "bob".into(),
+            message: Some("lunch".into()),
+            time: 5,
+        },
+        ServerMsg::Away {
+            name: "bob".into(),
+            message: None,
+            time: 6,
+        },
     ];
-    for rule in [
-        NameRule::Empty,
-        NameRule::TooLong { max_chars: 32 },
-        NameRule::Whitespace,
-        NameRule::Control,
-        NameRule::Invisible,
-    ] {
+    for kind in [ChatKind::Plain, ChatKind::Action, ChatKind::Notice] {
+        all.push(ServerMsg::Chat {
+            seq: 42,
+            time: 1_700_000_000_000,
+            from: "bob".into(),
+            text: "hi".into(),
+            kind,
+        });
+    }
+    for rule in NAME_RULES {
         all.push(ServerMsg::Refused(Refusal::NameInvalid(rule)));
+        all.push(ServerMsg::Error(ErrorKind::NameInvalid(rule)));
     }
     for reason in CloseReason::ALL {
         all.push(ServerMsg::Left {
             name: "dave".into(),
             reason,
+            message: None,
+            time: 7,
         });
         all.push(ServerMsg::Closing(reason));
     }
+    all.push(ServerMsg::Left {
+        name: "dave".into(),
+        reason: CloseReason::Left,
+        message: Some("bye".into()),
+        time: 8,
+    });
     all
 }
+
+const NAME_RULES: [NameRule; 6] = [
+    NameRule::Empty,
+    NameRule::TooLong { max_chars: 32 },
+    NameRule::Whitespace,
+    NameRule::Control,
+    NameRule::Invisible,
+    NameRule::MixedScript,
+];
 
 fn decode_all<T: serde::de::DeserializeOwned>(
     decoder: &mut FrameDecoder,
@@ -144,11 +260,13 @@ fn one_byte_at_a_time_matches_whole() {
 }
 
 fn frame_of_payload_len(len: usize) -> Vec<u8> {
-    // A chat whose text makes the payload exactly `len` bytes: tag (1) + varint length + text.
+    // A chat whose text makes the payload exactly `len` bytes: tag (1) + varint length + text +
+    // kind (1).
     for varint in 1..=3 {
-        let text_len = len - 1 - varint;
+        let text_len = len - 2 - varint;
         let bytes = encode_to_vec(&ClientMsg::Chat {
             text: "x".repeat(text_len),
+            kind: ChatKind::Plain,
         })
         .unwrap();
         if bytes.len() - PREFIX_LEN == len {
@@ -270,20 +388,46 @@ fn arb_text() -> impl Strategy<Value = String> {
     prop_oneof![".{0,40}", "[a-z]{0,300}"]
 }
 
+fn arb_kind() -> impl Strategy<Value = ChatKind> {
+    prop_oneof![
+        Just(ChatKind::Plain),
+        Just(ChatKind::Action),
+        Just(ChatKind::Notice)
+    ]
+}
+
+fn arb_ident() -> impl Strategy<Value = Option<Ident>> {
+    proptest::option::of(
+        (arb_text(), arb_text()).prop_map(|(user, realname)| Ident { user, realname }),
+    )
+}
+
 fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
-        (any::<u32>(), any::<u16>(), arb_text()).prop_map(|(magic, version, name)| {
-            ClientMsg::Hello {
-                magic,
-                version,
-                name,
-            }
-        }),
-        arb_text().prop_map(|text| ClientMsg::Chat { text }),
-        Just(ClientMsg::Leave),
+        (
+            any::<u32>(),
+            any::<u16>(),
+            arb_text(),
+            proptest::option::of(arb_text()),
+            arb_ident()
+        )
+            .prop_map(|(magic, version, name, password, ident)| {
+                ClientMsg::Hello {
+                    magic,
+                    version,
+                    name,
+                    password,
+                    ident,
+                }
+            }),
+        (arb_text(), arb_kind()).prop_map(|(text, kind)| ClientMsg::Chat { text, kind }),
+        proptest::option::of(arb_text()).prop_map(|message| ClientMsg::Leave { message }),
         Just(ClientMsg::Who),
         any::<u64>().prop_map(|nonce| ClientMsg::Ping { nonce }),
         any::<u64>().prop_map(|nonce| ClientMsg::Pong { nonce }),
+        (any::<u64>(), any::<u64>()).prop_map(|(after, epoch)| ClientMsg::Resume { after, epoch }),
+        arb_text().prop_map(|name| ClientMsg::Nick { name }),
+        proptest::option::of(arb_text()).prop_map(|message| ClientMsg::Away { message }),
     ]
 }
 
@@ -564,20 +708,27 @@ fn reader_counts_past_the_offered_space_are_cut_down() {
 #[test]
 fn reader_keeps_undecoded_bytes_when_read_again_before_draining() {
     let who = encode_to_vec(&ClientMsg::Who).unwrap();
-    let leave = encode_to_vec(&ClientMsg::Leave).unwrap();
+    let leave = encode_to_vec(&ClientMsg::Leave { message: None }).unwrap();
     let mut reader = FrameReader::new(2048);
     reader.buf()[..who.len()].copy_from_slice(&who);
     reader.filled(who.len());
     reader.buf()[..leave.len()].copy_from_slice(&leave);
     reader.filled(leave.len());
     assert_eq!(reader.next::<ClientMsg>(), Ok(Some(ClientMsg::Who)));
-    assert_eq!(reader.next::<ClientMsg>(), Ok(Some(ClientMsg::Leave)));
+    assert_eq!(
+        reader.next::<ClientMsg>(),
+        Ok(Some(ClientMsg::Leave { message: None }))
+    );
     assert_eq!(reader.next::<ClientMsg>(), Ok(None));
 }
 
 #[test]
 fn reader_reports_a_frame_cut_short_at_the_end_of_the_stream() {
-    let bytes = encode_to_vec(&ClientMsg::Chat { text: "hi".into() }).unwrap();
+    let bytes = encode_to_vec(&ClientMsg::Chat {
+        text: "hi".into(),
+        kind: ChatKind::Plain,
+    })
+    .unwrap();
     let mut source = &bytes[..bytes.len() - 1];
     let mut reader = FrameReader::new(2048);
     assert_eq!(reader.read_from(&mut source).unwrap(), bytes.len() - 1);
