@@ -13,10 +13,10 @@ use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_core::{CodecId, Config, ConnId, Due, Hub, HubEvent, Input, Notice, Room};
-use chat_proto::{ClientMsg, FrameReader};
+use chat_proto::{ClientDecoder, FrameReader};
 
 /// The hub, and one condition variable its writers wait on.
 struct Shared {
@@ -30,7 +30,7 @@ fn main() -> std::io::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     let config = Config::default();
     let max_frame = config.max_frame_bytes;
-    let room = Room::new(config).map_err(std::io::Error::other)?;
+    let room = Room::new(config, new_epoch()).map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared {
         hub: Mutex::new(Hub::new(room, 256 * 1024)),
         wake: Condvar::new(),
@@ -72,16 +72,36 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A random epoch for a room made now: the room's numbers are not the last run's.
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(unix_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+/// The wall clock, in milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Feeds one input to the hub, logs what happened, wakes the writers; returns the next deadline.
 fn step(shared: &Shared, input: Input) -> Option<Instant> {
     let mut hub = shared.hub.lock().unwrap();
-    if let Err(error) = hub.handle_input(Instant::now(), input) {
+    let now = Instant::now();
+    hub.set_clock(now, unix_ms()); // follows the wall clock if it is set
+    if let Err(error) = hub.handle_input(now, input) {
         eprintln!("driver bug: {error}");
     }
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Notice(Notice::Joined { name, .. }) => eprintln!("{name} joined"),
             HubEvent::Notice(Notice::Left { name, reason }) => eprintln!("{name} left ({reason})"),
+            HubEvent::Notice(Notice::Renamed { from, to }) => eprintln!("{from} is now {to}"),
             HubEvent::Closed { .. } | HubEvent::Propose(_) => {}
         }
     }
@@ -91,12 +111,14 @@ fn step(shared: &Shared, input: Input) -> Option<Instant> {
     hub.poll_timeout()
 }
 
-/// Decodes whole frames (of at most `max_frame` bytes, the room's limit) and hands them to the
-/// room; the end of the stream closes, a bad frame closes as malformed.
+/// Decodes whole frames (of at most `max_frame` bytes, the room's limit), in the version the
+/// client's hello says, and hands them to the room; the end of the stream closes, a bad frame
+/// closes as malformed.
 fn read_loop(mut stream: TcpStream, conn: ConnId, max_frame: u32, inputs: SyncSender<Input>) {
     let mut reader = FrameReader::new(max_frame);
+    let mut client = ClientDecoder::new();
     let end = loop {
-        match reader.next::<ClientMsg>() {
+        match reader.next_with(|p| client.decode(p)) {
             Ok(Some(msg)) => {
                 if inputs.send(Input::Received(conn, msg)).is_err() {
                     return;
@@ -120,7 +142,8 @@ fn write_loop(mut stream: TcpStream, conn: ConnId, shared: &Shared) {
     loop {
         let mut hub = shared.hub.lock().unwrap();
         bytes.clear();
-        match hub.fanout().due(conn, |frame| {
+        // Asked at every write: a v2 client's hello moves it to the v2 codec's fan-out.
+        match hub.fanout_of(conn).due(conn, |frame| {
             bytes.extend_from_slice(frame);
             bytes.len() < 256 * 1024
         }) {
@@ -139,7 +162,7 @@ fn write_loop(mut stream: TcpStream, conn: ConnId, shared: &Shared) {
             .hub
             .lock()
             .unwrap()
-            .fanout()
+            .fanout_of(conn)
             .consumed(conn, bytes.len());
     }
     let _ = stream.shutdown(Shutdown::Both);

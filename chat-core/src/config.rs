@@ -26,8 +26,11 @@ pub struct Config {
     pub history: u32,
     /// Longest name, in characters.
     pub max_name_chars: u32,
-    /// Longest chat text, in bytes.
+    /// Longest chat text (and parting words), in bytes.
     pub max_text_bytes: u32,
+    /// Longest away message, in bytes: every member's is in the member list, which must fit
+    /// a frame.
+    pub max_away_bytes: u32,
     /// Largest frame payload accepted from a client, in bytes: every driver's decoder is made
     /// with it.
     pub max_frame_bytes: u32,
@@ -57,6 +60,7 @@ impl Default for Config {
             history: 100,
             max_name_chars: 32,
             max_text_bytes: 1_024,
+            max_away_bytes: 200,
             max_frame_bytes: 2_048,
             rate_per_sec: 20,
             burst: 40,
@@ -91,6 +95,7 @@ impl Config {
             ("max clients", self.max_clients),
             ("max name chars", self.max_name_chars),
             ("max text bytes", self.max_text_bytes),
+            ("max away bytes", self.max_away_bytes),
             ("max frame bytes", self.max_frame_bytes),
             ("rate per second", self.rate_per_sec),
             ("burst", self.burst),
@@ -100,20 +105,31 @@ impl Config {
                 return Err(format!("{what} must be at least 1"));
             }
         }
-        let chat = chat_proto::chat_payload_len(self.max_text_bytes);
-        if chat > u64::from(self.max_frame_bytes) {
-            return Err(format!(
-                "max frame bytes ({}) must be at least {chat} to carry a chat of max text bytes ({})",
-                self.max_frame_bytes, self.max_text_bytes
-            ));
+        // A chat, a leave with parting words and an away take the same frame for a text.
+        for (what, bytes) in [
+            ("a chat of max text bytes", self.max_text_bytes),
+            ("an away of max away bytes", self.max_away_bytes),
+        ] {
+            let frame = chat_proto::chat_payload_len(bytes);
+            if frame > u64::from(self.max_frame_bytes) {
+                return Err(format!(
+                    "max frame bytes ({}) must be at least {frame} to carry {what} ({bytes})",
+                    self.max_frame_bytes
+                ));
+            }
         }
         // `Who` (and a welcome in a small room) lists every member; it must fit the frame a
         // client accepts.
-        let list = chat_proto::member_list_payload_max(self.max_clients, self.max_name_chars);
+        let list = chat_proto::member_list_payload_max(
+            self.max_clients,
+            self.max_name_chars,
+            self.max_away_bytes,
+        );
         if list > u64::from(chat_proto::MAX_SERVER_FRAME) {
             return Err(format!(
-                "max clients ({}) times max name chars ({}) is too large for a member list frame",
-                self.max_clients, self.max_name_chars
+                "max clients ({}) times max name chars ({}) and max away bytes ({}) is too \
+                 large for a member list frame",
+                self.max_clients, self.max_name_chars, self.max_away_bytes
             ));
         }
         if self.max_handshakes_per_ip == 0 {

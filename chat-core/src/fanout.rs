@@ -352,6 +352,35 @@ impl Fanout {
         }
     }
 
+    /// Moves `conn`, open and not yet following the feed, to `to` (another codec's fan-out):
+    /// its own frames keep their order, ahead of anything `to` publishes from now on, and a
+    /// waiting writer is woken to look there. Returns false, moving nothing, for a connection
+    /// that follows the feed, is closing or behind, or is not here (or already there).
+    pub(crate) fn transfer(&mut self, conn: ConnId, to: &mut Fanout) -> bool {
+        let open = self
+            .conns
+            .get(&conn)
+            .is_some_and(|o| o.state == State::Open);
+        if !open || to.conns.contains_key(&conn) {
+            return false;
+        }
+        let Some(mut out) = self.conns.remove(&conn) else {
+            return false;
+        };
+        let head = to.head();
+        for (pos, _) in &mut out.private {
+            *pos = head;
+        }
+        out.parked = false;
+        if out.waiting {
+            out.waiting = false;
+            to.wake.push(conn);
+        }
+        to.peak_queued = to.peak_queued.max(out.private_bytes);
+        to.conns.insert(conn, out);
+        true
+    }
+
     /// The writer of `conn` is gone (the socket failed or was shut down): forget it.
     pub fn remove(&mut self, conn: ConnId) {
         self.conns.remove(&conn);

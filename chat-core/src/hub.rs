@@ -10,7 +10,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use chat_proto::{ClientMsg, CloseReason, FrameDecoder, ServerMsg};
+use chat_proto::{
+    ClientDecoder, ClientMsg, CloseReason, FrameDecoder, PROTOCOL_VERSION, ServerMsg, v2,
+};
 
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
@@ -76,23 +78,37 @@ pub trait Codec: std::fmt::Debug + Send {
     }
 }
 
-/// The chat wire protocol: each message one length-prefixed postcard frame.
+/// The chat wire protocol: each message one length-prefixed postcard frame, written in
+/// version 3 ([`Wire::new`]) or version 2 ([`Wire::v2`], through [`v2::downgrade`]).
 ///
-/// Its inbound half keeps a [`FrameDecoder`] for each connection fed through
-/// [`Hub::handle_bytes`]; a driver may instead decode frames on its own and hand the room
-/// [`Input::Received`] (the smol server's readers do, off the room's task).
+/// Its inbound half keeps a [`FrameDecoder`] and a [`ClientDecoder`] for each connection fed
+/// through [`Hub::handle_bytes`], so that it reads either version, by the connection's hello; a
+/// driver may instead decode frames on its own and hand the room [`Input::Received`] (the smol
+/// server's readers do, off the room's task).
 #[derive(Debug, Default)]
 pub struct Wire {
     max_frame: u32,
-    decoders: ConnMap<FrameDecoder>,
+    /// Writes version 2.
+    v2: bool,
+    decoders: ConnMap<(FrameDecoder, ClientDecoder)>,
 }
 
 impl Wire {
-    /// The wire protocol, refusing frames over `max_frame` bytes.
+    /// The wire protocol in version 3, refusing frames over `max_frame` bytes.
     pub fn new(max_frame: u32) -> Self {
         Self {
             max_frame,
+            v2: false,
             decoders: ConnMap::default(),
+        }
+    }
+
+    /// The wire protocol in version 2, for clients that speak it: what version 3 adds is left
+    /// out ([`v2::downgrade`]). It reads as [`Wire::new`] does.
+    pub fn v2(max_frame: u32) -> Self {
+        Self {
+            v2: true,
+            ..Self::new(max_frame)
         }
     }
 }
@@ -100,12 +116,12 @@ impl Wire {
 impl Codec for Wire {
     fn decode(&mut self, conn: ConnId, mut bytes: &[u8], out: &mut Vec<Inbound>) {
         let max_frame = self.max_frame;
-        let decoder = self
+        let (decoder, client) = self
             .decoders
             .entry(conn)
-            .or_insert_with(|| FrameDecoder::new(max_frame));
+            .or_insert_with(|| (FrameDecoder::new(max_frame), ClientDecoder::new()));
         loop {
-            match decoder.decode::<ClientMsg>(&mut bytes) {
+            match decoder.decode_with(&mut bytes, |p| client.decode(p)) {
                 Ok(Some(msg)) => out.push(Inbound::Msg(msg)),
                 Ok(None) => return,
                 Err(_) => {
@@ -127,17 +143,30 @@ impl Codec for Wire {
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
         // Every message the room makes fits a frame (the config was checked for it).
-        chat_proto::encode(msg, out).is_ok()
+        if !self.v2 {
+            return chat_proto::encode(msg, out).is_ok();
+        }
+        let start = out.len();
+        let mut encoded = true;
+        v2::downgrade(msg, |old| encoded &= chat_proto::encode(&old, out).is_ok());
+        if !encoded {
+            out.truncate(start);
+        }
+        out.len() > start
     }
 }
 
-/// One of a hub's codecs. [`CodecId::WIRE`] is always there.
+/// One of a hub's codecs. [`CodecId::WIRE`] and [`CodecId::WIRE_V2`] are always there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CodecId(usize);
 
 impl CodecId {
     /// The chat wire protocol, codec 0 of every hub.
     pub const WIRE: CodecId = CodecId(0);
+    /// The chat wire protocol in version 2, codec 1 of every hub: a connection of either wire
+    /// codec whose hello says version 2 moves here before the room answers it (and back to
+    /// [`CodecId::WIRE`] for a version 3 hello), while it does not follow the broadcasts yet.
+    pub const WIRE_V2: CodecId = CodecId(1);
 }
 
 /// A codec and the fan-out of the connections that use it.
@@ -164,13 +193,18 @@ impl Hub {
     /// A hub around `room` whose connections may fall `queue_bytes` behind before they are
     /// closed as too slow.
     pub fn new(room: Room, queue_bytes: usize) -> Self {
+        let max_frame = room.config().max_frame_bytes;
         let wire = Lane {
-            codec: Box::new(Wire::new(room.config().max_frame_bytes)),
+            codec: Box::new(Wire::new(max_frame)),
+            fanout: Fanout::new(queue_bytes),
+        };
+        let wire_v2 = Lane {
+            codec: Box::new(Wire::v2(max_frame)),
             fanout: Fanout::new(queue_bytes),
         };
         Self {
             room,
-            lanes: vec![wire],
+            lanes: vec![wire, wire_v2],
             conns: ConnMap::default(),
             scratch: Vec::new(),
             inbound: Vec::new(),
@@ -192,9 +226,9 @@ impl Hub {
         &self.room
     }
 
-    /// The fan-out of the wire-protocol connections.
-    pub fn fanout(&mut self) -> &mut Fanout {
-        &mut self.lanes[0].fanout
+    /// Anchors the room's wall clock ([`Room::set_clock`]).
+    pub fn set_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.room.set_clock(now, unix_ms);
     }
 
     /// The most bytes one connection that kept up has had waiting, over every codec's fan-out.
@@ -206,8 +240,9 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// The fan-out `conn`'s writer takes from: the one of its codec. A connection that is not
-    /// attached gets the wire protocol's, where it is unknown (its writer sees [`crate::Due::Done`]).
+    /// The fan-out `conn`'s writer takes from: the one of its codec, which a wire connection's
+    /// hello may change (v2's or v3's), so ask at every write. A connection that is not attached
+    /// gets the wire protocol's, where it is unknown (its writer sees [`crate::Due::Done`]).
     pub fn fanout_of(&mut self, conn: ConnId) -> &mut Fanout {
         &mut self.lane_of(conn).fanout
     }
@@ -228,9 +263,11 @@ impl Hub {
     /// comes from the reader).
     pub fn detach(&mut self, conn: ConnId) {
         if let Some(lane) = self.conns.remove(&conn) {
-            let lane = &mut self.lanes[lane];
-            lane.fanout.remove(conn);
-            lane.codec.forget(conn);
+            self.lanes[lane].fanout.remove(conn);
+            self.lanes[lane].codec.forget(conn);
+            if lane == CodecId::WIRE_V2.0 {
+                self.lanes[CodecId::WIRE.0].codec.forget(conn); // which read its bytes
+            }
         }
     }
 
@@ -246,8 +283,10 @@ impl Hub {
 
     /// Feeds one input into the room at time `now` and carries out everything that follows.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
-        if let Input::Opened(conn) | Input::OpenedFrom(conn, _) = input {
-            self.attach(conn, CodecId::WIRE);
+        match &input {
+            Input::Opened(conn) | Input::OpenedFrom(conn, _) => self.attach(*conn, CodecId::WIRE),
+            Input::Received(conn, msg) => self.follow_version(*conn, msg),
+            _ => {}
         }
         let result = self.room.handle_input(now, input);
         self.settle(now)?;
@@ -268,7 +307,7 @@ impl Hub {
             return Ok(());
         }
         let mut inbound = std::mem::take(&mut self.inbound);
-        self.lane_of(conn).codec.decode(conn, bytes, &mut inbound);
+        self.reader_of(conn).decode(conn, bytes, &mut inbound);
         let result = self.take_inbound(now, conn, &mut inbound);
         inbound.clear();
         self.inbound = inbound;
@@ -284,16 +323,20 @@ impl Hub {
     ) -> Result<(), UsageError> {
         for item in inbound.drain(..) {
             match item {
-                Inbound::Msg(msg) => self.room.handle_input(now, Input::Received(conn, msg))?,
+                Inbound::Msg(msg) => {
+                    self.follow_version(conn, &msg);
+                    self.room.handle_input(now, Input::Received(conn, msg))?;
+                }
                 Inbound::Reply(bytes) => {
                     if self.room.charge(now, conn) {
                         self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
                     }
                 }
                 Inbound::Malformed => self.room.handle_input(now, Input::Malformed(conn))?,
-                Inbound::End => self
-                    .room
-                    .handle_input(now, Input::Received(conn, ClientMsg::Leave))?,
+                Inbound::End => {
+                    let leave = ClientMsg::Leave { message: None };
+                    self.room.handle_input(now, Input::Received(conn, leave))?;
+                }
             }
             // Each item sees the room as the ones before it left it (a line after a hello
             // waits in the codec until the hello is answered).
@@ -312,7 +355,7 @@ impl Hub {
                 return Ok(());
             };
             let mut inbound = std::mem::take(&mut self.inbound);
-            self.lane_of(conn).codec.decode(conn, &[], &mut inbound);
+            self.reader_of(conn).decode(conn, &[], &mut inbound);
             let result = self.take_inbound(now, conn, &mut inbound);
             inbound.clear();
             self.inbound = inbound;
@@ -386,6 +429,46 @@ impl Hub {
     /// The lane of `conn`'s codec; the wire protocol's for a connection not attached.
     fn lane_of(&mut self, conn: ConnId) -> &mut Lane {
         Self::lane_in(&mut self.lanes, &self.conns, conn)
+    }
+
+    /// The codec that reads `conn`'s bytes: its own, but the v3 wire codec's for both wire
+    /// versions, so that a frame cut in two by the move to v2's lane is read whole.
+    fn reader_of(&mut self, conn: ConnId) -> &mut dyn Codec {
+        let lane = match self.conns.get(&conn).copied() {
+            Some(lane) if lane != CodecId::WIRE_V2.0 => lane,
+            _ => CodecId::WIRE.0,
+        };
+        self.lanes[lane].codec.as_mut()
+    }
+
+    /// A hello says which version of the wire protocol its connection speaks: a wire connection
+    /// not yet following the broadcasts moves to that version's lane before the room answers.
+    fn follow_version(&mut self, conn: ConnId, msg: &ClientMsg) {
+        let ClientMsg::Hello { version, .. } = msg else {
+            return;
+        };
+        let to = match *version {
+            v2::VERSION => CodecId::WIRE_V2,
+            PROTOCOL_VERSION => CodecId::WIRE,
+            _ => return,
+        };
+        let Some(&from) = self.conns.get(&conn) else {
+            return;
+        };
+        if from == to.0 || from > CodecId::WIRE_V2.0 {
+            return;
+        }
+        let [wire, wire_v2, ..] = &mut self.lanes[..] else {
+            return;
+        };
+        let moved = if to == CodecId::WIRE_V2 {
+            wire.fanout.transfer(conn, &mut wire_v2.fanout)
+        } else {
+            wire_v2.fanout.transfer(conn, &mut wire.fanout)
+        };
+        if moved {
+            self.conns.insert(conn, to.0);
+        }
     }
 
     /// [`Hub::lane_of`], borrowing only the fields it needs (beside `scratch`).

@@ -1,8 +1,9 @@
 //! The chat room as a sans-IO state machine, and the fan-out that carries it to sockets.
 //!
 //! Nothing here performs I/O: no sockets, no runtime, no clock, no randomness. Time comes in as
-//! an argument, connections are named by the driver with [`ConnId`], and everything the room
-//! wants done comes out of a `poll_*` call. Misbehaving peers produce outputs (an error, a close
+//! an argument (the wall clock that times messages, as an anchor: [`Room::set_clock`]), the
+//! room's epoch is chosen by the driver, connections are named by the driver with [`ConnId`],
+//! and everything the room wants done comes out of a `poll_*` call. Misbehaving peers produce outputs (an error, a close
 //! with a reason), never panics or `Err`s; `Err` is reserved for a driver that breaks the
 //! contract.
 //!
@@ -22,19 +23,28 @@
 //! use chat_core::{Config, ConnId, Due, Hub, Input, Room};
 //! use chat_proto::{ClientMsg, MAGIC, PROTOCOL_VERSION};
 //!
-//! let mut hub = Hub::new(Room::new(Config::default()).unwrap(), 256 * 1024);
+//! let epoch = 0x5eed; // the driver's random number, not the room's
+//! let mut hub = Hub::new(Room::new(Config::default(), epoch).unwrap(), 256 * 1024);
 //! let now = Instant::now(); // the driver's clock, not the room's
+//! hub.set_clock(now, 1_700_000_000_000); // and the wall clock, for the times of messages
 //! let alice = ConnId(1);
 //! hub.handle_input(now, Input::Opened(alice)).unwrap();
-//! let hello = ClientMsg::Hello { magic: MAGIC, version: PROTOCOL_VERSION, name: "alice".into() };
+//! let hello = ClientMsg::Hello {
+//!     magic: MAGIC,
+//!     version: PROTOCOL_VERSION,
+//!     name: "alice".into(),
+//!     password: None,
+//!     ident: None,
+//! };
 //! hub.handle_input(now, Input::Received(alice, hello)).unwrap();
 //! while let Some(event) = hub.poll_event() { /* log it; carry proposals to a shared log */ }
 //! while let Some(conn) = hub.poll_wake() { /* wake conn's writer */ }
 //! // A writer gathers what is due into one vectored write, then says how much went out.
 //! let mut bytes = Vec::new();
-//! assert_eq!(hub.fanout().due(alice, |frame| { bytes.extend_from_slice(frame); true }), Due::Write);
+//! let due = hub.fanout_of(alice).due(alice, |frame| { bytes.extend_from_slice(frame); true });
+//! assert_eq!(due, Due::Write);
 //! let written = bytes.len(); // e.g. what `write_vectored` returned
-//! hub.fanout().consumed(alice, written);
+//! hub.fanout_of(alice).consumed(alice, written);
 //! let _wake_at = hub.poll_timeout(); // re-arm one timer; at it, feed `Input::Tick`
 //! assert_eq!(hub.room().name_of(alice), Some("alice"));
 //! ```
@@ -54,7 +64,7 @@ pub use conns::{ConnHasher, ConnMap};
 pub use fanout::{Due, Fanout, Frame};
 pub use hub::{Codec, CodecId, Hub, HubEvent, Inbound, Wire};
 pub use log::{Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot};
-pub use names::{check_name, check_text, display_name, fold_name, is_invisible};
+pub use names::{check_ident, check_name, check_text, display_name, fold_name, is_invisible};
 pub use room::{AddrKey, ConnId, Input, Notice, Output, Room, UsageError};
 
 #[cfg(test)]

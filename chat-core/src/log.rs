@@ -1,7 +1,7 @@
 //! The room's ordered log, and the in-memory sequencer that keeps it for a room alone.
 //!
 //! A room is a gate over a log. The gate ([`crate::Room`]) handles connections and proposes
-//! joins, chats and leaves ([`Proposal`]); a sequencer decides name claims and appends the
+//! joins, chats, leaves, renames and away ([`Proposal`]); a sequencer decides name claims and appends the
 //! accepted proposals to the log in one order ([`Entry`]); every room applies the log, and
 //! members see only what was applied. In one process the sequencer is a [`Sequencer`] inside
 //! the room. In a room shared by several processes it is elsewhere (a Redis stream and scripts
@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chat_proto::{CloseReason, HistoryChat};
+use chat_proto::{ChatKind, CloseReason, HistoryChat, Ident, Member};
 
 use crate::ConnId;
 
@@ -32,20 +32,40 @@ pub struct Proposal {
     pub kind: ProposalKind,
 }
 
-/// The three things a log records.
+/// What a log records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProposalKind {
     /// Claim `key` and join. Declined if the key is claimed or the room is full.
-    Join,
+    Join {
+        /// What the hello said of the user, already checked by the gate.
+        ident: Option<Arc<Ident>>,
+    },
     /// A line of chat from the member holding `key`.
     Chat {
         /// The text, already validated by the gate.
         text: String,
+        /// How it is meant.
+        kind: ChatKind,
     },
     /// The member holding `key` leaves; the claim is freed.
     Leave {
         /// Why.
         reason: CloseReason,
+        /// Parting words, already validated by the gate.
+        message: Option<Arc<str>>,
+    },
+    /// The member holding `key` takes the name `name`: its claim moves to `key` here. Declined
+    /// if another member holds that key (the same key is a change of case or form only).
+    Rename {
+        /// The new name (display form).
+        name: Arc<str>,
+        /// The new name folded.
+        key: Arc<str>,
+    },
+    /// The member holding `key` is away (`Some`) or back (`None`).
+    Away {
+        /// Why, already validated by the gate.
+        message: Option<Arc<str>>,
     },
 }
 
@@ -68,11 +88,15 @@ pub enum Declined {
 pub struct Entry {
     /// Position in the log: one more than the entry before.
     pub pos: u64,
+    /// When the log accepted it, in milliseconds since the Unix epoch, by the log's own clock
+    /// (so that every node agrees); never less than the entry before's.
+    pub time: u64,
     /// The node that proposed it (or swept a lost node's member out).
     pub node: NodeId,
     /// The connection it concerns, on `node`.
     pub conn: ConnId,
-    /// The member's name.
+    /// The member's name: for all but a join, the name the log holds for it (not the one
+    /// proposed), so that a chat shows the name it was said under.
     pub name: Arc<str>,
     /// The member's folded name.
     pub key: Arc<str>,
@@ -84,18 +108,37 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The member joined.
-    Joined,
+    Joined {
+        /// What its hello said of its user.
+        ident: Option<Arc<Ident>>,
+    },
     /// The member said something.
     Chat {
         /// The room's chat sequence number: one more than the chat before.
         seq: u64,
         /// The text.
         text: String,
+        /// How it is meant.
+        kind: ChatKind,
     },
     /// The member left.
     Left {
         /// Why.
         reason: CloseReason,
+        /// Its parting words.
+        message: Option<Arc<str>>,
+    },
+    /// The member (the entry's `name` and `key`, as they were) took another name.
+    Renamed {
+        /// The new name.
+        name: Arc<str>,
+        /// The new name folded.
+        key: Arc<str>,
+    },
+    /// The member went away (`Some`) or came back (`None`).
+    Away {
+        /// Why.
+        message: Option<Arc<str>>,
     },
 }
 
@@ -110,11 +153,29 @@ pub struct Seat {
     pub name: Arc<str>,
     /// Its folded name.
     pub key: Arc<str>,
+    /// Why it is away, if it is.
+    pub away: Option<Arc<str>>,
+    /// What its hello said of its user.
+    pub ident: Option<Arc<Ident>>,
+}
+
+impl Seat {
+    /// The member as lists show it.
+    pub fn member(&self) -> Member {
+        Member {
+            name: self.name.clone(),
+            away: self.away.clone(),
+            ident: self.ident.clone(),
+        }
+    }
 }
 
 /// The state of the log at one position: where a room starts applying from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
+    /// The log's epoch: a number the log's keeper chose when the log was made, new whenever it
+    /// starts over (0: none). Chat sequence numbers are comparable only within one epoch.
+    pub epoch: u64,
     /// The position of the last entry included.
     pub pos: u64,
     /// The last chat sequence number included.
@@ -126,20 +187,26 @@ pub struct Snapshot {
     pub history: Vec<HistoryChat>,
 }
 
-/// An in-memory log: claims names by folded key and numbers entries. The sequencer inside a
-/// room alone; also usable to share one log among several rooms in one process (tests do).
+/// An in-memory log: claims names by folded key, numbers entries and stamps them with the time
+/// it is given. The sequencer inside a room alone; also usable to share one log among several
+/// rooms in one process (tests do).
 #[derive(Debug, Default)]
 pub struct Sequencer {
+    epoch: u64,
     pos: u64,
     seq: u64,
+    /// The time of the last entry: no entry is stamped earlier (a wall clock may step back).
+    time: u64,
     max_members: u32,
     claims: HashMap<Arc<str>, Seat>,
 }
 
 impl Sequencer {
-    /// An empty log for a room of at most `max_members`.
-    pub fn new(max_members: u32) -> Self {
+    /// An empty log for a room of at most `max_members`, of epoch `epoch` (chosen by the
+    /// driver: random, and not 0).
+    pub fn new(max_members: u32, epoch: u64) -> Self {
         Self {
+            epoch,
             max_members,
             ..Self::default()
         }
@@ -150,66 +217,129 @@ impl Sequencer {
         self.pos
     }
 
-    /// Decides `proposal` from `node`: the entry appended, or why not.
-    pub fn propose(&mut self, node: NodeId, proposal: Proposal) -> Result<Entry, Declined> {
+    /// The log's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Decides `proposal` from `node` at `unix_ms` (the driver's wall clock, in milliseconds
+    /// since the Unix epoch): the entry appended, or why not.
+    pub fn propose(
+        &mut self,
+        node: NodeId,
+        proposal: Proposal,
+        unix_ms: u64,
+    ) -> Result<Entry, Declined> {
         let Proposal {
             conn,
             name,
             key,
             kind,
         } = proposal;
-        let holds = self
+        // The name the log holds, not the one proposed: they differ only when a rename the
+        // proposer counted on was declined.
+        let held = self
             .claims
             .get(&key)
-            .is_some_and(|seat| seat.node == node && seat.conn == conn);
+            .filter(|seat| seat.node == node && seat.conn == conn)
+            .map(|seat| seat.name.clone());
         let event = match kind {
-            ProposalKind::Join => {
-                if self.claims.contains_key(&key) {
-                    return Err(Declined::NameTaken);
-                }
-                if self.claims.len() >= self.max_members as usize {
-                    return Err(Declined::RoomFull);
-                }
-                let seat = Seat {
-                    node,
-                    conn,
-                    name: name.clone(),
-                    key: key.clone(),
-                };
-                self.claims.insert(key.clone(), seat);
-                Event::Joined
+            ProposalKind::Join { ident } => {
+                return self.join(node, conn, name, key, ident, unix_ms);
             }
-            ProposalKind::Chat { text } => {
-                if !holds {
-                    return Err(Declined::NotHolder);
-                }
+            _ if held.is_none() => return Err(Declined::NotHolder),
+            ProposalKind::Chat { text, kind } => {
                 self.seq += 1;
                 Event::Chat {
                     seq: self.seq,
                     text,
+                    kind,
                 }
             }
-            ProposalKind::Leave { reason } => {
-                if !holds {
-                    return Err(Declined::NotHolder);
+            ProposalKind::Away { message } => {
+                if let Some(seat) = self.claims.get_mut(&key) {
+                    seat.away = message.clone();
                 }
+                Event::Away { message }
+            }
+            ProposalKind::Leave { reason, message } => {
                 self.claims.remove(&key);
-                Event::Left { reason }
+                Event::Left { reason, message }
+            }
+            ProposalKind::Rename {
+                name: new_name,
+                key: new_key,
+            } => {
+                if new_key != key && self.claims.contains_key(&new_key) {
+                    return Err(Declined::NameTaken);
+                }
+                if let Some(mut seat) = self.claims.remove(&key) {
+                    seat.name = new_name.clone();
+                    seat.key = new_key.clone();
+                    self.claims.insert(new_key.clone(), seat);
+                }
+                Event::Renamed {
+                    name: new_name,
+                    key: new_key,
+                }
             }
         };
+        let name = held.unwrap_or(name);
+        Ok(self.append(node, conn, name, key, event, unix_ms))
+    }
+
+    fn join(
+        &mut self,
+        node: NodeId,
+        conn: ConnId,
+        name: Arc<str>,
+        key: Arc<str>,
+        ident: Option<Arc<Ident>>,
+        unix_ms: u64,
+    ) -> Result<Entry, Declined> {
+        if self.claims.contains_key(&key) {
+            return Err(Declined::NameTaken);
+        }
+        if self.claims.len() >= self.max_members as usize {
+            return Err(Declined::RoomFull);
+        }
+        let seat = Seat {
+            node,
+            conn,
+            name: name.clone(),
+            key: key.clone(),
+            away: None,
+            ident: ident.clone(),
+        };
+        self.claims.insert(key.clone(), seat);
+        Ok(self.append(node, conn, name, key, Event::Joined { ident }, unix_ms))
+    }
+
+    fn append(
+        &mut self,
+        node: NodeId,
+        conn: ConnId,
+        name: Arc<str>,
+        key: Arc<str>,
+        event: Event,
+        unix_ms: u64,
+    ) -> Entry {
         self.pos += 1;
-        Ok(Entry {
+        self.time = self.time.max(unix_ms);
+        Entry {
             pos: self.pos,
+            time: self.time,
             node,
             conn,
             name,
             key,
             event,
-        })
+        }
     }
 
-    /// Frees every claim `node` holds, as when that node is lost: the entries that say so.
-    pub fn sweep(&mut self, node: NodeId) -> Vec<Entry> {
+    /// Frees every claim `node` holds, as when that node is lost, at `unix_ms`: the entries
+    /// that say so.
+    pub fn sweep(&mut self, node: NodeId, unix_ms: u64) -> Vec<Entry> {
         let mut gone: Vec<Seat> = self
             .claims
             .values()
@@ -220,17 +350,11 @@ impl Sequencer {
         gone.into_iter()
             .map(|seat| {
                 self.claims.remove(&seat.key);
-                self.pos += 1;
-                Entry {
-                    pos: self.pos,
-                    node: seat.node,
-                    conn: seat.conn,
-                    name: seat.name,
-                    key: seat.key,
-                    event: Event::Left {
-                        reason: CloseReason::ServerLost,
-                    },
-                }
+                let event = Event::Left {
+                    reason: CloseReason::ServerLost,
+                    message: None,
+                };
+                self.append(seat.node, seat.conn, seat.name, seat.key, event, unix_ms)
             })
             .collect()
     }
@@ -241,6 +365,7 @@ impl Sequencer {
         members.sort_by(|a, b| a.key.cmp(&b.key));
         // This log keeps no chats: a room started from it shows only what it applies.
         Snapshot {
+            epoch: self.epoch,
             pos: self.pos,
             seq: self.seq,
             members,

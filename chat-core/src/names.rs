@@ -1,6 +1,6 @@
 //! Validation of names and chat text, and the folding that makes look-alike names collide.
 
-use chat_proto::{ErrorKind, NameRule};
+use chat_proto::{ErrorKind, Ident, NameRule};
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
@@ -82,4 +82,14 @@ pub fn check_text(text: &str, max_bytes: u32) -> Result<(), ErrorKind> {
         return Err(ErrorKind::TextInvalid);
     }
     Ok(())
+}
+
+/// Whether an ident may be kept with a member: the user name one word under the rules of a
+/// name, at most [`Ident::MAX_USER_BYTES`]; the real name empty, or one line under the rules of
+/// chat text, at most [`Ident::MAX_REALNAME_BYTES`].
+pub fn check_ident(ident: &Ident) -> bool {
+    ident.user.len() <= Ident::MAX_USER_BYTES as usize
+        && check_name(&ident.user, Ident::MAX_USER_BYTES).is_ok()
+        && (ident.realname.is_empty()
+            || check_text(&ident.realname, Ident::MAX_REALNAME_BYTES).is_ok())
 }

@@ -1,7 +1,7 @@
 //! The room state machine: a gate over the room's log.
 //!
 //! The gate handles each connection: handshake, validation, rate limits and deadlines. What a
-//! member wants recorded (a join, a chat, a leave) becomes a [`Proposal`]; membership, notices
+//! member wants recorded (a join, a chat, a leave, a rename, away) becomes a [`Proposal`]; membership, notices
 //! and broadcasts follow the applied log ([`Entry`]), never the proposal. A room made with
 //! [`Room::new`] keeps its log in memory and applies each proposal at once; one made with
 //! [`Room::shared`] hands proposals to the driver ([`Output::Propose`]) and applies what the
@@ -14,14 +14,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chat_proto::{
-    ClientMsg, CloseReason, ErrorKind, HistoryChat, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
+    PROTOCOL_VERSION, Refusal, ServerMsg, v2,
 };
 
 use crate::config::{Config, ConfigError};
 use crate::log::{
     Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot,
 };
-use crate::names::{check_name, check_text, display_name, fold_name};
+use crate::names::{check_ident, check_name, check_text, display_name, fold_name};
 
 /// A connection, named by the driver. The core never makes these up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,8 +119,8 @@ pub enum Output {
     /// Ask the log to record this (a room made with [`Room::shared`] only). Answer with
     /// [`Input::Applied`] once it is in the log, or [`Input::Declined`].
     Propose(Proposal),
-    /// A member joined or left the room (here or on another node): for the driver's log and
-    /// counters. Members here are told by a [`Output::Broadcast`] of their own.
+    /// A member joined, left or was renamed (here or on another node): for the driver's log
+    /// and counters. Members here are told by a [`Output::Broadcast`] of their own.
     Notice(Notice),
 }
 
@@ -139,6 +140,13 @@ pub enum Notice {
         name: Arc<str>,
         /// Why.
         reason: CloseReason,
+    },
+    /// The member `from` is now `to`.
+    Renamed {
+        /// The name it had.
+        from: Arc<str>,
+        /// The name it has.
+        to: Arc<str>,
     },
 }
 
@@ -193,8 +201,20 @@ struct Conn {
     phase: Phase,
     /// The address it counts under.
     addr: Option<AddrKey>,
-    /// Where its history starts, if it asked to resume.
-    resume: Option<u64>,
+    /// Where its history starts, if it asked to resume: after this chat of this epoch.
+    resume: Option<(u64, u64)>,
+    /// The name and key of a rename proposed and not yet applied nor declined (a shared room
+    /// only): what its proposals carry meanwhile. At most one is in flight.
+    renaming: Option<(Arc<str>, Arc<str>)>,
+}
+
+/// The names the log may hold for a connection that is gone: the one it joined (or was joining)
+/// with, and the one a rename in flight asked for.
+#[derive(Debug)]
+struct Claim {
+    name: Arc<str>,
+    key: Arc<str>,
+    renaming: Option<(Arc<str>, Arc<str>)>,
 }
 
 /// An address as limits count it: an IPv4 address, or the /64 of an IPv6 address (one host
@@ -232,6 +252,7 @@ struct AddrCount {
 /// The room as the applied log has it: who is in, and where the log stands.
 #[derive(Debug, Default)]
 struct View {
+    epoch: u64,
     pos: u64,
     seq: u64,
     /// Folded name to member: the one owner of who holds which name.
@@ -254,6 +275,8 @@ pub struct Room {
     per_addr: HashMap<AddrKey, AddrCount>,
     view: View,
     next_nonce: u64,
+    /// The wall clock at one instant, as the driver last gave it: what times entries.
+    clock: Option<(Instant, u64)>,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// Proposals waiting to go to the log.
     proposals: VecDeque<Proposal>,
@@ -261,15 +284,19 @@ pub struct Room {
 }
 
 impl Room {
-    /// An empty room with these limits, keeping its own log in memory.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
-        let log = Sequencer::new(config.max_clients);
-        Self::make(config, NodeId(0), Some(log), Snapshot::default())
+    /// An empty room with these limits, keeping its own log in memory, of epoch `epoch`: a
+    /// number the driver chooses at random (never 0) each time it makes the room, so that a
+    /// client resuming from another room's numbers is not shown this one's as if it had seen
+    /// them. Unless the driver calls [`Room::set_clock`], entries are timed 0.
+    pub fn new(config: Config, epoch: u64) -> Result<Self, ConfigError> {
+        let log = Sequencer::new(config.max_clients, epoch);
+        let snapshot = log.snapshot();
+        Self::make(config, NodeId(0), Some(log), snapshot)
     }
 
-    /// A room whose log is kept elsewhere, as node `node`, starting from `snapshot`: joins,
-    /// chats and leaves come out as [`Output::Propose`], and the log's entries go in as
-    /// [`Input::Applied`].
+    /// A room whose log is kept elsewhere, as node `node`, starting from `snapshot` (which gives
+    /// the epoch): what members want recorded comes out as [`Output::Propose`], and the log's
+    /// entries, timed by the log, go in as [`Input::Applied`].
     pub fn shared(config: Config, node: NodeId, snapshot: Snapshot) -> Result<Self, ConfigError> {
         Self::make(config, node, None, snapshot)
     }
@@ -290,6 +317,7 @@ impl Room {
             per_addr: HashMap::new(),
             view: View::default(),
             next_nonce: 0,
+            clock: None,
             timers: BinaryHeap::new(),
             proposals: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -302,6 +330,7 @@ impl Room {
         let keep = snapshot.history.len().min(self.config.history as usize);
         let skip = snapshot.history.len() - keep;
         self.view = View {
+            epoch: snapshot.epoch,
             pos: snapshot.pos,
             seq: snapshot.seq,
             members: snapshot
@@ -336,6 +365,32 @@ impl Room {
     /// The sequence number of the last chat message applied.
     pub fn seq(&self) -> u64 {
         self.view.seq
+    }
+
+    /// The epoch of the room's log: sequence numbers are comparable only within one.
+    pub fn epoch(&self) -> u64 {
+        self.view.epoch
+    }
+
+    /// Anchors the room's wall clock: at `now` it was `unix_ms` milliseconds since the Unix
+    /// epoch. Drivers call it at start and may call it again (each tick, say) to follow changes
+    /// of the wall clock. A room that keeps its own log times its entries with it.
+    pub fn set_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.clock = Some((now, unix_ms));
+    }
+
+    /// The wall-clock time at `now`, in milliseconds since the Unix epoch, from the anchor
+    /// [`Room::set_clock`] gave; 0 without one.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        let Some((at, ms)) = self.clock else {
+            return 0;
+        };
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if now >= at {
+            ms.saturating_add(millis(now - at))
+        } else {
+            ms.saturating_sub(millis(at - now))
+        }
     }
 
     /// The position of the last log entry applied.
@@ -386,6 +441,11 @@ impl Room {
             .values()
             .map(|seat| seat.name.clone())
             .collect()
+    }
+
+    /// Every member, on every node, in folded-name order, as the welcome and `Who` list them.
+    pub fn member_list(&self) -> Vec<Member> {
+        self.view.members.values().map(Seat::member).collect()
     }
 
     /// The next thing the driver must do. Drain until `None` after every input.
@@ -454,12 +514,13 @@ impl Room {
 
     /// Hands proposals to the log: to the room's own, at once, or out to the driver.
     fn flush_proposals(&mut self, now: Instant) {
+        let unix_ms = self.unix_ms(now);
         while let Some(proposal) = self.proposals.pop_front() {
             let Some(log) = &mut self.log else {
                 self.outputs.push_back(Output::Propose(proposal));
                 continue;
             };
-            match log.propose(self.node, proposal.clone()) {
+            match log.propose(self.node, proposal.clone(), unix_ms) {
                 Ok(entry) => {
                     // The room's own log never skips or repeats a position.
                     let _ = self.apply(now, entry);
@@ -495,6 +556,7 @@ impl Room {
                 phase: Phase::Handshake,
                 addr,
                 resume: None,
+                renaming: None,
             },
         );
         let from_addr = addr.map_or(0, |a| {
@@ -531,21 +593,22 @@ impl Room {
             conn.last_heard = now;
             conn.pinged = false;
         }
-        if let ClientMsg::Resume { after } = msg {
+        if let ClientMsg::Resume { after, epoch } = msg {
             // Free, and only before joining: where the history after the welcome starts.
             if conn.phase == Phase::Handshake {
-                conn.resume = Some(after);
+                conn.resume = Some((after, epoch));
             }
             return;
         }
         // A member's requests are taken from the hello on: in a shared room the join may still
         // be on its way to the log, and what follows it there follows the join.
         let joining = matches!(conn.phase, Phase::Joining { .. });
-        if !joined && !joining && !matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Leave) {
+        let leave = matches!(msg, ClientMsg::Leave { .. });
+        if !joined && !joining && !leave && !matches!(msg, ClientMsg::Hello { .. }) {
             self.close(id, CloseReason::ProtocolError);
             return;
         }
-        let free = answers_ping || matches!(msg, ClientMsg::Leave);
+        let free = answers_ping || leave;
         if !free && !self.take_token(now, id) {
             return;
         }
@@ -554,14 +617,24 @@ impl Room {
                 magic,
                 version,
                 name,
-            } => self.hello(id, magic, version, &name),
-            ClientMsg::Chat { text } => self.chat(id, text),
-            ClientMsg::Leave => self.close(id, CloseReason::Left),
+                password: _, // for accounts, a later issue
+                ident,
+            } => self.hello(id, magic, version, &name, ident),
+            ClientMsg::Chat { text, kind } => self.chat(id, text, kind),
+            ClientMsg::Leave { message } => {
+                // A leave is never refused: parting words that break the rules are dropped.
+                let message = message
+                    .filter(|m| check_text(m, self.config.max_text_bytes).is_ok())
+                    .map(Arc::from);
+                self.close_with(id, CloseReason::Left, message);
+            }
             ClientMsg::Who => {
-                let names = self.member_names();
-                self.send(id, ServerMsg::Members { names });
+                let members = self.member_list();
+                self.send(id, ServerMsg::Members { members });
             }
             ClientMsg::Ping { nonce } => self.send(id, ServerMsg::Pong { nonce }),
+            ClientMsg::Nick { name } => self.nick(id, &name),
+            ClientMsg::Away { message } => self.away(id, message),
             ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
         }
     }
@@ -595,7 +668,7 @@ impl Room {
         false
     }
 
-    fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str) {
+    fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str, ident: Option<Ident>) {
         if magic != MAGIC {
             self.close(id, CloseReason::ProtocolError);
             return;
@@ -604,7 +677,7 @@ impl Room {
             .conns
             .get(&id)
             .is_some_and(|c| c.phase == Phase::Handshake);
-        let refusal = if version != PROTOCOL_VERSION {
+        let refusal = if version != PROTOCOL_VERSION && version != v2::VERSION {
             Some(Refusal::UnsupportedVersion {
                 supported: PROTOCOL_VERSION,
             })
@@ -651,7 +724,9 @@ impl Room {
             return;
         }
         let name: Arc<str> = display_name(name).into();
-        self.propose(id, &name, &key, ProposalKind::Join);
+        // An ident that breaks the rules is dropped: it is the gateway's to get right.
+        let ident = ident.filter(check_ident).map(Arc::new);
+        self.propose(id, &name, &key, ProposalKind::Join { ident });
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.phase = Phase::Joining { name, key };
             if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
@@ -660,20 +735,88 @@ impl Room {
         }
     }
 
-    fn chat(&mut self, id: ConnId, text: String) {
+    fn chat(&mut self, id: ConnId, text: String, kind: ChatKind) {
         if let Err(error) = check_text(&text, self.config.max_text_bytes) {
             self.send(id, ServerMsg::Error(error));
             return;
         }
-        let (name, key) = match self.conns.get(&id).map(|c| &c.phase) {
-            Some(Phase::Member { name, key } | Phase::Joining { name, key }) => {
-                (name.clone(), key.clone())
-            }
-            _ => return,
-        };
         // A chat sent while the join is in flight follows it in the log; if the join is
         // refused, the log refuses the chat too (its sender holds no name).
-        self.propose(id, &name, &key, ProposalKind::Chat { text });
+        if let Some((name, key)) = self.identity(id) {
+            self.propose(id, &name, &key, ProposalKind::Chat { text, kind });
+        }
+    }
+
+    /// The name and key a connection's proposals carry: those a rename in flight asked for,
+    /// else those it joined (or is joining) with. `None` before its hello.
+    ///
+    /// A rename the log then declines takes what was proposed after it along (the log holds
+    /// the old key): in a shared room, a chat sent in that moment is lost. Its leave is not:
+    /// see [`Room::close_with`].
+    fn identity(&self, id: ConnId) -> Option<(Arc<str>, Arc<str>)> {
+        let conn = self.conns.get(&id)?;
+        match &conn.phase {
+            Phase::Member { name, key } | Phase::Joining { name, key } => {
+                Some(conn.renaming.clone().unwrap_or((name.clone(), key.clone())))
+            }
+            Phase::Handshake => None,
+        }
+    }
+
+    /// A rename: checked as a hello's name is, refused to the member alone, applied for all.
+    fn nick(&mut self, id: ConnId, wanted: &str) {
+        let Some((name, key)) = self.identity(id) else {
+            return;
+        };
+        if self.conns.get(&id).is_some_and(|c| c.renaming.is_some()) {
+            // One rename in flight at a time, so that a leave knows which names to give back.
+            self.send(id, ServerMsg::Error(ErrorKind::RateLimited));
+            return;
+        }
+        if let Err(rule) = check_name(wanted, self.config.max_name_chars) {
+            self.send(id, ServerMsg::Error(ErrorKind::NameInvalid(rule)));
+            return;
+        }
+        let new_name: Arc<str> = display_name(wanted).into();
+        if new_name == name {
+            return; // Nothing would change.
+        }
+        let new_key: Arc<str> = fold_name(wanted).into();
+        // Held by another member, unless its member here is gone (its leave is on its way to
+        // the log, ahead of this rename); the same key is a change of case or form.
+        let taken = new_key != key
+            && self
+                .view
+                .members
+                .get(&new_key)
+                .is_some_and(|seat| !self.gone_here(seat));
+        if taken {
+            self.send(id, ServerMsg::Error(ErrorKind::NameTaken));
+            return;
+        }
+        let kind = ProposalKind::Rename {
+            name: new_name.clone(),
+            key: new_key.clone(),
+        };
+        self.propose(id, &name, &key, kind);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.renaming = Some((new_name, new_key));
+        }
+    }
+
+    /// Away (`Some`, under the text rules of a chat) or back (`None`).
+    fn away(&mut self, id: ConnId, message: Option<String>) {
+        if let Some(Err(error)) = message
+            .as_deref()
+            .map(|m| check_text(m, self.config.max_away_bytes))
+        {
+            self.send(id, ServerMsg::Error(error));
+            return;
+        }
+        if let Some((name, key)) = self.identity(id) {
+            let message = message.map(Arc::from);
+            self.propose(id, &name, &key, ProposalKind::Away { message });
+        }
     }
 
     /// Applies one log entry: membership, notices and broadcasts follow from it.
@@ -689,73 +832,145 @@ impl Room {
         }
         self.view.pos = entry.pos;
         let here = entry.node == self.node;
-        match entry.event {
-            Event::Joined => self.joined(now, here, entry),
-            Event::Chat { seq, text } => {
-                self.view.seq = seq;
-                if self.config.history > 0 {
-                    if self.view.history.len() >= self.config.history as usize {
-                        self.view.history.pop_front();
-                    }
-                    self.view.history.push_back(HistoryChat {
-                        seq,
-                        from: entry.name.clone(),
-                        text: text.as_str().into(),
-                    });
-                }
-                let seat = self.view.members.get(&entry.key);
-                let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
-                self.outputs.push_back(Output::Broadcast {
-                    except,
-                    msg: ServerMsg::Chat {
-                        seq,
-                        from: entry.name.to_string(),
-                        text,
-                    },
-                });
-            }
-            Event::Left { reason } => {
-                let announce = self.view.members.len() <= self.config.announce_max as usize;
-                let Some(seat) = self.view.members.remove(&entry.key) else {
+        match entry.event.clone() {
+            Event::Joined { ident } => self.joined(now, here, entry, ident),
+            Event::Chat { seq, text, kind } => self.said(&entry, seq, text, kind),
+            Event::Left { reason, message } => self.left(&entry, reason, message),
+            Event::Renamed { name, key } => self.renamed(&entry, name, key),
+            Event::Away { message } => {
+                let announce = self.announce();
+                let Some(seat) = self.view.members.get_mut(&entry.key) else {
                     return Ok(());
                 };
-                // A member here that the log let go of (its node was swept) is closed.
-                if seat.node == self.node {
-                    let still_here = self.conns.get(&seat.conn).is_some_and(
-                        |c| matches!(&c.phase, Phase::Member { key, .. } if *key == seat.key),
-                    );
-                    if still_here {
-                        self.forget(seat.conn, reason);
-                    }
-                }
-                self.outputs.push_back(Output::Notice(Notice::Left {
-                    name: seat.name.clone(),
-                    reason,
-                }));
+                seat.away = message.clone();
+                let except = (seat.node == self.node).then_some(seat.conn);
+                let msg = ServerMsg::Away {
+                    name: seat.name.to_string(),
+                    message: message.as_deref().map(str::to_owned),
+                    time: entry.time,
+                };
                 if announce {
-                    self.outputs.push_back(Output::Broadcast {
-                        except: None,
-                        msg: ServerMsg::Left {
-                            name: seat.name.to_string(),
-                            reason,
-                        },
-                    });
+                    self.outputs.push_back(Output::Broadcast { except, msg });
                 }
             }
         }
         Ok(())
     }
 
-    fn joined(&mut self, now: Instant, here: bool, entry: Entry) {
+    /// Whether changes of membership are announced one by one: past `announce_max` members,
+    /// members learn them from the welcome and `Who`.
+    fn announce(&self) -> bool {
+        self.view.members.len() <= self.config.announce_max as usize
+    }
+
+    fn said(&mut self, entry: &Entry, seq: u64, text: String, kind: ChatKind) {
+        self.view.seq = seq;
+        if self.config.history > 0 {
+            if self.view.history.len() >= self.config.history as usize {
+                self.view.history.pop_front();
+            }
+            self.view.history.push_back(HistoryChat {
+                seq,
+                time: entry.time,
+                from: entry.name.clone(),
+                text: text.as_str().into(),
+                kind,
+            });
+        }
+        let seat = self.view.members.get(&entry.key);
+        let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
+        self.outputs.push_back(Output::Broadcast {
+            except,
+            msg: ServerMsg::Chat {
+                seq,
+                time: entry.time,
+                from: entry.name.to_string(),
+                text,
+                kind,
+            },
+        });
+    }
+
+    fn left(&mut self, entry: &Entry, reason: CloseReason, message: Option<Arc<str>>) {
+        let announce = self.announce();
+        let Some(seat) = self.view.members.remove(&entry.key) else {
+            return;
+        };
+        // A member here that the log let go of (its node was swept) is closed.
+        if seat.node == self.node {
+            let still_here = self
+                .conns
+                .get(&seat.conn)
+                .is_some_and(|c| matches!(&c.phase, Phase::Member { key, .. } if *key == seat.key));
+            if still_here {
+                self.forget(seat.conn, reason);
+            }
+        }
+        self.outputs.push_back(Output::Notice(Notice::Left {
+            name: seat.name.clone(),
+            reason,
+        }));
+        if announce {
+            self.outputs.push_back(Output::Broadcast {
+                except: None,
+                msg: ServerMsg::Left {
+                    name: seat.name.to_string(),
+                    reason,
+                    message: message.as_deref().map(str::to_owned),
+                    time: entry.time,
+                },
+            });
+        }
+    }
+
+    /// A member took another name: its seat moves to the new key, and everyone is told, the
+    /// member too (past `announce_max`, the member alone).
+    fn renamed(&mut self, entry: &Entry, name: Arc<str>, key: Arc<str>) {
+        let Some(mut seat) = self.view.members.remove(&entry.key) else {
+            return;
+        };
+        seat.name = name.clone();
+        seat.key = key.clone();
+        let member = (seat.node == self.node).then_some(seat.conn);
+        self.view.members.insert(key.clone(), seat);
+        if let Some(conn) = member.and_then(|id| self.conns.get_mut(&id)) {
+            if let Phase::Member { name: n, key: k } = &mut conn.phase
+                && *k == entry.key
+            {
+                (*n, *k) = (name.clone(), key.clone());
+            }
+            if conn.renaming.as_ref().is_some_and(|(_, k)| *k == key) {
+                conn.renaming = None;
+            }
+        }
+        self.outputs.push_back(Output::Notice(Notice::Renamed {
+            from: entry.name.clone(),
+            to: name.clone(),
+        }));
+        let msg = ServerMsg::Renamed {
+            from: entry.name.to_string(),
+            to: name.to_string(),
+            time: entry.time,
+        };
+        if self.announce() {
+            self.outputs
+                .push_back(Output::Broadcast { except: None, msg });
+        } else if let Some(to) = member.filter(|id| self.name_of(*id).is_some()) {
+            self.send(to, msg);
+        }
+    }
+
+    fn joined(&mut self, now: Instant, here: bool, entry: Entry, ident: Option<Arc<Ident>>) {
         let seat = Seat {
             node: entry.node,
             conn: entry.conn,
             name: entry.name.clone(),
             key: entry.key.clone(),
+            away: None,
+            ident: ident.clone(),
         };
         self.view.members.insert(entry.key.clone(), seat);
-        // Past `announce_max` members, joins and leaves are not announced one by one.
-        let announce = self.view.members.len() <= self.config.announce_max as usize;
+        let announce = self.announce();
         let joiner = here
             && self.conns.get(&entry.conn).is_some_and(
                 |c| matches!(&c.phase, Phase::Joining { key, .. } if *key == entry.key),
@@ -768,24 +983,37 @@ impl Room {
         if here && !joiner {
             // The connection went away while its join was in flight: it leaves at once.
             let reason = CloseReason::Disconnected;
-            self.propose(
-                entry.conn,
-                &entry.name,
-                &entry.key,
-                ProposalKind::Leave { reason },
-            );
+            let kind = ProposalKind::Leave {
+                reason,
+                message: None,
+            };
+            self.propose(entry.conn, &entry.name, &entry.key, kind);
         }
+        let joined = ServerMsg::Joined {
+            name: entry.name.to_string(),
+            time: entry.time,
+            ident,
+        };
         if !joiner {
             if announce {
                 self.outputs.push_back(Output::Broadcast {
                     except: None,
-                    msg: ServerMsg::Joined {
-                        name: entry.name.to_string(),
-                    },
+                    msg: joined,
                 });
             }
             return;
         }
+        self.welcome(now, &entry);
+        if announce {
+            self.outputs.push_back(Output::Broadcast {
+                except: Some(entry.conn),
+                msg: joined,
+            });
+        }
+    }
+
+    /// Makes the joiner here a member: its welcome, its history, and its place in broadcasts.
+    fn welcome(&mut self, now: Instant, entry: &Entry) {
         let id = entry.conn;
         let mut resume = None;
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -808,7 +1036,7 @@ impl Room {
         );
         let online = self.view.members.len();
         let members = if online <= self.config.welcome_list_max as usize {
-            self.member_names()
+            self.member_list()
         } else {
             Vec::new()
         };
@@ -818,25 +1046,28 @@ impl Room {
             members,
             limits: self.config.limits(),
             seq: self.view.seq,
+            epoch: self.view.epoch,
         };
         self.send(id, welcome);
         if let Some(history) = self.history_after(resume) {
             self.send(id, history);
         }
         self.outputs.push_back(Output::Subscribe { conn: id });
-        if announce {
-            self.outputs.push_back(Output::Broadcast {
-                except: Some(id),
-                msg: ServerMsg::Joined {
-                    name: entry.name.to_string(),
-                },
-            });
-        }
     }
 
     /// What a member joining now is shown of the past: the chats after `resume` (or all kept),
     /// and how many it missed that are no longer kept. `None` when there is nothing to show.
-    fn history_after(&self, resume: Option<u64>) -> Option<ServerMsg> {
+    ///
+    /// A resume point from another epoch (the room was reset), or past the room's last chat
+    /// (numbers from some other room), means nothing here: the member is shown the history as
+    /// a newcomer is, so that it misses none of this room's chats. Epoch 0 is a client that
+    /// does not know one (a v2 client): it resumes by number alone.
+    fn history_after(&self, resume: Option<(u64, u64)>) -> Option<ServerMsg> {
+        let resume = resume
+            .filter(|&(after, epoch)| {
+                (epoch == 0 || epoch == self.view.epoch) && after <= self.view.seq
+            })
+            .map(|(after, _)| after);
         let after = resume.unwrap_or(0);
         let chats: Vec<HistoryChat> = self
             .view
@@ -866,9 +1097,10 @@ impl Room {
             .get(&conn)
             .is_some_and(|c| matches!(&c.phase, Phase::Joining { key: k, .. } if *k == key));
         match kind {
-            ProposalKind::Join if joining => {
+            ProposalKind::Join { .. } if joining => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.phase = Phase::Handshake;
+                    c.renaming = None;
                     if let Some(count) = c.addr.and_then(|a| self.per_addr.get_mut(&a)) {
                         count.joining -= 1;
                     }
@@ -885,10 +1117,26 @@ impl Room {
                     }
                 }
             }
-            ProposalKind::Chat { .. }
+            ProposalKind::Chat { .. } | ProposalKind::Away { .. }
                 if why == Declined::Unavailable && self.name_of(conn).is_some() =>
             {
                 self.send(conn, ServerMsg::Error(ErrorKind::Unavailable));
+            }
+            ProposalKind::Rename { key: wanted, .. } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if c.renaming.as_ref().is_none_or(|(_, k)| *k != wanted) {
+                    return;
+                }
+                // Its proposals carry the name the log still holds again.
+                c.renaming = None;
+                let error = match why {
+                    Declined::NameTaken => ErrorKind::NameTaken,
+                    Declined::Unavailable => ErrorKind::Unavailable,
+                    Declined::RoomFull | Declined::NotHolder => return,
+                };
+                self.send(conn, ServerMsg::Error(error));
             }
             // A chat from a member the log no longer holds, a leave already recorded, a join
             // whose connection is gone: nothing to do.
@@ -907,10 +1155,7 @@ impl Room {
         gone.sort_unstable();
         for id in gone {
             // Its claim, if the log still has one, is given back.
-            if let Some((name, key)) = self.forget(id, reason) {
-                let kind = ProposalKind::Leave { reason };
-                self.propose(id, &name, &key, kind);
-            }
+            self.close_with(id, reason, None);
         }
     }
 
@@ -920,11 +1165,10 @@ impl Room {
         // Everyone here is told by their own closing frame; no one here is told of the others.
         // Other nodes of a shared log are told through it.
         for id in all {
-            if let Some((name, key)) = self.forget(id, CloseReason::ServerShutdown)
-                && self.log.is_none()
-            {
-                let reason = CloseReason::ServerShutdown;
-                self.propose(id, &name, &key, ProposalKind::Leave { reason });
+            if self.log.is_none() {
+                self.close_with(id, CloseReason::ServerShutdown, None);
+            } else {
+                self.forget(id, CloseReason::ServerShutdown);
             }
         }
     }
@@ -932,14 +1176,26 @@ impl Room {
     /// Closes a connection for `reason`: the log is asked to let its member go, and the others
     /// are told once it has.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        if let Some((name, key)) = self.forget(id, reason) {
-            self.propose(id, &name, &key, ProposalKind::Leave { reason });
-        }
+        self.close_with(id, reason, None);
     }
 
-    /// Forgets a connection and tells the driver to close it; returns the name and key it
-    /// joined or was joining with.
-    fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<(Arc<str>, Arc<str>)> {
+    /// [`Room::close`], with parting words. With a rename in flight, the leave is proposed
+    /// under both names, the new one first: whichever the log holds when it decides is freed,
+    /// and the other is declined as not held.
+    fn close_with(&mut self, id: ConnId, reason: CloseReason, message: Option<Arc<str>>) {
+        let Some(claim) = self.forget(id, reason) else {
+            return;
+        };
+        let leave = |message| ProposalKind::Leave { reason, message };
+        if let Some((name, key)) = &claim.renaming {
+            self.propose(id, name, key, leave(message.clone()));
+        }
+        self.propose(id, &claim.name, &claim.key, leave(message));
+    }
+
+    /// Forgets a connection and tells the driver to close it; returns the names the log may
+    /// hold for it, if it joined or was joining.
+    fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<Claim> {
         let conn = self.conns.remove(&id)?;
         self.outputs.push_back(Output::Close { conn: id, reason });
         if let Some(addr) = conn.addr
@@ -957,14 +1213,19 @@ impl Room {
                 self.per_addr.remove(&addr);
             }
         }
-        match conn.phase {
-            Phase::Handshake => None,
-            Phase::Joining { name, key } => Some((name, key)),
+        let (name, key) = match conn.phase {
+            Phase::Handshake => return None,
+            Phase::Joining { name, key } => (name, key),
             Phase::Member { name, key } => {
                 self.local_members -= 1;
-                Some((name, key))
+                (name, key)
             }
-        }
+        };
+        Some(Claim {
+            name,
+            key,
+            renaming: conn.renaming,
+        })
     }
 
     /// Whether `seat` is a member of this node whose connection is gone: in a shared room its

@@ -1,12 +1,13 @@
 mod hub;
 mod model;
 mod nodes;
+mod v3;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_proto::{
-    ClientMsg, CloseReason, ErrorKind, MAGIC, NameRule, PROTOCOL_VERSION, Refusal, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, ErrorKind, MAGIC, Member, NameRule, PROTOCOL_VERSION,
+    Refusal, ServerMsg,
 };
 
 use super::*;
@@ -23,7 +24,7 @@ fn chat_passed(out: &[Output]) -> bool {
 }
 
 /// The welcome `out` starts with, as `(name, online, members, limits)`; panics on anything else.
-fn welcome(out: &[Output]) -> (&str, u32, &[Arc<str>], &chat_proto::Limits) {
+fn welcome(out: &[Output]) -> (&str, u32, &[Member], &chat_proto::Limits) {
     match out.first() {
         Some(Output::Send {
             msg:
@@ -61,16 +62,46 @@ fn config() -> Config {
     }
 }
 
+/// The room's epoch in the tests, and its wall clock when a harness starts.
+const EPOCH: u64 = 0xe90c;
+const T0: u64 = 1_700_000_000_000;
+
 fn hello(name: &str) -> ClientMsg {
+    hello_v(PROTOCOL_VERSION, name)
+}
+
+fn hello_v(version: u16, name: &str) -> ClientMsg {
     ClientMsg::Hello {
         magic: MAGIC,
-        version: PROTOCOL_VERSION,
+        version,
         name: name.into(),
+        password: None,
+        ident: None,
     }
 }
 
 fn chat(text: &str) -> ClientMsg {
-    ClientMsg::Chat { text: text.into() }
+    chat_kind(text, ChatKind::Plain)
+}
+
+fn chat_kind(text: &str, kind: ChatKind) -> ClientMsg {
+    ClientMsg::Chat {
+        text: text.into(),
+        kind,
+    }
+}
+
+fn leave() -> ClientMsg {
+    ClientMsg::Leave { message: None }
+}
+
+/// A member as lists show one that is not away and gave no ident.
+fn member(name: &str) -> Member {
+    Member {
+        name: name.into(),
+        away: None,
+        ident: None,
+    }
 }
 
 fn send(to: u64, msg: ServerMsg) -> Output {
@@ -100,10 +131,45 @@ impl Harness {
     }
 
     fn with(config: Config) -> Self {
+        let now = Instant::now();
+        let mut room = Room::new(config, EPOCH).unwrap();
+        room.set_clock(now, T0);
         Self {
-            room: Room::new(config).unwrap(),
-            now: Instant::now(),
+            room,
+            now,
             notices: Vec::new(),
+        }
+    }
+
+    /// The wall-clock time now, by the room's clock.
+    fn time(&self) -> u64 {
+        self.room.unix_ms(self.now)
+    }
+
+    fn joined(&self, name: &str) -> ServerMsg {
+        ServerMsg::Joined {
+            name: name.into(),
+            time: self.time(),
+            ident: None,
+        }
+    }
+
+    fn left(&self, name: &str, reason: CloseReason) -> ServerMsg {
+        ServerMsg::Left {
+            name: name.into(),
+            reason,
+            message: None,
+            time: self.time(),
+        }
+    }
+
+    fn said(&self, seq: u64, from: &str, text: &str) -> ServerMsg {
+        ServerMsg::Chat {
+            seq,
+            time: self.time(),
+            from: from.into(),
+            text: text.into(),
+            kind: ChatKind::Plain,
         }
     }
 
@@ -145,9 +211,10 @@ impl Harness {
         ServerMsg::Welcome {
             name: name.into(),
             online: members.len() as u32,
-            members: members.iter().map(|s| (*s).into()).collect(),
+            members: members.iter().map(|s| member(s)).collect(),
             limits: self.room.config().limits(),
             seq: self.room.seq(),
+            epoch: EPOCH,
         }
     }
 }
@@ -163,7 +230,7 @@ fn a_free_name_joins_with_welcome_and_notice() {
         vec![
             send(2, h.welcome("bob", &["alice", "bob"])),
             Output::Subscribe { conn: ConnId(2) },
-            broadcast(Some(2), ServerMsg::Joined { name: "bob".into() }),
+            broadcast(Some(2), h.joined("bob")),
         ]
     );
     assert_eq!(
@@ -244,25 +311,11 @@ fn chat_goes_to_everyone_but_the_sender_stamped_and_numbered() {
     h.join(2, "bob");
     assert_eq!(
         h.recv(1, chat("hi")),
-        vec![broadcast(
-            Some(1),
-            ServerMsg::Chat {
-                seq: 1,
-                from: "alice".into(),
-                text: "hi".into()
-            }
-        )]
+        vec![broadcast(Some(1), h.said(1, "alice", "hi"))]
     );
     assert_eq!(
         h.recv(2, chat("hey")),
-        vec![broadcast(
-            Some(2),
-            ServerMsg::Chat {
-                seq: 2,
-                from: "bob".into(),
-                text: "hey".into()
-            }
-        )]
+        vec![broadcast(Some(2), h.said(2, "bob", "hey"))]
     );
     // A newcomer learns the current sequence number.
     h.open(3);
@@ -312,16 +365,10 @@ fn leave_frees_the_name_at_once_and_tells_the_others() {
     h.join(1, "alice");
     h.join(2, "bob");
     assert_eq!(
-        h.recv(1, ClientMsg::Leave),
+        h.recv(1, leave()),
         vec![
             close(1, CloseReason::Left),
-            broadcast(
-                None,
-                ServerMsg::Left {
-                    name: "alice".into(),
-                    reason: CloseReason::Left
-                }
-            ),
+            broadcast(None, h.left("alice", CloseReason::Left)),
         ]
     );
     assert!(!h.room.is_open(ConnId(1)));
@@ -345,16 +392,7 @@ fn every_kind_of_close_removes_the_member_with_its_reason() {
         h.join(2, "bob");
         assert_eq!(
             h.input(input),
-            vec![
-                close(1, reason),
-                broadcast(
-                    None,
-                    ServerMsg::Left {
-                        name: "alice".into(),
-                        reason
-                    }
-                ),
-            ]
+            vec![close(1, reason), broadcast(None, h.left("alice", reason)),]
         );
         assert_eq!(h.room.member_count(), 1);
         // Late inputs for a closed connection are ignored.
@@ -391,6 +429,8 @@ fn anything_but_hello_before_joining_is_a_protocol_error() {
         ClientMsg::Who,
         ClientMsg::Ping { nonce: 1 },
         ClientMsg::Pong { nonce: 1 },
+        ClientMsg::Nick { name: "bob".into() },
+        ClientMsg::Away { message: None },
     ] {
         let mut h = Harness::new();
         h.open(1);
@@ -402,6 +442,8 @@ fn anything_but_hello_before_joining_is_a_protocol_error() {
         magic: 0,
         version: PROTOCOL_VERSION,
         name: "a".into(),
+        password: None,
+        ident: None,
     };
     assert_eq!(
         h.recv(1, bad_magic),
@@ -413,11 +455,7 @@ fn anything_but_hello_before_joining_is_a_protocol_error() {
 fn unsupported_version_is_refused() {
     let mut h = Harness::new();
     h.open(1);
-    let msg = ClientMsg::Hello {
-        magic: MAGIC,
-        version: 99,
-        name: "a".into(),
-    };
+    let msg = hello_v(99, "a");
     assert_eq!(
         h.recv(1, msg),
         vec![send(
@@ -467,13 +505,7 @@ fn a_silent_member_is_pinged_then_closed() {
         h.advance(Duration::from_secs(1)),
         vec![
             close(1, CloseReason::IdleTimeout),
-            broadcast(
-                None,
-                ServerMsg::Left {
-                    name: "alice".into(),
-                    reason: CloseReason::IdleTimeout
-                }
-            ),
+            broadcast(None, h.left("alice", CloseReason::IdleTimeout)),
         ]
     );
     assert!(h.room.is_open(ConnId(2)));
@@ -525,13 +557,7 @@ fn rate_limit_refuses_then_closes_for_flooding() {
         h.recv(1, chat("x")),
         vec![
             close(1, CloseReason::Flood),
-            broadcast(
-                None,
-                ServerMsg::Left {
-                    name: "alice".into(),
-                    reason: CloseReason::Flood
-                }
-            ),
+            broadcast(None, h.left("alice", CloseReason::Flood)),
         ]
     );
 }
@@ -600,7 +626,7 @@ fn who_lists_members_and_ping_is_answered() {
         vec![send(
             1,
             ServerMsg::Members {
-                names: vec!["alice".into(), "bob".into()]
+                members: vec![member("alice"), member("bob")]
             }
         )]
     );
@@ -643,7 +669,7 @@ fn config_validation_names_the_bad_limit() {
         Err(ConfigError("rate per second must be at least 1".into()))
     );
     assert_eq!(
-        Room::new(bad).unwrap_err().to_string(),
+        Room::new(bad, EPOCH).unwrap_err().to_string(),
         "rate per second must be at least 1"
     );
     let bad = Config {
@@ -653,20 +679,39 @@ fn config_validation_names_the_bad_limit() {
     };
     assert_eq!(
         bad.validate().unwrap_err().to_string(),
-        "max frame bytes (4096) must be at least 4099 to carry a chat of max text bytes (4096)"
+        "max frame bytes (4096) must be at least 4100 to carry a chat of max text bytes (4096)"
     );
-    // The chat frame's arithmetic, exactly: tag, a 2-byte varint length, the text.
+    // The chat frame's arithmetic, exactly: tag, a 2-byte varint length, the text, the kind.
     let fits = Config {
         max_text_bytes: 4096,
-        max_frame_bytes: 4099,
+        max_frame_bytes: 4100,
         ..Config::default()
     };
     assert_eq!(fits.validate(), Ok(()));
+    let bad = Config {
+        max_away_bytes: 2047,
+        ..Config::default()
+    };
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "max frame bytes (2048) must be at least 2051 to carry an away of max away bytes (2047)"
+    );
     let bad = Config {
         max_clients: 1_000_000,
         ..Config::default()
     };
     assert!(bad.validate().unwrap_err().0.contains("max clients"));
+    // Every member's away message is in the member list.
+    let bad = Config {
+        max_away_bytes: 1024,
+        ..Config::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .0
+            .contains("max away bytes (1024)")
+    );
 }
 
 #[test]
@@ -689,6 +734,7 @@ fn a_big_room_welcomes_with_the_count_and_who_lists_everyone() {
                 members: vec![],
                 limits: h.room.config().limits(),
                 seq: 0,
+                epoch: EPOCH,
             }
         )
     );
@@ -697,7 +743,7 @@ fn a_big_room_welcomes_with_the_count_and_who_lists_everyone() {
         vec![send(
             3,
             ServerMsg::Members {
-                names: vec!["a".into(), "b".into(), "c".into()]
+                members: vec![member("a"), member("b"), member("c")]
             }
         )]
     );
@@ -812,15 +858,7 @@ fn a_name_is_registered_and_shown_in_composed_form() {
     // "cafe" + COMBINING ACUTE ACCENT registers as "caf" + U+00E9.
     let out = h.recv(2, hello("cafe\u{301}"));
     assert_eq!(welcome(&out).0, "caf\u{e9}");
-    assert_eq!(
-        out[2],
-        broadcast(
-            Some(2),
-            ServerMsg::Joined {
-                name: "caf\u{e9}".into()
-            }
-        )
-    );
+    assert_eq!(out[2], broadcast(Some(2), h.joined("caf\u{e9}")));
     assert_eq!(
         h.notices.last(),
         Some(&Notice::Joined {
@@ -834,7 +872,7 @@ fn a_name_is_registered_and_shown_in_composed_form() {
 fn a_member_leaving_is_a_typed_notice_for_the_driver() {
     let mut h = Harness::new();
     h.join(1, "alice");
-    h.recv(1, ClientMsg::Leave);
+    h.recv(1, leave());
     assert_eq!(
         h.notices,
         vec![
@@ -903,8 +941,10 @@ fn a_newcomer_gets_the_last_n_chats_after_its_welcome() {
             .iter()
             .map(|s| chat_proto::HistoryChat {
                 seq: *s,
+                time: T0,
                 from: "alice".into(),
                 text: format!("m{s}").into(),
+                kind: ChatKind::Plain,
             })
             .collect(),
         missed: 0,
@@ -925,12 +965,20 @@ fn a_client_that_resumes_gets_exactly_what_it_missed_or_the_count_it_cannot() {
     }
     let chat_at = |s: u64| chat_proto::HistoryChat {
         seq: s,
+        time: T0,
         from: "alice".into(),
         text: format!("m{s}").into(),
+        kind: ChatKind::Plain,
     };
     // Resume after 3: 4 and 5, once.
     h.open(2);
-    h.recv(2, ClientMsg::Resume { after: 3 });
+    h.recv(
+        2,
+        ClientMsg::Resume {
+            after: 3,
+            epoch: EPOCH,
+        },
+    );
     let out = h.recv(2, hello("bob"));
     assert_eq!(
         out[1],
@@ -944,7 +992,13 @@ fn a_client_that_resumes_gets_exactly_what_it_missed_or_the_count_it_cannot() {
     );
     // Resume after 0 with only 3..=5 kept: told that 2 were missed.
     h.open(3);
-    h.recv(3, ClientMsg::Resume { after: 0 });
+    h.recv(
+        3,
+        ClientMsg::Resume {
+            after: 0,
+            epoch: EPOCH,
+        },
+    );
     let out = h.recv(3, hello("carol"));
     assert_eq!(
         out[1],
@@ -958,7 +1012,13 @@ fn a_client_that_resumes_gets_exactly_what_it_missed_or_the_count_it_cannot() {
     );
     // Resume after the latest: nothing to show at all.
     h.open(4);
-    h.recv(4, ClientMsg::Resume { after: 5 });
+    h.recv(
+        4,
+        ClientMsg::Resume {
+            after: 5,
+            epoch: EPOCH,
+        },
+    );
     let out = h.recv(4, hello("dave"));
     assert_eq!(out[1], Output::Subscribe { conn: ConnId(4) });
 }
@@ -1044,28 +1104,21 @@ fn past_announce_max_joins_and_leaves_are_not_announced_but_who_is_complete() {
         vec![send(
             3,
             ServerMsg::Members {
-                names: vec!["a".into(), "b".into(), "c".into()]
+                members: vec![member("a"), member("b"), member("c")]
             }
         )]
     );
     // Leaving a room of three is not announced; leaving a room of two is.
-    let out = h.recv(3, ClientMsg::Leave);
+    let out = h.recv(3, leave());
     assert_eq!(out, vec![close(3, CloseReason::Left)]);
-    let out = h.recv(2, ClientMsg::Leave);
+    let out = h.recv(2, leave());
     assert_eq!(
         out,
         vec![
             close(2, CloseReason::Left),
-            broadcast(None, left_msg("b", CloseReason::Left)),
+            broadcast(None, h.left("b", CloseReason::Left)),
         ]
     );
-}
-
-fn left_msg(name: &str, reason: CloseReason) -> ServerMsg {
-    ServerMsg::Left {
-        name: name.into(),
-        reason,
-    }
 }
 
 #[test]
@@ -1088,7 +1141,7 @@ fn a_room_of_1001_members_sends_no_join_notice_for_the_last_and_who_is_complete(
     let out = h.recv(1_001, ClientMsg::Who);
     let [
         Output::Send {
-            msg: ServerMsg::Members { names },
+            msg: ServerMsg::Members { members: names },
             ..
         },
     ] = &out[..]
@@ -1098,15 +1151,33 @@ fn a_room_of_1001_members_sends_no_join_notice_for_the_last_and_who_is_complete(
     assert_eq!(names.len(), 1_001);
 }
 
+/// A resume point past the room's last chat is another room's number (a room that restarted
+/// without an epoch the client knew): it is shown the history as a newcomer, and no arithmetic
+/// on the peer's number overflows.
 #[test]
-fn a_resume_point_at_the_end_of_numbers_is_harmless() {
-    let mut h = Harness::new();
-    h.join(1, "alice");
-    h.recv(1, chat("one"));
-    h.open(2);
-    h.recv(2, ClientMsg::Resume { after: u64::MAX });
-    let out = h.recv(2, hello("bob"));
-    assert_eq!(out[1], Output::Subscribe { conn: ConnId(2) });
+fn a_resume_point_past_the_room_s_last_chat_is_a_fresh_join() {
+    for epoch in [EPOCH, 0] {
+        let mut h = Harness::new();
+        h.join(1, "alice");
+        h.recv(1, chat("one"));
+        h.open(2);
+        for after in [u64::MAX, 2] {
+            h.recv(2, ClientMsg::Resume { after, epoch });
+        }
+        let out = h.recv(2, hello("bob"));
+        let one = chat_proto::HistoryChat {
+            seq: 1,
+            time: T0,
+            from: "alice".into(),
+            text: "one".into(),
+            kind: ChatKind::Plain,
+        };
+        let history = ServerMsg::History {
+            chats: vec![one],
+            missed: 0,
+        };
+        assert_eq!(out[1], send(2, history), "epoch {epoch}");
+    }
 }
 
 #[test]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
+use chat_proto::v2;
+
 use super::*;
 use crate::{Codec, Due, Hub, Inbound};
 
@@ -48,7 +50,7 @@ impl Codec for Lines {
         self.broadcasts.fetch_add(1, Relaxed);
         let line = match msg {
             ServerMsg::Chat { from, text, .. } => format!("<{from}> {text}\n"),
-            ServerMsg::Joined { name } => format!("+{name}\n"),
+            ServerMsg::Joined { name, .. } => format!("+{name}\n"),
             ServerMsg::Left { name, .. } => format!("-{name}\n"),
             other => format!("{other:?}\n"),
         };
@@ -76,7 +78,7 @@ fn drain(hub: &mut Hub, conn: ConnId) -> Vec<u8> {
 #[test]
 fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_codec() {
     let now = Instant::now();
-    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
     let encoded = Arc::new(AtomicUsize::new(0));
     let lines = hub.add_codec(Box::new(Lines {
         broadcasts: encoded.clone(),
@@ -108,13 +110,15 @@ fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_cod
         .unwrap();
     let frame = chat_proto::encode_to_vec(&ServerMsg::Chat {
         seq: 2,
+        time: 0, // no clock was set
         from: "t1".into(),
         text: "yo".into(),
+        kind: ChatKind::Plain,
     })
     .unwrap();
     assert_eq!(drain(&mut hub, wire), frame);
     assert_eq!(drain(&mut hub, text2), b"<t1> yo\n");
-    hub.handle_input(now, Input::Received(text2, ClientMsg::Leave))
+    hub.handle_input(now, Input::Received(text2, leave()))
         .unwrap();
     assert_eq!(drain(&mut hub, text2), b"to 3: bye (left)\n");
     assert_eq!(hub.fanout_of(text2).due(text2, |_| true), Due::Done);
@@ -125,7 +129,7 @@ fn each_connection_gets_its_own_protocol_and_a_broadcast_is_encoded_once_per_cod
 #[test]
 fn a_raw_reply_is_ordered_after_what_the_room_sent_before_it() {
     let now = Instant::now();
-    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
     let lines = hub.add_codec(Box::new(Lines::default()));
     let (a, b) = (ConnId(1), ConnId(2));
     hub.attach(b, lines);
@@ -150,7 +154,7 @@ fn raw_replies_are_paid_for_from_the_rate_limit_and_a_flood_of_them_closes() {
         flood_strikes: 2,
         ..config()
     };
-    let mut hub = Hub::new(Room::new(config).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config, EPOCH).unwrap(), 1 << 20);
     let lines = hub.add_codec(Box::new(Lines::default()));
     let pinger = ConnId(1);
     hub.attach(pinger, lines);
@@ -173,7 +177,7 @@ fn raw_replies_are_paid_for_from_the_rate_limit_and_a_flood_of_them_closes() {
 #[test]
 fn bytes_go_through_the_codec_of_their_connection_in_order() {
     let now = Instant::now();
-    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
     let lines = hub.add_codec(Box::new(Lines::default()));
     let (a, b) = (ConnId(1), ConnId(2));
     hub.attach(b, lines);
@@ -205,7 +209,7 @@ fn bytes_go_through_the_codec_of_their_connection_in_order() {
 #[test]
 fn bytes_from_a_connection_the_room_closed_are_not_decoded() {
     let now = Instant::now();
-    let mut hub = Hub::new(Room::new(config()).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
     let decoded = Arc::new(AtomicUsize::new(0));
     let lines = hub.add_codec(Box::new(Lines {
         decoded: decoded.clone(),
@@ -223,4 +227,160 @@ fn bytes_from_a_connection_the_room_closed_are_not_decoded() {
     hub.handle_bytes(now, conn, b"ap").unwrap();
     assert_eq!(decoded.load(Relaxed), 1);
     assert_eq!(hub.room().name_of(conn), None);
+}
+
+/// Every frame in `bytes`, read as v2 messages.
+fn v2_frames(bytes: &[u8]) -> Vec<v2::ServerMsg> {
+    let mut decoder = chat_proto::FrameDecoder::new(chat_proto::MAX_SERVER_FRAME);
+    let mut input = bytes;
+    let mut out = Vec::new();
+    while let Some(msg) = decoder.decode(&mut input).unwrap() {
+        out.push(msg);
+    }
+    assert!(input.is_empty() && decoder.buffered() == 0);
+    out
+}
+
+fn v3_frames(bytes: &[u8]) -> Vec<ServerMsg> {
+    let mut decoder = chat_proto::FrameDecoder::new(chat_proto::MAX_SERVER_FRAME);
+    let mut input = bytes;
+    std::iter::from_fn(|| decoder.decode(&mut input).unwrap()).collect()
+}
+
+#[test]
+fn a_v2_member_and_a_v3_member_share_a_room_each_served_in_its_own_version() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
+    hub.set_clock(now, T0);
+    let (old, new) = (ConnId(1), ConnId(2));
+    for conn in [old, new] {
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
+    }
+    // A v1 hello (refused), a v2 hello, and a chat cut in two by the reads: the rest of the
+    // chat arrives after the connection moved to the v2 codec, and is read whole.
+    let v2_hello = |version| v2::ClientMsg::Hello {
+        magic: MAGIC,
+        version,
+        name: "old".into(),
+    };
+    let mut bytes = Vec::new();
+    for msg in [
+        v2_hello(1),
+        v2_hello(2),
+        v2::ClientMsg::Chat {
+            text: "/me waves".into(),
+        },
+    ] {
+        chat_proto::encode(&msg, &mut bytes).unwrap();
+    }
+    let (first, rest) = bytes.split_at(bytes.len() - 3);
+    hub.handle_bytes(now, old, first).unwrap();
+    hub.handle_bytes(now, new, &chat_proto::encode_to_vec(&hello("new")).unwrap())
+        .unwrap();
+    hub.handle_bytes(now, old, rest).unwrap();
+    let said = |seq, from: &str, text: &str, kind| ServerMsg::Chat {
+        seq,
+        time: T0,
+        from: from.into(),
+        text: text.into(),
+        kind,
+    };
+    let got = v3_frames(&drain(&mut hub, new));
+    assert!(
+        matches!(&got[0], ServerMsg::Welcome { epoch: EPOCH, .. }),
+        "{got:?}"
+    );
+    assert_eq!(got[1..], [said(1, "old", "waves", ChatKind::Action)]);
+    // The v3 member acts, renames and goes away.
+    for msg in [
+        chat_kind("waves back", ChatKind::Action),
+        chat_kind("fyi", ChatKind::Notice),
+        ClientMsg::Nick {
+            name: "newer".into(),
+        },
+        ClientMsg::Away {
+            message: Some("lunch".into()),
+        },
+    ] {
+        hub.handle_input(now, Input::Received(new, msg)).unwrap();
+    }
+    let renamed = ServerMsg::Renamed {
+        from: "new".into(),
+        to: "newer".into(),
+        time: T0,
+    };
+    assert_eq!(v3_frames(&drain(&mut hub, new)), [renamed]);
+    let v2_chat = |seq, text: &str| v2::ServerMsg::Chat {
+        seq,
+        from: "new".into(),
+        text: text.into(),
+    };
+    let limits = hub.room().config().limits();
+    assert_eq!(
+        v2_frames(&drain(&mut hub, old)),
+        [
+            v2::ServerMsg::Refused(v2::Refusal::UnsupportedVersion {
+                supported: PROTOCOL_VERSION
+            }),
+            v2::ServerMsg::Welcome {
+                name: "old".into(),
+                online: 1,
+                members: vec!["old".into()],
+                limits,
+                seq: 0,
+            },
+            v2::ServerMsg::Joined { name: "new".into() },
+            v2_chat(2, "/me waves back"),
+            v2_chat(3, "fyi"),
+            v2::ServerMsg::Left {
+                name: "new".into(),
+                reason: CloseReason::Left
+            },
+            v2::ServerMsg::Joined {
+                name: "newer".into()
+            },
+        ]
+    );
+    // The v2 member leaves as v2 does, and is told in v2.
+    hub.handle_bytes(
+        now,
+        old,
+        &chat_proto::encode_to_vec(&v2::ClientMsg::Leave).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        v2_frames(&drain(&mut hub, old)),
+        [v2::ServerMsg::Closing(CloseReason::Left)]
+    );
+    hub.detach(old);
+}
+
+#[test]
+fn a_member_stays_in_its_lane_whatever_version_a_later_hello_says() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
+    let conn = ConnId(1);
+    hub.handle_input(now, Input::Opened(conn)).unwrap();
+    hub.handle_input(now, Input::Received(conn, hello("new")))
+        .unwrap();
+    drain(&mut hub, conn);
+    hub.handle_input(now, Input::Received(conn, hello_v(v2::VERSION, "x")))
+        .unwrap();
+    // Still on the v3 lane, following its broadcasts.
+    let other = ConnId(2);
+    hub.handle_input(now, Input::Opened(other)).unwrap();
+    hub.handle_input(now, Input::Received(other, hello("other")))
+        .unwrap();
+    hub.handle_input(
+        now,
+        Input::Received(other, chat_kind("waves", ChatKind::Action)),
+    )
+    .unwrap();
+    let got = v3_frames(&drain(&mut hub, conn));
+    assert_eq!(got[0], ServerMsg::Refused(Refusal::AlreadyJoined));
+    assert!(matches!(got[1], ServerMsg::Joined { .. }), "{got:?}");
+    assert!(
+        matches!(&got[2], ServerMsg::Chat { kind: ChatKind::Action, text, .. } if text == "waves"),
+        "{got:?}"
+    );
 }

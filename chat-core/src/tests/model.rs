@@ -36,6 +36,8 @@ enum Op {
     Stall(u64),
     Malformed(u64),
     Advance(u64),
+    Nick(u64, usize),
+    Away(u64, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -51,6 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => id.clone().prop_map(Op::Stall),
         1 => id.clone().prop_map(Op::Malformed),
         2 => (0..25_000u64).prop_map(Op::Advance),
+        2 => (id.clone(), 0..NAMES.len()).prop_map(|(i, n)| Op::Nick(i, n)),
+        1 => (id, any::<bool>()).prop_map(|(i, away)| Op::Away(i, away)),
     ]
 }
 
@@ -61,6 +65,8 @@ struct ModelConn {
     last_heard: Instant,
     /// Folded name, once joined.
     key: Option<String>,
+    /// Why it is away, if it is.
+    away: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -71,12 +77,42 @@ struct Model {
     expected: HashMap<u64, Vec<(u64, String, String)>>,
 }
 
+/// What a rename is predicted to give.
+#[derive(Debug, PartialEq)]
+enum Rename {
+    /// Connection, old name, new name.
+    Done(u64, String, String),
+    Refused(u64, ErrorKind),
+}
+
 impl Model {
     fn keys(&self) -> BTreeSet<&str> {
         self.conns
             .values()
             .filter_map(|c| c.key.as_deref())
             .collect()
+    }
+
+    /// Predicts a rename of member `i` to `name`, and applies it to the model.
+    fn rename(&mut self, room: &Room, i: u64, name: &str, max_chars: u32) -> Option<Rename> {
+        let was = room.name_of(ConnId(i))?.to_owned();
+        if let Err(rule) = check_name(name, max_chars) {
+            return Some(Rename::Refused(i, ErrorKind::NameInvalid(rule)));
+        }
+        let key = fold_name(name);
+        let taken = self
+            .conns
+            .iter()
+            .any(|(&j, c)| j != i && c.key.as_deref() == Some(key.as_str()));
+        if taken {
+            return Some(Rename::Refused(i, ErrorKind::NameTaken));
+        }
+        let now = display_name(name);
+        if now == was {
+            return None;
+        }
+        self.conns.get_mut(&i)?.key = Some(key);
+        Some(Rename::Done(i, was, now))
     }
 }
 
@@ -95,7 +131,7 @@ fn prop_config() -> Config {
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let config = prop_config();
-    let mut room = Room::new(config.clone()).unwrap();
+    let mut room = Room::new(config.clone(), 1).unwrap();
     let mut now = Instant::now();
     let mut model = Model::default();
     let mut received: HashMap<u64, Vec<(u64, String, String)>> = HashMap::new();
@@ -107,6 +143,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let open_before: BTreeSet<u64> = model.conns.keys().copied().collect();
         // Closes the model predicts for this step, with their reasons.
         let mut expect_closed: BTreeMap<u64, CloseReason> = BTreeMap::new();
+        // What the model predicts a rename in this step gives.
+        let mut expect_rename = None;
         let input = match op {
             Op::Open(i) => {
                 if model.conns.contains_key(&i) {
@@ -118,6 +156,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         opened_at: now,
                         last_heard: now,
                         key: None,
+                        away: None,
                     },
                 );
                 Input::Opened(ConnId(i))
@@ -173,7 +212,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     }
                 }
-                Input::Received(ConnId(i), ClientMsg::Chat { text })
+                let kind = ChatKind::Plain;
+                Input::Received(ConnId(i), ClientMsg::Chat { text, kind })
             }
             Op::Who(i) | Op::Pong(i) => {
                 if let Some(c) = model.conns.get_mut(&i) {
@@ -192,10 +232,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Leave(i) | Op::Drop(i) | Op::Stall(i) | Op::Malformed(i) => {
                 let (input, reason) = match op {
-                    Op::Leave(_) => (
-                        Input::Received(ConnId(i), ClientMsg::Leave),
-                        CloseReason::Left,
-                    ),
+                    Op::Leave(_) => (Input::Received(ConnId(i), leave()), CloseReason::Left),
                     Op::Drop(_) => (Input::Closed(ConnId(i)), CloseReason::Disconnected),
                     Op::Stall(_) => (Input::Stalled(ConnId(i)), CloseReason::TooSlow),
                     _ => (Input::Malformed(ConnId(i)), CloseReason::ProtocolError),
@@ -220,6 +257,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Input::Tick
             }
+            Op::Nick(i, n) => {
+                let name = NAMES[n];
+                if let Some(c) = model.conns.get_mut(&i) {
+                    match &c.key {
+                        None => {
+                            expect_closed.insert(i, CloseReason::ProtocolError);
+                        }
+                        Some(_) => c.last_heard = now,
+                    }
+                }
+                expect_rename = model.rename(&room, i, name, config.max_name_chars);
+                Input::Received(ConnId(i), ClientMsg::Nick { name: name.into() })
+            }
+            Op::Away(i, away) => {
+                let message = away.then(|| format!("away {now:?}"));
+                if let Some(c) = model.conns.get_mut(&i) {
+                    match &c.key {
+                        None => {
+                            expect_closed.insert(i, CloseReason::ProtocolError);
+                        }
+                        Some(_) => {
+                            c.last_heard = now;
+                            c.away = message.clone();
+                        }
+                    }
+                }
+                Input::Received(ConnId(i), ClientMsg::Away { message })
+            }
         };
         room.handle_input(now, input).unwrap();
 
@@ -231,12 +296,31 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert!(!closed.contains_key(&to.0), "send after close to {to:?}");
                     let is_chat = matches!(msg, ServerMsg::Chat { .. });
                     prop_assert!(!is_chat, "chat sent to one connection");
+                    if let (ServerMsg::Error(error), Op::Nick(..)) = (msg, &op) {
+                        prop_assert_eq!(expect_rename.take(), Some(Rename::Refused(to.0, error)));
+                    }
                 }
                 Output::Broadcast { except, msg } => {
+                    if let ServerMsg::Renamed { from, to, .. } = &msg {
+                        prop_assert_eq!(except, None, "the renamer is told too");
+                        let (id, was, now) = match expect_rename.take() {
+                            Some(Rename::Done(id, was, now)) => (id, was, now),
+                            other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                        };
+                        prop_assert_eq!((from, to), (&was, &now));
+                        prop_assert_eq!(room.name_of(ConnId(id)), Some(now.as_str()));
+                    }
+                    if let ServerMsg::Away { name, .. } = &msg {
+                        let sender = except.and_then(|id| room.name_of(id));
+                        prop_assert_eq!(sender, Some(name.as_str()), "not told of its own away");
+                    }
                     for to in room.recipients(except) {
                         prop_assert!(model.conns.contains_key(&to.0));
                         prop_assert!(!expect_closed.contains_key(&to.0));
-                        if let ServerMsg::Chat { seq, from, text } = &msg {
+                        if let ServerMsg::Chat {
+                            seq, from, text, ..
+                        } = &msg
+                        {
                             prop_assert_ne!(Some(to), except, "echo to sender");
                             received.entry(to.0).or_default().push((
                                 *seq,
@@ -263,6 +347,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(&closed, &expect_closed);
+        let renamer_closed =
+            matches!(expect_rename, Some(Rename::Done(id, ..)) if closed.contains_key(&id));
+        prop_assert!(
+            expect_rename.is_none() || renamer_closed,
+            "predicted {:?}",
+            expect_rename
+        );
         for id in closed.keys() {
             model.conns.remove(id);
         }
@@ -279,6 +370,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             "names not unique after folding"
         );
         prop_assert_eq!(room_keys, model_keys);
+        let away: BTreeMap<String, Option<String>> = room
+            .member_list()
+            .into_iter()
+            .map(|m| (fold_name(&m.name), m.away.map(|a| a.to_string())))
+            .collect();
+        let model_away: BTreeMap<String, Option<String>> = model
+            .conns
+            .values()
+            .filter_map(|c| Some((c.key.clone()?, c.away.clone())))
+            .collect();
+        prop_assert_eq!(away, model_away);
         prop_assert_eq!(room.conn_count(), model.conns.len());
         let members: BTreeSet<u64> = room.members().map(|c| c.0).collect();
         prop_assert_eq!(&subscribed, &members);

@@ -1,10 +1,11 @@
 //! Three rooms (simulated nodes) sharing one in-memory sequencer, with proposals and log
 //! entries delivered in a random interleaving: the seam a shared room (Redis) stands on.
 //!
-//! Checked: every node applies the same log in the same order; names stay unique across nodes
-//! after folding; each chat reaches every member once and never its sender; every member has
-//! seen a sender join before it sees the sender's chat; once everything is delivered, every node
-//! lists the same members as the log.
+//! Checked: every node applies the same log in the same order; names stay unique after folding,
+//! in the log, in every node's view, and across nodes up to date with the log, renames included;
+//! each chat reaches every member once and never its sender; every member has seen a sender join
+//! (or take its name) before it sees the sender's chat; entries' times never go back; once
+//! everything is delivered, every node lists the same members, away or not, as the log.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ enum Op {
     Who(usize, u64),
     Leave(usize, u64),
     Drop(usize, u64),
+    Nick(usize, u64, usize),
+    Away(usize, u64, bool),
     /// The log decides the next proposal of a node.
     Decide(usize),
     /// A node applies the next log entry it has not applied.
@@ -49,6 +52,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Who(n, c)),
         1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Leave(n, c)),
         1 => (node.clone(), conn.clone()).prop_map(|(n, c)| Op::Drop(n, c)),
+        2 => (node.clone(), conn.clone(), 0..NAMES.len()).prop_map(|(n, c, k)| Op::Nick(n, c, k)),
+        1 => (node.clone(), conn.clone(), any::<bool>()).prop_map(|(n, c, a)| Op::Away(n, c, a)),
         6 => node.clone().prop_map(Op::Decide),
         8 => node.prop_map(Op::Apply),
     ]
@@ -74,7 +79,7 @@ struct Node {
 /// What one member has seen, to check it against the log.
 #[derive(Debug, Default)]
 struct Seen {
-    /// Names it knows are in the room (from its welcome, then joins and leaves).
+    /// Names it knows are in the room (from its welcome, then joins, leaves and renames).
     known: HashSet<String>,
     /// Chat sequence numbers it received, in order.
     seqs: Vec<u64>,
@@ -92,13 +97,20 @@ struct World {
     senders: HashMap<u64, (usize, u64)>,
     /// Every connection closed, as (node, conn, reason).
     closed: Vec<(usize, u64, CloseReason)>,
+    /// The log's wall clock, in ms: each decision moves it on.
+    clock: u64,
+    /// Every error sent, as (node, conn, error).
+    errors: Vec<(usize, u64, ErrorKind)>,
 }
+
+/// The epoch of the tests' shared log.
+const LOG_EPOCH: u64 = 0x10c;
 
 impl World {
     fn new() -> Self {
         let nodes = (0..NODES)
             .map(|i| Node {
-                room: Room::shared(config(), NodeId(i as u64 + 1), Snapshot::default()).unwrap(),
+                room: Room::shared(config(), NodeId(i as u64 + 1), snapshot()).unwrap(),
                 proposals: VecDeque::new(),
                 applied: 0,
                 open: HashSet::new(),
@@ -106,12 +118,14 @@ impl World {
             .collect();
         Self {
             nodes,
-            log: Sequencer::new(config().max_clients),
+            log: Sequencer::new(config().max_clients, LOG_EPOCH),
             entries: Vec::new(),
             now: Instant::now(),
             seen: HashMap::new(),
             senders: HashMap::new(),
             closed: Vec::new(),
+            clock: 1_000,
+            errors: Vec::new(),
         }
     }
 
@@ -126,23 +140,36 @@ impl World {
                 Output::Send { to, msg } => {
                     if let ServerMsg::Welcome { name, members, .. } = msg {
                         let seen = Seen {
-                            known: members.iter().map(|m| m.to_string()).collect(),
+                            known: members.iter().map(|m| m.name.to_string()).collect(),
                             seqs: Vec::new(),
                             name,
                         };
                         prop_assert!(seen.known.contains(&seen.name), "welcome lists the joiner");
                         self.seen.insert((n, to.0), seen);
+                    } else if let ServerMsg::Error(error) = msg {
+                        self.errors.push((n, to.0, error));
                     }
                 }
                 Output::Broadcast { except, msg } => {
                     for to in node.room.recipients(except) {
                         let seen = self.seen.get_mut(&(n, to.0)).expect("a member's welcome");
                         match &msg {
-                            ServerMsg::Joined { name } => {
+                            ServerMsg::Joined { name, .. } => {
                                 prop_assert!(seen.known.insert(name.clone()), "joined twice");
                             }
                             ServerMsg::Left { name, .. } => {
                                 prop_assert!(seen.known.remove(name), "left without joining");
+                            }
+                            ServerMsg::Renamed { from, to, .. } => {
+                                prop_assert!(seen.known.remove(from), "{from} unknown");
+                                prop_assert!(seen.known.insert(to.clone()), "{to} twice");
+                                if seen.name == *from {
+                                    seen.name = to.clone();
+                                }
+                            }
+                            ServerMsg::Away { name, .. } => {
+                                prop_assert!(seen.known.contains(name), "{name} unknown");
+                                prop_assert_ne!(Some(to), except, "told of its own away");
                             }
                             ServerMsg::Chat { seq, from, .. } => {
                                 prop_assert!(
@@ -173,8 +200,11 @@ impl World {
             return Ok(());
         };
         let node = NodeId(n as u64 + 1);
-        match self.log.propose(node, proposal.clone()) {
+        self.clock += 1;
+        match self.log.propose(node, proposal.clone(), self.clock) {
             Ok(entry) => {
+                let before = self.entries.last().map_or(0, |e| e.time);
+                prop_assert!(entry.time >= before, "time went back");
                 if let Event::Chat { seq, .. } = entry.event {
                     self.senders.insert(seq, (n, entry.conn.0));
                 }
@@ -196,10 +226,29 @@ impl World {
         Ok(())
     }
 
-    /// Names unique across nodes: no folded name is held by two members anywhere.
+    /// Names unique: in the log; in every node's view; and across the nodes that applied the
+    /// whole log, among their members (a node behind it may still show a member under a name it
+    /// gave up in a rename the node has not applied).
     fn check_unique(&self) -> Result<(), TestCaseError> {
+        for seat in self.log.snapshot().members {
+            prop_assert_eq!(fold_name(&seat.name), seat.key.to_string());
+        }
         let mut keys = BTreeSet::new();
         for node in &self.nodes {
+            let view: BTreeSet<String> = node
+                .room
+                .member_list()
+                .iter()
+                .map(|m| fold_name(&m.name))
+                .collect();
+            prop_assert_eq!(
+                view.len(),
+                node.room.member_count(),
+                "a name twice in a view"
+            );
+            if node.applied < self.entries.len() {
+                continue;
+            }
             for conn in node.room.members() {
                 let key = fold_name(node.room.name_of(conn).unwrap());
                 prop_assert!(keys.insert(key.clone()), "{key} held twice");
@@ -209,11 +258,11 @@ impl World {
     }
 }
 
-fn hello(name: &str) -> ClientMsg {
-    ClientMsg::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        name: name.into(),
+/// Where every node starts: an empty log of the tests' epoch.
+fn snapshot() -> Snapshot {
+    Snapshot {
+        epoch: LOG_EPOCH,
+        ..Snapshot::default()
     }
 }
 
@@ -233,13 +282,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Chat(n, c) if w.nodes[n].open.contains(&c) => {
                 said += 1;
                 let text = format!("m{said}");
-                w.input(n, Input::Received(ConnId(c), ClientMsg::Chat { text }))?;
+                w.input(n, Input::Received(ConnId(c), chat(&text)))?;
             }
             Op::Who(n, c) if w.nodes[n].open.contains(&c) => {
                 w.input(n, Input::Received(ConnId(c), ClientMsg::Who))?;
             }
             Op::Leave(n, c) if w.nodes[n].open.contains(&c) => {
-                w.input(n, Input::Received(ConnId(c), ClientMsg::Leave))?;
+                w.input(n, Input::Received(ConnId(c), leave()))?;
+            }
+            Op::Nick(n, c, k) if w.nodes[n].open.contains(&c) => {
+                let nick = ClientMsg::Nick {
+                    name: NAMES[k].into(),
+                };
+                w.input(n, Input::Received(ConnId(c), nick))?;
+            }
+            Op::Away(n, c, away) if w.nodes[n].open.contains(&c) => {
+                let message = away.then(|| format!("away at {}", w.clock));
+                w.input(n, Input::Received(ConnId(c), ClientMsg::Away { message }))?;
             }
             Op::Drop(n, c) if w.nodes[n].open.contains(&c) => {
                 w.input(n, Input::Closed(ConnId(c)))?;
@@ -263,20 +322,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         w.check_unique()?;
     }
-    let log_names: Vec<String> = w
-        .log
-        .snapshot()
-        .members
-        .iter()
-        .map(|s| s.name.to_string())
-        .collect();
+    let log_names: Vec<Member> = w.log.snapshot().members.iter().map(Seat::member).collect();
     for (n, node) in w.nodes.iter().enumerate() {
-        let names: Vec<String> = node
-            .room
-            .member_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names = node.room.member_list();
         prop_assert_eq!(
             &names,
             &log_names,
@@ -336,7 +384,7 @@ fn a_member_of_another_node_is_greeted_and_heard() {
     for n in 0..NODES {
         w.apply(n).unwrap();
     }
-    let chat = ClientMsg::Chat { text: "hi".into() };
+    let chat = chat("hi");
     w.input(0, Input::Received(ConnId(1), chat)).unwrap();
     w.decide(0).unwrap();
     for n in 0..NODES {
@@ -354,10 +402,13 @@ fn a_member_of_another_node_is_greeted_and_heard() {
 fn a_room_started_from_a_snapshot_shows_its_chats_to_a_newcomer_as_many_as_it_keeps() {
     let said = |seq: u64| chat_proto::HistoryChat {
         seq,
+        time: 1_000 + seq,
         from: "bob".into(),
         text: format!("c{seq}").into(),
+        kind: ChatKind::Action,
     };
     let snapshot = Snapshot {
+        epoch: LOG_EPOCH,
         pos: 4,
         seq: 3,
         members: Vec::new(),
@@ -377,11 +428,12 @@ fn a_room_started_from_a_snapshot_shows_its_chats_to_a_newcomer_as_many_as_it_ke
     };
     let entry = Entry {
         pos: 5,
+        time: 2_000,
         node: NodeId(1),
         conn: ConnId(1),
         name: proposal.name,
         key: proposal.key,
-        event: Event::Joined,
+        event: Event::Joined { ident: None },
     };
     room.handle_input(now, Input::Applied(entry)).unwrap();
     let sent: Vec<ServerMsg> = std::iter::from_fn(|| room.poll_output())
@@ -534,7 +586,7 @@ fn a_chat_sent_while_the_join_is_in_flight_follows_it() {
         .unwrap();
     w.decide(1).unwrap();
     w.apply(1).unwrap();
-    let chat = ClientMsg::Chat { text: "hi".into() };
+    let chat = chat("hi");
     for (conn, name) in [(1, "alice"), (2, "BOB")] {
         w.input(0, Input::Opened(ConnId(conn))).unwrap();
         w.input(0, Input::Received(ConnId(conn), hello(name)))
@@ -572,7 +624,7 @@ fn a_swept_node_s_members_leave_everywhere_as_lost() {
         w.input(n, Input::Received(ConnId(1), hello(name))).unwrap();
         w.decide(n).unwrap();
     }
-    let swept = w.log.sweep(NodeId(2));
+    let swept = w.log.sweep(NodeId(2), w.clock);
     assert_eq!(swept.len(), 1);
     w.entries.extend(swept);
     for _ in 0..w.entries.len() {
@@ -588,4 +640,102 @@ fn a_swept_node_s_members_leave_everywhere_as_lost() {
         );
     }
     assert_eq!(w.seen[&(0, 1)].known, HashSet::from(["alice".to_owned()]));
+}
+
+impl World {
+    /// Opens `conn` on node `n` and joins it as `name`, everywhere.
+    fn join(&mut self, n: usize, conn: u64, name: &str) {
+        self.input(n, Input::Opened(ConnId(conn))).unwrap();
+        self.input(n, Input::Received(ConnId(conn), hello(name)))
+            .unwrap();
+        self.settle();
+    }
+
+    /// Decides every proposal and applies every entry everywhere.
+    fn settle(&mut self) {
+        while self
+            .nodes
+            .iter()
+            .any(|n| !n.proposals.is_empty() || n.applied < self.entries.len())
+        {
+            for n in 0..NODES {
+                self.decide(n).unwrap();
+                self.apply(n).unwrap();
+            }
+        }
+    }
+
+    fn log_names(&self) -> Vec<String> {
+        let members = self.log.snapshot().members;
+        members.iter().map(|s| s.name.to_string()).collect()
+    }
+}
+
+fn nick(name: &str) -> ClientMsg {
+    ClientMsg::Nick { name: name.into() }
+}
+
+/// A rename the log declines (another node's member claimed the name first) is refused to the
+/// renamer, which keeps its name; a chat sent meanwhile, under the new name, is lost with it.
+#[test]
+fn a_rename_the_log_declines_is_refused_and_the_member_keeps_its_name() {
+    let mut w = World::new();
+    w.join(0, 1, "alice");
+    w.input(1, Input::Opened(ConnId(1))).unwrap();
+    w.input(1, Input::Received(ConnId(1), hello("carol")))
+        .unwrap();
+    w.input(0, Input::Received(ConnId(1), nick("Carol")))
+        .unwrap();
+    w.input(0, Input::Received(ConnId(1), chat("lost")))
+        .unwrap();
+    // One rename in flight at a time.
+    w.input(0, Input::Received(ConnId(1), nick("dave")))
+        .unwrap();
+    assert_eq!(w.errors, [(0, 1, ErrorKind::RateLimited)]);
+    w.decide(1).unwrap();
+    w.settle();
+    assert_eq!(w.errors[1..], [(0, 1, ErrorKind::NameTaken)]);
+    assert_eq!(w.nodes[0].room.name_of(ConnId(1)), Some("alice"));
+    assert!(
+        w.senders.is_empty(),
+        "the chat under the name not held was not recorded"
+    );
+    // Its proposals carry the name it holds again.
+    w.input(0, Input::Received(ConnId(1), chat("heard")))
+        .unwrap();
+    w.input(0, Input::Received(ConnId(1), nick("dave")))
+        .unwrap();
+    w.settle();
+    assert_eq!(w.seen[&(1, 1)].seqs, [1]);
+    assert_eq!(w.log_names(), ["carol", "dave"]);
+}
+
+/// A member that leaves while its rename is in flight gives back whichever name the log holds
+/// when it decides: the new one if the rename went through, else the old one.
+#[test]
+fn a_leave_while_a_rename_is_in_flight_frees_the_name_the_log_holds() {
+    for declined in [false, true] {
+        let mut w = World::new();
+        w.join(0, 1, "alice");
+        if declined {
+            w.input(1, Input::Opened(ConnId(1))).unwrap();
+            w.input(1, Input::Received(ConnId(1), hello("alicia")))
+                .unwrap();
+            w.decide(1).unwrap();
+        }
+        w.input(0, Input::Received(ConnId(1), nick("alicia")))
+            .unwrap();
+        w.input(0, Input::Received(ConnId(1), leave())).unwrap();
+        assert_eq!(
+            w.nodes[0].proposals.len(),
+            3,
+            "the rename, then a leave under each name"
+        );
+        w.settle();
+        let expected: &[&str] = if declined { &["alicia"] } else { &[] };
+        assert_eq!(w.log_names(), expected, "declined: {declined}");
+        for node in &w.nodes {
+            assert_eq!(node.room.member_names().len(), expected.len());
+        }
+    }
 }
