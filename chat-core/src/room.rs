@@ -820,7 +820,7 @@ impl Room {
     }
 
     /// Applies one log entry: membership, notices and broadcasts follow from it.
-    fn apply(&mut self, now: Instant, entry: Entry) -> Result<(), UsageError> {
+    fn apply(&mut self, now: Instant, mut entry: Entry) -> Result<(), UsageError> {
         if entry.pos <= self.view.pos {
             return Ok(()); // Already applied (a reader that resumed from an earlier position).
         }
@@ -832,7 +832,9 @@ impl Room {
         }
         self.view.pos = entry.pos;
         let here = entry.node == self.node;
-        match entry.event.clone() {
+        // Taken out, so that a chat's text moves on to its broadcast without a copy.
+        let event = std::mem::replace(&mut entry.event, Event::Joined { ident: None });
+        match event {
             Event::Joined { ident } => self.joined(now, here, entry, ident),
             Event::Chat { seq, text, kind } => self.said(&entry, seq, text, kind),
             Event::Left { reason, message } => self.left(&entry, reason, message),
