@@ -43,7 +43,7 @@ fn main() -> io::Result<()> {
     let irc = TcpListener::bind(("127.0.0.1", irc_port))?;
     println!("listening on {}", chat.local_addr()?);
     println!("irc on {}", irc.local_addr()?);
-    let room = Room::new(Config::default()).map_err(io::Error::other)?;
+    let room = Room::new(Config::default(), 1).map_err(io::Error::other)?;
     let mut hub = Hub::new(room, 256 * 1024);
     let irc_codec = hub.add_codec(Box::new(IrcCodec::new(Identity {
         server: "irc.example".into(),
@@ -132,6 +132,7 @@ fn step(outbox: &Outbox, event: Option<Event>) -> Option<Instant> {
         match event {
             HubEvent::Notice(Notice::Joined { name, .. }) => eprintln!("{name} joined"),
             HubEvent::Notice(Notice::Left { name, reason }) => eprintln!("{name} left ({reason})"),
+            HubEvent::Notice(Notice::Renamed { from, to }) => eprintln!("{from} is now {to}"),
             HubEvent::Closed { .. } | HubEvent::Propose(_) => {}
         }
     }

@@ -123,6 +123,17 @@ pub struct Member {
     pub ident: Option<Arc<Ident>>,
 }
 
+impl Member {
+    /// A member known by its name alone: not away, no ident.
+    pub fn named(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            away: None,
+            ident: None,
+        }
+    }
+}
+
 /// A chat message from before the welcome, as the history carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryChat {

@@ -105,7 +105,8 @@ impl Codec for IrcCodec {
                 ..
             } => {
                 let nick = irc_nick(name).into_owned();
-                welcome(out, id, &nick, *online, members, limits.max_name_chars);
+                let names: Vec<Arc<str>> = members.iter().map(|m| m.name.clone()).collect();
+                welcome(out, id, &nick, *online, &names, limits.max_name_chars);
                 session.is_some_and(|s| s.welcomed(nick))
             }
             ServerMsg::Refused(refusal) => {
@@ -125,9 +126,10 @@ impl Codec for IrcCodec {
                 }
                 session.is_some_and(Session::error)
             }
-            ServerMsg::Members { names } => {
+            ServerMsg::Members { members: list } => {
                 let listing = session.and_then(Session::take_listing);
-                members(out, id, &me, listing.unwrap_or(Listing::Names), names);
+                let names: Vec<Arc<str>> = list.iter().map(|m| m.name.clone()).collect();
+                members(out, id, &me, listing.unwrap_or(Listing::Names), &names);
                 false
             }
             ServerMsg::Ping { nonce } => {
@@ -139,7 +141,11 @@ impl Codec for IrcCodec {
                 push(out, format_args!("ERROR :Closing link: {reason}"));
                 false
             }
-            ServerMsg::Chat { .. } | ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
+            ServerMsg::Chat { .. }
+            | ServerMsg::Joined { .. }
+            | ServerMsg::Left { .. }
+            | ServerMsg::Renamed { .. }
+            | ServerMsg::Away { .. } => {
                 return self.encode_broadcast(msg, out);
             }
             ServerMsg::History { chats, missed } => {
@@ -178,11 +184,11 @@ impl Codec for IrcCodec {
                     }
                 }
             }
-            ServerMsg::Joined { name } => {
+            ServerMsg::Joined { name, .. } => {
                 let n = irc_nick(name);
                 push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
             }
-            ServerMsg::Left { name, reason } => {
+            ServerMsg::Left { name, reason, .. } => {
                 let n = irc_nick(name);
                 push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}"));
             }
@@ -428,8 +434,10 @@ mod tests {
         let mut out = Vec::new();
         let msg = ServerMsg::Chat {
             seq: 1,
+            time: 0,
             from: "n".repeat(32),
             text: format!("{ACTION_PREFIX}{}", "ü".repeat(500)),
+            kind: chat_proto::ChatKind::Plain,
         };
         assert!(codec.encode_broadcast(&msg, &mut out));
         let text = String::from_utf8(out).unwrap();
@@ -453,8 +461,10 @@ mod tests {
         let mut out = Vec::new();
         let msg = ServerMsg::Chat {
             seq: 1,
+            time: 0,
             from: "n".repeat(300),
             text: "t".repeat(40),
+            kind: chat_proto::ChatKind::Plain,
         };
         assert!(codec.encode_broadcast(&msg, &mut out));
         let text = String::from_utf8(out).unwrap();

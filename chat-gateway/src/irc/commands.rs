@@ -156,7 +156,7 @@ impl Phase {
                 a.push(Action::Room(ClientMsg::Pong { nonce }));
             }
             "PONG" => {}
-            "QUIT" => a.push(Action::Room(ClientMsg::Leave)),
+            "QUIT" => a.push(Action::Room(ClientMsg::Leave { message: None })),
             _ if !registered => a.numeric(format_args!("451 {me} :You have not registered")),
             "JOIN" => join(msg, a),
             "PART" => part(msg, a),
@@ -312,7 +312,7 @@ fn part(msg: &Message<'_>, a: &mut Answer<'_>) {
             let id = a.id;
             let (srv, chan) = (&id.server, &id.channel);
             a.line(format_args!(":{me}!{me}@{srv} PART {chan} :{why}"));
-            a.push(Action::Room(ClientMsg::Leave));
+            a.push(Action::Room(ClientMsg::Leave { message: None }));
             return;
         }
         a.numeric(format_args!("403 {me} {target} :No such channel"));
@@ -331,6 +331,7 @@ fn privmsg(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
         if target.eq_ignore_ascii_case(&a.id.channel) {
             a.push(Action::Room(ClientMsg::Chat {
                 text: room_text(text),
+                kind: chat_proto::ChatKind::Plain,
             }));
         } else if target.starts_with('#') || target.starts_with('&') {
             a.numeric(format_args!("403 {me} {target} :No such channel"));
@@ -411,6 +412,8 @@ pub(crate) fn hello(nick: &str) -> ClientMsg {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         name: nick.to_owned(),
+        password: None,
+        ident: None,
     }
 }
 
@@ -515,7 +518,8 @@ mod tests {
         assert_eq!(
             run(&mut p, "PRIVMSG #chat :\x01ACTION waves\x01"),
             vec![Action::Room(ClientMsg::Chat {
-                text: "/me waves".into()
+                text: "/me waves".into(),
+                kind: chat_proto::ChatKind::Plain,
             })]
         );
     }

@@ -2,7 +2,7 @@
 //! room's answers encoded, and connections named ready decoded on with no new bytes.
 
 use chat_core::{Codec, Config, ConnId, Inbound};
-use chat_proto::{ClientMsg, ErrorKind, Refusal, ServerMsg};
+use chat_proto::{ClientMsg, ErrorKind, Member, Refusal, ServerMsg};
 
 use super::commands::hello;
 use super::{Identity, IrcCodec, MAX_KEPT};
@@ -32,15 +32,16 @@ fn welcome(name: &str) -> ServerMsg {
     ServerMsg::Welcome {
         name: name.into(),
         online: 1,
-        members: vec![name.into()],
+        members: vec![Member::named(name)],
         limits: Config::default().limits(),
         seq: 0,
+        epoch: 1,
     }
 }
 
 fn members(names: &[&str]) -> ServerMsg {
     ServerMsg::Members {
-        names: names.iter().map(|&n| n.into()).collect(),
+        members: names.iter().map(|&n| Member::named(n)).collect(),
     }
 }
 
@@ -49,7 +50,10 @@ fn reply(text: &str) -> Inbound {
 }
 
 fn chat(text: &str) -> Inbound {
-    Inbound::Msg(ClientMsg::Chat { text: text.into() })
+    Inbound::Msg(ClientMsg::Chat {
+        text: text.into(),
+        kind: chat_proto::ChatKind::Plain,
+    })
 }
 
 const WHO: Inbound = Inbound::Msg(ClientMsg::Who);

@@ -2,10 +2,9 @@
 //! WebSocket frames. The codec appends whole frames, so the fan-out shares a broadcast's bytes
 //! among every web member as it does for the wire protocol.
 
-use std::sync::Arc;
-
 use chat_proto::{
-    ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, PROTOCOL_VERSION, Refusal, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, PROTOCOL_VERSION, Refusal,
+    ServerMsg,
 };
 use serde::{Deserialize, Serialize};
 use tungstenite::protocol::CloseFrame;
@@ -20,9 +19,10 @@ enum WebServerMsg<'a> {
     Welcome {
         name: &'a str,
         online: u32,
-        members: &'a [Arc<str>],
+        members: Vec<&'a str>,
         limits: &'a Limits,
         seq: u64,
+        epoch: u64,
     },
     Refused {
         refusal: &'a Refusal,
@@ -30,19 +30,34 @@ enum WebServerMsg<'a> {
     },
     Chat {
         seq: u64,
+        time: u64,
         from: &'a str,
         text: &'a str,
+        kind: &'a ChatKind,
     },
     Joined {
         name: &'a str,
+        time: u64,
     },
     Left {
         name: &'a str,
         reason: &'a CloseReason,
         text: String,
+        message: Option<&'a str>,
+        time: u64,
     },
     Members {
-        names: &'a [Arc<str>],
+        names: Vec<&'a str>,
+    },
+    Renamed {
+        from: &'a str,
+        to: &'a str,
+        time: u64,
+    },
+    Away {
+        name: &'a str,
+        message: Option<&'a str>,
+        time: u64,
     },
     Error {
         error: &'a ErrorKind,
@@ -73,29 +88,62 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 members,
                 limits,
                 seq,
+                epoch,
             } => Self::Welcome {
                 name,
                 online: *online,
-                members,
+                members: members.iter().map(|m| &*m.name).collect(),
                 limits,
                 seq: *seq,
+                epoch: *epoch,
             },
             ServerMsg::Refused(refusal) => Self::Refused {
                 refusal,
                 text: refusal.to_string(),
             },
-            ServerMsg::Chat { seq, from, text } => Self::Chat {
-                seq: *seq,
+            ServerMsg::Chat {
+                seq,
+                time,
                 from,
                 text,
+                kind,
+            } => Self::Chat {
+                seq: *seq,
+                time: *time,
+                from,
+                text,
+                kind,
             },
-            ServerMsg::Joined { name } => Self::Joined { name },
-            ServerMsg::Left { name, reason } => Self::Left {
+            ServerMsg::Joined { name, time, .. } => Self::Joined { name, time: *time },
+            ServerMsg::Left {
+                name,
+                reason,
+                message,
+                time,
+            } => Self::Left {
                 name,
                 reason,
                 text: reason.to_string(),
+                message: message.as_deref(),
+                time: *time,
             },
-            ServerMsg::Members { names } => Self::Members { names },
+            ServerMsg::Members { members } => Self::Members {
+                names: members.iter().map(|m| &*m.name).collect(),
+            },
+            ServerMsg::Renamed { from, to, time } => Self::Renamed {
+                from,
+                to,
+                time: *time,
+            },
+            ServerMsg::Away {
+                name,
+                message,
+                time,
+            } => Self::Away {
+                name,
+                message: message.as_deref(),
+                time: *time,
+            },
             ServerMsg::Error(error) => Self::Error {
                 error,
                 text: error.to_string(),
@@ -134,10 +182,15 @@ pub fn decode_client(text: &str) -> Option<ClientMsg> {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             name,
+            password: None,
+            ident: None,
         },
-        WebClientMsg::Chat { text } => ClientMsg::Chat { text },
+        WebClientMsg::Chat { text } => ClientMsg::Chat {
+            text,
+            kind: ChatKind::Plain,
+        },
         WebClientMsg::Who => ClientMsg::Who,
-        WebClientMsg::Leave => ClientMsg::Leave,
+        WebClientMsg::Leave => ClientMsg::Leave { message: None },
         WebClientMsg::Ping { nonce } => ClientMsg::Ping { nonce },
         WebClientMsg::Pong { nonce } => ClientMsg::Pong { nonce },
     })
@@ -208,12 +261,15 @@ mod tests {
     fn a_chat_is_one_text_frame_of_json() {
         let msg = ServerMsg::Chat {
             seq: 3,
+            time: 5,
             from: "bob".into(),
             text: "<b>hi</b>".into(),
+            kind: ChatKind::Plain,
         };
         let mut out = Vec::new();
         assert!(json_frame(&mut Vec::new(), &msg, &mut out));
-        let json = r#"{"type":"chat","seq":3,"from":"bob","text":"<b>hi</b>"}"#;
+        let json =
+            r#"{"type":"chat","seq":3,"time":5,"from":"bob","text":"<b>hi</b>","kind":"Plain"}"#;
         assert_eq!(out[0], 0x81);
         assert_eq!(out[1] as usize, json.len());
         assert_eq!(&out[2..], json.as_bytes());
@@ -223,8 +279,10 @@ mod tests {
     fn a_long_payload_gets_an_extended_length() {
         let msg = ServerMsg::Chat {
             seq: 1,
+            time: 0,
             from: "a".into(),
             text: "x".repeat(300),
+            kind: ChatKind::Plain,
         };
         let mut out = Vec::new();
         json_frame(&mut Vec::new(), &msg, &mut out);
@@ -254,12 +312,17 @@ mod tests {
             Some(ClientMsg::Hello {
                 magic: MAGIC,
                 version: PROTOCOL_VERSION,
-                name: "ann".into()
+                name: "ann".into(),
+                password: None,
+                ident: None,
             })
         );
         assert_eq!(
             decode_client(r#"{"type":"chat","text":"hi"}"#),
-            Some(ClientMsg::Chat { text: "hi".into() })
+            Some(ClientMsg::Chat {
+                text: "hi".into(),
+                kind: ChatKind::Plain
+            })
         );
         assert_eq!(decode_client(r#"{"type":"who"}"#), Some(ClientMsg::Who));
         assert_eq!(

@@ -246,7 +246,7 @@ fn a_forgotten_connection_keeps_nothing() {
 
 /// A hub whose room has `config`, with the web codec; returns its id too.
 fn hub(config: Config) -> (Hub, chat_core::CodecId) {
-    let mut hub = Hub::new(Room::new(config).unwrap(), 1 << 20);
+    let mut hub = Hub::new(Room::new(config, 1).unwrap(), 1 << 20);
     let web = hub.add_codec(Box::new(codec()));
     (hub, web)
 }
