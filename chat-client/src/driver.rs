@@ -211,7 +211,7 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
         text.push_str(&paint(&line, self.colour));
         text.push('\n');
         let sink: &mut (dyn AsyncWrite + Unpin) = match line {
-            Line::Out(_) | Line::Chat { .. } => &mut *self.out,
+            Line::Out(_) | Line::Room { .. } => &mut *self.out,
             Line::Err(_) => &mut *self.err,
         };
         if sink.write_all(text.as_bytes()).await.is_ok() {

@@ -41,7 +41,7 @@ pub use config::{
 };
 pub use driver::run_session;
 pub use input::{Input, InputEvent, PromptWriter};
-pub use render::{Line, escape, mentions, name_colour, paint, render};
+pub use render::{Line, clock, escape, mentions, name_colour, paint, render, render_history};
 pub use session::{
     CONNECT_TIMEOUT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LAST_WORD_GRACE, LEAVE_GRACE, Output,
     PROBE_TIMEOUT, Prompt, RECONNECT_FIRST, RECONNECT_MAX, REJOIN_TIMEOUT, Session,

@@ -4,22 +4,27 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use chat_proto::{CloseReason, ServerMsg};
+use chat_proto::{ChatKind, CloseReason, HistoryChat, Member, ServerMsg};
+use jiff::tz::TimeZone;
 
 /// One line of output (without its newline) and the stream it belongs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
-    /// For stdout: chat (`<name>: <text>`) and notices (`* ...`).
+    /// For stdout: what the client itself says (`* joined as ...`, `* online: ...`, the help),
+    /// shown at a terminal with the time it is printed.
     Out(String),
     /// For stderr: errors (`error: ...`) and hints.
     Err(String),
-    /// Chat, for stdout: `<from>: <text>`, after `[earlier] ` when it comes from the history.
-    /// `from` is where the sender's name is in `text`, so that a terminal can colour it.
-    Chat {
+    /// For stdout: what happened in the room (a chat, action or notice, a join, leave, rename or
+    /// away), shown at a terminal with the time it happened.
+    Room {
         /// The whole line, escaped.
         text: String,
-        /// The byte range of the sender's (escaped) name in `text`.
+        /// The byte range of the (escaped) name to colour in `text`; empty for none.
         from: Range<usize>,
+        /// When the room's log accepted it, in ms since the Unix epoch; `None` for now (a
+        /// server without a clock, or the user's own line).
+        time: Option<u64>,
     },
 }
 
@@ -34,25 +39,55 @@ impl Line {
         Line::Err(format!("error: {text}"))
     }
 
-    /// A chat line from `from` saying `text`, both escaped here; `earlier` marks one from the
-    /// history, set apart from live chat so that nobody answers a stale line by mistake.
-    pub fn chat(earlier: bool, from: &str, text: &str) -> Self {
+    /// A chat line from `from` saying `text` as `kind` means it, both escaped here:
+    /// `bob: hi`, `* bob waves`, `-bob- a notice`. `earlier` marks one from the history, set
+    /// apart from live chat so that nobody answers a stale line by mistake. A `time` of 0 (a
+    /// server without a clock) counts as none.
+    pub fn chat(earlier: bool, from: &str, text: &str, kind: ChatKind, time: Option<u64>) -> Self {
         let mut line = String::from(if earlier { EARLIER } else { "" });
+        line.push_str(match kind {
+            ChatKind::Plain => "",
+            ChatKind::Action => "* ",
+            ChatKind::Notice => "-",
+        });
         let start = line.len();
         line.push_str(&escape(from));
         let end = line.len();
-        line.push_str(": ");
+        line.push_str(match kind {
+            ChatKind::Plain => ": ",
+            ChatKind::Action => " ",
+            ChatKind::Notice => "- ",
+        });
         line.push_str(&escape(text));
-        Line::Chat {
+        Line::Room {
             text: line,
             from: start..end,
+            time: time.filter(|&t| t > 0),
+        }
+    }
+
+    /// A room event at `time` (0: unknown), shown as `* <text>` on stdout; `text` is escaped
+    /// by the caller.
+    pub fn event(time: u64, text: impl std::fmt::Display) -> Self {
+        Line::Room {
+            text: format!("* {text}"),
+            from: 0..0,
+            time: (time > 0).then_some(time),
         }
     }
 
     /// The text of the line, whichever stream it is for.
     pub fn text(&self) -> &str {
         match self {
-            Line::Out(text) | Line::Err(text) | Line::Chat { text, .. } => text,
+            Line::Out(text) | Line::Err(text) | Line::Room { text, .. } => text,
+        }
+    }
+
+    /// When what the line reports happened, if the room said (ms since the Unix epoch).
+    pub fn time(&self) -> Option<u64> {
+        match self {
+            Line::Room { time, .. } => *time,
+            Line::Out(_) | Line::Err(_) => None,
         }
     }
 }
@@ -77,7 +112,7 @@ pub fn name_colour(name: &str) -> u8 {
 /// `colour` is on; every other line as it is.
 pub fn paint(line: &Line, colour: bool) -> Cow<'_, str> {
     match line {
-        Line::Chat { text, from } if colour && !from.is_empty() => {
+        Line::Room { text, from, .. } if colour && !from.is_empty() => {
             let name = &text[from.clone()];
             Cow::Owned(format!(
                 "{}\x1b[{}m{name}\x1b[0m{}",
@@ -88,6 +123,14 @@ pub fn paint(line: &Line, colour: bool) -> Cow<'_, str> {
         }
         _ => Cow::Borrowed(line.text()),
     }
+}
+
+/// `unix_ms` (ms since the Unix epoch) as a person reads the time of day in `zone`: `HH:MM`.
+/// `None` for a time past what a calendar can show.
+pub fn clock(unix_ms: u64, zone: &TimeZone) -> Option<String> {
+    let ms = i64::try_from(unix_ms).ok()?;
+    let at = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(at.to_zoned(zone.clone()).strftime("%H:%M").to_string())
 }
 
 /// Whether `text` mentions `name`: the name in any case, not inside a longer word (`@alice,`
@@ -106,7 +149,8 @@ pub fn mentions(text: &str, name: &str) -> bool {
     })
 }
 
-/// The line shown for a server message, if any (pings and pongs show nothing).
+/// The line shown for a server message, if any (pings, pongs and the history, which
+/// [`render_history`] shows, show nothing here).
 ///
 /// Every name and text that came from another person is passed through [`escape`].
 pub fn render(msg: &ServerMsg) -> Option<Line> {
@@ -123,15 +167,37 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
         ServerMsg::Welcome { name, members, .. } => Line::notice(format_args!(
             "joined as {}; online: {}",
             escape(name),
-            join_names(members)
+            list_members(members)
         )),
         ServerMsg::Refused(refusal) => Line::error(refusal),
-        ServerMsg::Chat { from, text, .. } => Line::chat(false, from, text),
-        ServerMsg::Joined { name } => Line::notice(format_args!("{} joined", escape(name))),
-        ServerMsg::Left { name, reason } => {
-            Line::notice(format_args!("{} left ({reason})", escape(name)))
+        ServerMsg::Chat {
+            from,
+            text,
+            kind,
+            time,
+            ..
+        } => Line::chat(false, from, text, *kind, Some(*time)),
+        ServerMsg::Joined { name, time, .. } => {
+            Line::event(*time, format_args!("{} joined", escape(name)))
         }
-        ServerMsg::Members { names } => Line::notice(format_args!("online: {}", join_names(names))),
+        ServerMsg::Left {
+            name,
+            reason,
+            message,
+            time,
+        } => Line::event(*time, left(name, *reason, message.as_deref())),
+        ServerMsg::Renamed { from, to, time } => Line::event(
+            *time,
+            format_args!("{} is now {}", escape(from), escape(to)),
+        ),
+        ServerMsg::Away {
+            name,
+            message,
+            time,
+        } => Line::event(*time, away(name, message.as_deref())),
+        ServerMsg::Members { members } => {
+            Line::notice(format_args!("online: {}", list_members(members)))
+        }
         ServerMsg::Error(kind) => Line::error(kind),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
             return None;
@@ -143,9 +209,42 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
     })
 }
 
+/// `bob left (timed out)`, or with parting words `bob left: gone for lunch` (the reason in
+/// brackets too when it is not a plain leave).
+fn left(name: &str, reason: CloseReason, message: Option<&str>) -> String {
+    match (reason, message) {
+        (CloseReason::Left, Some(message)) => {
+            format!("{} left: {}", escape(name), escape(message))
+        }
+        (reason, Some(message)) => {
+            format!("{} left ({reason}): {}", escape(name), escape(message))
+        }
+        (reason, None) => format!("{} left ({reason})", escape(name)),
+    }
+}
+
+/// `bob is away: lunch`, `bob is away` (no reason, or the one `away` alone sends), or (no
+/// message) `bob is back`.
+fn away(name: &str, message: Option<&str>) -> String {
+    match message.map(away_reason) {
+        Some(Some(why)) => format!("{} is away: {}", escape(name), escape(why)),
+        Some(None) => format!("{} is away", escape(name)),
+        None => format!("{} is back", escape(name)),
+    }
+}
+
+/// The reason an away message gives, if it says more than [`AWAY`] (what `away` alone sends).
+pub(crate) fn away_reason(message: &str) -> Option<&str> {
+    let message = message.trim();
+    (!message.is_empty() && !message.eq_ignore_ascii_case(AWAY)).then_some(message)
+}
+
+/// The away message `away` without a reason sends (the room wants one): shown as no reason.
+pub(crate) const AWAY: &str = "away";
+
 /// The lines shown for the history after a welcome: set apart from live chat, so that nobody
-/// answers a stale line by mistake.
-pub fn render_history(chats: &[chat_proto::HistoryChat], missed: u64) -> Vec<Line> {
+/// answers a stale line by mistake, each with the time it was said.
+pub fn render_history(chats: &[HistoryChat], missed: u64) -> Vec<Line> {
     let mut lines = Vec::new();
     if missed > 0 {
         let (s, were) = if missed == 1 {
@@ -158,18 +257,32 @@ pub fn render_history(chats: &[chat_proto::HistoryChat], missed: u64) -> Vec<Lin
         )));
     }
     for chat in chats {
-        lines.push(Line::chat(true, &chat.from, &chat.text));
+        lines.push(Line::chat(
+            true,
+            &chat.from,
+            &chat.text,
+            chat.kind,
+            Some(chat.time),
+        ));
     }
     lines
 }
 
-fn join_names(names: &[std::sync::Arc<str>]) -> String {
+/// The members, comma-separated, an away member marked with why: `alice, bob (away: lunch)`.
+fn list_members(members: &[Member]) -> String {
     let mut out = String::new();
-    for (i, name) in names.iter().enumerate() {
+    for (i, member) in members.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&escape(name));
+        out.push_str(&escape(&member.name));
+        match member.away.as_deref().map(away_reason) {
+            Some(Some(why)) => {
+                let _ = write!(out, " (away: {})", escape(why));
+            }
+            Some(None) => out.push_str(" (away)"),
+            None => {}
+        }
     }
     out
 }
@@ -239,50 +352,71 @@ mod tests {
         Some(Line::Err(text.into()))
     }
 
+    /// 2026-12-10 14:05:30.250 UTC, in ms since the Unix epoch.
+    const T: u64 = 1_796_911_530_250;
+
+    fn room(text: &str, time: u64) -> Option<Line> {
+        Some(Line::Room {
+            text: text.into(),
+            from: 0..0,
+            time: Some(time),
+        })
+    }
+
+    fn members(names: &[&str]) -> Vec<Member> {
+        names.iter().map(|n| Member::named(*n)).collect()
+    }
+
     #[test]
     fn chat_and_notices() {
         assert_eq!(
             render(&ServerMsg::Chat {
                 seq: 3,
+                time: T,
                 from: "bob".into(),
-                text: "hi  there".into()
+                text: "hi  there".into(),
+                kind: ChatKind::Plain,
             }),
-            Some(Line::chat(false, "bob", "hi  there"))
-        );
-        assert_eq!(
-            Line::chat(false, "bob", "hi  there"),
-            Line::Chat {
+            Some(Line::Room {
                 text: "bob: hi  there".into(),
-                from: 0..3
-            }
+                from: 0..3,
+                time: Some(T),
+            })
         );
         assert_eq!(
             render(&ServerMsg::Joined {
-                name: "alice".into()
+                name: "alice".into(),
+                time: T,
+                ident: None,
             }),
-            out("* alice joined")
+            room("* alice joined", T)
         );
         assert_eq!(
             render(&ServerMsg::Left {
                 name: "alice".into(),
-                reason: CloseReason::IdleTimeout
+                reason: CloseReason::IdleTimeout,
+                message: None,
+                time: T,
             }),
-            out("* alice left (timed out)")
+            room("* alice left (timed out)", T)
         );
         assert_eq!(
             render(&ServerMsg::Left {
                 name: "alice".into(),
-                reason: CloseReason::Left
+                reason: CloseReason::Left,
+                message: None,
+                time: T,
             }),
-            out("* alice left (left)")
+            room("* alice left (left)", T)
         );
         assert_eq!(
             render(&ServerMsg::Welcome {
                 name: "alice".into(),
                 online: 2,
-                members: vec!["alice".into(), "bob".into()],
+                members: members(&["alice", "bob"]),
                 limits: limits(),
-                seq: 0
+                seq: 0,
+                epoch: 9,
             }),
             out("* joined as alice; online: alice, bob")
         );
@@ -292,16 +426,131 @@ mod tests {
                 online: 5000,
                 members: vec![],
                 limits: limits(),
-                seq: 0
+                seq: 0,
+                epoch: 9,
             }),
             out("* joined as alice; 5000 online (type who to list them)")
         );
         assert_eq!(
             render(&ServerMsg::Members {
-                names: vec!["alice".into(), "bob".into()]
+                members: members(&["alice", "bob"])
             }),
             out("* online: alice, bob")
         );
+    }
+
+    #[test]
+    fn an_action_and_a_notice_are_shown_as_such() {
+        let chat = |kind| ServerMsg::Chat {
+            seq: 3,
+            time: T,
+            from: "bob".into(),
+            text: "waves".into(),
+            kind,
+        };
+        assert_eq!(
+            render(&chat(ChatKind::Action)),
+            Some(Line::Room {
+                text: "* bob waves".into(),
+                from: 2..5,
+                time: Some(T),
+            })
+        );
+        assert_eq!(
+            render(&chat(ChatKind::Notice)),
+            Some(Line::Room {
+                text: "-bob- waves".into(),
+                from: 1..4,
+                time: Some(T),
+            })
+        );
+        let action = Line::chat(false, "bob", "waves", ChatKind::Action, None);
+        let colour = name_colour("bob");
+        assert_eq!(
+            paint(&action, true),
+            format!("* \x1b[{colour}mbob\x1b[0m waves")
+        );
+    }
+
+    #[test]
+    fn parting_words_follow_the_leave() {
+        let left = |reason, message: Option<&str>| ServerMsg::Left {
+            name: "bob".into(),
+            reason,
+            message: message.map(Into::into),
+            time: T,
+        };
+        assert_eq!(
+            render(&left(CloseReason::Left, Some("gone for lunch"))),
+            room("* bob left: gone for lunch", T)
+        );
+        assert_eq!(
+            render(&left(CloseReason::IdleTimeout, Some("x\x1b"))),
+            room("* bob left (timed out): x\\x1b", T)
+        );
+    }
+
+    #[test]
+    fn renames_and_away_are_notices_of_the_room() {
+        assert_eq!(
+            render(&ServerMsg::Renamed {
+                from: "alice".into(),
+                to: "alicia".into(),
+                time: T,
+            }),
+            room("* alice is now alicia", T)
+        );
+        let away = |message: Option<&str>| ServerMsg::Away {
+            name: "bob".into(),
+            message: message.map(Into::into),
+            time: T,
+        };
+        assert_eq!(
+            render(&away(Some("lunch"))),
+            room("* bob is away: lunch", T)
+        );
+        // What `away` alone sends says no more than that.
+        assert_eq!(render(&away(Some(AWAY))), room("* bob is away", T));
+        assert_eq!(render(&away(Some("Away "))), room("* bob is away", T));
+        assert_eq!(render(&away(None)), room("* bob is back", T));
+    }
+
+    #[test]
+    fn who_marks_away_members() {
+        let mut list = members(&["alice", "bob", "carol", "dan"]);
+        list[1].away = Some("lunch, then a walk".into());
+        list[2].away = Some(AWAY.into());
+        list[3].away = Some("\x1b[2J".into());
+        assert_eq!(
+            render(&ServerMsg::Members { members: list }),
+            out(
+                "* online: alice, bob (away: lunch, then a walk), carol (away), dan (away: \\x1b[2J)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_time_of_zero_is_no_time() {
+        assert_eq!(
+            Line::chat(false, "b", "x", ChatKind::Plain, Some(0)).time(),
+            None
+        );
+        assert_eq!(Line::event(0, "x").time(), None);
+        assert_eq!(Line::event(T, "x").time(), Some(T));
+        assert_eq!(Line::notice("x").time(), None);
+    }
+
+    #[test]
+    fn clock_shows_the_time_of_day_in_the_zone() {
+        assert_eq!(clock(T, &TimeZone::UTC).as_deref(), Some("14:05"));
+        let plus_5_30 = TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
+        assert_eq!(clock(T, &plus_5_30).as_deref(), Some("19:35"));
+        let minus_15 = TimeZone::fixed(jiff::tz::offset(-15));
+        assert_eq!(clock(T, &minus_15).as_deref(), Some("23:05"));
+        assert_eq!(clock(0, &TimeZone::UTC).as_deref(), Some("00:00"));
+        // Past what a calendar shows: no time, and no panic.
+        assert_eq!(clock(u64::MAX, &TimeZone::UTC), None);
+        assert_eq!(clock(i64::MAX as u64, &TimeZone::UTC), None);
     }
 
     #[test]
@@ -348,20 +597,55 @@ mod tests {
     fn other_peoples_text_is_escaped_everywhere() {
         let evil = "\x1b[31mx\u{202e}";
         let shown = "\\x1b[31mx\\u{202e}";
-        let line = render(&ServerMsg::Chat {
-            seq: 1,
-            from: evil.into(),
-            text: evil.into(),
+        for (kind, expected) in [
+            (ChatKind::Plain, format!("{shown}: {shown}")),
+            (ChatKind::Action, format!("* {shown} {shown}")),
+            (ChatKind::Notice, format!("-{shown}- {shown}")),
+        ] {
+            let line = render(&ServerMsg::Chat {
+                seq: 1,
+                time: T,
+                from: evil.into(),
+                text: evil.into(),
+                kind,
+            })
+            .unwrap();
+            assert_eq!(line.text(), expected);
+        }
+        let line = render(&ServerMsg::Joined {
+            name: evil.into(),
+            time: T,
+            ident: None,
         })
         .unwrap();
-        assert_eq!(line.text(), format!("{shown}: {shown}"));
-        let line = render(&ServerMsg::Joined { name: evil.into() }).unwrap();
         assert_eq!(line.text(), format!("* {shown} joined"));
         let line = render(&ServerMsg::Members {
-            names: vec![evil.into(), "b".into()],
+            members: members(&[evil, "b"]),
         })
         .unwrap();
         assert_eq!(line.text(), format!("* online: {shown}, b"));
+        let line = render(&ServerMsg::Renamed {
+            from: evil.into(),
+            to: evil.into(),
+            time: T,
+        })
+        .unwrap();
+        assert_eq!(line.text(), format!("* {shown} is now {shown}"));
+        let line = render(&ServerMsg::Away {
+            name: evil.into(),
+            message: Some(evil.into()),
+            time: T,
+        })
+        .unwrap();
+        assert_eq!(line.text(), format!("* {shown} is away: {shown}"));
+        let line = render(&ServerMsg::Left {
+            name: evil.into(),
+            reason: CloseReason::Left,
+            message: Some(evil.into()),
+            time: T,
+        })
+        .unwrap();
+        assert_eq!(line.text(), format!("* {shown} left: {shown}"));
     }
 
     #[test]
@@ -430,29 +714,44 @@ mod tests {
     }
 
     #[test]
-    fn history_is_set_apart_and_says_how_many_were_missed() {
-        let chat = |seq, from: &str, text: &str| chat_proto::HistoryChat {
+    fn history_is_set_apart_says_how_many_were_missed_and_keeps_each_time() {
+        let chat = |seq, from: &str, text: &str, kind| HistoryChat {
             seq,
+            time: T + seq,
             from: from.into(),
             text: text.into(),
+            kind,
         };
-        let lines = render_history(&[chat(7, "bob", "hi"), chat(8, "é\x1b", "x")], 230);
+        let chats = [
+            chat(7, "bob", "hi", ChatKind::Plain),
+            chat(8, "é\x1b", "x", ChatKind::Plain),
+            chat(9, "bob", "waves", ChatKind::Action),
+            chat(10, "bot", "news", ChatKind::Notice),
+        ];
+        let lines = render_history(&chats, 230);
         let texts: Vec<&str> = lines.iter().map(Line::text).collect();
         assert_eq!(
             texts,
             [
                 "* 230 messages were missed",
                 "[earlier] bob: hi",
-                "[earlier] é\\x1b: x"
+                "[earlier] é\\x1b: x",
+                "[earlier] * bob waves",
+                "[earlier] -bot- news",
             ]
         );
-        assert!(matches!(&lines[2], Line::Chat { from, .. } if *from == (10..16)));
+        let times: Vec<Option<u64>> = lines.iter().map(Line::time).collect();
+        assert_eq!(
+            times,
+            [None, Some(T + 7), Some(T + 8), Some(T + 9), Some(T + 10)]
+        );
+        assert!(matches!(&lines[2], Line::Room { from, .. } if *from == (10..16)));
         assert_eq!(render_history(&[], 1)[0].text(), "* 1 message was missed");
     }
 
     #[test]
     fn a_name_is_painted_in_its_own_colour_and_nothing_else_is() {
-        let line = Line::chat(true, "bob", "hi \x1b");
+        let line = Line::chat(true, "bob", "hi \x1b", ChatKind::Plain, None);
         let colour = name_colour("bob");
         assert_eq!(
             paint(&line, true),

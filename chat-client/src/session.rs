@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chat_proto::{
-    ClientMsg, CloseReason, DecodeError, ErrorKind, FrameReader, Limits, MAGIC, MAX_SERVER_FRAME,
-    PROTOCOL_VERSION, Refusal, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, DecodeError, ErrorKind, FrameReader, Limits, MAGIC,
+    MAX_SERVER_FRAME, PROTOCOL_VERSION, Refusal, ServerMsg,
 };
 
 use crate::command::{Command, CommandError, HELP, parse_command};
@@ -127,7 +127,8 @@ enum Phase {
 /// connection is lost. A lost connection ends a script (exit 1); with reconnecting on (the
 /// default at a terminal) the session waits a growing, jittered while ([`Output::Disconnect`],
 /// then [`Output::Connect`]), sends `Resume` with the last sequence number it saw and the
-/// same hello, and shows what it missed once.
+/// room's epoch from the last welcome, then the same hello (under the name it has now), and
+/// shows what it missed once. A room reset meanwhile (another epoch) shows its whole history.
 ///
 /// ```
 /// use std::time::Instant;
@@ -158,6 +159,8 @@ pub struct Session {
     /// The sequence number of the last chat seen (from the welcome, the history or live), to
     /// resume after when joining again.
     last_seq: Option<u64>,
+    /// The room's epoch from the last welcome: sequence numbers are comparable only within it.
+    epoch: Option<u64>,
     /// Between a lost connection and the next welcome: the next hello resumes.
     rejoining: bool,
     /// Failed attempts to join again in a row, for the backoff.
@@ -203,6 +206,7 @@ impl Session {
             limits: None,
             name: None,
             last_seq: None,
+            epoch: None,
             rejoining: false,
             attempt: 0,
             heard: now,
@@ -273,7 +277,8 @@ impl Session {
     }
 
     /// The connection asked for with [`Output::Connect`] is open at `now`: say hello (after a
-    /// `Resume` when joining again).
+    /// `Resume` when joining again, with the epoch of the last welcome: in another epoch, the
+    /// room shows its whole history instead).
     pub fn handle_connected(&mut self, now: Instant) {
         if let Phase::Connecting { name, .. } = &self.phase {
             let name = name.clone();
@@ -281,7 +286,8 @@ impl Session {
             if self.rejoining
                 && let Some(after) = self.last_seq
             {
-                self.send(ClientMsg::Resume { after });
+                let epoch = self.epoch.unwrap_or(0);
+                self.send(ClientMsg::Resume { after, epoch });
             }
             self.hello(now, name);
         }
@@ -359,12 +365,19 @@ impl Session {
                 self.note_chats(&msg);
                 self.print_msg(&msg);
             }
+            ServerMsg::Renamed { from, to, .. } => {
+                if self.name.as_deref() == Some(from.as_str()) {
+                    self.name = Some(to.clone());
+                }
+                self.print_msg(&msg);
+            }
             // Shown as they are; a welcome or refusal out of turn too.
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused(_)
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
+            | ServerMsg::Away { .. }
             | ServerMsg::Error(_)
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
@@ -494,14 +507,20 @@ impl Session {
     }
 
     /// The welcome to our hello: in the room. It is shown, unless joining again: then one line
-    /// says so.
+    /// says so, and whether the room was reset meanwhile (its whole history follows).
     fn welcomed(&mut self, welcome: &ServerMsg) {
         let ServerMsg::Welcome {
-            name, limits, seq, ..
+            name,
+            limits,
+            seq,
+            epoch,
+            ..
         } = welcome
         else {
             return;
         };
+        let reset = self.epoch.is_some_and(|known| known != *epoch);
+        self.epoch = Some(*epoch);
         self.limits = Some(*limits);
         self.name = Some(name.clone());
         self.last_seq = Some(*seq);
@@ -513,6 +532,11 @@ impl Session {
                 "reconnected as {}",
                 escape(name)
             )));
+            if reset {
+                self.print(Line::notice(
+                    "the room was reset meanwhile; its history follows",
+                ));
+            }
         } else {
             self.print_msg(welcome);
         }
@@ -564,7 +588,9 @@ impl Session {
     /// mentions this member.
     fn note_chats(&mut self, msg: &ServerMsg) {
         match msg {
-            ServerMsg::Chat { seq, from, text } => {
+            ServerMsg::Chat {
+                seq, from, text, ..
+            } => {
                 self.last_seq = Some(*seq);
                 let me = self.name.as_deref().unwrap_or("");
                 if self.bell && from != me && mentions(text, me) {
@@ -658,6 +684,8 @@ impl Session {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             name,
+            password: None,
+            ident: None,
         });
     }
 
@@ -666,7 +694,7 @@ impl Session {
             until: now + LEAVE_GRACE,
         };
         self.last_word = None;
-        self.send(ClientMsg::Leave);
+        self.send(ClientMsg::Leave { message: None });
     }
 
     fn command(&mut self, now: Instant, line: &str) {
@@ -676,7 +704,10 @@ impl Session {
                 if text.len() > max_bytes as usize {
                     self.print(Line::error(ErrorKind::TextTooLong { max_bytes }));
                 } else {
-                    self.send(ClientMsg::Chat { text });
+                    self.send(ClientMsg::Chat {
+                        text,
+                        kind: ChatKind::Plain,
+                    });
                 }
             }
             Ok(Command::Who) => self.send(ClientMsg::Who),

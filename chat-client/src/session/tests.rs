@@ -1,7 +1,7 @@
 //! The session state machine driven directly: a fake clock, inputs in, whole output sequences
 //! compared. No sockets, no runtime, no sleeps.
 
-use chat_proto::{NameRule, Refusal, encode_to_vec};
+use chat_proto::{Member, NameRule, Refusal, encode_to_vec};
 
 use super::*;
 use crate::Switch;
@@ -21,9 +21,10 @@ fn welcome(name: &str, members: &[&str]) -> ServerMsg {
     ServerMsg::Welcome {
         name: name.into(),
         online: members.len() as u32,
-        members: members.iter().map(|m| (*m).into()).collect(),
+        members: members.iter().map(|m| Member::named(*m)).collect(),
         limits: limits(),
         seq: 0,
+        epoch: EPOCH,
     }
 }
 
@@ -32,6 +33,8 @@ fn hello(name: &str) -> Output {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         name: name.into(),
+        password: None,
+        ident: None,
     })
 }
 
@@ -40,7 +43,44 @@ fn out(text: &str) -> Output {
 }
 
 fn chat_out(from: &str, text: &str) -> Output {
-    Output::Print(Line::chat(false, from, text))
+    Output::Print(Line::chat(false, from, text, ChatKind::Plain, Some(TIME)))
+}
+
+/// A line from the history, said at [`TIME`].
+fn earlier_out(from: &str, text: &str) -> Output {
+    Output::Print(Line::chat(true, from, text, ChatKind::Plain, Some(TIME)))
+}
+
+/// A room event's line, at [`TIME`].
+fn event_out(text: &str) -> Output {
+    Output::Print(Line::Room {
+        text: text.into(),
+        from: 0..0,
+        time: Some(TIME),
+    })
+}
+
+/// What the client sends for a plain `send`.
+fn say(text: &str) -> Output {
+    Output::Send(ClientMsg::Chat {
+        text: text.into(),
+        kind: ChatKind::Plain,
+    })
+}
+
+/// A leave without parting words.
+fn leave() -> Output {
+    Output::Send(ClientMsg::Leave { message: None })
+}
+
+/// The room's epoch in these tests' welcomes.
+const EPOCH: u64 = 7;
+
+/// When the room's log accepted what these tests' server says: 2026-12-10 14:05:30.250 UTC.
+const TIME: u64 = 1_796_911_530_250;
+
+fn members(names: &[&str]) -> Vec<Member> {
+    names.iter().map(|n| Member::named(*n)).collect()
 }
 
 fn err(text: &str) -> Output {
@@ -132,17 +172,17 @@ impl Test {
 fn welcome_chat_and_shutdown_are_shown_and_exit_1() {
     let mut t = Test::connected("alice");
     t.msg(welcome("alice", &["alice", "bob"]));
-    t.msg(ServerMsg::Chat {
-        seq: 1,
-        from: "bob".into(),
-        text: "hi \x1b[31mthere\u{202e}".into(),
-    });
+    t.msg(chat(1, "bob", "hi \x1b[31mthere\u{202e}"));
     t.msg(ServerMsg::Joined {
         name: "carol".into(),
+        time: TIME,
+        ident: None,
     });
     t.msg(ServerMsg::Left {
         name: "carol".into(),
         reason: CloseReason::IdleTimeout,
+        message: None,
+        time: TIME,
     });
     t.msg(ServerMsg::Closing(CloseReason::ServerShutdown));
     assert_eq!(
@@ -150,8 +190,8 @@ fn welcome_chat_and_shutdown_are_shown_and_exit_1() {
         [
             out("* joined as alice; online: alice, bob"),
             chat_out("bob", "hi \x1b[31mthere\u{202e}"),
-            out("* carol joined"),
-            out("* carol left (timed out)"),
+            event_out("* carol joined"),
+            event_out("* carol left (timed out)"),
             out("* server is shutting down"),
             Output::Exit(EXIT_FAILURE),
         ]
@@ -186,7 +226,7 @@ fn script_commands_are_sent_in_order_and_bad_ones_are_hints() {
         t.input(line(text));
     }
     t.msg(ServerMsg::Members {
-        names: vec!["alice".into(), "bob".into()],
+        members: members(&["alice", "bob"]),
     });
     t.input(InputEvent::Eof);
     assert!(!t.session.wants_input());
@@ -194,15 +234,13 @@ fn script_commands_are_sent_in_order_and_bad_ones_are_hints() {
     assert_eq!(
         t.outputs(),
         [
-            Output::Send(ClientMsg::Chat {
-                text: "hello  world ".into()
-            }),
+            say("hello  world "),
             err("error: unknown command 'bogus'; type help for the commands"),
             err("error: nothing to send; type send <MSG>"),
             Output::Send(ClientMsg::Who),
             err("error: message is longer than 64 bytes; not sent"),
             out("* online: alice, bob"),
-            Output::Send(ClientMsg::Leave),
+            leave(),
             Output::Exit(EXIT_OK),
         ]
     );
@@ -213,7 +251,7 @@ fn a_message_of_exactly_the_limit_is_sent() {
     let mut t = Test::joined();
     let text = "x".repeat(64);
     t.input(line(&format!("send {text}")));
-    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Chat { text })]);
+    assert_eq!(t.outputs(), [say(&text)]);
 }
 
 #[test]
@@ -225,9 +263,7 @@ fn the_limit_counts_bytes_not_characters() {
     assert_eq!(
         t.outputs(),
         [
-            Output::Send(ClientMsg::Chat {
-                text: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaé".into()
-            }),
+            say("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaé"),
             err("error: message is longer than 64 bytes; not sent"),
         ]
     );
@@ -240,7 +276,7 @@ fn help_prints_the_commands_and_leave_stops_reading_the_script() {
     t.input(line("leave"));
     assert!(!t.session.wants_input());
     let mut expected: Vec<Output> = HELP.iter().map(|l| out(l)).collect();
-    expected.push(Output::Send(ClientMsg::Leave));
+    expected.push(leave());
     assert_eq!(t.outputs(), expected);
 }
 
@@ -345,10 +381,7 @@ fn ctrl_c_in_the_room_leaves() {
     assert!(t.session.wants_input(), "a terminal is always read");
     t.input(line("send too late"));
     t.msg(ServerMsg::Closing(CloseReason::Left));
-    assert_eq!(
-        t.outputs(),
-        [Output::Send(ClientMsg::Leave), Output::Exit(EXIT_OK)]
-    );
+    assert_eq!(t.outputs(), [leave(), Output::Exit(EXIT_OK)]);
 }
 
 #[test]
@@ -409,7 +442,7 @@ fn leave_is_bounded_when_the_server_never_answers() {
     let until = t.start + Duration::from_secs(5) + LEAVE_GRACE;
     assert_eq!(t.session.poll_timeout(), Some(until));
     t.advance_to(Duration::from_secs(5) + LEAVE_GRACE - Duration::from_millis(1));
-    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Leave)]);
+    assert_eq!(t.outputs(), [leave()]);
     t.advance_to(Duration::from_secs(5) + LEAVE_GRACE);
     assert_eq!(t.outputs(), [Output::Exit(EXIT_OK)]);
     assert_eq!(t.session.poll_timeout(), None);
@@ -420,10 +453,7 @@ fn the_connection_closing_after_leave_is_a_clean_exit() {
     let mut t = Test::joined();
     t.input(line("leave"));
     t.session.handle_read(t.now, 0);
-    assert_eq!(
-        t.outputs(),
-        [Output::Send(ClientMsg::Leave), Output::Exit(EXIT_OK)]
-    );
+    assert_eq!(t.outputs(), [leave(), Output::Exit(EXIT_OK)]);
 }
 
 #[test]
@@ -434,7 +464,7 @@ fn a_closing_frame_other_than_left_while_leaving_is_shown_but_exits_0() {
     assert_eq!(
         t.outputs(),
         [
-            Output::Send(ClientMsg::Leave),
+            leave(),
             out("* server is shutting down"),
             Output::Exit(EXIT_OK),
         ]
@@ -552,11 +582,7 @@ fn nothing_is_handled_after_the_exit() {
     let mut t = Test::joined();
     t.msg(ServerMsg::Closing(CloseReason::TooSlow));
     t.outputs();
-    t.msg(ServerMsg::Chat {
-        seq: 2,
-        from: "bob".into(),
-        text: "late".into(),
-    });
+    t.msg(chat(2, "bob", "late"));
     t.input(line("send late"));
     t.session.handle_closed(t.now);
     t.advance_to(Duration::from_secs(3600));
@@ -585,9 +611,10 @@ fn in_room(config: &Config, interactive: bool, seq: u64) -> Test {
     t.msg(ServerMsg::Welcome {
         name: "alice".into(),
         online: 2,
-        members: vec!["alice".into(), "bob".into()],
+        members: members(&["alice", "bob"]),
         limits: limits(),
         seq,
+        epoch: EPOCH,
     });
     t.outputs();
     t
@@ -603,8 +630,10 @@ fn alice() -> Config {
 fn chat(seq: u64, from: &str, text: &str) -> ServerMsg {
     ServerMsg::Chat {
         seq,
+        time: TIME,
         from: from.into(),
         text: text.into(),
+        kind: ChatKind::Plain,
     }
 }
 
@@ -614,8 +643,10 @@ fn history(chats: &[(u64, &str, &str)], missed: u64) -> ServerMsg {
             .iter()
             .map(|(seq, from, text)| chat_proto::HistoryChat {
                 seq: *seq,
+                time: TIME,
                 from: (*from).into(),
                 text: (*text).into(),
+                kind: ChatKind::Plain,
             })
             .collect(),
         missed,
@@ -711,9 +742,10 @@ fn at_a_terminal_a_silent_server_means_reconnecting_and_resuming_after_the_last_
     t.msg(ServerMsg::Welcome {
         name: "alice".into(),
         online: 2,
-        members: vec!["alice".into(), "bob".into()],
+        members: members(&["alice", "bob"]),
         limits: limits(),
         seq: 6,
+        epoch: EPOCH,
     });
     t.msg(history(&[(5, "bob", "two"), (6, "bob", "three")], 0));
     t.msg(chat(7, "bob", "four"));
@@ -722,11 +754,14 @@ fn at_a_terminal_a_silent_server_means_reconnecting_and_resuming_after_the_last_
         [
             err("error: not in the room; reconnecting (type leave to quit)"),
             Output::Connect,
-            Output::Send(ClientMsg::Resume { after: 4 }),
+            Output::Send(ClientMsg::Resume {
+                after: 4,
+                epoch: EPOCH
+            }),
             hello("alice"),
             out("* reconnected as alice"),
-            Output::Print(Line::chat(true, "bob", "two")),
-            Output::Print(Line::chat(true, "bob", "three")),
+            earlier_out("bob", "two"),
+            earlier_out("bob", "three"),
             chat_out("bob", "four"),
         ]
     );
@@ -743,7 +778,10 @@ fn at_a_terminal_a_silent_server_means_reconnecting_and_resuming_after_the_last_
         t.outputs(),
         [
             Output::Connect,
-            Output::Send(ClientMsg::Resume { after: 7 }),
+            Output::Send(ClientMsg::Resume {
+                after: 7,
+                epoch: EPOCH
+            }),
             hello("alice"),
         ]
     );
@@ -765,7 +803,7 @@ fn more_missed_than_the_history_holds_is_one_line_before_the_history() {
         [
             out("* reconnected as alice"),
             out("* 230 messages were missed"),
-            Output::Print(Line::chat(true, "bob", "latest")),
+            earlier_out("bob", "latest"),
         ]
     );
 }
@@ -906,7 +944,10 @@ fn what_a_failed_attempt_says() {
             out("* cannot connect to 127.0.0.1:7878: connection refused"),
             Output::Disconnect,
             Output::Connect,
-            Output::Send(ClientMsg::Resume { after: 0 }),
+            Output::Send(ClientMsg::Resume {
+                after: 0,
+                epoch: EPOCH
+            }),
             hello("alice"),
             err("error: name is taken; choose another"),
             Output::Disconnect,
@@ -923,17 +964,22 @@ fn an_unsupported_version_is_one_line_and_exit_1_even_at_a_terminal() {
         (
             true,
             1,
-            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server",
+            "error: server speaks protocol version 1, this client 3; use an older client or upgrade the server",
         ),
         (
             false,
             1,
-            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server",
+            "error: server speaks protocol version 1, this client 3; use an older client or upgrade the server",
+        ),
+        (
+            false,
+            2,
+            "error: server speaks protocol version 2, this client 3; use an older client or upgrade the server",
         ),
         (
             true,
-            3,
-            "error: server speaks protocol version 3; upgrade the client",
+            4,
+            "error: server speaks protocol version 4; upgrade the client",
         ),
     ] {
         let mut t = Test::new(Some("alice"), interactive);
@@ -964,11 +1010,145 @@ fn a_mention_rings_the_bell_when_asked_for() {
             Output::Bell,
             chat_out("bob", "hi @Alice!"),
             chat_out("bob", "malice"),
-            Output::Print(Line::chat(true, "bob", "alice, earlier")),
+            earlier_out("bob", "alice, earlier"),
         ]
     );
     // Off by default.
     let mut t = in_room(&alice(), true, 0);
     t.msg(chat(1, "bob", "hi alice"));
     assert_eq!(t.outputs(), [chat_out("bob", "hi alice")]);
+}
+
+/// After a lost connection: the wait passes, and the next connection opens.
+fn reconnect(t: &mut Test) {
+    let at = t.session.poll_timeout().unwrap();
+    t.now = at;
+    t.session.handle_timeout(at);
+    t.session.handle_connected(at);
+}
+
+fn welcome_in(epoch: u64, seq: u64) -> ServerMsg {
+    ServerMsg::Welcome {
+        name: "alice".into(),
+        online: 2,
+        members: members(&["alice", "bob"]),
+        limits: limits(),
+        seq,
+        epoch,
+    }
+}
+
+#[test]
+fn a_resume_names_the_epoch_of_the_last_welcome_and_a_reset_room_is_said() {
+    let mut t = in_room(&alice(), true, 4);
+    t.msg(chat(5, "bob", "one"));
+    t.session.handle_closed(t.now);
+    t.outputs();
+    reconnect(&mut t);
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Connect,
+            Output::Send(ClientMsg::Resume {
+                after: 5,
+                epoch: EPOCH
+            }),
+            hello("alice"),
+        ]
+    );
+    // The room was reset meanwhile: a welcome in another epoch, and its whole history.
+    t.msg(welcome_in(EPOCH + 1, 2));
+    t.msg(history(&[(1, "bob", "new one"), (2, "bob", "new two")], 0));
+    assert_eq!(
+        t.outputs(),
+        [
+            out("* reconnected as alice"),
+            out("* the room was reset meanwhile; its history follows"),
+            earlier_out("bob", "new one"),
+            earlier_out("bob", "new two"),
+        ]
+    );
+    // The next resume is in the new epoch, after its last chat (not the old epoch's 5).
+    t.session.handle_closed(t.now);
+    t.outputs();
+    reconnect(&mut t);
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Connect,
+            Output::Send(ClientMsg::Resume {
+                after: 2,
+                epoch: EPOCH + 1
+            }),
+            hello("alice"),
+        ]
+    );
+    // The same epoch again: no word of a reset.
+    t.msg(welcome_in(EPOCH + 1, 2));
+    assert_eq!(t.outputs(), [out("* reconnected as alice")]);
+}
+
+#[test]
+fn renamed_the_session_joins_again_under_its_new_name() {
+    let mut t = in_room(&alice(), true, 0);
+    t.msg(ServerMsg::Renamed {
+        from: "bob".into(),
+        to: "robert".into(),
+        time: TIME,
+    });
+    t.msg(ServerMsg::Renamed {
+        from: "alice".into(),
+        to: "alicia".into(),
+        time: TIME,
+    });
+    assert_eq!(
+        t.outputs(),
+        [
+            event_out("* bob is now robert"),
+            event_out("* alice is now alicia"),
+        ]
+    );
+    t.session.handle_closed(t.now);
+    t.outputs();
+    reconnect(&mut t);
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Connect,
+            Output::Send(ClientMsg::Resume {
+                after: 0,
+                epoch: EPOCH
+            }),
+            hello("alicia"),
+        ]
+    );
+}
+
+#[test]
+fn away_back_and_parting_words_of_others_are_shown() {
+    let mut t = Test::joined();
+    t.msg(ServerMsg::Away {
+        name: "bob".into(),
+        message: Some("lunch".into()),
+        time: TIME,
+    });
+    t.msg(ServerMsg::Away {
+        name: "bob".into(),
+        message: None,
+        time: TIME,
+    });
+    t.msg(ServerMsg::Left {
+        name: "bob".into(),
+        reason: CloseReason::Left,
+        message: Some("gone for lunch".into()),
+        time: TIME,
+    });
+    assert_eq!(
+        t.outputs(),
+        [
+            event_out("* bob is away: lunch"),
+            event_out("* bob is back"),
+            event_out("* bob left: gone for lunch"),
+        ]
+    );
 }
