@@ -29,7 +29,7 @@ pub struct Args {
     /// when the connection is lost, exit 1 (the default for scripts)
     #[argh(switch)]
     pub no_reconnect: bool,
-    /// show the time (HH:MM) in front of each line [env CHAT_TIMESTAMPS, default interactive]
+    /// show in front of each line the time (HH:MM) it was said, history included [env CHAT_TIMESTAMPS, default interactive]
     #[argh(switch)]
     pub timestamps: bool,
     /// no time in front of the lines (the default for scripts)

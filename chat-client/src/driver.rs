@@ -2,28 +2,31 @@
 //! input, the console and a timer.
 //!
 //! The driver decides nothing: it carries out the session's outputs, reports what happened,
-//! and reads the clocks (the session's `now`, and the local time shown in front of lines).
+//! and reads the clocks (the session's `now`, and the local time shown in front of lines that
+//! have none of their own).
 
 use std::io;
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_net::TcpStream;
 use chat_proto::{ClientMsg, encode};
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use jiff::tz::TimeZone;
 use smol::Timer;
 
 use crate::config::Config;
 use crate::input::{Input, InputEvent};
-use crate::render::{Line, paint};
+use crate::render::{Line, clock, paint};
 use crate::session::{Output, Session};
 
 /// Runs one chat session: connects to `config`'s server, joins, and relays commands from `input`
 /// and messages from the server until someone leaves. Chat and notices are written to `out`,
 /// errors and hints to `err`, one line per write, each followed by a flush.
 ///
-/// Lines show the local time in front when `config.timestamps` is on for this input, and
-/// names in colour when `config.colour` is set.
+/// Lines show a time in front when `config.timestamps` is on for this input (`HH:MM` in the
+/// system's time zone: when the room's log accepted what the line reports, history included,
+/// else when it is printed), and names in colour when `config.colour` is set.
 ///
 /// Returns the process exit code ([`EXIT_OK`](crate::EXIT_OK),
 /// [`EXIT_FAILURE`](crate::EXIT_FAILURE) or [`EXIT_USAGE`](crate::EXIT_USAGE)).
@@ -45,6 +48,7 @@ where
             out,
             err,
             timestamps: config.timestamps.is_on(interactive),
+            zone: TimeZone::system(),
             colour: config.colour,
             bell: false,
         },
@@ -189,8 +193,10 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
 struct Console<'a, O, E> {
     out: &'a mut O,
     err: &'a mut E,
-    /// The local time (HH:MM) in front of each line.
+    /// The time (HH:MM) in front of each line.
     timestamps: bool,
+    /// The time zone times are shown in.
+    zone: TimeZone,
     /// Names in colour.
     colour: bool,
     /// Ring the bell with the next line.
@@ -205,7 +211,7 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
             text.push('\x07');
         }
         if self.timestamps {
-            text.push_str(&local_time());
+            text.push_str(&self.stamp(line.time()));
             text.push(' ');
         }
         text.push_str(&paint(&line, self.colour));
@@ -220,8 +226,117 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Console<'_, O, E> {
     }
 }
 
-/// The wall-clock time as a person reads it, `HH:MM` in the system's time zone (UTC if it
-/// cannot be found). Read here, in the driver: the session never reads a clock.
-fn local_time() -> String {
-    jiff::Zoned::now().strftime("%H:%M").to_string()
+impl<O, E> Console<'_, O, E> {
+    /// `HH:MM` in the console's zone for `time` (ms since the Unix epoch), or for now when the
+    /// line has no time of its own. The clock is read here, in the driver: the session never
+    /// reads one.
+    fn stamp(&self, time: Option<u64>) -> String {
+        let now = || {
+            let since = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            u64::try_from(since.as_millis()).unwrap_or(0)
+        };
+        clock(time.unwrap_or_else(now), &self.zone)
+            .or_else(|| clock(now(), &self.zone))
+            .unwrap_or_else(|| "--:--".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_proto::ChatKind;
+
+    /// 2026-12-10 14:05:30.250 UTC, in ms since the Unix epoch.
+    const T: u64 = 1_796_911_530_250;
+
+    /// What a console in `zone` prints for `lines`: (stdout, stderr).
+    fn printed(timestamps: bool, zone: TimeZone, lines: Vec<Line>) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut console = Console {
+            out: &mut out,
+            err: &mut err,
+            timestamps,
+            zone,
+            colour: false,
+            bell: false,
+        };
+        smol::block_on(async {
+            for line in lines {
+                console.print(line).await;
+            }
+        });
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_room_line_shows_its_own_time_history_included() {
+        let lines = vec![
+            Line::chat(false, "bob", "hi", ChatKind::Plain, Some(T)),
+            Line::chat(true, "bob", "waves", ChatKind::Action, Some(T - 3_600_000)),
+            Line::event(T + 60_000, "carol joined"),
+        ];
+        let (out, err) = printed(true, TimeZone::UTC, lines.clone());
+        assert_eq!(
+            out,
+            "14:05 bob: hi\n13:05 [earlier] * bob waves\n14:06 * carol joined\n"
+        );
+        assert_eq!(err, "");
+        let zone = TimeZone::fixed(jiff::tz::offset(-8));
+        let (out, _) = printed(true, zone, lines);
+        assert_eq!(
+            out,
+            "06:05 bob: hi\n05:05 [earlier] * bob waves\n06:06 * carol joined\n"
+        );
+    }
+
+    #[test]
+    fn a_line_without_a_time_of_its_own_shows_the_time_it_is_printed() {
+        let now = |zone: &TimeZone| {
+            let ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            clock(ms as u64, zone).unwrap()
+        };
+        let before = now(&TimeZone::UTC);
+        let lines = vec![
+            Line::notice("online: alice"),
+            Line::error("oops"),
+            Line::chat(false, "alice", "mine", ChatKind::Plain, None),
+        ];
+        let (out, err) = printed(true, TimeZone::UTC, lines);
+        let after = now(&TimeZone::UTC);
+        // Read on either side of a minute boundary, the time is one of the two.
+        let stamped = |text: &str, line: &str| {
+            [&before, &after]
+                .iter()
+                .any(|time| text == format!("{time} {line}\n"))
+        };
+        let out_lines: Vec<&str> = out.split_inclusive('\n').collect();
+        assert!(stamped(out_lines[0], "* online: alice"), "{out:?}");
+        assert!(stamped(out_lines[1], "alice: mine"), "{out:?}");
+        assert!(stamped(&err, "error: oops"), "{err:?}");
+    }
+
+    #[test]
+    fn without_timestamps_lines_are_as_scripts_read_them() {
+        let lines = vec![
+            Line::chat(false, "bob", "hi", ChatKind::Plain, Some(T)),
+            Line::chat(true, "bob", "old", ChatKind::Plain, Some(T)),
+            Line::event(T, "bob is away: lunch"),
+            Line::notice("online: alice, bob"),
+            Line::error("oops"),
+        ];
+        let (out, err) = printed(false, TimeZone::UTC, lines);
+        assert_eq!(
+            out,
+            "bob: hi\n[earlier] bob: old\n* bob is away: lunch\n* online: alice, bob\n"
+        );
+        assert_eq!(err, "error: oops\n");
+    }
 }
