@@ -5,10 +5,19 @@ use crate::render::escape;
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `send <MSG>`: say `MSG` (verbatim, spaces included) to everyone else.
+    /// `send <MSG>`: say `MSG` (verbatim, spaces included) to everyone else. At a terminal, a
+    /// line that is not a command too.
     Send(String),
-    /// `leave`: leave the room and exit.
-    Leave,
+    /// `me <ACTION>` (or `send /me <ACTION>`): do `ACTION`; others see `* alice ACTION`.
+    Me(String),
+    /// `leave [MESSAGE]`: leave the room, with parting words if given, and exit.
+    Leave(Option<String>),
+    /// `nick <NAME>`: take another name.
+    Nick(String),
+    /// `away [MESSAGE]`: say that one is away, and why if given.
+    Away(Option<String>),
+    /// `back`: say that one is back.
+    Back,
     /// `who`: ask who is online.
     Who,
     /// `help`: list the commands.
@@ -22,6 +31,10 @@ pub enum CommandError {
     Blank,
     /// `send` without a message.
     EmptySend,
+    /// `me` (or `send /me`) without an action.
+    EmptyAction,
+    /// `nick` without a name.
+    NoName,
     /// A command that takes no argument was given one.
     UnexpectedArgument(&'static str),
     /// The first word is no command.
@@ -33,6 +46,8 @@ impl std::fmt::Display for CommandError {
         match self {
             CommandError::Blank => f.write_str("empty line; type help for the commands"),
             CommandError::EmptySend => f.write_str("nothing to send; type send <MSG>"),
+            CommandError::EmptyAction => f.write_str("nothing to do; type me <ACTION>"),
+            CommandError::NoName => f.write_str("no name given; type nick <NAME>"),
             CommandError::UnexpectedArgument(cmd) => {
                 write!(f, "{cmd} takes no argument; type {cmd} alone")
             }
@@ -51,38 +66,87 @@ impl std::error::Error for CommandError {}
 
 /// The lines printed by `help`.
 pub const HELP: &[&str] = &[
-    "* commands:",
-    "*   send <MSG>  say MSG to everyone else",
-    "*   who         list who is online",
-    "*   leave       leave the room (Ctrl-D and Ctrl-C too)",
-    "*   help        show this list",
+    "* commands (each also with a leading /, as in /me or /nick):",
+    "*   send <MSG>       say MSG to everyone else (at a terminal, so is a line that is no command)",
+    "*   me <ACTION>      do ACTION: others see * <you> ACTION (send /me ACTION too)",
+    "*   nick <NAME>      take another name",
+    "*   away [MESSAGE]   say that you are away, and why",
+    "*   back             say that you are back",
+    "*   who              list who is online, and who is away",
+    "*   leave [MESSAGE]  leave the room, with parting words (Ctrl-D and Ctrl-C too)",
+    "*   help             show this list",
 ];
 
-/// Parses one input line (without its line ending).
+/// How a chat that starts with it is meant as an action: `send /me waves`.
+const ME_PREFIX: &str = "/me";
+
+/// Parses one input line (without its line ending), as a script's lines are: a line that is
+/// not a command is an error, so that a typo is never sent.
 ///
-/// Leading whitespace is ignored. For `send`, the message is the rest of the line after the one
-/// space that follows `send`, kept verbatim (more spaces included); an empty message is an error.
-/// The other commands accept trailing whitespace but no argument.
+/// Leading whitespace is ignored, and so is one `/` in front of the command word. For `send`
+/// and `me`, the text is the rest of the line after the one space that follows the word, kept
+/// verbatim (more spaces included); an empty one is an error. `send /me <ACTION>` is an
+/// action. The words of `leave`, `away` and `nick` are the rest of the line, trimmed. The
+/// other commands accept trailing whitespace but no argument.
 pub fn parse_command(line: &str) -> Result<Command, CommandError> {
     let line = line.trim_start();
     let (word, rest) = match line.split_once(' ') {
         Some((word, rest)) => (word, Some(rest)),
         None => (line, None),
     };
-    let no_argument = |cmd: &'static str, command: Command| match rest {
-        Some(rest) if !rest.trim().is_empty() => Err(CommandError::UnexpectedArgument(cmd)),
-        _ => Ok(command),
+    let name = word.strip_prefix('/').unwrap_or(word);
+    let words = rest.map(str::trim).filter(|r| !r.is_empty());
+    let no_argument = |cmd: &'static str, command: Command| match words {
+        Some(_) => Err(CommandError::UnexpectedArgument(cmd)),
+        None => Ok(command),
     };
-    match word.trim_end() {
-        "" => Err(CommandError::Blank),
+    match name.trim_end() {
+        "" if word.is_empty() => Err(CommandError::Blank),
         "send" => match rest {
-            Some(text) if word == "send" && !text.is_empty() => Ok(Command::Send(text.to_owned())),
+            Some(text) if name == "send" && !text.is_empty() => said(text),
             _ => Err(CommandError::EmptySend),
         },
-        "leave" => no_argument("leave", Command::Leave),
+        "me" => match rest {
+            Some(text) if name == "me" && !text.is_empty() => Ok(Command::Me(text.to_owned())),
+            _ => Err(CommandError::EmptyAction),
+        },
+        "leave" => Ok(Command::Leave(words.map(str::to_owned))),
+        "away" => Ok(Command::Away(words.map(str::to_owned))),
+        "nick" => words
+            .map(|name| Command::Nick(name.to_owned()))
+            .ok_or(CommandError::NoName),
+        "back" => no_argument("back", Command::Back),
         "who" => no_argument("who", Command::Who),
         "help" => no_argument("help", Command::Help),
         _ => Err(CommandError::Unknown(word.to_owned())),
+    }
+}
+
+/// Parses a line typed at a terminal, where people chat: as [`parse_command`] does, except
+/// that a line that is not a command (its first word is none, or a command word is followed by
+/// words it does not take, as in `who is there?`) is a chat, sent verbatim. A line that starts
+/// with `/` is always meant as a command, so a typo there is still an error.
+pub fn parse_typed(line: &str) -> Result<Command, CommandError> {
+    match parse_command(line) {
+        Err(CommandError::Unknown(_) | CommandError::UnexpectedArgument(_))
+            if !line.trim_start().starts_with('/') =>
+        {
+            Ok(Command::Send(line.to_owned()))
+        }
+        parsed => parsed,
+    }
+}
+
+/// What `send TEXT` says: an action when `TEXT` is `/me <ACTION>`, else `TEXT` itself.
+fn said(text: &str) -> Result<Command, CommandError> {
+    match text.strip_prefix(ME_PREFIX) {
+        Some("") => Err(CommandError::EmptyAction),
+        Some(action) => match action.strip_prefix(' ') {
+            Some("") => Err(CommandError::EmptyAction),
+            Some(action) => Ok(Command::Me(action.to_owned())),
+            None => Ok(Command::Send(text.to_owned())), // `/meow`
+        },
+        None => Ok(Command::Send(text.to_owned())),
     }
 }
 
@@ -114,11 +178,13 @@ mod tests {
 
     #[test]
     fn plain_commands() {
-        assert_eq!(parse_command("leave"), Ok(Command::Leave));
+        assert_eq!(parse_command("leave"), Ok(Command::Leave(None)));
         assert_eq!(parse_command("who"), Ok(Command::Who));
         assert_eq!(parse_command("help"), Ok(Command::Help));
+        assert_eq!(parse_command("back"), Ok(Command::Back));
         assert_eq!(parse_command("  who  "), Ok(Command::Who));
         assert_eq!(parse_command("who\t"), Ok(Command::Who));
+        assert_eq!(parse_command("leave "), Ok(Command::Leave(None)));
     }
 
     #[test]
@@ -128,9 +194,130 @@ mod tests {
             Err(CommandError::UnexpectedArgument("who"))
         );
         assert_eq!(
-            parse_command("leave now"),
-            Err(CommandError::UnexpectedArgument("leave"))
+            parse_command("back in 5"),
+            Err(CommandError::UnexpectedArgument("back"))
         );
+        assert_eq!(
+            parse_command("/help me"),
+            Err(CommandError::UnexpectedArgument("help"))
+        );
+    }
+
+    #[test]
+    fn me_and_send_me_are_actions() {
+        assert_eq!(parse_command("me waves"), Ok(Command::Me("waves".into())));
+        assert_eq!(parse_command("/me waves"), Ok(Command::Me("waves".into())));
+        assert_eq!(
+            parse_command("send /me waves  twice"),
+            Ok(Command::Me("waves  twice".into()))
+        );
+        assert_eq!(
+            parse_command("me  waves "),
+            Ok(Command::Me(" waves ".into()))
+        );
+        // Not an action: more than `/me`, or `/me` not first.
+        assert_eq!(
+            parse_command("send /meow"),
+            Ok(Command::Send("/meow".into()))
+        );
+        assert_eq!(
+            parse_command("send  /me x"),
+            Ok(Command::Send(" /me x".into()))
+        );
+        for line in ["me", "me ", "/me", "send /me", "send /me "] {
+            assert_eq!(
+                parse_command(line),
+                Err(CommandError::EmptyAction),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leave_and_away_take_optional_words_and_nick_a_name() {
+        assert_eq!(
+            parse_command("leave gone for  lunch "),
+            Ok(Command::Leave(Some("gone for  lunch".into())))
+        );
+        assert_eq!(
+            parse_command("/leave bye"),
+            Ok(Command::Leave(Some("bye".into())))
+        );
+        assert_eq!(parse_command("away"), Ok(Command::Away(None)));
+        assert_eq!(parse_command("/away  "), Ok(Command::Away(None)));
+        assert_eq!(
+            parse_command("away lunch, back at 2"),
+            Ok(Command::Away(Some("lunch, back at 2".into())))
+        );
+        assert_eq!(parse_command("/back"), Ok(Command::Back));
+        assert_eq!(
+            parse_command("nick alicia"),
+            Ok(Command::Nick("alicia".into()))
+        );
+        assert_eq!(
+            parse_command("/nick  alicia "),
+            Ok(Command::Nick("alicia".into()))
+        );
+        // A name with a space goes to the server, which says why it is refused.
+        assert_eq!(parse_command("nick a b"), Ok(Command::Nick("a b".into())));
+        assert_eq!(parse_command("nick"), Err(CommandError::NoName));
+        assert_eq!(parse_command("/nick "), Err(CommandError::NoName));
+    }
+
+    #[test]
+    fn every_command_takes_a_leading_slash() {
+        for (line, command) in [
+            ("/send hi", Command::Send("hi".into())),
+            ("/who", Command::Who),
+            ("/help", Command::Help),
+            ("/leave", Command::Leave(None)),
+            ("  /back", Command::Back),
+        ] {
+            assert_eq!(parse_command(line), Ok(command), "{line:?}");
+        }
+        assert_eq!(
+            parse_command("//who"),
+            Err(CommandError::Unknown("//who".into()))
+        );
+        assert_eq!(parse_command("/"), Err(CommandError::Unknown("/".into())));
+    }
+
+    #[test]
+    fn at_a_terminal_a_line_that_is_no_command_is_a_chat() {
+        for line in [
+            "hi all",
+            "hi",
+            " who is there?",
+            "back in 5",
+            "help me out",
+            "sendhi",
+        ] {
+            assert_eq!(
+                parse_typed(line),
+                Ok(Command::Send(line.into())),
+                "{line:?}"
+            );
+        }
+        // Commands stay commands.
+        assert_eq!(parse_typed("send hi"), Ok(Command::Send("hi".into())));
+        assert_eq!(parse_typed("me waves"), Ok(Command::Me("waves".into())));
+        assert_eq!(parse_typed("who"), Ok(Command::Who));
+        assert_eq!(
+            parse_typed("leave now"),
+            Ok(Command::Leave(Some("now".into())))
+        );
+        // A leading `/` means a command: a typo there is an error, not a chat.
+        assert_eq!(
+            parse_typed("/shout hi"),
+            Err(CommandError::Unknown("/shout".into()))
+        );
+        assert_eq!(
+            parse_typed("/who is there"),
+            Err(CommandError::UnexpectedArgument("who"))
+        );
+        assert_eq!(parse_typed("   "), Err(CommandError::Blank));
+        assert_eq!(parse_typed("send"), Err(CommandError::EmptySend));
+        assert_eq!(parse_typed("nick"), Err(CommandError::NoName));
     }
 
     #[test]
@@ -162,7 +349,7 @@ mod tests {
             hint,
             "unknown command '\\x1b[2Jboom'; type help for the commands"
         );
-        for line in ["send", "who x", "nope", "a\nb"] {
+        for line in ["send", "who x", "nope", "a\nb", "me", "nick"] {
             let hint = parse_command(line).unwrap_err().to_string();
             assert!(!hint.contains('\n'), "{hint:?}");
         }

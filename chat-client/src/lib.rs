@@ -34,7 +34,7 @@ use std::io::IsTerminal;
 
 use futures_lite::AsyncWriteExt;
 
-pub use command::{Command, CommandError, HELP, parse_command};
+pub use command::{Command, CommandError, HELP, parse_command, parse_typed};
 pub use config::{
     Args, Config, ConfigError, DEFAULT_BELL, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RECONNECT,
     DEFAULT_TIMESTAMPS, Switch, SwitchDefault, resolve,

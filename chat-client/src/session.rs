@@ -18,7 +18,7 @@ use chat_proto::{
 use crate::command::{Command, CommandError, HELP, parse_command};
 use crate::config::Config;
 use crate::input::{COMMAND_PROMPT, InputEvent, NAME_PROMPT};
-use crate::render::{Line, escape, mentions, render, render_history};
+use crate::render::{AWAY, Line, escape, mentions, render, render_history};
 
 /// Exit code: the user left (or gave up before joining).
 pub const EXIT_OK: u8 = 0;
@@ -407,7 +407,7 @@ impl Session {
             InputEvent::Line(line) => line,
             InputEvent::Eof | InputEvent::Interrupted => {
                 match self.phase {
-                    Phase::Joined => self.leave(now),
+                    Phase::Joined => self.leave(now, None),
                     // Not in the room (or already leaving): nothing to say goodbye to.
                     Phase::AskingName
                     | Phase::Connecting { .. }
@@ -423,7 +423,7 @@ impl Session {
         if self.rejoining {
             // Between a lost connection and the next welcome: nothing can be sent.
             match parse_command(&line) {
-                Ok(Command::Leave) => self.exit(EXIT_OK),
+                Ok(Command::Leave(_)) => self.exit(EXIT_OK),
                 Err(CommandError::Blank) => {}
                 _ => self.print(Line::error(
                     "not in the room; reconnecting (type leave to quit)",
@@ -689,29 +689,28 @@ impl Session {
         });
     }
 
-    fn leave(&mut self, now: Instant) {
+    fn leave(&mut self, now: Instant, message: Option<String>) {
         self.phase = Phase::Leaving {
             until: now + LEAVE_GRACE,
         };
         self.last_word = None;
-        self.send(ClientMsg::Leave { message: None });
+        self.send(ClientMsg::Leave { message });
     }
 
     fn command(&mut self, now: Instant, line: &str) {
         match parse_command(line) {
-            Ok(Command::Send(text)) => {
-                let max_bytes = self.limits.map_or(u32::MAX, |l| l.max_text_bytes);
-                if text.len() > max_bytes as usize {
-                    self.print(Line::error(ErrorKind::TextTooLong { max_bytes }));
-                } else {
-                    self.send(ClientMsg::Chat {
-                        text,
-                        kind: ChatKind::Plain,
-                    });
-                }
+            Ok(Command::Send(text)) => self.chat(text, ChatKind::Plain),
+            Ok(Command::Me(text)) => self.chat(text, ChatKind::Action),
+            Ok(Command::Nick(name)) => self.send(ClientMsg::Nick { name }),
+            Ok(Command::Away(why)) => {
+                let message = why.unwrap_or_else(|| AWAY.to_owned());
+                self.send(ClientMsg::Away {
+                    message: Some(message),
+                });
             }
+            Ok(Command::Back) => self.send(ClientMsg::Away { message: None }),
             Ok(Command::Who) => self.send(ClientMsg::Who),
-            Ok(Command::Leave) => self.leave(now),
+            Ok(Command::Leave(message)) => self.leave(now, message),
             Ok(Command::Help) => {
                 for line in HELP {
                     self.print(Line::Out((*line).to_owned()));
@@ -719,6 +718,16 @@ impl Session {
             }
             Err(CommandError::Blank) => {}
             Err(e) => self.print(Line::error(e)),
+        }
+    }
+
+    /// Says `text` as `kind` means it, unless it is longer than the server takes.
+    fn chat(&mut self, text: String, kind: ChatKind) {
+        let max_bytes = self.limits.map_or(u32::MAX, |l| l.max_text_bytes);
+        if text.len() > max_bytes as usize {
+            self.print(Line::error(ErrorKind::TextTooLong { max_bytes }));
+        } else {
+            self.send(ClientMsg::Chat { text, kind });
         }
     }
 

@@ -1152,3 +1152,96 @@ fn away_back_and_parting_words_of_others_are_shown() {
         ]
     );
 }
+
+fn act(text: &str) -> Output {
+    Output::Send(ClientMsg::Chat {
+        text: text.into(),
+        kind: ChatKind::Action,
+    })
+}
+
+#[test]
+fn script_commands_send_actions_renames_away_and_parting_words() {
+    let mut t = Test::joined();
+    for text in [
+        "me waves",
+        "send /me bows",
+        "/me nods",
+        "nick alicia",
+        "away",
+        "/away lunch",
+        "back",
+        "/who",
+        "/send hi",
+        "leave gone for lunch",
+    ] {
+        t.input(line(text));
+    }
+    assert_eq!(
+        t.outputs(),
+        [
+            act("waves"),
+            act("bows"),
+            act("nods"),
+            Output::Send(ClientMsg::Nick {
+                name: "alicia".into()
+            }),
+            Output::Send(ClientMsg::Away {
+                message: Some("away".into())
+            }),
+            Output::Send(ClientMsg::Away {
+                message: Some("lunch".into())
+            }),
+            Output::Send(ClientMsg::Away { message: None }),
+            Output::Send(ClientMsg::Who),
+            say("hi"),
+            Output::Send(ClientMsg::Leave {
+                message: Some("gone for lunch".into())
+            }),
+        ]
+    );
+}
+
+#[test]
+fn an_action_over_the_limit_is_not_sent_and_a_script_word_that_is_no_command_is_an_error() {
+    let mut t = Test::joined();
+    t.input(line(&format!("me {}", "a".repeat(65))));
+    t.input(line("hello there"));
+    t.input(line("who is there"));
+    t.input(line("nick"));
+    assert_eq!(
+        t.outputs(),
+        [
+            err("error: message is longer than 64 bytes; not sent"),
+            err("error: unknown command 'hello'; type help for the commands"),
+            err("error: who takes no argument; type who alone"),
+            err("error: no name given; type nick <NAME>"),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_rename_is_one_error_line_naming_why_and_the_name_stays() {
+    let mut t = in_room(&alice(), true, 0);
+    t.input(line("nick bob"));
+    t.msg(ServerMsg::Error(ErrorKind::NameTaken));
+    t.input(line("nick a b"));
+    t.msg(ServerMsg::Error(ErrorKind::NameInvalid(
+        NameRule::Whitespace,
+    )));
+    let nick = |name: &str| Output::Send(ClientMsg::Nick { name: name.into() });
+    assert_eq!(
+        t.outputs(),
+        [
+            nick("bob"),
+            err("error: name is taken; name not changed"),
+            nick("a b"),
+            err("error: name contains whitespace; name not changed"),
+        ]
+    );
+    // Still alice: the session joins again under that name.
+    t.session.handle_closed(t.now);
+    t.outputs();
+    reconnect(&mut t);
+    assert_eq!(t.outputs().last(), Some(&hello("alice")));
+}
