@@ -85,11 +85,17 @@ impl Input {
 
     /// Interactive input from the terminal, with a line editor and history. Puts the terminal in
     /// raw mode until the `Input` is dropped. The writer prints lines above the prompt.
+    ///
+    /// A line entered is erased from the screen, not left above the prompt as typed: the
+    /// session shows what it did instead (your chat as the others see it, `who`'s answer), so
+    /// that the screen reads as a conversation. Up recalls it.
     pub fn terminal() -> io::Result<(Self, PromptWriter)> {
-        let (readline, writer) = Readline::new(COMMAND_PROMPT.to_owned()).map_err(|e| match e {
-            rustyline_async::ReadlineError::IO(e) => e,
-            other => io::Error::other(other),
-        })?;
+        let (mut readline, writer) =
+            Readline::new(COMMAND_PROMPT.to_owned()).map_err(|e| match e {
+                rustyline_async::ReadlineError::IO(e) => e,
+                other => io::Error::other(other),
+            })?;
+        readline.should_print_line_on(false, true);
         let input = Input {
             source: Source::Terminal(Box::new(readline)),
         };

@@ -225,7 +225,7 @@ fn left(name: &str, reason: CloseReason, message: Option<&str>) -> String {
 
 /// `bob is away: lunch`, `bob is away` (no reason, or the one `away` alone sends), or (no
 /// message) `bob is back`.
-fn away(name: &str, message: Option<&str>) -> String {
+pub(crate) fn away(name: &str, message: Option<&str>) -> String {
     match message.map(away_reason) {
         Some(Some(why)) => format!("{} is away: {}", escape(name), escape(why)),
         Some(None) => format!("{} is away", escape(name)),

@@ -15,10 +15,10 @@ use chat_proto::{
     MAX_SERVER_FRAME, PROTOCOL_VERSION, Refusal, ServerMsg,
 };
 
-use crate::command::{Command, CommandError, HELP, parse_command};
+use crate::command::{Command, CommandError, HELP, parse_command, parse_typed};
 use crate::config::Config;
 use crate::input::{COMMAND_PROMPT, InputEvent, NAME_PROMPT};
-use crate::render::{AWAY, Line, escape, mentions, render, render_history};
+use crate::render::{AWAY, Line, away, escape, mentions, render, render_history};
 
 /// Exit code: the user left (or gave up before joining).
 pub const EXIT_OK: u8 = 0;
@@ -422,7 +422,7 @@ impl Session {
         };
         if self.rejoining {
             // Between a lost connection and the next welcome: nothing can be sent.
-            match parse_command(&line) {
+            match self.parse(&line) {
                 Ok(Command::Leave(_)) => self.exit(EXIT_OK),
                 Err(CommandError::Blank) => {}
                 _ => self.print(Line::error(
@@ -697,18 +697,34 @@ impl Session {
         self.send(ClientMsg::Leave { message });
     }
 
+    /// A typed line as a command: at a terminal, a line that is not one is a chat.
+    fn parse(&self, line: &str) -> Result<Command, CommandError> {
+        if self.interactive {
+            parse_typed(line)
+        } else {
+            parse_command(line)
+        }
+    }
+
+    /// Carries out a line typed in the room. At a terminal, where the line editor has erased
+    /// the typed line, a chat, an action and away are shown as the others see them, so that
+    /// the screen reads as a conversation; a script's output stays the others' lines alone.
     fn command(&mut self, now: Instant, line: &str) {
-        match parse_command(line) {
+        match self.parse(line) {
             Ok(Command::Send(text)) => self.chat(text, ChatKind::Plain),
             Ok(Command::Me(text)) => self.chat(text, ChatKind::Action),
             Ok(Command::Nick(name)) => self.send(ClientMsg::Nick { name }),
             Ok(Command::Away(why)) => {
                 let message = why.unwrap_or_else(|| AWAY.to_owned());
+                self.echo_away(Some(&message));
                 self.send(ClientMsg::Away {
                     message: Some(message),
                 });
             }
-            Ok(Command::Back) => self.send(ClientMsg::Away { message: None }),
+            Ok(Command::Back) => {
+                self.echo_away(None);
+                self.send(ClientMsg::Away { message: None });
+            }
             Ok(Command::Who) => self.send(ClientMsg::Who),
             Ok(Command::Leave(message)) => self.leave(now, message),
             Ok(Command::Help) => {
@@ -721,13 +737,27 @@ impl Session {
         }
     }
 
-    /// Says `text` as `kind` means it, unless it is longer than the server takes.
+    /// Says `text` as `kind` means it, unless it is longer than the server takes; at a
+    /// terminal, shows it as the others see it (at the time it is printed: the room does not
+    /// echo it, so its own time is unknown).
     fn chat(&mut self, text: String, kind: ChatKind) {
         let max_bytes = self.limits.map_or(u32::MAX, |l| l.max_text_bytes);
         if text.len() > max_bytes as usize {
             self.print(Line::error(ErrorKind::TextTooLong { max_bytes }));
-        } else {
-            self.send(ClientMsg::Chat { text, kind });
+            return;
+        }
+        if self.interactive {
+            let me = self.name.as_deref().unwrap_or("");
+            self.print(Line::chat(false, me, &text, kind, None));
+        }
+        self.send(ClientMsg::Chat { text, kind });
+    }
+
+    /// At a terminal, shows one's own away (`Some`) or back as the others see it.
+    fn echo_away(&mut self, message: Option<&str>) {
+        if self.interactive {
+            let me = self.name.as_deref().unwrap_or("");
+            self.print(Line::event(0, away(me, message)));
         }
     }
 

@@ -1245,3 +1245,78 @@ fn a_refused_rename_is_one_error_line_naming_why_and_the_name_stays() {
     reconnect(&mut t);
     assert_eq!(t.outputs().last(), Some(&hello("alice")));
 }
+
+/// A line of one's own, as the others see it, at the time it is printed.
+fn own(text: &str, from: std::ops::Range<usize>) -> Output {
+    Output::Print(Line::Room {
+        text: text.into(),
+        from,
+        time: None,
+    })
+}
+
+#[test]
+fn at_a_terminal_a_line_that_is_no_command_is_a_chat_and_ones_own_lines_read_as_the_others_see_them()
+ {
+    let mut t = in_room(&alice(), true, 0);
+    for text in [
+        "hi all",
+        "who is there?",
+        "send hi",
+        "me waves",
+        "away lunch",
+        "away",
+        "back",
+        "/shout hi",
+        "who",
+    ] {
+        t.input(line(text));
+    }
+    t.msg(ServerMsg::Renamed {
+        from: "alice".into(),
+        to: "alicia".into(),
+        time: TIME,
+    });
+    t.input(line("/me is renamed"));
+    assert_eq!(
+        t.outputs(),
+        [
+            own("alice: hi all", 0..5),
+            say("hi all"),
+            own("alice: who is there?", 0..5),
+            say("who is there?"),
+            own("alice: hi", 0..5),
+            say("hi"),
+            own("* alice waves", 2..7),
+            act("waves"),
+            own("* alice is away: lunch", 0..0),
+            Output::Send(ClientMsg::Away {
+                message: Some("lunch".into())
+            }),
+            own("* alice is away", 0..0),
+            Output::Send(ClientMsg::Away {
+                message: Some("away".into())
+            }),
+            own("* alice is back", 0..0),
+            Output::Send(ClientMsg::Away { message: None }),
+            err("error: unknown command '/shout'; type help for the commands"),
+            Output::Send(ClientMsg::Who),
+            event_out("* alice is now alicia"),
+            own("* alicia is renamed", 2..8),
+            act("is renamed"),
+        ]
+    );
+    // A chat over the limit is neither shown nor sent.
+    t.input(line(&"a".repeat(65)));
+    assert_eq!(
+        t.outputs(),
+        [err("error: message is longer than 64 bytes; not sent")]
+    );
+    t.input(line("leave see you"));
+    assert_eq!(
+        t.outputs(),
+        [Output::Send(ClientMsg::Leave {
+            message: Some("see you".into())
+        })]
+    );
+}
