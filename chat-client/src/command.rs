@@ -67,14 +67,15 @@ impl std::error::Error for CommandError {}
 /// The lines printed by `help`.
 pub const HELP: &[&str] = &[
     "* commands (each also with a leading /, as in /me or /nick):",
-    "*   send <MSG>       say MSG to everyone else (at a terminal, so is a line that is no command)",
+    "*   send <MSG>       say MSG to everyone else",
     "*   me <ACTION>      do ACTION: others see * <you> ACTION (send /me ACTION too)",
     "*   nick <NAME>      take another name",
     "*   away [MESSAGE]   say that you are away, and why",
     "*   back             say that you are back",
     "*   who              list who is online, and who is away",
-    "*   leave [MESSAGE]  leave the room, with parting words (Ctrl-D and Ctrl-C too)",
+    "*   leave [MESSAGE]  leave the room, with parting words (Ctrl-D, Ctrl-C too)",
     "*   help             show this list",
+    "* at a terminal, a line that is no command is sent as a chat",
 ];
 
 /// How a chat that starts with it is meant as an action: `send /me waves`.
@@ -340,6 +341,13 @@ mod tests {
         );
         assert_eq!(parse_command(""), Err(CommandError::Blank));
         assert_eq!(parse_command("   "), Err(CommandError::Blank));
+    }
+
+    #[test]
+    fn help_fits_a_terminal_of_80_columns() {
+        for line in HELP {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
     }
 
     #[test]
