@@ -2,7 +2,6 @@
 //! pseudo-terminal, configuration through flags and the environment, and the ways a session
 //! ends. Every wait is bounded, and every child is killed when its handle is dropped.
 
-use chat_proto::ChatKind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,12 +9,17 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chat_proto::{ClientMsg, CloseReason, FrameReader, Limits, ServerMsg, encode_to_vec};
+use chat_proto::{
+    ChatKind, ClientMsg, CloseReason, FrameReader, Limits, Member, ServerMsg, encode_to_vec,
+};
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Expect, Regex, Session};
 use tests::proxy::Proxy;
-use tests::{RawClient, ServerProcess, binary, example, start_server, test_config, wait_until};
+use tests::{
+    RawClient, ServerProcess, binary, chat, example, joined, left, start_server, test_config,
+    wait_until,
+};
 
 /// How long to wait for one line of output, or for the client to exit.
 const WAIT: Duration = Duration::from_secs(10);
@@ -200,6 +204,17 @@ fn run_to_exit(mut command: Command) -> (ExitStatus, String, String) {
     (status.unwrap(), out, err)
 }
 
+/// A plain chat, as [`RawClient::recv`] gives it (untimed).
+fn said(seq: u64, from: &str, text: &str) -> ServerMsg {
+    ServerMsg::Chat {
+        seq,
+        time: 0,
+        from: from.into(),
+        text: text.into(),
+        kind: ChatKind::Plain,
+    }
+}
+
 /// A loopback port with nothing listening on it.
 fn dead_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -259,14 +274,7 @@ fn a_bad_command_prints_a_hint_and_sends_nothing() {
     let (mut watcher, _) = RawClient::join(server.addr(), "watcher");
     let mut dan = ScriptedClient::join(server.addr(), "dan");
     dan.expect_line("* joined as dan; online: dan, watcher");
-    assert_eq!(
-        watcher.recv(),
-        ServerMsg::Joined {
-            name: "dan".into(),
-            time: 0,
-            ident: None
-        }
-    );
+    assert_eq!(watcher.recv(), joined("dan"));
     dan.type_line("shout hello");
     dan.type_line("send");
     dan.type_line("who now");
@@ -275,16 +283,7 @@ fn a_bad_command_prints_a_hint_and_sends_nothing() {
         dan.expect_line(line);
     }
     dan.type_line("send last");
-    assert_eq!(
-        watcher.recv(),
-        ServerMsg::Chat {
-            seq: 1,
-            from: "dan".into(),
-            text: "last".into(),
-            time: 0,
-            kind: ChatKind::Plain,
-        }
-    );
+    assert_eq!(watcher.recv(), said(1, "dan", "last"));
     dan.end_input();
     let (status, out, err) = dan.wait_exit();
     assert_eq!(status.code(), Some(0));
@@ -501,10 +500,7 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
     server.send(&ServerMsg::Welcome {
         name: "carol".into(),
         online: 2,
-        members: vec![
-            chat_proto::Member::named("carol"),
-            chat_proto::Member::named("mal\x1b]0;pwned\x07"),
-        ],
+        members: vec![Member::named("carol"), Member::named("mal\x1b]0;pwned\x07")],
         limits: Limits {
             max_name_chars: 32,
             max_text_bytes: 1024,
@@ -518,14 +514,14 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
     });
     server.send(&ServerMsg::Chat {
         seq: 1,
+        time: 1,
         from: "mal\u{9b}".into(),
         text: "\x1b[2Jgone\u{202e}txt.exe\r\nroot: fake\x00\x08\x7f\t!".into(),
-        time: 0,
         kind: ChatKind::Plain,
     });
     server.send(&ServerMsg::Joined {
         name: "\x1b[1Aeve".into(),
-        time: 0,
+        time: 1,
         ident: None,
     });
     client.expect_line(r"* joined as carol; online: carol, mal\x1b]0;pwned\x07");
@@ -664,14 +660,7 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
     term.wait_for("the welcome", |s| {
         row_of(s, "* joined as alice; online: alice, bob").is_some()
     });
-    assert_eq!(
-        bob.recv(),
-        ServerMsg::Joined {
-            name: "alice".into(),
-            time: 0,
-            ident: None,
-        }
-    );
+    assert_eq!(bob.recv(), joined("alice"));
 
     term.keys("send hello wor");
     term.wait_for("the half-typed line", |s| {
@@ -679,10 +668,7 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
     });
     let typed_at = term.raw.len();
 
-    bob.send(&ClientMsg::Chat {
-        text: "are you there?".into(),
-        kind: ChatKind::Plain,
-    });
+    bob.send(&chat("are you there?"));
     term.wait_for(
         "the message above the intact prompt line",
         |s| match row_of(s, "bob: are you there?") {
@@ -711,27 +697,20 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
     );
 
     term.keys("ld\r");
-    assert_eq!(
-        bob.recv(),
-        ServerMsg::Chat {
-            seq: 2,
-            from: "alice".into(),
-            text: "hello world".into(),
-            time: 0,
-            kind: ChatKind::Plain,
-        }
-    );
+    assert_eq!(bob.recv(), said(2, "alice", "hello world"));
+    // The typed command gave way to the line as bob sees it.
+    term.wait_for("alice's own line in place of the command", |s| {
+        row_of(s, "alice: hello world").is_some() && row_of(s, "> send hello world").is_none()
+    });
+    // At a terminal, a line that is no command is a chat too, and so is shown.
+    term.keys("no send needed\r");
+    assert_eq!(bob.recv(), said(3, "alice", "no send needed"));
+    term.wait_for("alice's chat typed without send", |s| {
+        row_of(s, "alice: no send needed").is_some_and(|row| row_of(s, ">") == Some(row + 1))
+    });
     // Ctrl-D at an empty prompt leaves.
     term.keys("\x04");
-    assert_eq!(
-        bob.recv(),
-        ServerMsg::Left {
-            name: "alice".into(),
-            reason: CloseReason::Left,
-            message: None,
-            time: 0,
-        }
-    );
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
     assert_eq!(term.wait_exit(), 0);
 }
 
@@ -754,14 +733,7 @@ fn at_a_terminal_the_name_is_asked_for_again_after_a_refusal_and_ctrl_c_leaves()
     term.wait_for("the welcome", |s| {
         row_of(s, "* joined as alice; online: alice, bob").is_some()
     });
-    assert_eq!(
-        bob.recv(),
-        ServerMsg::Joined {
-            name: "alice".into(),
-            time: 0,
-            ident: None,
-        }
-    );
+    assert_eq!(bob.recv(), joined("alice"));
 
     // Ctrl-C with a half-typed line leaves too, and sends nothing else.
     term.keys("send never");
@@ -769,15 +741,7 @@ fn at_a_terminal_the_name_is_asked_for_again_after_a_refusal_and_ctrl_c_leaves()
         row_of(s, "> send never").is_some()
     });
     term.keys("\x03");
-    assert_eq!(
-        bob.recv(),
-        ServerMsg::Left {
-            name: "alice".into(),
-            reason: CloseReason::Left,
-            message: None,
-            time: 0,
-        }
-    );
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
     assert_eq!(term.wait_exit(), 0);
 }
 
@@ -978,13 +942,7 @@ fn a_server_of_another_protocol_version_is_one_line_and_exit_1() {
     let addr = listener.local_addr().unwrap();
     let mut client = ScriptedClient::join(addr, "carol");
     let mut server = FakeServer::accept(&listener);
-    assert!(matches!(
-        server.recv(),
-        ClientMsg::Hello {
-            version: chat_proto::PROTOCOL_VERSION,
-            ..
-        }
-    ));
+    assert!(matches!(server.recv(), ClientMsg::Hello { version: 3, .. }));
     // A version 1 server refuses, then closes.
     server.send(&ServerMsg::Refused(
         chat_proto::Refusal::UnsupportedVersion { supported: 1 },
@@ -1017,10 +975,7 @@ fn at_a_terminal_lines_have_the_time_and_names_their_colour() {
             .any(|r| is_stamped(&r, "* joined as alice; online: alice, bob"))
     });
     bob.recv();
-    bob.send(&ClientMsg::Chat {
-        text: "hi alice".into(),
-        kind: ChatKind::Plain,
-    });
+    bob.send(&chat("hi alice"));
     term.wait_for("bob's line with the time", |s| {
         s.rows(0, 80).any(|r| is_stamped(&r, "bob: hi alice"))
     });
@@ -1047,4 +1002,154 @@ fn is_stamped(row: &str, text: &str) -> bool {
         && time
             .split_once(':')
             .is_some_and(|(h, m)| digits(h) && digits(m))
+}
+
+/// Minutes since midnight UTC of `unix_ms`, as `HH:MM`.
+fn utc_clock(unix_ms: u128) -> String {
+    let minutes = unix_ms / 60_000;
+    format!("{:02}:{:02}", minutes / 60 % 24, minutes % 60)
+}
+
+fn unix_ms_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+#[test]
+fn at_a_terminal_history_lines_show_the_time_they_were_said() {
+    let server = start_server(test_config());
+    binary("chat-client");
+    let (mut bob, _) = RawClient::join(server.addr(), "bob");
+    let before = unix_ms_now();
+    bob.send(&chat("said before alice came"));
+    bob.send(&ClientMsg::Chat {
+        text: "waves".into(),
+        kind: ChatKind::Action,
+    });
+    // The room answers the ping after it has logged both chats: they were said by now.
+    bob.recv_until_pong();
+    let after = unix_ms_now();
+    let args = port_and_name(server.addr(), "alice");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = client_command(&args, &[("TZ", "UTC"), ("NO_COLOR", "1")]);
+    command.arg("--timestamps");
+    let mut term = Terminal::spawn_as_is(command);
+    // Said within [before, after]: one minute, or two across a minute boundary.
+    let times = [utc_clock(before), utc_clock(after)];
+    let said_at = |row: &str, text: &str| times.iter().any(|t| row == format!("{t} {text}"));
+    term.wait_for("the history with the times it was said", |s| {
+        let rows: Vec<String> = s.rows(0, 80).map(|r| r.trim_end().to_owned()).collect();
+        rows.iter()
+            .any(|r| said_at(r, "[earlier] bob: said before alice came"))
+            && rows.iter().any(|r| said_at(r, "[earlier] * bob waves"))
+    });
+    term.keys("\x04");
+    assert_eq!(term.wait_exit(), 0);
+}
+
+#[test]
+fn at_a_terminal_history_and_live_lines_show_their_own_time_not_the_time_they_arrive() {
+    // A fake server says when things happened: hours ago, so that the time shown cannot be
+    // the time of arrival.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let args = port_and_name(addr, "carol");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = client_command(&args, &[("TZ", "UTC"), ("NO_COLOR", "1")]);
+    command.arg("--timestamps");
+    let mut term = Terminal::spawn_as_is(command);
+    let mut server = FakeServer::accept(&listener);
+    assert!(matches!(server.recv(), ClientMsg::Hello { name, .. } if name == "carol"));
+    // 2026-12-10 09:30 UTC, then 09:41 and 11:02.
+    let morning: u64 = 1_796_895_000_000;
+    let minutes = |m: u64| morning + m * 60_000;
+    server.send(&ServerMsg::Welcome {
+        name: "carol".into(),
+        online: 2,
+        members: vec![Member::named("bob"), Member::named("carol")],
+        limits: Limits {
+            max_name_chars: 32,
+            max_text_bytes: 1024,
+            max_frame_bytes: 2048,
+            rate_per_sec: 10,
+            burst: 20,
+            idle_timeout_ms: 60_000,
+        },
+        seq: 2,
+        epoch: 1,
+    });
+    let history = |seq, time, text: &str, kind| chat_proto::HistoryChat {
+        seq,
+        time,
+        from: "bob".into(),
+        text: text.into(),
+        kind,
+    };
+    server.send(&ServerMsg::History {
+        chats: vec![
+            history(1, morning, "good morning", ChatKind::Plain),
+            history(2, minutes(11), "yawns", ChatKind::Action),
+        ],
+        missed: 0,
+    });
+    server.send(&ServerMsg::Renamed {
+        from: "bob".into(),
+        to: "robert".into(),
+        time: minutes(92),
+    });
+    for row in [
+        "09:30 [earlier] bob: good morning",
+        "09:41 [earlier] * bob yawns",
+        "11:02 * bob is now robert",
+    ] {
+        term.wait_for(row, |s| row_of(s, row).is_some());
+    }
+    term.keys("\x04");
+    assert_eq!(server.recv(), ClientMsg::Leave { message: None });
+    server.send(&ServerMsg::Closing(CloseReason::Left));
+    drop(server);
+    assert_eq!(term.wait_exit(), 0);
+}
+
+#[test]
+fn two_scripted_clients_act_rename_go_away_and_leave_with_parting_words() {
+    let server = start_server(test_config());
+    let mut alice = ScriptedClient::join(server.addr(), "alice");
+    alice.expect_line("* joined as alice; online: alice");
+    let mut bob = ScriptedClient::join(server.addr(), "bob");
+    bob.expect_line("* joined as bob; online: alice, bob");
+    alice.expect_line("* bob joined");
+
+    alice.type_line("me waves");
+    bob.expect_line("* alice waves");
+    alice.type_line("send /me bows");
+    bob.expect_line("* alice bows");
+    alice.type_line("nick alicia");
+    alice.expect_line("* alice is now alicia");
+    bob.expect_line("* alice is now alicia");
+    // Taken: one error line for bob, nothing for anyone else.
+    bob.type_line("/nick Alicia");
+    alice.type_line("away lunch");
+    bob.expect_line("* alicia is away: lunch");
+    bob.type_line("who");
+    bob.expect_line("* online: alicia (away: lunch), bob");
+    alice.type_line("/back");
+    bob.expect_line("* alicia is back");
+    alice.type_line("leave gone for lunch");
+    bob.expect_line("* alicia left: gone for lunch");
+    let (status, out, err) = alice.wait_exit();
+    assert_eq!((status.code(), out, err), (Some(0), vec![], vec![]));
+
+    bob.end_input();
+    let (status, out, err) = bob.wait_exit();
+    assert_eq!(
+        (status.code(), out, err),
+        (
+            Some(0),
+            vec![],
+            vec!["error: name is taken; name not changed".to_owned()]
+        )
+    );
 }
