@@ -1153,3 +1153,51 @@ fn two_scripted_clients_act_rename_go_away_and_leave_with_parting_words() {
         )
     );
 }
+
+#[test]
+fn at_a_terminal_a_client_back_in_a_reset_room_is_told_so_and_shown_its_whole_history() {
+    let port = tests::free_port().to_string();
+    let start = || {
+        ServerProcess::start_with(Command::new(binary("chat-server")).args([
+            "--port",
+            &port,
+            "--max-handshakes-per-ip",
+            "100000",
+        ]))
+    };
+    let mut first = start();
+    let args = port_and_name(first.addr, "alice");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut term = Terminal::spawn(client_command(&args, &[]));
+    term.wait_for("the welcome", |s| {
+        row_of(s, "* joined as alice; online: alice").is_some()
+    });
+    let (mut bob, _) = RawClient::join(first.addr, "bob");
+    bob.send(&chat("before the reset"));
+    term.wait_for("bob's line", |s| {
+        row_of(s, "bob: before the reset").is_some()
+    });
+    first.signal("TERM");
+    assert!(first.wait_exit(WAIT).is_some());
+    term.wait_for("the shutdown", |s| {
+        row_of(s, "* server is shutting down").is_some()
+    });
+    // Another room on the same port: another epoch, whose numbers start again. Resumed by
+    // number alone, alice would skip carol's line (number 1, like bob's).
+    let second = start();
+    let (mut carol, _) = RawClient::join(second.addr, "carol");
+    carol.send(&chat("first in the new room"));
+    carol.recv_until_pong();
+    term.wait_for_within(
+        Duration::from_secs(20),
+        "the rejoin, the reset and the new room's history",
+        |s| {
+            row_of(s, "* reconnected as alice").is_some_and(|row| {
+                row_of(s, "* the room was reset meanwhile; its history follows") == Some(row + 1)
+                    && row_of(s, "[earlier] carol: first in the new room") == Some(row + 2)
+            })
+        },
+    );
+    term.keys("\x04");
+    assert_eq!(term.wait_exit(), 0);
+}
