@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use chat_core::Inbound;
 use tungstenite::handshake::machine::TryParse;
 use tungstenite::handshake::server::{Request, create_response, write_response};
+use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 use super::json::decode_client;
@@ -30,9 +31,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// Headers on every answer of the web port, errors and the upgrade included: the policy above,
 /// no guessing of types, no framing.
 const SECURITY_HEADERS: [(&str, &str); 3] = [
-    ("content-security-policy", CONTENT_SECURITY_POLICY),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
 ];
 
 /// The longest request head accepted (request line and headers).
@@ -124,9 +125,13 @@ fn upgrade(request: &[u8], head: &Head<'_>, policy: &WebPolicy) -> Answer {
         return error(400, "Bad Request", consumed);
     };
     for (name, value) in SECURITY_HEADERS {
-        reply
-            .headers_mut()
-            .insert(name, tungstenite::http::HeaderValue::from_static(value));
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return error(500, "Internal Server Error", consumed);
+        };
+        reply.headers_mut().insert(name, value);
     }
     let mut bytes = Vec::new();
     if write_response(&mut bytes, &reply).is_err() {

@@ -3,8 +3,8 @@
 //! among every web member as it does for the wire protocol.
 
 use chat_proto::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, Member, PROTOCOL_VERSION,
-    Refusal, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, Member, PROTOCOL_VERSION, Refusal,
+    ServerMsg,
 };
 use serde::{Deserialize, Serialize};
 use tungstenite::protocol::CloseFrame;
