@@ -10,7 +10,7 @@
   const members = $("members"), online = $("online"), onlineCount = $("online-count");
   const membersTitle = $("members-title"), sendButton = $("send-button"), awayButton = $("away");
   const notifyButton = $("notify"), membersToggle = $("members-toggle"), newMessages = $("new-messages");
-  const title = document.title;
+  const log = $("log"), title = document.title;
 
   let ws = null;
   let me = null;          // the name the room registered, while joined
@@ -57,7 +57,7 @@
     return time;
   }
 
-  const atBottom = () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
+  const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
 
   // Appends one entry: its own block, its time, then its parts (strings or nodes).
   function entry(cls, ms, ...parts) {
@@ -363,7 +363,7 @@
     newMessages.hidden = true;
     input.focus();
   });
-  messages.addEventListener("scroll", () => { if (atBottom()) newMessages.hidden = true; });
+  log.addEventListener("scroll", () => { if (atBottom()) newMessages.hidden = true; });
 
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) { unread = 0; document.title = title; }
