@@ -5,7 +5,7 @@
 //! first. A request is never drained: one with a body (or a framing this server does not read)
 //! is answered 400 and the connection closes.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 /// Headers read in one request head; more is 431.
 const MAX_HEADERS: usize = 64;
