@@ -414,7 +414,11 @@ impl Browser {
 
     /// Minimizes the window (the page is then hidden) or restores it.
     pub fn minimize(&self, minimized: bool) {
-        let path = if minimized { "/window/minimize" } else { "/window/maximize" };
+        let path = if minimized {
+            "/window/minimize"
+        } else {
+            "/window/maximize"
+        };
         self.session_call("POST", path, Some(json!({})));
     }
 
