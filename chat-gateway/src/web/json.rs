@@ -24,7 +24,9 @@ enum WebServerMsg<'a> {
         members: Vec<WebMember<'a>>,
         limits: &'a Limits,
         seq: u64,
-        epoch: u64,
+        /// A string: a JavaScript number cannot hold every u64, and a resume must give it back
+        /// exactly.
+        epoch: String,
     },
     Refused {
         refusal: &'a Refusal,
@@ -125,7 +127,7 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 members: members(list),
                 limits,
                 seq: *seq,
-                epoch: *epoch,
+                epoch: epoch.to_string(),
             },
             ServerMsg::Refused(refusal) => Self::Refused {
                 refusal,
@@ -228,9 +230,10 @@ enum WebClientMsg {
         #[serde(default)]
         message: Option<String>,
     },
+    /// `epoch` as the welcome wrote it: a string of digits.
     Resume {
         after: u64,
-        epoch: u64,
+        epoch: String,
     },
     Ping {
         nonce: u64,
@@ -271,7 +274,13 @@ pub fn decode_client(text: &str) -> Option<ClientMsg> {
         WebClientMsg::Leave { message } => ClientMsg::Leave { message },
         WebClientMsg::Nick { name } => ClientMsg::Nick { name },
         WebClientMsg::Away { message } => ClientMsg::Away { message },
-        WebClientMsg::Resume { after, epoch } => ClientMsg::Resume { after, epoch },
+        WebClientMsg::Resume { after, epoch } => ClientMsg::Resume {
+            after,
+            epoch: epoch
+                .parse()
+                .ok()
+                .filter(|_| epoch.bytes().all(|b| b.is_ascii_digit()))?,
+        },
         WebClientMsg::Ping { nonce } => ClientMsg::Ping { nonce },
         WebClientMsg::Pong { nonce } => ClientMsg::Pong { nonce },
     })
@@ -520,10 +529,10 @@ mod tests {
                 ClientMsg::Away { message: None },
             ),
             (
-                r#"{"type":"resume","after":12,"epoch":99}"#,
+                r#"{"type":"resume","after":12,"epoch":"18446744073709551615"}"#,
                 ClientMsg::Resume {
                     after: 12,
-                    epoch: 99,
+                    epoch: u64::MAX,
                 },
             ),
         ];
@@ -533,6 +542,9 @@ mod tests {
         for bad in [
             r#"{"type":"chat","text":"x","kind":"Shout"}"#,
             r#"{"type":"resume","after":1}"#,
+            r#"{"type":"resume","after":1,"epoch":7}"#,
+            r#"{"type":"resume","after":1,"epoch":"+7"}"#,
+            r#"{"type":"resume","after":1,"epoch":"18446744073709551616"}"#,
             r#"{"type":"nick"}"#,
             r#"{"type":"away","message":5}"#,
             r#"{"type":"leave","message":"x","as":"y"}"#,
