@@ -488,6 +488,29 @@ mod tests {
     }
 
     #[test]
+    fn the_epoch_is_a_string_so_that_a_page_gives_it_back_exactly() {
+        let welcome = ServerMsg::Welcome {
+            name: "ann".into(),
+            online: 1,
+            members: vec![chat_proto::Member::named("ann")],
+            limits: chat_core::Config::default().limits(),
+            seq: 3,
+            epoch: u64::MAX,
+        };
+        let json: serde_json::Value = serde_json::from_str(&encode_server_json(&welcome)).unwrap();
+        assert_eq!(json["epoch"], "18446744073709551615");
+        assert_eq!(json["seq"], 3);
+        let resume = format!(r#"{{"type":"resume","after":3,"epoch":{}}}"#, json["epoch"]);
+        assert_eq!(
+            decode_client(&resume),
+            Some(ClientMsg::Resume {
+                after: 3,
+                epoch: u64::MAX
+            })
+        );
+    }
+
+    #[test]
     fn the_page_sends_actions_parting_words_renames_away_and_resumes() {
         let cases = [
             (

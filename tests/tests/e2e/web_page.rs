@@ -148,6 +148,13 @@ fn the_page_fits_a_phone_and_a_desktop_and_passes_axe_in_light_and_dark() {
     );
     assert_eq!(open, json!(["block", "true"]));
     assert_accessible(&browser, "phone, members shown");
+    // From the keyboard: Escape closes it and the focus is back on its button.
+    browser.type_into("#members-toggle", "\u{E00C}");
+    let closed = browser.eval(
+        "return [getComputedStyle(document.getElementById('people')).display,
+                 document.activeElement.id];",
+    );
+    assert_eq!(closed, json!(["none", "members-toggle"]));
 }
 
 #[test]

@@ -353,9 +353,17 @@
     });
   }
 
-  membersToggle.addEventListener("click", () => {
-    const open = document.body.classList.toggle("show-members");
+  function showMembers(open) {
+    document.body.classList.toggle("show-members", open);
     membersToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  membersToggle.addEventListener("click", () => showMembers(!document.body.classList.contains("show-members")));
+  // Escape closes the members panel on a phone, and the focus goes back to its button.
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && document.body.classList.contains("show-members")) {
+      showMembers(false);
+      membersToggle.focus();
+    }
   });
 
   newMessages.addEventListener("click", () => {
