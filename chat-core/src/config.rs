@@ -9,7 +9,9 @@ use chat_proto::Limits;
 pub struct Config {
     /// Members allowed in the room at once.
     pub max_clients: u32,
-    /// Connections allowed to be in the handshake (opened, not yet joined) at once.
+    /// Connections allowed to be in the handshake (opened, not yet joined) at once. When it is
+    /// full, the address holding the most handshakes gives up its oldest to a newcomer from an
+    /// address holding fewer, so that many addresses together cannot shut everyone else out.
     pub max_handshakes: u32,
     /// A welcome lists every member only while there are at most this many; past it, the
     /// welcome carries the count and `Who` gives the list. Keeps a join into a big room cheap.

@@ -220,7 +220,7 @@ struct Claim {
 /// An address as limits count it: an IPv4 address, or the /64 of an IPv6 address (one host
 /// usually holds a whole /64). Public so that a driver that counts addresses for its own ends
 /// counts them the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AddrKey {
     /// An IPv4 address (or an IPv4-mapped IPv6 one).
     V4(u32),
@@ -573,12 +573,45 @@ impl Room {
             return Ok(());
         }
         let handshakes = self.conns.len() - self.local_members;
-        if handshakes > self.config.max_handshakes as usize {
+        if handshakes > self.config.max_handshakes as usize && !self.free_a_slot(id, addr) {
             self.refuse_and_close(id, Refusal::ServerFull, CloseReason::ServerFull);
             return Ok(());
         }
         self.schedule(id, now + self.config.handshake_timeout);
         Ok(())
+    }
+
+    /// The shared handshake pool is full and `newcomer` (from `addr`) asks for a slot: the
+    /// address holding the most handshakes, if it holds more than the newcomer's does, gives
+    /// up its oldest one (closed as too many connections). Returns whether a slot was freed.
+    /// Only then does this look through the pool, so it costs nothing until the pool is full.
+    fn free_a_slot(&mut self, newcomer: ConnId, addr: Option<AddrKey>) -> bool {
+        let waiting = |c: &AddrCount| c.handshakes - c.joining;
+        let own = addr.and_then(|a| self.per_addr.get(&a)).map_or(0, waiting);
+        let heaviest = self
+            .per_addr
+            .iter()
+            .map(|(key, count)| (waiting(count), *key))
+            .max_by_key(|(n, key)| (*n, std::cmp::Reverse(*key)));
+        let Some((most, key)) = heaviest.filter(|(most, _)| *most > own) else {
+            return false;
+        };
+        debug_assert!(most > 0);
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                **id != newcomer && c.addr == Some(key) && c.phase == Phase::Handshake
+            })
+            .min_by_key(|(id, c)| (c.opened_at, **id))
+            .map(|(id, _)| *id);
+        let Some(oldest) = oldest else { return false };
+        self.refuse_and_close(
+            oldest,
+            Refusal::TooManyConnections,
+            CloseReason::TooManyConnections,
+        );
+        true
     }
 
     fn receive(&mut self, now: Instant, id: ConnId, msg: ClientMsg) {

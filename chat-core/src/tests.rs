@@ -1067,6 +1067,73 @@ fn one_address_cannot_take_every_handshake_slot() {
 }
 
 #[test]
+fn a_full_handshake_pool_gives_a_newcomer_a_slot_from_the_address_holding_the_most() {
+    let mut h = Harness::with(Config {
+        max_handshakes: 1_024,
+        max_handshakes_per_ip: 32,
+        ..config()
+    });
+    let addr = |i: u32| core::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+    // 33 addresses open 32 slow connections each, one after another, a millisecond apart.
+    let (mut closed, mut full) = (Vec::new(), Vec::new());
+    for i in 0..33u32 {
+        for j in 0..32u64 {
+            h.now += Duration::from_millis(1);
+            let id = u64::from(i) * 100 + j;
+            for out in h.input(Input::OpenedFrom(ConnId(id), addr(i))) {
+                match out {
+                    Output::Close {
+                        conn,
+                        reason: CloseReason::ServerFull,
+                    } => full.push(conn),
+                    Output::Close { conn, reason } => closed.push((conn, reason)),
+                    Output::Send { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    // The 33rd address took 31 slots from the others, each time the oldest handshake of an
+    // address holding the most; its 32nd would leave it holding more than anyone: refused.
+    assert_eq!(full, [ConnId(3_231)]);
+    assert_eq!(closed.len(), 31);
+    assert!(
+        closed
+            .iter()
+            .all(|(_, r)| *r == CloseReason::TooManyConnections)
+    );
+    assert_eq!(
+        closed[0].0,
+        ConnId(0),
+        "the oldest of the heaviest goes first"
+    );
+    assert!(
+        closed.iter().all(|(c, _)| c.0 < 3_200),
+        "the newcomer's own stay"
+    );
+    // A newcomer from a 34th address gets in, and so does one from an IPv6 /64.
+    let newcomer = h.input(Input::OpenedFrom(ConnId(9_000), addr(33)));
+    assert_eq!(newcomer.len(), 2, "one slot given up: {newcomer:?}");
+    assert!(matches!(
+        newcomer[1],
+        Output::Close { conn, reason: CloseReason::TooManyConnections } if conn != ConnId(9_000)
+    ));
+    assert!(h.room.is_open(ConnId(9_000)));
+    let v6: core::net::IpAddr = "2001:db8::1".parse().unwrap();
+    assert_eq!(h.input(Input::OpenedFrom(ConnId(9_001), v6)).len(), 2);
+    assert!(h.room.is_open(ConnId(9_001)));
+    // An address already holding as many as anyone gets nothing more: it is refused as before.
+    let out = h.input(Input::OpenedFrom(ConnId(9_002), addr(32)));
+    assert_eq!(
+        out,
+        vec![
+            send(9_002, ServerMsg::Refused(Refusal::ServerFull)),
+            close(9_002, CloseReason::ServerFull),
+        ]
+    );
+}
+
+#[test]
 fn members_per_address_are_limited_when_asked() {
     let mut h = Harness::with(Config {
         max_clients_per_ip: 1,

@@ -68,7 +68,13 @@ pub async fn serve_with_gateways(
     });
     let mut hub = Hub::new(room, config.queue_bytes);
     let irc = irc.map(|listener| (listener, hub.add_codec(Box::new(irc::codec(&config)))));
-    let web = web.map(|listener| (listener, hub.add_codec(Box::new(web::codec(&config)))));
+    let web = web.map(|listener| {
+        let listen = listener.local_addr().ok().map(|a| a.ip());
+        (
+            listener,
+            hub.add_codec(Box::new(web::codec(&config, listen))),
+        )
+    });
     let outbox = Outbox::new(hub);
     let room = ex.reads.spawn(room_task(
         config.clone(),

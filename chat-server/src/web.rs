@@ -7,14 +7,20 @@
 //! the accept loop and the reader are the ones every codec's port shares
 //! ([`crate::conn::Conns::serve_codec`]).
 
-use chat_gateway::web::{OriginPolicy, WebCodec};
+use std::net::IpAddr;
+
+use chat_gateway::web::{WebCodec, WebPolicy};
 
 use crate::config::ServerConfig;
 
-/// The codec to add to the hub, with the origins and frame limit of `config`.
-pub(crate) fn codec(config: &ServerConfig) -> WebCodec {
-    let origins = OriginPolicy {
+/// The codec to add to the hub, with the origins and frame limit of `config`, serving the
+/// hosts `localhost` and `listen` (the web port's address).
+pub(crate) fn codec(config: &ServerConfig, listen: Option<IpAddr>) -> WebCodec {
+    let policy = WebPolicy {
+        https: false,
+        listen,
+        hosts: Vec::new(),
         allowed: config.web_allow_origin.clone(),
     };
-    WebCodec::new(origins, config.room.max_frame_bytes)
+    WebCodec::new(policy, config.room.max_frame_bytes)
 }

@@ -157,6 +157,21 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Where axe-core's `axe.min.js` is: `CHAT_AXE_JS`, else `target/npm` under the workspace,
+/// where `cargo xtask ci` installs it. Panics with the command to install it when missing.
+pub fn axe_core_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHAT_AXE_JS") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/npm/node_modules/axe-core/axe.min.js");
+    assert!(
+        path.is_file(),
+        "the browser tests need axe-core; install with: npm install --prefix target/npm axe-core@4.10.3 (cargo xtask ci does)"
+    );
+    path
+}
+
 /// Where a program is on `PATH`.
 fn on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -179,6 +194,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile; panics with the
     /// command to install them when they are missing.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The same, with more Chromium arguments (e.g. `--host-resolver-rules=...`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let (Some(chromedriver), Some(chromium)) = (on_path("chromedriver"), on_path("chromium"))
         else {
             panic!(
@@ -218,6 +238,7 @@ impl Browser {
             "--window-size=1000,640",
             &format!("--user-data-dir={}", browser.profile.0.display()),
         ];
+        let args: Vec<&str> = args.iter().copied().chain(extra.iter().copied()).collect();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium, "args": args},
@@ -343,6 +364,84 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs `script`, which ends by calling its last argument with a value, and returns it.
+    pub fn eval_async(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// One Chrome DevTools Protocol command in the current tab.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.session_call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// Shows the page as a device `width` by `height` CSS pixels wide would (a phone when
+    /// `mobile`), whatever the window's size.
+    pub fn viewport(&self, width: u32, height: u32, mobile: bool) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+    }
+
+    /// Makes the page see `prefers-color-scheme: dark` (or light).
+    pub fn color_scheme(&self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": value}]}),
+        );
+    }
+
+    /// Grants (or denies) a permission, e.g. `notifications`, as if the user had answered.
+    pub fn set_permission(&self, name: &str, granted: bool) {
+        let state = if granted { "granted" } else { "denied" };
+        self.session_call(
+            "POST",
+            "/permissions",
+            Some(json!({"descriptor": {"name": name}, "state": state})),
+        );
+    }
+
+    /// Minimizes the window (the page is then hidden) or restores it.
+    pub fn minimize(&self, minimized: bool) {
+        let path = if minimized {
+            "/window/minimize"
+        } else {
+            "/window/maximize"
+        };
+        self.session_call("POST", path, Some(json!({})));
+    }
+
+    /// Clicks the element `css`.
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// axe-core's serious and critical violations on the page as it is now: each as
+    /// `rule: targets`. axe-core is injected from [`axe_core_path`].
+    pub fn axe_violations(&self) -> Vec<String> {
+        let axe = std::fs::read_to_string(axe_core_path()).expect("read axe.min.js");
+        self.eval(&format!("{axe}\n;return null;"));
+        let found = self.eval_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']})
+               .then((r) => done(r.violations
+                 .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                 .map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', '))))
+               .catch((e) => done(['axe failed: ' + e]));",
+        );
+        serde_json::from_value(found).expect("violations")
     }
 
     /// A PNG of the current tab.

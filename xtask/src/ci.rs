@@ -35,6 +35,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     )?;
     // The end-to-end tests start real programs (redis-server); install what is missing.
     deps::ensure()?;
+    deps::ensure_axe()?;
     step(
         "test",
         "cargo test --workspace",

@@ -18,7 +18,34 @@ pub(crate) const NEEDED: &[(&str, &str)] = &[
     // The room in a browser: a real headless Chromium, driven through WebDriver.
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
+    // npm installs axe-core, which the browser tests inject into the page (see `ensure_axe`).
+    ("npm", "npm"),
 ];
+
+/// The accessibility engine the browser tests inject into the page, pinned.
+pub(crate) const AXE_CORE: &str = "axe-core@4.10.3";
+
+/// Where [`ensure_axe`] installs it, under the workspace; the tests read
+/// `node_modules/axe-core/axe.min.js` there.
+pub(crate) const AXE_DIR: &str = "target/npm";
+
+/// Installs axe-core into [`AXE_DIR`] with npm, unless it is there.
+pub(crate) fn ensure_axe() -> Result<(), String> {
+    let dir = crate::project_root().join(AXE_DIR);
+    if dir.join("node_modules/axe-core/axe.min.js").is_file() {
+        eprintln!("==> deps: {AXE_CORE} present in {AXE_DIR}");
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(AXE_CORE);
+    crate::step(
+        "axe-core",
+        &format!("npm install --prefix {AXE_DIR} {AXE_CORE}"),
+        npm,
+    )
+}
 
 /// What to do about the programs the tests need.
 #[derive(Debug, PartialEq, Eq)]

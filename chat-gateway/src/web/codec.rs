@@ -10,10 +10,10 @@ use chat_core::{Codec, ConnId, ConnMap, Inbound};
 use chat_proto::{ErrorKind, ServerMsg};
 
 use super::http::{
-    Answer, MAX_REQUEST_BYTES, MAX_REQUESTS, OriginPolicy, WsReader, answer, max_ws_message,
-    too_many_requests,
+    Answer, MAX_REQUEST_BYTES, MAX_REQUESTS, WsReader, answer, max_ws_message, too_many_requests,
 };
 use super::json::{close_frame, json_frame};
+use super::request::WebPolicy;
 
 /// Where one web connection stands.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ enum Phase {
 /// A connection in its HTTP phase is sent nothing of the room's: its close is a plain one.
 #[derive(Debug)]
 pub struct WebCodec {
-    origins: OriginPolicy,
+    policy: WebPolicy,
     max_message: usize,
     conns: ConnMap<Phase>,
     /// Connections to decode again with no new bytes (an upgrade answered, a 429 sent).
@@ -49,9 +49,9 @@ pub struct WebCodec {
 impl WebCodec {
     /// A codec for pages allowed by `origins`, in a room that accepts frames of up to
     /// `max_frame_bytes` (a page's message may be twice that and more, as JSON).
-    pub fn new(origins: OriginPolicy, max_frame_bytes: u32) -> Self {
+    pub fn new(policy: WebPolicy, max_frame_bytes: u32) -> Self {
         Self {
-            origins,
+            policy,
             max_message: max_ws_message(max_frame_bytes),
             conns: ConnMap::default(),
             ready: VecDeque::new(),
@@ -70,7 +70,7 @@ impl Codec for WebCodec {
             input: Vec::new(),
             served: 0,
         });
-        if phase.decode(bytes, &self.origins, self.max_message, out) {
+        if phase.decode(bytes, &self.policy, self.max_message, out) {
             self.ready.push_back(conn);
         }
     }
@@ -127,14 +127,14 @@ impl Phase {
     fn decode(
         &mut self,
         bytes: &[u8],
-        origins: &OriginPolicy,
+        policy: &WebPolicy,
         max_message: usize,
         out: &mut Vec<Inbound>,
     ) -> bool {
         match self {
             Phase::Http { input, served } => {
                 input.extend_from_slice(bytes);
-                match serve(input, served, origins, out) {
+                match serve(input, served, policy, out) {
                     Some(next) => {
                         let upgraded = matches!(next, Phase::Upgraded { .. });
                         *self = next;
@@ -170,12 +170,12 @@ impl Phase {
 fn serve(
     input: &mut Vec<u8>,
     served: &mut usize,
-    origins: &OriginPolicy,
+    policy: &WebPolicy,
     out: &mut Vec<Inbound>,
 ) -> Option<Phase> {
     loop {
         let last = *served + 1 >= MAX_REQUESTS;
-        match answer(input, origins, last) {
+        match answer(input, policy, last) {
             Answer::Incomplete => return None,
             Answer::Reply {
                 bytes,

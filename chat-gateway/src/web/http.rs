@@ -7,14 +7,20 @@ use std::io::{self, Read, Write};
 use chat_core::Inbound;
 use tungstenite::handshake::machine::TryParse;
 use tungstenite::handshake::server::{Request, create_response, write_response};
+use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::{Message, Role, WebSocketConfig, WebSocketContext};
 
 use super::json::decode_client;
+use super::request::{Head, Parsed, WebPolicy, parse};
 
 /// The page, its script and its style, compiled into the binary.
 const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
 const APP_CSS: &str = include_str!("page/app.css");
+/// The tab's icon.
+const FAVICON: &[u8] = include_bytes!("page/favicon.ico");
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The page may load its own script, style and WebSocket, and nothing else: no inline script,
 /// no remote loads, no framing.
@@ -22,35 +28,19 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
+/// Headers on every answer of the web port, errors and the upgrade included: the policy above,
+/// no guessing of types, no framing.
+const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+];
+
 /// The longest request head accepted (request line and headers).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// Requests served on one connection before it is closed.
 pub const MAX_REQUESTS: usize = 32;
-
-/// Which origins may open the WebSocket.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OriginPolicy {
-    /// Origins allowed besides the page's own, e.g. `https://chat.example.com`.
-    pub allowed: Vec<String>,
-}
-
-impl OriginPolicy {
-    /// A request without `Origin` comes from a program, not a page, and is allowed; a page may
-    /// connect from the origin it was served from (the `Host` it asked) or a listed one.
-    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
-        let Some(origin) = origin else {
-            return true;
-        };
-        let same = host.is_some_and(|host| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-        });
-        same || self.allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-    }
-}
 
 /// What to do with the bytes read so far on a connection in its HTTP phase.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,77 +68,76 @@ pub enum Answer {
 
 /// Decides the answer to the request at the start of `input`. `last` says this is the last
 /// request the connection may make.
-pub fn answer(input: &[u8], origins: &OriginPolicy, last: bool) -> Answer {
+pub fn answer(input: &[u8], policy: &WebPolicy, last: bool) -> Answer {
     // A request is judged on its first MAX_REQUEST_BYTES alone, so that the answer does not
     // depend on how many bytes past them one read happened to bring.
     let input = &input[..input.len().min(MAX_REQUEST_BYTES)];
-    let (consumed, request) = match Request::try_parse(input) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) if input.len() < MAX_REQUEST_BYTES => return Answer::Incomplete,
-        Ok(None) => return error(431, "Request Header Fields Too Large", input.len()),
-        Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::WrongHttpMethod)) => {
-            return error(405, "Method Not Allowed", input.len());
-        }
-        Err(_) => return error(400, "Bad Request", input.len()),
+    let (consumed, head) = match parse(input) {
+        Parsed::Head(consumed, head) => (consumed, head),
+        Parsed::Partial if input.len() < MAX_REQUEST_BYTES => return Answer::Incomplete,
+        Parsed::Partial => return error(431, "Request Header Fields Too Large", input.len()),
+        Parsed::Refused(status, text) => return error(status, text, input.len()),
     };
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    // A GET with a body is not one this server reads; rather than skip it, refuse and close.
-    if header("transfer-encoding").is_some()
-        || header("content-length").is_some_and(|n| n.trim() != "0")
-    {
-        return error(400, "Bad Request", consumed);
+    // A name this port does not serve (a rebound one, say) gets nothing but this.
+    if head.host.is_some_and(|host| !policy.allows_host(host)) {
+        return error(421, "Misdirected Request", consumed);
     }
-    let close = last
-        || header("connection")
-            .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
-    let page = |content_type: &str, body: &str| Answer::Reply {
+    let close = last || head.close;
+    let page = |content_type: &str, body: &[u8]| Answer::Reply {
         bytes: response(200, "OK", content_type, body, close),
         consumed,
         close,
     };
-    match request.uri().path() {
-        "/" | "/index.html" => page("text/html; charset=utf-8", INDEX_HTML),
-        "/app.js" => page("text/javascript; charset=utf-8", APP_JS),
-        "/app.css" => page("text/css; charset=utf-8", APP_CSS),
-        "/ws" => {
-            let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-            if !upgrade {
-                return Answer::Reply {
-                    bytes: response(
-                        426,
-                        "Upgrade Required",
-                        "text/plain; charset=utf-8",
-                        "this is the chat's WebSocket; open / in a browser\n",
-                        true,
-                    ),
-                    consumed,
-                    close: true,
-                };
-            }
-            if !origins.allows(header("origin"), header("host")) {
-                return error(403, "Forbidden", consumed);
-            }
-            let Ok(reply) = create_response(&request) else {
-                return error(400, "Bad Request", consumed);
-            };
-            let mut bytes = Vec::new();
-            if write_response(&mut bytes, &reply).is_err() {
-                return error(400, "Bad Request", consumed);
-            }
-            Answer::Upgrade { bytes, consumed }
-        }
+    match head.path {
+        "/" | "/index.html" => page("text/html; charset=utf-8", INDEX_HTML.as_bytes()),
+        "/app.js" => page("text/javascript; charset=utf-8", APP_JS.as_bytes()),
+        "/app.css" => page("text/css; charset=utf-8", APP_CSS.as_bytes()),
+        "/favicon.ico" => page("image/x-icon", FAVICON),
+        "/ws" => upgrade(&input[..consumed], &head, policy),
         _ => Answer::Reply {
-            bytes: response(
-                404,
-                "Not Found",
-                "text/plain; charset=utf-8",
-                "not found\n",
-                close,
-            ),
+            bytes: response(404, "Not Found", TEXT, b"not found\n", close),
             consumed,
             close,
         },
     }
+}
+
+/// The answer to a request for `/ws` (its head is `request`): the upgrade, if it is one from
+/// an allowed origin.
+fn upgrade(request: &[u8], head: &Head<'_>, policy: &WebPolicy) -> Answer {
+    let consumed = request.len();
+    if !head.websocket {
+        let body = b"this is the chat's WebSocket; open / in a browser\n";
+        return Answer::Reply {
+            bytes: response(426, "Upgrade Required", TEXT, body, true),
+            consumed,
+            close: true,
+        };
+    }
+    if !policy.allows_origin(head.origin, head.host) {
+        return error(403, "Forbidden", consumed);
+    }
+    // The head passed the strict checks; tungstenite checks the WebSocket's own headers.
+    let Ok(Some((_, request))) = Request::try_parse(request) else {
+        return error(400, "Bad Request", consumed);
+    };
+    let Ok(mut reply) = create_response(&request) else {
+        return error(400, "Bad Request", consumed);
+    };
+    for (name, value) in SECURITY_HEADERS {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return error(500, "Internal Server Error", consumed);
+        };
+        reply.headers_mut().insert(name, value);
+    }
+    let mut bytes = Vec::new();
+    if write_response(&mut bytes, &reply).is_err() {
+        return error(400, "Bad Request", consumed);
+    }
+    Answer::Upgrade { bytes, consumed }
 }
 
 /// An error status, after which the connection is closed.
@@ -157,8 +146,8 @@ fn error(status: u16, text: &str, consumed: usize) -> Answer {
         bytes: response(
             status,
             text,
-            "text/plain; charset=utf-8",
-            &format!("{status} {text}\n"),
+            TEXT,
+            format!("{status} {text}\n").as_bytes(),
             true,
         ),
         consumed,
@@ -168,27 +157,33 @@ fn error(status: u16, text: &str, consumed: usize) -> Answer {
 
 /// The answer to a request the room's rate limit refused, after which the connection is closed.
 pub(crate) fn too_many_requests() -> Vec<u8> {
-    let text = "Too Many Requests";
-    let body = format!("429 {text}\n");
-    response(429, text, "text/plain; charset=utf-8", &body, true)
+    response(
+        429,
+        "Too Many Requests",
+        TEXT,
+        b"429 Too Many Requests\n",
+        true,
+    )
 }
 
-fn response(status: u16, text: &str, content_type: &str, body: &str, close: bool) -> Vec<u8> {
+fn response(status: u16, text: &str, content_type: &str, body: &[u8], close: bool) -> Vec<u8> {
     let connection = if close { "close" } else { "keep-alive" };
     let mut out = format!(
         "HTTP/1.1 {status} {text}\r\n\
          Content-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\
-         Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\n\
-         X-Content-Type-Options: nosniff\r\n\
-         X-Frame-Options: DENY\r\n\
-         Referrer-Policy: no-referrer\r\n\
-         Cache-Control: no-store\r\n\
-         Connection: {connection}\r\n\r\n",
+         Content-Length: {}\r\n",
         body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
+    );
+    for (name, value) in SECURITY_HEADERS {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "Referrer-Policy: no-referrer\r\n\
+         Cache-Control: no-store\r\n\
+         Connection: {connection}\r\n\r\n"
+    ));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
     out
 }
 
@@ -390,19 +385,5 @@ pub(super) mod tests {
         let mut bytes = masked(0x8, &[0x03, 0xe9]);
         bytes.extend(masked(0x1, br#"{"type":"who"}"#));
         assert_eq!(read_all(&bytes, &[bytes.len()]), vec![Inbound::End]);
-    }
-
-    #[test]
-    fn origins_the_same_host_or_listed() {
-        let policy = OriginPolicy {
-            allowed: vec!["https://chat.example.com".into()],
-        };
-        assert!(policy.allows(None, Some("x")));
-        assert!(policy.allows(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
-        assert!(policy.allows(Some("https://chat.example.com"), Some("127.0.0.1:8080")));
-        assert!(!policy.allows(Some("http://127.0.0.1:8081"), Some("127.0.0.1:8080")));
-        assert!(!policy.allows(Some("http://evil.example"), Some("127.0.0.1:8080")));
-        assert!(!policy.allows(Some("null"), Some("127.0.0.1:8080")));
-        assert!(!policy.allows(Some("http://127.0.0.1:8080"), None));
     }
 }

@@ -3,7 +3,7 @@
 //! among every web member as it does for the wire protocol.
 
 use chat_proto::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, PROTOCOL_VERSION, Refusal,
+    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, Member, PROTOCOL_VERSION, Refusal,
     ServerMsg,
 };
 use serde::{Deserialize, Serialize};
@@ -13,28 +13,26 @@ use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 /// A server message as the page reads it: `{"type": "chat", "seq": 7, "from": "bob", ...}`.
 /// Refusals, errors and close reasons carry the typed value (to match on) and a sentence.
+/// Times are ms since the Unix epoch, stamped by the room's log; kinds are `plain`, `action`
+/// or `notice`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WebServerMsg<'a> {
     Welcome {
         name: &'a str,
         online: u32,
-        members: Vec<&'a str>,
+        members: Vec<WebMember<'a>>,
         limits: &'a Limits,
         seq: u64,
-        epoch: u64,
+        /// A string: a JavaScript number cannot hold every u64, and a resume must give it back
+        /// exactly.
+        epoch: String,
     },
     Refused {
         refusal: &'a Refusal,
         text: String,
     },
-    Chat {
-        seq: u64,
-        time: u64,
-        from: &'a str,
-        text: &'a str,
-        kind: &'a ChatKind,
-    },
+    Chat(WebChat<'a>),
     Joined {
         name: &'a str,
         time: u64,
@@ -47,7 +45,7 @@ enum WebServerMsg<'a> {
         time: u64,
     },
     Members {
-        names: Vec<&'a str>,
+        members: Vec<WebMember<'a>>,
     },
     Renamed {
         from: &'a str,
@@ -74,9 +72,43 @@ enum WebServerMsg<'a> {
         text: String,
     },
     History {
-        chats: &'a [chat_proto::HistoryChat],
+        chats: Vec<WebChat<'a>>,
         missed: u64,
     },
+}
+
+/// A member as the page lists it: the name, and the away message while away.
+#[derive(Debug, Serialize)]
+struct WebMember<'a> {
+    name: &'a str,
+    away: Option<&'a str>,
+}
+
+/// A chat, live or from the history.
+#[derive(Debug, Serialize)]
+struct WebChat<'a> {
+    seq: u64,
+    time: u64,
+    from: &'a str,
+    text: &'a str,
+    kind: &'static str,
+}
+
+fn kind_name(kind: ChatKind) -> &'static str {
+    match kind {
+        ChatKind::Plain => "plain",
+        ChatKind::Action => "action",
+        ChatKind::Notice => "notice",
+    }
+}
+
+fn members(list: &[Member]) -> Vec<WebMember<'_>> {
+    list.iter()
+        .map(|m| WebMember {
+            name: &m.name,
+            away: m.away.as_deref(),
+        })
+        .collect()
 }
 
 impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
@@ -85,17 +117,17 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
             ServerMsg::Welcome {
                 name,
                 online,
-                members,
+                members: list,
                 limits,
                 seq,
                 epoch,
             } => Self::Welcome {
                 name,
                 online: *online,
-                members: members.iter().map(|m| &*m.name).collect(),
+                members: members(list),
                 limits,
                 seq: *seq,
-                epoch: *epoch,
+                epoch: epoch.to_string(),
             },
             ServerMsg::Refused(refusal) => Self::Refused {
                 refusal,
@@ -107,13 +139,13 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 from,
                 text,
                 kind,
-            } => Self::Chat {
+            } => Self::Chat(WebChat {
                 seq: *seq,
                 time: *time,
                 from,
                 text,
-                kind,
-            },
+                kind: kind_name(*kind),
+            }),
             ServerMsg::Joined { name, time, .. } => Self::Joined { name, time: *time },
             ServerMsg::Left {
                 name,
@@ -127,8 +159,8 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 message: message.as_deref(),
                 time: *time,
             },
-            ServerMsg::Members { members } => Self::Members {
-                names: members.iter().map(|m| &*m.name).collect(),
+            ServerMsg::Members { members: list } => Self::Members {
+                members: members(list),
             },
             ServerMsg::Renamed { from, to, time } => Self::Renamed {
                 from,
@@ -155,7 +187,16 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 text: reason.to_string(),
             },
             ServerMsg::History { chats, missed } => Self::History {
-                chats,
+                chats: chats
+                    .iter()
+                    .map(|c| WebChat {
+                        seq: c.seq,
+                        time: c.time,
+                        from: &c.from,
+                        text: &c.text,
+                        kind: kind_name(c.kind),
+                    })
+                    .collect(),
                 missed: *missed,
             },
         }
@@ -163,16 +204,52 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
 }
 
 /// A client message as the page writes it: `{"type": "hello", "name": "alice"}`. The hello
-/// carries no magic or version: the adapter speaks for the page and fills them in.
+/// carries no magic or version: the adapter speaks for the page and fills them in. Optional
+/// fields may be left out or `null`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum WebClientMsg {
-    Hello { name: String },
-    Chat { text: String },
+    Hello {
+        name: String,
+    },
+    Chat {
+        text: String,
+        #[serde(default)]
+        kind: WebKind,
+    },
     Who,
-    Leave,
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Leave {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    Nick {
+        name: String,
+    },
+    /// Away with a message; without one (or `null`), back.
+    Away {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// `epoch` as the welcome wrote it: a string of digits.
+    Resume {
+        after: u64,
+        epoch: String,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WebKind {
+    #[default]
+    Plain,
+    Action,
+    Notice,
 }
 
 /// The message in one JSON text frame from the page; `None` if it is not one.
@@ -185,12 +262,25 @@ pub fn decode_client(text: &str) -> Option<ClientMsg> {
             password: None,
             ident: None,
         },
-        WebClientMsg::Chat { text } => ClientMsg::Chat {
+        WebClientMsg::Chat { text, kind } => ClientMsg::Chat {
             text,
-            kind: ChatKind::Plain,
+            kind: match kind {
+                WebKind::Plain => ChatKind::Plain,
+                WebKind::Action => ChatKind::Action,
+                WebKind::Notice => ChatKind::Notice,
+            },
         },
         WebClientMsg::Who => ClientMsg::Who,
-        WebClientMsg::Leave => ClientMsg::Leave { message: None },
+        WebClientMsg::Leave { message } => ClientMsg::Leave { message },
+        WebClientMsg::Nick { name } => ClientMsg::Nick { name },
+        WebClientMsg::Away { message } => ClientMsg::Away { message },
+        WebClientMsg::Resume { after, epoch } => ClientMsg::Resume {
+            after,
+            epoch: epoch
+                .parse()
+                .ok()
+                .filter(|_| epoch.bytes().all(|b| b.is_ascii_digit()))?,
+        },
         WebClientMsg::Ping { nonce } => ClientMsg::Ping { nonce },
         WebClientMsg::Pong { nonce } => ClientMsg::Pong { nonce },
     })
@@ -269,7 +359,7 @@ mod tests {
         let mut out = Vec::new();
         assert!(json_frame(&mut Vec::new(), &msg, &mut out));
         let json =
-            r#"{"type":"chat","seq":3,"time":5,"from":"bob","text":"<b>hi</b>","kind":"Plain"}"#;
+            r#"{"type":"chat","seq":3,"time":5,"from":"bob","text":"<b>hi</b>","kind":"plain"}"#;
         assert_eq!(out[0], 0x81);
         assert_eq!(out[1] as usize, json.len());
         assert_eq!(&out[2..], json.as_bytes());
@@ -337,6 +427,150 @@ mod tests {
             r#"{"type":"chat"}"#,
             r#"{"type":"chat","text":"x","as":"admin"}"#,
             r#"{"type":"ping","nonce":-1}"#,
+        ] {
+            assert_eq!(decode_client(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn v3_messages_carry_times_kinds_away_and_parting_words() {
+        let mut away = chat_proto::Member::named("bob");
+        away.away = Some("lunch".into());
+        let members = ServerMsg::Members {
+            members: vec![chat_proto::Member::named("ann"), away],
+        };
+        assert_eq!(
+            encode_server_json(&members),
+            r#"{"type":"members","members":[{"name":"ann","away":null},{"name":"bob","away":"lunch"}]}"#
+        );
+        let history = ServerMsg::History {
+            chats: vec![chat_proto::HistoryChat {
+                seq: 4,
+                time: 1_700_000_000_000,
+                from: "bob".into(),
+                text: "waves".into(),
+                kind: ChatKind::Action,
+            }],
+            missed: 0,
+        };
+        assert_eq!(
+            encode_server_json(&history),
+            r#"{"type":"history","chats":[{"seq":4,"time":1700000000000,"from":"bob","text":"waves","kind":"action"}],"missed":0}"#
+        );
+        let left = ServerMsg::Left {
+            name: "bob".into(),
+            reason: CloseReason::Left,
+            message: Some("gone for lunch".into()),
+            time: 9,
+        };
+        assert_eq!(
+            encode_server_json(&left),
+            r#"{"type":"left","name":"bob","reason":"Left","text":"left","message":"gone for lunch","time":9}"#
+        );
+        let renamed = ServerMsg::Renamed {
+            from: "alice".into(),
+            to: "alicia".into(),
+            time: 9,
+        };
+        assert_eq!(
+            encode_server_json(&renamed),
+            r#"{"type":"renamed","from":"alice","to":"alicia","time":9}"#
+        );
+        let back = ServerMsg::Away {
+            name: "bob".into(),
+            message: None,
+            time: 9,
+        };
+        assert_eq!(
+            encode_server_json(&back),
+            r#"{"type":"away","name":"bob","message":null,"time":9}"#
+        );
+    }
+
+    #[test]
+    fn the_epoch_is_a_string_so_that_a_page_gives_it_back_exactly() {
+        let welcome = ServerMsg::Welcome {
+            name: "ann".into(),
+            online: 1,
+            members: vec![chat_proto::Member::named("ann")],
+            limits: chat_core::Config::default().limits(),
+            seq: 3,
+            epoch: u64::MAX,
+        };
+        let json: serde_json::Value = serde_json::from_str(&encode_server_json(&welcome)).unwrap();
+        assert_eq!(json["epoch"], "18446744073709551615");
+        assert_eq!(json["seq"], 3);
+        let resume = format!(r#"{{"type":"resume","after":3,"epoch":{}}}"#, json["epoch"]);
+        assert_eq!(
+            decode_client(&resume),
+            Some(ClientMsg::Resume {
+                after: 3,
+                epoch: u64::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn the_page_sends_actions_parting_words_renames_away_and_resumes() {
+        let cases = [
+            (
+                r#"{"type":"chat","text":"waves","kind":"action"}"#,
+                ClientMsg::Chat {
+                    text: "waves".into(),
+                    kind: ChatKind::Action,
+                },
+            ),
+            (
+                r#"{"type":"chat","text":"fyi","kind":"notice"}"#,
+                ClientMsg::Chat {
+                    text: "fyi".into(),
+                    kind: ChatKind::Notice,
+                },
+            ),
+            (r#"{"type":"leave"}"#, ClientMsg::Leave { message: None }),
+            (
+                r#"{"type":"leave","message":"gone for lunch"}"#,
+                ClientMsg::Leave {
+                    message: Some("gone for lunch".into()),
+                },
+            ),
+            (
+                r#"{"type":"nick","name":"alicia"}"#,
+                ClientMsg::Nick {
+                    name: "alicia".into(),
+                },
+            ),
+            (
+                r#"{"type":"away","message":"lunch"}"#,
+                ClientMsg::Away {
+                    message: Some("lunch".into()),
+                },
+            ),
+            (r#"{"type":"away"}"#, ClientMsg::Away { message: None }),
+            (
+                r#"{"type":"away","message":null}"#,
+                ClientMsg::Away { message: None },
+            ),
+            (
+                r#"{"type":"resume","after":12,"epoch":"18446744073709551615"}"#,
+                ClientMsg::Resume {
+                    after: 12,
+                    epoch: u64::MAX,
+                },
+            ),
+        ];
+        for (json, msg) in cases {
+            assert_eq!(decode_client(json), Some(msg), "{json}");
+        }
+        for bad in [
+            r#"{"type":"chat","text":"x","kind":"Shout"}"#,
+            r#"{"type":"resume","after":1}"#,
+            r#"{"type":"resume","after":1,"epoch":7}"#,
+            r#"{"type":"resume","after":1,"epoch":"+7"}"#,
+            r#"{"type":"resume","after":1,"epoch":"18446744073709551616"}"#,
+            r#"{"type":"nick"}"#,
+            r#"{"type":"away","message":5}"#,
+            r#"{"type":"leave","message":"x","as":"y"}"#,
         ] {
             assert_eq!(decode_client(bad), None, "{bad}");
         }

@@ -8,3 +8,4 @@ mod redis;
 mod redis_infra;
 mod server;
 mod web;
+mod web_page;

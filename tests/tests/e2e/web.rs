@@ -19,7 +19,7 @@ fn a_page_and_a_native_client_talk_in_json_and_frames() {
     let (mut ann, welcome) = WebClient::join(web, "ann");
     assert_eq!(welcome["name"], "ann");
     assert_eq!(welcome["online"], 1);
-    assert_eq!(welcome["members"], json!(["ann"]));
+    assert_eq!(welcome["members"], json!([{"name": "ann", "away": null}]));
     assert_eq!(welcome["limits"]["max_text_bytes"], 1024);
 
     let (mut bob, _) = RawClient::join(server.addr(), "bob");
@@ -27,7 +27,7 @@ fn a_page_and_a_native_client_talk_in_json_and_frames() {
     bob.send(&chat("hi from the terminal <b>"));
     assert_eq!(
         ann.recv(),
-        json!({"type": "chat", "seq": 1, "from": "bob", "text": "hi from the terminal <b>", "kind": "Plain"})
+        json!({"type": "chat", "seq": 1, "from": "bob", "text": "hi from the terminal <b>", "kind": "plain"})
     );
     ann.send(json!({"type": "chat", "text": "hi from the browser \"é\""}));
     assert_eq!(
@@ -43,7 +43,7 @@ fn a_page_and_a_native_client_talk_in_json_and_frames() {
     ann.send(json!({"type": "who"}));
     assert_eq!(
         ann.recv(),
-        json!({"type": "members", "names": ["ann", "bob"]})
+        json!({"type": "members", "members": [{"name": "ann", "away": null}, {"name": "bob", "away": null}]})
     );
     ann.send(json!({"type": "ping", "nonce": 7}));
     assert_eq!(ann.recv(), json!({"type": "pong", "nonce": 7}));
@@ -221,19 +221,53 @@ fn http_serves_the_page_with_a_strict_policy_and_refuses_the_rest() {
     );
     let post = http_exchange(
         web,
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     );
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     let garbage = http_exchange(web, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
     // A request head over 8 KiB.
-    let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: {web}\r\nX: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
     assert!(http_exchange(web, long.as_bytes()).starts_with("HTTP/1.1 431"));
     // 40 requests pipelined on one connection: 32 answered, the last with Connection: close.
-    let many = "GET /app.css HTTP/1.1\r\nHost: x\r\n\r\n".repeat(40);
+    let many = format!("GET /app.css HTTP/1.1\r\nHost: {web}\r\n\r\n").repeat(40);
     let answers = http_exchange(web, many.as_bytes());
     assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 32);
     assert_eq!(answers.matches("Connection: close").count(), 1);
+    // Every answer of the web port carries the policy, no sniffing and no framing, errors too.
+    let rebound = http_exchange(web, b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+    assert!(
+        rebound.starts_with("HTTP/1.1 421 Misdirected Request\r\n"),
+        "{rebound}"
+    );
+    let twice = format!("GET / HTTP/1.1\r\nHost: {web}\r\nHost: {web}\r\n\r\n");
+    let twice = http_exchange(web, twice.as_bytes());
+    assert!(twice.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{twice}");
+    let icon = get("/favicon.ico");
+    assert!(icon.contains("Content-Type: image/x-icon"), "{icon}");
+    for answer in [
+        page,
+        icon,
+        get("/secret"),
+        plain,
+        post,
+        garbage,
+        rebound,
+        twice,
+    ] {
+        let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+        for header in [
+            "Content-Security-Policy: default-src 'none';",
+            "frame-ancestors 'none'",
+            "X-Content-Type-Options: nosniff",
+            "X-Frame-Options: DENY",
+        ] {
+            assert!(head.contains(header), "{header} missing from {head}");
+        }
+    }
 }
 
 /// Waits for the line with `needle` on the native client's stdout.

@@ -9,6 +9,7 @@ use chat_proto::{ClientMsg, CloseReason, Refusal};
 
 use super::*;
 use crate::web::http::tests::masked;
+use crate::web::{CONTENT_SECURITY_POLICY, WebPolicy};
 
 /// An upgrade request as a browser sends it.
 const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
@@ -18,7 +19,7 @@ const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
 const CONN: ConnId = ConnId(1);
 
 fn codec() -> WebCodec {
-    WebCodec::new(OriginPolicy::default(), 2048)
+    WebCodec::new(WebPolicy::default(), 2048)
 }
 
 /// Decodes `bytes` as the hub does: then the connections the codec names, with no new bytes.
@@ -61,7 +62,7 @@ fn text(inbound: &Inbound) -> String {
 
 fn get(path: &str, close: bool) -> String {
     let connection = if close { "Connection: close\r\n" } else { "" };
-    format!("GET {path} HTTP/1.1\r\nHost: x\r\n{connection}\r\n")
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n{connection}\r\n")
 }
 
 #[test]
@@ -152,7 +153,8 @@ fn a_request_answered_with_close_yields_end_and_nothing_after_it_is_read() {
             "HTTP/1.1 405 Method Not Allowed\r\n",
         ),
         (
-            "GET /ws HTTP/1.1\r\nHost: a\r\nOrigin: http://b\r\nUpgrade: websocket\r\n\r\n".into(),
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nOrigin: http://b\r\nUpgrade: websocket\r\n\r\n"
+                .into(),
             "HTTP/1.1 403 Forbidden\r\n",
         ),
     ];
@@ -303,8 +305,12 @@ fn the_handshake_cap_per_address_counts_connections_in_their_http_phase() {
         "another address still gets in"
     );
     // A connection whose HTTP phase ends frees its slot.
-    hub.handle_bytes(now, ConnId(1), b"Host: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    hub.handle_bytes(
+        now,
+        ConnId(1),
+        b"Host: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     assert!(!hub.room().is_open(ConnId(1)));
     let (page, done) = drain(&mut hub, ConnId(1));
     assert!(page.starts_with("HTTP/1.1 200 OK") && done, "{page}");
@@ -388,4 +394,94 @@ fn the_default_burst_covers_every_request_a_connection_may_make() {
     assert!(answers.contains("HTTP/1.1 101") && !answers.contains("429"));
     assert!(!done);
     assert_eq!(hub.room().name_of(ConnId(1)), Some("ann"));
+}
+
+/// Asserts that an answer carries the policy, no-sniffing and no-framing headers.
+fn assert_guarded(answer: &str) {
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
+    let head = format!("{head}\r\n").to_ascii_lowercase();
+    let csp = format!(
+        "\r\ncontent-security-policy: {}\r\n",
+        CONTENT_SECURITY_POLICY.to_ascii_lowercase()
+    );
+    assert!(head.contains(&csp), "{answer}");
+    assert!(head.contains("frame-ancestors 'none'"), "{answer}");
+    assert!(
+        head.contains("\r\nx-content-type-options: nosniff\r\n"),
+        "{answer}"
+    );
+    assert!(head.contains("\r\nx-frame-options: deny\r\n"), "{answer}");
+}
+
+#[test]
+fn every_answer_of_the_web_port_carries_the_security_headers() {
+    let evil = "GET / HTTP/1.1\r\nHost: evil.test:8080\r\n\r\n".to_owned();
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n",
+        "a".repeat(MAX_REQUEST_BYTES)
+    );
+    let cases = [
+        (get("/", false), "200 OK"),
+        (get("/favicon.ico", false), "200 OK"),
+        (
+            String::from_utf8_lossy(UPGRADE).into_owned(),
+            "101 Switching Protocols",
+        ),
+        ("GET / HTTP/1.1\r\n\r\n".to_owned(), "400 Bad Request"),
+        (get("/nope", false), "404 Not Found"),
+        (
+            "PUT / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+            "405 Method Not Allowed",
+        ),
+        (evil, "421 Misdirected Request"),
+        (get("/ws", false), "426 Upgrade Required"),
+        (huge, "431 Request Header Fields Too Large"),
+        (
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nOrigin: http://b\r\nUpgrade: websocket\r\n\r\n"
+                .to_owned(),
+            "403 Forbidden",
+        ),
+    ];
+    for (request, status) in cases {
+        let out = read_all(request.as_bytes(), &[request.len()]);
+        let answer = text(&out[0]);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{answer}"
+        );
+        assert_guarded(&answer);
+    }
+    assert_guarded(&String::from_utf8_lossy(&too_many_requests()));
+}
+
+#[test]
+fn a_rebound_name_gets_neither_the_page_nor_the_socket() {
+    let upgrade = String::from_utf8_lossy(UPGRADE).replace("127.0.0.1:8080", "evil.test:8080");
+    for request in [get("/", false).replace("127.0.0.1", "evil.test"), upgrade] {
+        let out = read_all(request.as_bytes(), &[request.len()]);
+        assert!(text(&out[0]).starts_with("HTTP/1.1 421 Misdirected Request\r\n"));
+        assert!(!text(&out[0]).contains("<html"));
+        assert_eq!(out[1], Inbound::End);
+    }
+    // Named by the operator, the same name is served.
+    let policy = WebPolicy {
+        hosts: vec!["evil.test".into()],
+        ..WebPolicy::default()
+    };
+    let mut named = WebCodec::new(policy, 2048);
+    let mut out = Vec::new();
+    let request = get("/", false).replace("127.0.0.1", "evil.test");
+    feed(&mut named, CONN, request.as_bytes(), &mut out);
+    assert!(text(&out[0]).starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn a_smuggled_second_request_is_never_answered() {
+    let smuggle = "GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\
+        Content-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+    let out = read_all(smuggle.as_bytes(), &[smuggle.len()]);
+    assert_eq!(out.len(), 2);
+    assert!(text(&out[0]).starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    assert_eq!(text(&out[0]).matches("HTTP/1.1").count(), 1);
+    assert_eq!(out[1], Inbound::End);
 }
