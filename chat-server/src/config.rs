@@ -78,6 +78,9 @@ pub struct Args {
     /// origins allowed to open the WebSocket besides the page's own, comma-separated, e.g. https://chat.example.com [env CHAT_WEB_ALLOW_ORIGIN, else the page's own only]
     #[argh(option)]
     pub web_allow_origin: Option<String>,
+    /// a host name the page is served under besides localhost and the listening address (DNS rebinding: any other Host gets 421), repeatable or comma-separated, e.g. chat.example.com [env CHAT_WEB_HOST, else none]
+    #[argh(option)]
+    pub web_host: Vec<String>,
     /// port for IRC clients, in the same room, 0 for any free port [env CHAT_IRC_PORT, else no IRC]
     #[argh(option)]
     pub irc_port: Option<String>,
@@ -124,6 +127,8 @@ pub struct ServerConfig {
     pub web_port: Option<u16>,
     /// Origins allowed to open the WebSocket besides the page's own.
     pub web_allow_origin: Vec<String>,
+    /// Host names the page is served under, besides `localhost` and the listening address.
+    pub web_hosts: Vec<String>,
     /// Port for IRC clients (the gateway); none: no IRC.
     pub irc_port: Option<u16>,
     /// The IRC channel that is the room.
@@ -175,6 +180,7 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(2),
             web_port: None,
             web_allow_origin: Vec::new(),
+            web_hosts: Vec::new(),
             irc_port: None,
             irc_channel: "#chat".into(),
             irc_server_name: None,
@@ -214,6 +220,22 @@ pub fn parse_origins(text: &str) -> Option<Vec<String>> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
             host_ok.then(|| origin.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// Host names for `--web-host`: letters, digits, `-` and `.` (an IPv6 literal in brackets),
+/// lower-cased; `None` if any is not one.
+pub fn parse_hosts(text: &str) -> Option<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|host| {
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+            ok.then(|| host.to_ascii_lowercase())
         })
         .collect()
 }
@@ -364,6 +386,13 @@ fn resolve_gateways(
         config.web_allow_origin = raw.parse_with(
             parse_origins,
             "comma-separated origins such as https://chat.example.com",
+        )?;
+    }
+    let web_host = (!args.web_host.is_empty()).then(|| args.web_host.join(","));
+    if let Some(raw) = pick("web-host", &web_host) {
+        config.web_hosts = raw.parse_with(
+            parse_hosts,
+            "comma-separated host names such as chat.example.com",
         )?;
     }
     if let Some(raw) = pick("irc-port", &args.irc_port) {
@@ -665,6 +694,7 @@ mod tests {
             max_text_bytes: Some("1005".into()),
             max_away_bytes: Some("1014".into()),
             max_frame_bytes: Some("3006".into()),
+            web_host: vec!["Chat.Example".into(), "b.example".into()],
             queue_bytes: Some("70007".into()),
             rate: Some("7".into()),
             burst: Some("9".into()),
@@ -716,6 +746,7 @@ mod tests {
                 "CHAT_WEB_ALLOW_ORIGIN",
                 "https://a.example, http://b.example:8080",
             ),
+            ("CHAT_WEB_HOST", "chat.example,b.example"),
             ("CHAT_IRC_PORT", "6668"),
             ("CHAT_IRC_CHANNEL", "#room"),
             ("CHAT_IRC_SERVER_NAME", "irc.example"),
@@ -757,6 +788,7 @@ mod tests {
             linger: Duration::from_secs(2),
             web_port: Some(4002),
             web_allow_origin: vec!["https://a.example".into(), "http://b.example:8080".into()],
+            web_hosts: vec!["chat.example".into(), "b.example".into()],
             irc_port: Some(6668),
             irc_channel: "#room".into(),
             irc_server_name: Some("irc.example".into()),

@@ -14,12 +14,12 @@ use chat_gateway::web::{WebCodec, WebPolicy};
 use crate::config::ServerConfig;
 
 /// The codec to add to the hub, with the origins and frame limit of `config`, serving the
-/// hosts `localhost` and `listen` (the web port's address).
+/// hosts `localhost`, `listen` (the web port's address) and those of `--web-host`.
 pub(crate) fn codec(config: &ServerConfig, listen: Option<IpAddr>) -> WebCodec {
     let policy = WebPolicy {
         https: false,
         listen,
-        hosts: Vec::new(),
+        hosts: config.web_hosts.clone(),
         allowed: config.web_allow_origin.clone(),
     };
     WebCodec::new(policy, config.room.max_frame_bytes)

@@ -93,7 +93,8 @@ mod tests {
         Ok(fields)
     }
 
-    /// Each `pub FIELD: Option<String>` and `pub FIELD: bool` (a switch) of `struct Args` with
+    /// Each `pub FIELD: Option<String>` (or `Vec<String>`, a repeatable option) and
+    /// `pub FIELD: bool` (a switch) of `struct Args` with
     /// the help note in its doc comment, except a `no_FIELD` that turns a switch off (it must
     /// follow its `FIELD`).
     fn help_notes(text: &str) -> Result<Vec<(String, Option<HelpNote>)>, String> {
@@ -109,10 +110,10 @@ mod tests {
             }
             if let Some(comment) = line.strip_prefix("///") {
                 doc.push_str(comment);
-            } else if let Some(field) = line
-                .strip_prefix("pub ")
-                .and_then(|l| l.strip_suffix(": Option<String>,"))
-            {
+            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| {
+                l.strip_suffix(": Option<String>,")
+                    .or_else(|| l.strip_suffix(": Vec<String>,"))
+            }) {
                 out.push((field.to_owned(), help_note(&doc)));
                 doc.clear();
             } else if let Some(field) = line
