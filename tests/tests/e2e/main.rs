@@ -7,5 +7,6 @@ mod irc;
 mod redis;
 mod redis_infra;
 mod server;
+mod versions;
 mod web;
 mod web_page;
