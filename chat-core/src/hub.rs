@@ -45,6 +45,9 @@ pub enum Inbound {
     /// queued for the connection in order with everything the room sends it, and paid for from
     /// its rate limit ([`Hub::send_raw`]).
     Reply(Vec<u8>),
+    /// The member leaves the room and stays connected, with these parting words
+    /// ([`Input::Part`]: IRC's PART).
+    Part(Option<String>),
     /// Bytes that break the protocol: the connection is closed for a protocol error.
     Malformed,
     /// The connection is done on the protocol's own terms (a goodbye, an HTTP answer that
@@ -332,6 +335,9 @@ impl Hub {
                         self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
                     }
                 }
+                Inbound::Part(message) => {
+                    self.room.handle_input(now, Input::Part(conn, message))?;
+                }
                 Inbound::Malformed => self.room.handle_input(now, Input::Malformed(conn))?,
                 Inbound::End => {
                     let leave = ClientMsg::Leave { message: None };
@@ -407,6 +413,7 @@ impl Hub {
                 }
             }
             Output::Subscribe { conn } => self.fanout_of(conn).follow(conn),
+            Output::Unsubscribe { conn } => self.fanout_of(conn).unfollow(conn),
             Output::Close { conn, reason } => {
                 let gone = reason == CloseReason::Disconnected;
                 let lane = Self::lane_in(&mut self.lanes, &self.conns, conn);

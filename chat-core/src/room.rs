@@ -40,6 +40,11 @@ pub enum Input {
     Received(ConnId, ClientMsg),
     /// Bytes arrived on a connection that are not a valid frame; it is closed for a protocol error.
     Malformed(ConnId),
+    /// The member on this connection leaves the room with these parting words (as a
+    /// [`ClientMsg::Leave`] does) but the connection stays open, back in its handshake: not a
+    /// wire message, an adapter's (IRC's PART). A later hello joins again; until then the
+    /// handshake deadline, counted from now, applies. Ignored for a connection not a member.
+    Part(ConnId, Option<String>),
     /// The connection cannot keep up with what it is sent; it is closed as too slow.
     Stalled(ConnId),
     /// The connection is gone (end of stream, reset, write error).
@@ -105,6 +110,12 @@ pub enum Output {
     /// lets a large room deliver a broadcast without visiting every member.
     Subscribe {
         /// The new member's connection.
+        conn: ConnId,
+    },
+    /// `conn` is no longer among the recipients of broadcasts (its member left with
+    /// [`Input::Part`] and stays connected): what was broadcast before still reaches it.
+    Unsubscribe {
+        /// The connection.
         conn: ConnId,
     },
     /// Close a connection. Unless the reason is [`CloseReason::Disconnected`] (the peer is
@@ -470,6 +481,10 @@ impl Room {
             }
             Input::Malformed(id) => {
                 self.close(id, CloseReason::ProtocolError);
+                Ok(())
+            }
+            Input::Part(id, message) => {
+                self.part(now, id, message);
                 Ok(())
             }
             Input::Stalled(id) => {
@@ -1175,6 +1190,39 @@ impl Room {
         }
     }
 
+    /// A member leaves and stays connected, back in its handshake ([`Input::Part`]): its leave
+    /// goes to the log as a [`ClientMsg::Leave`]'s does, and it follows broadcasts no more.
+    fn part(&mut self, now: Instant, id: ConnId, message: Option<String>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Phase::Member { name, key } = std::mem::replace(&mut conn.phase, Phase::Handshake)
+        else {
+            return;
+        };
+        let renaming = conn.renaming.take();
+        conn.opened_at = now;
+        conn.pinged = false;
+        if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
+            count.members -= 1;
+            count.handshakes += 1;
+        }
+        self.local_members -= 1;
+        self.outputs.push_back(Output::Unsubscribe { conn: id });
+        let message: Option<Arc<str>> = message
+            .filter(|m| check_text(m, self.config.max_text_bytes).is_ok())
+            .map(Arc::from);
+        let leave = |message| ProposalKind::Leave {
+            reason: CloseReason::Left,
+            message,
+        };
+        if let Some((name, key)) = &renaming {
+            self.propose(id, name, key, leave(message.clone()));
+        }
+        self.propose(id, &name, &key, leave(message));
+        self.schedule(id, now + self.config.handshake_timeout);
+    }
+
     /// Closes a connection for `reason`: the log is asked to let its member go, and the others
     /// are told once it has.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
@@ -1230,10 +1278,15 @@ impl Room {
         })
     }
 
-    /// Whether `seat` is a member of this node whose connection is gone: in a shared room its
-    /// leave may not be applied yet, but it is on its way to the log.
+    /// Whether `seat` is a member of this node whose connection is gone (or parted): in a
+    /// shared room its leave may not be applied yet, but it is on its way to the log.
     fn gone_here(&self, seat: &Seat) -> bool {
-        seat.node == self.node && !self.conns.contains_key(&seat.conn)
+        // A connection back in its handshake (it parted) is gone from the seat too.
+        seat.node == self.node
+            && self
+                .conns
+                .get(&seat.conn)
+                .is_none_or(|c| c.phase == Phase::Handshake)
     }
 
     /// Whether the room is full, seats of members gone from here aside. They are counted only
