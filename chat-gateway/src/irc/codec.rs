@@ -2,19 +2,19 @@
 //! room's messages out as IRC lines.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chat_core::{Codec, ConnId, ConnMap, Inbound, fold_name};
-use chat_proto::{ErrorKind, HistoryChat, Refusal, ServerMsg};
+use chat_proto::{ChatKind, ErrorKind, HistoryChat, Member, Refusal, ServerMsg};
 
 use super::commands::Listing;
 use super::line::MAX_LINE;
 use super::session::Session;
 
-/// How chat text marks a CTCP ACTION (`/me waves`) for native clients, which show
-/// `bob: /me waves`; IRC recipients get it back as an ACTION.
+/// How a plain chat's text marks an action where a client cannot send one of the action kind
+/// (a v2 client's `/me waves`): IRC recipients get it as a CTCP ACTION too.
 pub const ACTION_PREFIX: &str = "/me ";
 
 /// Characters IRC cannot carry in a nick anywhere (`!` and `@` split a prefix, `,` splits
@@ -64,6 +64,9 @@ pub struct Identity {
 pub struct IrcCodec {
     id: Identity,
     sessions: ConnMap<Session>,
+    /// The members here, by folded nick: whose nick a rename changes, and who PARTed (not
+    /// in the room when its leave comes) rather than QUIT. One entry per session at most.
+    here: HashMap<String, ConnId>,
     /// Connections with kept lines that can go on now.
     ready: VecDeque<ConnId>,
 }
@@ -74,6 +77,7 @@ impl IrcCodec {
         Self {
             id,
             sessions: ConnMap::default(),
+            here: HashMap::new(),
             ready: VecDeque::new(),
         }
     }
@@ -93,43 +97,21 @@ impl Codec for IrcCodec {
     }
 
     fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let id = &self.id;
-        let session = self.sessions.get_mut(&to);
-        let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
         let ready = match msg {
-            ServerMsg::Welcome {
-                name,
-                online,
-                members,
-                limits,
-                ..
-            } => {
-                let nick = irc_nick(name).into_owned();
-                let names: Vec<Arc<str>> = members.iter().map(|m| m.name.clone()).collect();
-                welcome(out, id, &nick, *online, &names, limits.max_name_chars);
-                session.is_some_and(|s| s.welcomed(nick))
-            }
+            ServerMsg::Welcome { .. } => self.welcomed(to, msg, out),
             ServerMsg::Refused(refusal) => {
+                let session = self.sessions.get_mut(&to);
+                let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
                 let wanted = session.as_ref().map_or("", |s| s.phase().wanted());
-                refused(out, id, &me, wanted, refusal);
+                refused(out, &self.id, &me, wanted, refusal);
                 session.is_some_and(Session::refused)
             }
-            ServerMsg::Error(kind) => {
-                let srv = id.server.as_str();
-                match kind {
-                    ErrorKind::TextTooLong { .. }
-                    | ErrorKind::TextEmpty
-                    | ErrorKind::TextInvalid => {
-                        push(out, format_args!(":{srv} 404 {me} {} :{kind}", id.channel));
-                    }
-                    _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
-                }
-                session.is_some_and(Session::error)
-            }
+            ServerMsg::Error(kind) => self.error(to, kind, out),
             ServerMsg::Members { members: list } => {
+                let session = self.sessions.get_mut(&to);
+                let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
                 let listing = session.and_then(Session::take_listing);
-                let names: Vec<Arc<str>> = list.iter().map(|m| m.name.clone()).collect();
-                members(out, id, &me, listing.unwrap_or(Listing::Names), &names);
+                members(out, &self.id, &me, listing.unwrap_or(Listing::Names), list);
                 false
             }
             ServerMsg::Ping { nonce } => {
@@ -149,7 +131,7 @@ impl Codec for IrcCodec {
                 return self.encode_broadcast(msg, out);
             }
             ServerMsg::History { chats, missed } => {
-                history(out, id, chats, *missed);
+                history(out, &self.id, chats, *missed);
                 false
             }
         };
@@ -160,37 +142,37 @@ impl Codec for IrcCodec {
     }
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let id = &self.id;
+        let id = self.id.clone();
         let (srv, chan) = (id.server.as_str(), id.channel.as_str());
         match msg {
-            ServerMsg::Chat { from, text, .. } => {
-                let from = irc_nick(from);
-                let head = format!(":{from}!{from}@{srv} PRIVMSG {chan} :");
-                let (text, action) = match text.strip_prefix(ACTION_PREFIX) {
-                    Some(rest) if !rest.trim().is_empty() => (rest, true),
-                    _ => (text.as_str(), false),
-                };
-                // Each line at most 512 bytes: long text goes out in pieces.
-                let room = MAX_LINE.saturating_sub(2 + head.len() + if action { 9 } else { 0 });
-                for piece in pieces(text, room.max(16)) {
-                    out.extend_from_slice(head.as_bytes());
-                    if action {
-                        out.extend_from_slice(b"\x01ACTION ");
-                        out.extend_from_slice(piece.as_bytes());
-                        out.extend_from_slice(b"\x01\r\n");
-                    } else {
-                        out.extend_from_slice(piece.as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
-            }
+            ServerMsg::Chat {
+                from, text, kind, ..
+            } => chat_lines(out, &id, from, text, *kind),
             ServerMsg::Joined { name, .. } => {
                 let n = irc_nick(name);
                 push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
             }
-            ServerMsg::Left { name, reason, .. } => {
+            ServerMsg::Left {
+                name,
+                reason,
+                message,
+                ..
+            } => {
                 let n = irc_nick(name);
-                push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}"));
+                let parted = self.left_here(&n);
+                let words = message.as_deref();
+                match (parted, words) {
+                    (true, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} PART {chan} :{w}")),
+                    (true, None) => push(out, format_args!(":{n}!{n}@{srv} PART {chan}")),
+                    (false, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{w}")),
+                    (false, None) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}")),
+                }
+            }
+            ServerMsg::Renamed { from, to, .. } => {
+                let (from, to) = (irc_nick(from), irc_nick(to));
+                push(out, format_args!(":{from}!{from}@{srv} NICK {to}"));
+                let (from, to) = (from.into_owned(), to.into_owned());
+                self.renamed_here(&from, to);
             }
             _ => return false,
         }
@@ -198,7 +180,141 @@ impl Codec for IrcCodec {
     }
 
     fn forget(&mut self, conn: ConnId) {
-        self.sessions.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            let key = fold_name(session.phase().me());
+            if self.here.get(&key) == Some(&conn) {
+                self.here.remove(&key);
+            }
+        }
+    }
+}
+
+impl IrcCodec {
+    /// The room welcomed `to`: the welcome numerics, or after a PART only the JOIN and names.
+    /// Returns whether what waited can go on.
+    fn welcomed(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let ServerMsg::Welcome {
+            name,
+            online,
+            members,
+            limits,
+            ..
+        } = msg
+        else {
+            return false;
+        };
+        let nick = irc_nick(name).into_owned();
+        let session = self.sessions.get_mut(&to);
+        let rejoin = session.and_then(|s| s.welcomed(nick.clone()));
+        let names: Vec<Arc<str>> = members.iter().map(|m| m.name.clone()).collect();
+        if rejoin == Some(true) {
+            push(
+                out,
+                format_args!(":{nick}!{nick}@{} JOIN {}", self.id.server, self.id.channel),
+            );
+            names_or_count(out, &self.id, &nick, *online, &names);
+        } else {
+            welcome(out, &self.id, &nick, *online, &names, limits.max_name_chars);
+        }
+        let Some(session) = rejoin.and(self.sessions.get(&to)) else {
+            return false;
+        };
+        self.here.insert(fold_name(&nick), to);
+        session.ready()
+    }
+
+    /// An error from the room: a refused rename as 433/432, a refused text as 404, the rest
+    /// as a NOTICE. Returns whether what waited can go on.
+    fn error(&mut self, to: ConnId, kind: &ErrorKind, out: &mut Vec<u8>) -> bool {
+        let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
+        let session = self.sessions.get_mut(&to);
+        let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
+        let renaming = match kind {
+            ErrorKind::NameTaken | ErrorKind::NameInvalid(_) => {
+                session.and_then(Session::take_renaming)
+            }
+            _ => None,
+        };
+        match (kind, renaming) {
+            (ErrorKind::NameTaken, Some(nick)) => push(
+                out,
+                format_args!(
+                    ":{srv} 433 {me} {nick} :Nickname is already in use (or one that looks the same)"
+                ),
+            ),
+            (ErrorKind::NameInvalid(rule), Some(nick)) => push(
+                out,
+                format_args!(":{srv} 432 {me} {nick} :Erroneous nickname: {rule}"),
+            ),
+            (ErrorKind::TextTooLong { .. } | ErrorKind::TextEmpty | ErrorKind::TextInvalid, _) => {
+                push(out, format_args!(":{srv} 404 {me} {chan} :{kind}"));
+            }
+            _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
+        }
+        self.sessions.get_mut(&to).is_some_and(Session::error)
+    }
+
+    /// `nick` left: whether it was a member here that PARTed (it is out of the room, still
+    /// connected), rather than one that QUIT or was closed.
+    fn left_here(&mut self, nick: &str) -> bool {
+        let key = fold_name(nick);
+        let Some(conn) = self.here.get(&key).copied() else {
+            return false;
+        };
+        let parted = self
+            .sessions
+            .get(&conn)
+            .is_some_and(|s| !s.phase().in_room() && fold_name(s.phase().me()) == key);
+        if parted
+            || !self
+                .sessions
+                .get(&conn)
+                .is_some_and(|s| s.phase().in_room())
+        {
+            self.here.remove(&key);
+        }
+        parted
+    }
+
+    /// A member here took another nick: its later lines name it so.
+    fn renamed_here(&mut self, from: &str, to: String) {
+        let Some(conn) = self.here.remove(&fold_name(from)) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.renamed(to.clone());
+            self.here.insert(fold_name(&to), conn);
+        }
+    }
+}
+
+/// A chat as IRC lines, each at most 512 bytes: an action as a CTCP ACTION, a notice as a
+/// NOTICE, long text in pieces.
+fn chat_lines(out: &mut Vec<u8>, id: &Identity, from: &str, text: &str, kind: ChatKind) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    let from = irc_nick(from);
+    let (text, action) = match (kind, text.strip_prefix(ACTION_PREFIX)) {
+        (ChatKind::Action, _) => (text, true),
+        (ChatKind::Plain, Some(rest)) if !rest.trim().is_empty() => (rest, true),
+        _ => (text, false),
+    };
+    let command = if kind == ChatKind::Notice {
+        "NOTICE"
+    } else {
+        "PRIVMSG"
+    };
+    let head = format!(":{from}!{from}@{srv} {command} {chan} :");
+    let room = MAX_LINE.saturating_sub(2 + head.len() + if action { 9 } else { 0 });
+    for piece in pieces(text, room.max(16)) {
+        out.extend_from_slice(head.as_bytes());
+        if action {
+            out.extend_from_slice(b"\x01ACTION ");
+            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(b"\x01\r\n");
+        } else {
+            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -240,6 +356,12 @@ fn welcome(
         out,
         format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
     );
+    names_or_count(out, id, nick, online, members);
+}
+
+/// The names a welcome lists, or how many are online when it lists none (a large room).
+fn names_or_count(out: &mut Vec<u8>, id: &Identity, nick: &str, online: u32, members: &[Arc<str>]) {
+    let srv = id.server.as_str();
     if members.is_empty() && online > 1 {
         push(
             out,
@@ -347,27 +469,29 @@ fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names:
 }
 
 /// The answer to the command that asked for the member list.
-fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, names: &[Arc<str>]) {
+fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, list: &[Member]) {
     let srv = id.server.as_str();
-    let nicks = names.iter().map(|n| irc_nick(n));
+    let nicks = list.iter().map(|m| (irc_nick(&m.name), m));
     let same = |a: &str, b: &str| fold_name(a) == fold_name(b);
     match listing {
-        Listing::Names => {
-            let nicks: Vec<Cow<'_, str>> = nicks.collect();
-            names_lines(out, id, me, &nicks);
-        }
-        Listing::Join => {
-            push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
-            let nicks: Vec<Cow<'_, str>> = nicks.collect();
+        Listing::Names | Listing::Join => {
+            if listing == Listing::Join {
+                push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
+            }
+            let nicks: Vec<Cow<'_, str>> = nicks.map(|(n, _)| n).collect();
             names_lines(out, id, me, &nicks);
         }
         Listing::Who { mask } => {
             let whole = mask.eq_ignore_ascii_case(&id.channel);
             let chan = if whole { id.channel.as_str() } else { "*" };
-            for nick in nicks.filter(|n| whole || mask == "*" || same(n, &mask)) {
+            for (nick, m) in nicks.filter(|(n, _)| whole || mask == "*" || same(n, &mask)) {
+                let (user, real) = user_of(&nick, m);
+                let here = if m.away.is_some() { 'G' } else { 'H' };
                 push(
                     out,
-                    format_args!(":{srv} 352 {me} {chan} {nick} {srv} {srv} {nick} H :0 {nick}"),
+                    format_args!(
+                        ":{srv} 352 {me} {chan} {user} {srv} {srv} {nick} {here} :0 {real}"
+                    ),
                 );
             }
             push(
@@ -377,28 +501,57 @@ fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, names: 
         }
         Listing::Userhost(asked) => {
             let found: Vec<String> = nicks
-                .filter(|n| asked.iter().any(|a| same(n, a)))
-                .map(|n| format!("{n}=+{n}@{srv}"))
+                .filter(|(n, _)| asked.iter().any(|a| same(n, a)))
+                .map(|(n, m)| {
+                    let here = if m.away.is_some() { '-' } else { '+' };
+                    format!("{n}={here}{}@{srv}", user_of(&n, m).0)
+                })
                 .collect();
             push(out, format_args!(":{srv} 302 {me} :{}", found.join(" ")));
         }
-        Listing::Private { target } => {
-            if nicks.into_iter().any(|n| same(&n, &target)) {
-                push(
-                    out,
-                    format_args!(
-                        ":{srv} 404 {me} {target} :Private messages are not carried here; write to {}",
-                        id.channel
-                    ),
-                );
-            } else {
-                push(
-                    out,
-                    format_args!(":{srv} 401 {me} {target} :No such nick/channel"),
-                );
-            }
-        }
+        Listing::Private { target } => private(out, id, me, &target, list),
     }
+}
+
+/// The user name and real name a member gave in USER; its nick for both if it gave none.
+fn user_of<'m>(nick: &'m str, member: &'m Member) -> (&'m str, &'m str) {
+    match &member.ident {
+        Some(ident) => (
+            if ident.user.is_empty() {
+                nick
+            } else {
+                &ident.user
+            },
+            &ident.realname,
+        ),
+        None => (nick, nick),
+    }
+}
+
+/// A private message to `target`: 401 if nobody has the nick; else 301 if it is away, and a
+/// numeric saying private messages are not carried.
+fn private(out: &mut Vec<u8>, id: &Identity, me: &str, target: &str, list: &[Member]) {
+    let srv = id.server.as_str();
+    let found = list
+        .iter()
+        .find(|m| fold_name(&irc_nick(&m.name)) == fold_name(target));
+    let Some(member) = found else {
+        push(
+            out,
+            format_args!(":{srv} 401 {me} {target} :No such nick/channel"),
+        );
+        return;
+    };
+    if let Some(away) = &member.away {
+        push(out, format_args!(":{srv} 301 {me} {target} :{away}"));
+    }
+    push(
+        out,
+        format_args!(
+            ":{srv} 404 {me} {target} :Private messages are not carried here; write to {}",
+            id.channel
+        ),
+    );
 }
 
 #[cfg(test)]

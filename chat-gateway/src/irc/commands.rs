@@ -3,9 +3,9 @@
 
 use std::fmt::Arguments;
 
-use chat_proto::{ClientMsg, MAGIC, PROTOCOL_VERSION};
+use chat_proto::{ChatKind, ClientMsg, Ident, MAGIC, PROTOCOL_VERSION};
 
-use super::codec::{ACTION_PREFIX, Identity, irc_nick};
+use super::codec::{Identity, irc_nick};
 use super::line::{Line, MAX_LINE, Message};
 
 /// What one line asks for, in order.
@@ -19,6 +19,8 @@ pub(crate) enum Action {
     Who(Listing),
     /// Send the hello for this nick, and read no further line until the room answers it.
     Register(String),
+    /// Leave the room and stay connected, with these parting words (PART).
+    Part(Option<String>),
 }
 
 /// How the next `Members` answer to a connection is shown: it answers the command that asked.
@@ -37,11 +39,20 @@ pub(crate) enum Listing {
     /// USERHOST: 302 with those online.
     Userhost(Vec<String>),
     /// A private message to this nick: 401 if nobody has it, else a numeric saying private
-    /// messages are not carried.
+    /// messages are not carried (and 301 first if it is away).
     Private {
         /// The nick written to.
         target: String,
     },
+}
+
+/// What a registered connection is doing in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// In the room.
+    In,
+    /// Left it with PART, still connected: JOIN enters again.
+    Parted,
 }
 
 /// Where a connection is in registration.
@@ -50,16 +61,25 @@ pub(crate) enum Phase {
     /// What NICK, USER and CAP have said so far.
     Unregistered {
         nick: Option<String>,
-        user: bool,
+        ident: Option<Ident>,
         negotiating: bool,
     },
-    /// The hello for `nick` is with the room: lines wait for its answer.
-    Registering { nick: String },
-    /// A member, under the nick the room registered; `listing` shows the member list its
-    /// last WHO, NAMES, JOIN, USERHOST or private message asked for.
+    /// The hello for `nick` is with the room: lines wait for its answer. `rejoin`: the
+    /// connection registered before and PARTed (a JOIN enters again).
+    Registering {
+        nick: String,
+        ident: Option<Ident>,
+        rejoin: bool,
+    },
+    /// Registered under the nick the room gave; `listing` shows the member list its last
+    /// WHO, NAMES, JOIN, USERHOST or private message asked for; `renaming`, the nick its NICK
+    /// asked for, for the numeric that refuses it.
     Registered {
         nick: String,
+        ident: Option<Ident>,
+        presence: Presence,
         listing: Option<Listing>,
+        renaming: Option<String>,
     },
     /// Closed for what it sent (too much before its welcome): nothing more is read.
     Shut,
@@ -69,7 +89,7 @@ impl Default for Phase {
     fn default() -> Self {
         Phase::Unregistered {
             nick: None,
-            user: false,
+            ident: None,
             negotiating: false,
         }
     }
@@ -101,7 +121,10 @@ impl Phase {
     /// The nick numerics are addressed to: `*` until welcomed.
     pub(crate) fn me(&self) -> &str {
         match self {
-            Phase::Registered { nick, .. } => nick,
+            Phase::Registered { nick, .. }
+            | Phase::Registering {
+                nick, rejoin: true, ..
+            } => nick,
             _ => "*",
         }
     }
@@ -109,9 +132,30 @@ impl Phase {
     /// The nick of the hello with the room, for the numerics that refuse it.
     pub(crate) fn wanted(&self) -> &str {
         match self {
-            Phase::Registering { nick } => nick,
+            Phase::Registering { nick, .. } => nick,
             _ => "",
         }
+    }
+
+    /// What USER said.
+    pub(crate) fn ident(&self) -> Option<&Ident> {
+        match self {
+            Phase::Unregistered { ident, .. }
+            | Phase::Registering { ident, .. }
+            | Phase::Registered { ident, .. } => ident.as_ref(),
+            Phase::Shut => None,
+        }
+    }
+
+    /// Whether it is registered and in the room.
+    pub(crate) fn in_room(&self) -> bool {
+        matches!(
+            self,
+            Phase::Registered {
+                presence: Presence::In,
+                ..
+            }
+        )
     }
 
     /// Translates one line into actions, appended to `out`.
@@ -135,6 +179,7 @@ impl Phase {
     fn command(&mut self, id: &Identity, msg: &Message<'_>, out: &mut Vec<Action>) {
         let cmd = msg.command.to_ascii_uppercase();
         let registered = matches!(self, Phase::Registered { .. });
+        let in_room = self.in_room();
         let me = self.me().to_owned();
         let mut answer = Answer {
             id,
@@ -147,29 +192,35 @@ impl Phase {
             "PASS" => {}
             "NICK" => self.nick(msg, a),
             "USER" => self.user(msg, a),
-            "PING" => {
-                let (srv, token) = (&id.server, msg.param(0).unwrap_or(""));
-                a.line(format_args!(":{srv} PONG {srv} :{token}"));
-            }
-            "PONG" if registered => {
+            "PING" => match msg.param(0).filter(|t| !t.is_empty()) {
+                Some(token) => {
+                    let srv = &id.server;
+                    a.line(format_args!(":{srv} PONG {srv} :{token}"));
+                }
+                None => a.numeric(format_args!("409 {me} :No origin specified")),
+            },
+            "PONG" if in_room => {
                 let nonce = msg.params.last().and_then(|t| t.parse().ok()).unwrap_or(0);
                 a.push(Action::Room(ClientMsg::Pong { nonce }));
             }
             "PONG" => {}
-            "QUIT" => a.push(Action::Room(ClientMsg::Leave { message: None })),
+            "QUIT" => {
+                let message = msg.param(0).filter(|m| !m.is_empty()).map(str::to_owned);
+                a.push(Action::Room(ClientMsg::Leave { message }));
+            }
             _ if !registered => a.numeric(format_args!("451 {me} :You have not registered")),
-            "JOIN" => join(msg, a),
-            "PART" => part(msg, a),
+            "JOIN" => self.join(msg, a),
+            "NOTICE" if !in_room => {}
+            "PART" | "NAMES" | "WHO" | "USERHOST" | "TOPIC" | "AWAY" | "PRIVMSG" if !in_room => {
+                let chan = &id.channel;
+                a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
+            }
             "PRIVMSG" | "NOTICE" => privmsg(&cmd, msg, a),
+            "PART" => part(msg, a),
             "NAMES" | "WHO" | "USERHOST" => members(&cmd, msg, a),
             "TOPIC" => topic(msg, a),
             "MODE" => mode(msg, a),
-            "AWAY" => match msg.param(0).filter(|m| !m.is_empty()) {
-                Some(_) => a.numeric(format_args!("306 {me} :You have been marked as being away")),
-                None => a.numeric(format_args!(
-                    "305 {me} :You are no longer marked as being away"
-                )),
-            },
+            "AWAY" => away(msg, a),
             _ => {
                 let shown: String = msg.command.chars().take(32).collect();
                 a.numeric(format_args!("421 {me} {shown} :Unknown command"));
@@ -203,9 +254,9 @@ impl Phase {
         let Some(nick) = msg.param(0).filter(|n| !n.is_empty()) else {
             return a.numeric(format_args!("431 {me} :No nickname given"));
         };
-        if irc_nick(nick) != nick {
+        if irc_nick(nick) != nick || nick.contains(['*', '?']) {
             return a.numeric(format_args!(
-                "432 {me} {nick} :Erroneous nickname: IRC nicks cannot hold ! @ , % or start with : # & + ~"
+                "432 {me} {nick} :Erroneous nickname: IRC nicks cannot hold ! @ , % * ? or start with : # & + ~"
             ));
         }
         match self {
@@ -213,21 +264,44 @@ impl Phase {
                 *slot = Some(nick.to_owned());
                 self.try_register(a);
             }
-            Phase::Registered { nick: current, .. } if current != nick => a.numeric(format_args!(
-                "447 {me} :Cannot change nickname while in the room"
-            )),
+            Phase::Registered {
+                nick: current,
+                presence: Presence::Parted,
+                ..
+            } => {
+                // Not in the room: the nick the next JOIN asks for.
+                let srv = &a.id.server;
+                a.line(format_args!(":{me}!{me}@{srv} NICK {nick}"));
+                *current = nick.to_owned();
+            }
+            Phase::Registered {
+                nick: current,
+                renaming,
+                ..
+            } if current != nick => {
+                *renaming = Some(nick.to_owned());
+                a.push(Action::Room(ClientMsg::Nick {
+                    name: nick.to_owned(),
+                }));
+            }
             Phase::Registering { .. } | Phase::Registered { .. } | Phase::Shut => {}
         }
     }
 
     fn user(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
         let me = a.me.clone();
-        if msg.params.len() < 4 {
+        let (Some(user), Some(realname)) = (msg.param(0), msg.param(3)) else {
+            return a.numeric(format_args!("461 {me} USER :Not enough parameters"));
+        };
+        if user.is_empty() || realname.is_empty() {
             return a.numeric(format_args!("461 {me} USER :Not enough parameters"));
         }
         match self {
-            Phase::Unregistered { user, .. } => {
-                *user = true;
+            Phase::Unregistered { ident, .. } => {
+                *ident = Some(Ident {
+                    user: cut(user.trim_start_matches('~'), Ident::MAX_USER_BYTES).to_owned(),
+                    realname: cut(realname, Ident::MAX_REALNAME_BYTES).to_owned(),
+                });
                 self.try_register(a);
             }
             _ => a.numeric(format_args!("462 {me} :You may not reregister")),
@@ -245,7 +319,7 @@ impl Phase {
     fn try_register(&mut self, a: &mut Answer<'_>) {
         if let Phase::Unregistered {
             nick: Some(nick),
-            user: true,
+            ident: Some(_),
             negotiating: false,
         } = self
         {
@@ -253,52 +327,104 @@ impl Phase {
         }
     }
 
+    /// JOIN: of the channel it is in, the JOIN echo and the names; of the channel it PARTed,
+    /// a hello under its nick.
+    fn join(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
+        let me = a.me.clone();
+        let Some(targets) = msg.param(0) else {
+            return a.numeric(format_args!("461 {me} JOIN :Not enough parameters"));
+        };
+        for target in targets.split(',') {
+            if !target.eq_ignore_ascii_case(&a.id.channel) {
+                if target != "0" {
+                    a.numeric(format_args!("403 {me} {target} :No such channel"));
+                }
+            } else if self.in_room() {
+                a.push(Action::Who(Listing::Join));
+            } else if let Phase::Registered { nick, .. } = self {
+                a.push(Action::Register(nick.clone()));
+                return; // nothing more is read until the room answers
+            }
+        }
+    }
+
     /// The hello for `nick` went to the room.
     pub(crate) fn hello_sent(&mut self, nick: String) {
-        *self = Phase::Registering { nick };
+        let rejoin = matches!(self, Phase::Registered { .. });
+        let ident = self.ident().cloned();
+        *self = Phase::Registering {
+            nick,
+            ident,
+            rejoin,
+        };
     }
 
     /// The room welcomed the hello, under `nick`: the name it registered, as IRC shows it (the
-    /// composed form of what was typed), which every later line uses. Returns whether the
-    /// connection waited for it.
-    pub(crate) fn welcomed(&mut self, nick: String) -> bool {
-        let waited = matches!(self, Phase::Registering { .. });
-        if waited {
-            *self = Phase::Registered {
-                nick,
-                listing: None,
-            };
-        }
-        waited
+    /// composed form of what was typed), which every later line uses. Returns `None` if the
+    /// connection did not wait for it, else whether it was a JOIN after a PART.
+    pub(crate) fn welcomed(&mut self, nick: String) -> Option<bool> {
+        let Phase::Registering { ident, rejoin, .. } = self else {
+            return None;
+        };
+        let rejoin = *rejoin;
+        *self = Phase::Registered {
+            nick,
+            ident: ident.take(),
+            presence: Presence::In,
+            listing: None,
+            renaming: None,
+        };
+        Some(rejoin)
     }
 
-    /// The room refused the hello: the client may send another NICK. Returns whether the
-    /// connection waited for it.
+    /// The room refused the hello: the client may send another NICK (or JOIN again). Returns
+    /// whether the connection waited for it.
     pub(crate) fn refused(&mut self) -> bool {
-        let waited = matches!(self, Phase::Registering { .. });
-        if waited {
-            *self = Phase::Unregistered {
+        let Phase::Registering {
+            nick,
+            ident,
+            rejoin,
+        } = self
+        else {
+            return false;
+        };
+        *self = if *rejoin {
+            Phase::Registered {
+                nick: std::mem::take(nick),
+                ident: ident.take(),
+                presence: Presence::Parted,
+                listing: None,
+                renaming: None,
+            }
+        } else {
+            Phase::Unregistered {
                 nick: None,
-                user: true,
+                ident: ident.take(),
                 negotiating: false,
-            };
+            }
+        };
+        true
+    }
+
+    /// It PARTed: registered, out of the room.
+    pub(crate) fn parted(&mut self) {
+        if let Phase::Registered {
+            presence, listing, ..
+        } = self
+        {
+            *presence = Presence::Parted;
+            *listing = None;
         }
-        waited
     }
 }
 
-fn join(msg: &Message<'_>, a: &mut Answer<'_>) {
-    let me = a.me.clone();
-    let Some(targets) = msg.param(0) else {
-        return a.numeric(format_args!("461 {me} JOIN :Not enough parameters"));
-    };
-    for target in targets.split(',') {
-        if target.eq_ignore_ascii_case(&a.id.channel) {
-            a.push(Action::Who(Listing::Join));
-        } else if target != "0" {
-            a.numeric(format_args!("403 {me} {target} :No such channel"));
-        }
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: u32) -> &str {
+    let mut end = text.len().min(max as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    &text[..end]
 }
 
 fn part(msg: &Message<'_>, a: &mut Answer<'_>) {
@@ -308,31 +434,66 @@ fn part(msg: &Message<'_>, a: &mut Answer<'_>) {
     };
     for target in targets.split(',') {
         if target.eq_ignore_ascii_case(&a.id.channel) {
-            let why = msg.param(1).unwrap_or("left");
+            let why = msg.param(1).filter(|w| !w.is_empty());
             let id = a.id;
             let (srv, chan) = (&id.server, &id.channel);
-            a.line(format_args!(":{me}!{me}@{srv} PART {chan} :{why}"));
-            a.push(Action::Room(ClientMsg::Leave { message: None }));
+            match why {
+                Some(why) => a.line(format_args!(":{me}!{me}@{srv} PART {chan} :{why}")),
+                None => a.line(format_args!(":{me}!{me}@{srv} PART {chan}")),
+            }
+            a.push(Action::Part(why.map(str::to_owned)));
             return;
         }
-        a.numeric(format_args!("403 {me} {target} :No such channel"));
+        a.numeric(format_args!(
+            "442 {me} {target} :You're not on that channel"
+        ));
     }
 }
 
+/// AWAY with a message: away; without one: back. The room tells the others; the member is
+/// answered here.
+fn away(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    let message = msg.param(0).filter(|m| !m.is_empty()).map(str::to_owned);
+    let away = message.is_some();
+    a.push(Action::Room(ClientMsg::Away { message }));
+    if away {
+        a.numeric(format_args!("306 {me} :You have been marked as being away"));
+    } else {
+        a.numeric(format_args!(
+            "305 {me} :You are no longer marked as being away"
+        ));
+    }
+}
+
+/// PRIVMSG and NOTICE to the channel: a chat (a CTCP ACTION is an action, a NOTICE a
+/// notice). A NOTICE is never answered with an error, as IRC asks.
 fn privmsg(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
     let me = a.me.clone();
+    let notice = cmd == "NOTICE";
     let Some(targets) = msg.param(0).filter(|t| !t.is_empty()) else {
-        return a.numeric(format_args!("411 {me} :No recipient given ({cmd})"));
+        if !notice {
+            a.numeric(format_args!("411 {me} :No recipient given ({cmd})"));
+        }
+        return;
     };
     let Some(text) = msg.param(1).filter(|t| !t.is_empty()) else {
-        return a.numeric(format_args!("412 {me} :No text to send"));
+        if !notice {
+            a.numeric(format_args!("412 {me} :No text to send"));
+        }
+        return;
     };
     for target in targets.split(',') {
         if target.eq_ignore_ascii_case(&a.id.channel) {
-            a.push(Action::Room(ClientMsg::Chat {
-                text: room_text(text),
-                kind: chat_proto::ChatKind::Plain,
-            }));
+            let (text, kind) = room_text(text);
+            let kind = if notice { ChatKind::Notice } else { kind };
+            // A notice the room would refuse is dropped here: it must not bring an error back.
+            if notice && chat_core::check_text(&text, u32::MAX).is_err() {
+                continue;
+            }
+            a.push(Action::Room(ClientMsg::Chat { text, kind }));
+        } else if notice {
+            // Never answered.
         } else if target.starts_with('#') || target.starts_with('&') {
             a.numeric(format_args!("403 {me} {target} :No such channel"));
         } else {
@@ -407,13 +568,13 @@ fn mode(msg: &Message<'_>, a: &mut Answer<'_>) {
 }
 
 /// The hello for `nick`.
-pub(crate) fn hello(nick: &str) -> ClientMsg {
+pub(crate) fn hello(nick: &str, ident: Option<Ident>) -> ClientMsg {
     ClientMsg::Hello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         name: nick.to_owned(),
         password: None,
-        ident: None,
+        ident,
     }
 }
 
@@ -432,16 +593,16 @@ fn reply(mut line: String) -> Action {
     Action::Reply(bytes)
 }
 
-/// Chat text from IRC as the room carries it: a CTCP ACTION becomes `/me ...`, and mIRC
-/// formatting codes (bold, colours, ...), which the room would refuse as control characters,
-/// are dropped.
-pub fn room_text(text: &str) -> String {
-    let text = match text
+/// Chat text from IRC as the room carries it, and its kind: a CTCP ACTION is an action, and
+/// mIRC formatting codes (bold, colours, ...), which the room would refuse as control
+/// characters, are dropped.
+pub fn room_text(text: &str) -> (String, ChatKind) {
+    let (text, kind) = match text
         .strip_prefix("\x01ACTION ")
         .map(|t| t.strip_suffix('\x01').unwrap_or(t))
     {
-        Some(action) => format!("{ACTION_PREFIX}{action}"),
-        None => text.to_owned(),
+        Some(action) => (action, ChatKind::Action),
+        None => (text, ChatKind::Plain),
     };
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -467,7 +628,7 @@ pub fn room_text(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    (out, kind)
 }
 
 #[cfg(test)]
@@ -478,6 +639,16 @@ mod tests {
         Identity {
             server: "srv".into(),
             channel: "#chat".into(),
+        }
+    }
+
+    fn registered(nick: &str) -> Phase {
+        Phase::Registered {
+            nick: nick.into(),
+            ident: None,
+            presence: Presence::In,
+            listing: None,
+            renaming: None,
         }
     }
 
@@ -514,12 +685,12 @@ mod tests {
             vec![Action::Register("bob".into())]
         );
         p.hello_sent("bob".into());
-        assert!(p.welcomed("bob".into()));
+        assert_eq!(p.welcomed("bob".into()), Some(false));
         assert_eq!(
             run(&mut p, "PRIVMSG #chat :\x01ACTION waves\x01"),
             vec![Action::Room(ClientMsg::Chat {
-                text: "/me waves".into(),
-                kind: chat_proto::ChatKind::Plain,
+                text: "waves".into(),
+                kind: ChatKind::Action,
             })]
         );
     }
@@ -538,7 +709,7 @@ mod tests {
         p.welcomed("caf\u{e9}".into());
         assert_eq!(
             replies(&run(&mut p, "PART #chat")),
-            ":caf\u{e9}!caf\u{e9}@srv PART #chat :left\r\n"
+            ":caf\u{e9}!caf\u{e9}@srv PART #chat\r\n"
         );
     }
 
@@ -557,10 +728,7 @@ mod tests {
     /// to make a line over 512 bytes.
     #[test]
     fn what_a_reply_echoes_never_makes_a_line_irc_cannot_carry() {
-        let mut p = Phase::Registered {
-            nick: "ann".into(),
-            listing: None,
-        };
+        let mut p = registered("ann");
         let long = "é".repeat(250);
         for line in [
             "A\0B".to_owned(),
@@ -584,8 +752,8 @@ mod tests {
     fn formatting_codes_are_dropped() {
         assert_eq!(
             room_text("\x02bold\x02 \x0304,12red\x03 x\x0f"),
-            "bold red x"
+            ("bold red x".into(), ChatKind::Plain)
         );
-        assert_eq!(room_text("\x033,x"), ",x");
+        assert_eq!(room_text("\x033,x").0, ",x");
     }
 }

@@ -66,9 +66,26 @@ impl Session {
         &self.phase
     }
 
-    /// The room welcomed the hello as `nick`; returns whether what waited can go on.
-    pub(crate) fn welcomed(&mut self, nick: String) -> bool {
-        self.phase.welcomed(nick) && self.ready()
+    /// The room welcomed the hello as `nick`; returns `None` if nothing waited for it, else
+    /// whether it was a JOIN after a PART. What waited can go on: see [`Session::ready`].
+    pub(crate) fn welcomed(&mut self, nick: String) -> Option<bool> {
+        self.phase.welcomed(nick)
+    }
+
+    /// The nick a refused NICK asked for.
+    pub(crate) fn take_renaming(&mut self) -> Option<String> {
+        match &mut self.phase {
+            Phase::Registered { renaming, .. } => renaming.take(),
+            _ => None,
+        }
+    }
+
+    /// The room renamed it: later lines name it `nick`.
+    pub(crate) fn renamed(&mut self, to: String) {
+        if let Phase::Registered { nick, renaming, .. } = &mut self.phase {
+            *nick = to;
+            *renaming = None;
+        }
     }
 
     /// The room refused the hello; returns whether what waited can go on.
@@ -101,7 +118,8 @@ impl Session {
         !self.held.is_empty() || self.kept_from < self.kept.len()
     }
 
-    fn ready(&self) -> bool {
+    /// Whether it has kept lines that can go on now.
+    pub(crate) fn ready(&self) -> bool {
         !self.waiting() && self.has_kept()
     }
 
@@ -183,6 +201,10 @@ impl Session {
     fn take(&mut self, action: Action, start: usize, out: &mut Vec<Inbound>) -> Result<(), Action> {
         match action {
             Action::Who(_) | Action::Register(_) if out.len() > start => return Err(action),
+            Action::Part(message) => {
+                self.phase.parted();
+                out.push(Inbound::Part(message));
+            }
             Action::Room(msg) => out.push(Inbound::Msg(msg)),
             Action::Reply(bytes) => out.push(Inbound::Reply(bytes)),
             Action::Who(asked) => {
@@ -192,7 +214,7 @@ impl Session {
                 out.push(Inbound::Msg(ClientMsg::Who));
             }
             Action::Register(nick) => {
-                out.push(Inbound::Msg(hello(&nick)));
+                out.push(Inbound::Msg(hello(&nick, self.phase.ident().cloned())));
                 self.phase.hello_sent(nick);
             }
         }
