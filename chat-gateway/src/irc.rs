@@ -15,7 +15,9 @@
 
 mod codec;
 mod commands;
+mod info;
 mod line;
+mod lists;
 mod session;
 #[cfg(test)]
 mod tests;

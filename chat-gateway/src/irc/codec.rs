@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chat_core::{Codec, ConnId, ConnMap, Inbound, fold_name};
-use chat_proto::{ChatKind, ErrorKind, HistoryChat, Member, Refusal, ServerMsg};
+use chat_proto::{ChatKind, ErrorKind, HistoryChat, Refusal, ServerMsg};
 
 use super::commands::Listing;
+use super::info::{self, Server};
 use super::line::MAX_LINE;
+use super::lists::members;
 use super::session::Session;
 
 /// How a plain chat's text marks an action where a client cannot send one of the action kind
@@ -64,6 +66,8 @@ pub struct Identity {
 pub struct IrcCodec {
     id: Identity,
     sessions: ConnMap<Session>,
+    /// What it knows beyond its identity (MOTD, the time).
+    srv: Server,
     /// The members here, by folded nick: whose nick a rename changes, and who PARTed (not
     /// in the room when its leave comes) rather than QUIT. One entry per session at most.
     here: HashMap<String, ConnId>,
@@ -77,16 +81,31 @@ impl IrcCodec {
         Self {
             id,
             sessions: ConnMap::default(),
+            srv: Server::default(),
             here: HashMap::new(),
             ready: VecDeque::new(),
         }
     }
 }
 
+impl IrcCodec {
+    /// The message of the day MOTD shows (the text of `--irc-motd FILE`); without one, MOTD
+    /// answers 422. Cut to lines IRC can carry.
+    pub fn set_motd(&mut self, text: &str) {
+        self.srv.motd = Some(info::motd_lines(text));
+    }
+
+    /// The wall-clock time now, in ms since the Unix epoch, as TIME shows it: the codec has no
+    /// clock. It also takes the time of each entry it encodes, whichever is later.
+    pub fn set_time(&mut self, unix_ms: u64) {
+        self.srv.saw_time(unix_ms);
+    }
+}
+
 impl Codec for IrcCodec {
     fn decode(&mut self, conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
         let session = self.sessions.entry(conn).or_default();
-        if session.decode(&self.id, bytes, out) {
+        if session.decode(&self.id, &self.srv, bytes, out) {
             self.ready.push_back(conn);
         }
     }
@@ -142,6 +161,9 @@ impl Codec for IrcCodec {
     }
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        if let Some(time) = entry_time(msg) {
+            self.srv.saw_time(time);
+        }
         let id = self.id.clone();
         let (srv, chan) = (id.server.as_str(), id.channel.as_str());
         match msg {
@@ -214,7 +236,8 @@ impl IrcCodec {
             );
             names_or_count(out, &self.id, &nick, *online, &names);
         } else {
-            welcome(out, &self.id, &nick, *online, &names, limits.max_name_chars);
+            self.srv.nicklen = limits.max_name_chars;
+            welcome(out, &self.id, &self.srv, &nick, *online, &names);
         }
         let Some(session) = rejoin.and(self.sessions.get(&to)) else {
             return false;
@@ -288,6 +311,18 @@ impl IrcCodec {
     }
 }
 
+/// The time the log gave the entry `msg` shows, if it is one.
+fn entry_time(msg: &ServerMsg) -> Option<u64> {
+    match msg {
+        ServerMsg::Chat { time, .. }
+        | ServerMsg::Joined { time, .. }
+        | ServerMsg::Left { time, .. }
+        | ServerMsg::Renamed { time, .. }
+        | ServerMsg::Away { time, .. } => Some(*time),
+        _ => None,
+    }
+}
+
 /// A chat as IRC lines, each at most 512 bytes: an action as a CTCP ACTION, a notice as a
 /// NOTICE, long text in pieces.
 fn chat_lines(out: &mut Vec<u8>, id: &Identity, from: &str, text: &str, kind: ChatKind) {
@@ -322,36 +357,36 @@ fn chat_lines(out: &mut Vec<u8>, id: &Identity, from: &str, text: &str, kind: Ch
 fn welcome(
     out: &mut Vec<u8>,
     id: &Identity,
+    srv_info: &Server,
     nick: &str,
     online: u32,
     members: &[Arc<str>],
-    max_name_chars: u32,
 ) {
     let srv = id.server.as_str();
-    let version = env!("CARGO_PKG_VERSION");
+    let version = info::VERSION;
     push(
         out,
         format_args!(":{srv} 001 {nick} :Welcome to the chat, {nick}"),
     );
     push(
         out,
-        format_args!(":{srv} 002 {nick} :Your host is {srv}, running chat-server-{version}"),
+        format_args!(":{srv} 002 {nick} :Your host is {srv}, running {version}"),
     );
     push(
         out,
         format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
     );
+    push(out, format_args!(":{srv} 004 {nick} {srv} {version} i nt"));
+    let tokens = info::isupport(srv_info.nicklen);
     push(
         out,
-        format_args!(":{srv} 004 {nick} {srv} chat-server-{version} i nt"),
+        format_args!(":{srv} 005 {nick} {tokens} :are supported by this server"),
     );
-    push(
-        out,
-        format_args!(
-            ":{srv} 005 {nick} CHANTYPES=# NICKLEN={max_name_chars} CHANNELLEN=50 CASEMAPPING=rfc8265 PREFIX= CHANMODES=,,,nt MAXTARGETS=1 NETWORK=chat :are supported by this server",
-        ),
-    );
-    push(out, format_args!(":{srv} 422 {nick} :MOTD File is missing"));
+    let mut motd = Vec::new();
+    info::motd(&mut motd, id, srv_info, nick);
+    for line in motd {
+        push(out, format_args!("{line}"));
+    }
     push(
         out,
         format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
@@ -423,7 +458,7 @@ fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64)
 }
 
 /// Appends one line and its CR LF.
-fn push(out: &mut Vec<u8>, line: std::fmt::Arguments<'_>) {
+pub(crate) fn push(out: &mut Vec<u8>, line: std::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_fmt(out, line);
     out.extend_from_slice(b"\r\n");
 }
@@ -446,7 +481,7 @@ fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
 }
 
 /// 353 lines of at most 512 bytes listing `names`, then 366.
-fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names: &[S]) {
+pub(crate) fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names: &[S]) {
     let (srv, chan) = (id.server.as_str(), id.channel.as_str());
     let head = format!(":{srv} 353 {me} = {chan} :");
     let mut line = head.clone();
@@ -465,92 +500,6 @@ fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names:
     push(
         out,
         format_args!(":{srv} 366 {me} {chan} :End of /NAMES list."),
-    );
-}
-
-/// The answer to the command that asked for the member list.
-fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, list: &[Member]) {
-    let srv = id.server.as_str();
-    let nicks = list.iter().map(|m| (irc_nick(&m.name), m));
-    let same = |a: &str, b: &str| fold_name(a) == fold_name(b);
-    match listing {
-        Listing::Names | Listing::Join => {
-            if listing == Listing::Join {
-                push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
-            }
-            let nicks: Vec<Cow<'_, str>> = nicks.map(|(n, _)| n).collect();
-            names_lines(out, id, me, &nicks);
-        }
-        Listing::Who { mask } => {
-            let whole = mask.eq_ignore_ascii_case(&id.channel);
-            let chan = if whole { id.channel.as_str() } else { "*" };
-            for (nick, m) in nicks.filter(|(n, _)| whole || mask == "*" || same(n, &mask)) {
-                let (user, real) = user_of(&nick, m);
-                let here = if m.away.is_some() { 'G' } else { 'H' };
-                push(
-                    out,
-                    format_args!(
-                        ":{srv} 352 {me} {chan} {user} {srv} {srv} {nick} {here} :0 {real}"
-                    ),
-                );
-            }
-            push(
-                out,
-                format_args!(":{srv} 315 {me} {mask} :End of /WHO list."),
-            );
-        }
-        Listing::Userhost(asked) => {
-            let found: Vec<String> = nicks
-                .filter(|(n, _)| asked.iter().any(|a| same(n, a)))
-                .map(|(n, m)| {
-                    let here = if m.away.is_some() { '-' } else { '+' };
-                    format!("{n}={here}{}@{srv}", user_of(&n, m).0)
-                })
-                .collect();
-            push(out, format_args!(":{srv} 302 {me} :{}", found.join(" ")));
-        }
-        Listing::Private { target } => private(out, id, me, &target, list),
-    }
-}
-
-/// The user name and real name a member gave in USER; its nick for both if it gave none.
-fn user_of<'m>(nick: &'m str, member: &'m Member) -> (&'m str, &'m str) {
-    match &member.ident {
-        Some(ident) => (
-            if ident.user.is_empty() {
-                nick
-            } else {
-                &ident.user
-            },
-            &ident.realname,
-        ),
-        None => (nick, nick),
-    }
-}
-
-/// A private message to `target`: 401 if nobody has the nick; else 301 if it is away, and a
-/// numeric saying private messages are not carried.
-fn private(out: &mut Vec<u8>, id: &Identity, me: &str, target: &str, list: &[Member]) {
-    let srv = id.server.as_str();
-    let found = list
-        .iter()
-        .find(|m| fold_name(&irc_nick(&m.name)) == fold_name(target));
-    let Some(member) = found else {
-        push(
-            out,
-            format_args!(":{srv} 401 {me} {target} :No such nick/channel"),
-        );
-        return;
-    };
-    if let Some(away) = &member.away {
-        push(out, format_args!(":{srv} 301 {me} {target} :{away}"));
-    }
-    push(
-        out,
-        format_args!(
-            ":{srv} 404 {me} {target} :Private messages are not carried here; write to {}",
-            id.channel
-        ),
     );
 }
 

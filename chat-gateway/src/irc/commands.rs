@@ -6,6 +6,7 @@ use std::fmt::Arguments;
 use chat_proto::{ChatKind, ClientMsg, Ident, MAGIC, PROTOCOL_VERSION};
 
 use super::codec::{Identity, irc_nick};
+use super::info::{self, MONITOR_MAX, Server};
 use super::line::{Line, MAX_LINE, Message};
 
 /// What one line asks for, in order.
@@ -31,11 +32,25 @@ pub(crate) enum Listing {
     /// A JOIN of the channel it is in: the JOIN echo, then as NAMES (one answer, so that the
     /// echo and the names come or are refused together).
     Join,
-    /// WHO of the channel (`mask` is it) or of one nick (352 with `*` as channel), then 315.
+    /// WHO of the channel (`mask` is it) or of the members whose nick, user name or real
+    /// name match a glob mask (352 with `*` as channel), then 315. With WHOX's `%fields`
+    /// (and its `,token`), 354 lines of those fields instead.
     Who {
         /// As the client wrote it.
         mask: String,
+        /// WHOX: the fields asked for, and the token.
+        whox: Option<(String, String)>,
     },
+    /// WHOIS of a nick: 311, 312, 301 if away, then 318; 401 if nobody has it.
+    Whois(String),
+    /// ISON: 303 with those online.
+    Ison(Vec<String>),
+    /// MONITOR: 730 for those online, 731 for the others.
+    Monitor(Vec<String>),
+    /// LIST: the channel and how many are in it.
+    List,
+    /// LUSERS: how many are here.
+    Lusers,
     /// USERHOST: 302 with those online.
     Userhost(Vec<String>),
     /// A private message to this nick: 401 if nobody has it, else a numeric saying private
@@ -80,6 +95,8 @@ pub(crate) enum Phase {
         presence: Presence,
         listing: Option<Listing>,
         renaming: Option<String>,
+        /// The nicks MONITOR watches (at most [`MONITOR_MAX`]).
+        watch: Vec<String>,
     },
     /// Closed for what it sent (too much before its welcome): nothing more is read.
     Shut,
@@ -159,7 +176,13 @@ impl Phase {
     }
 
     /// Translates one line into actions, appended to `out`.
-    pub(crate) fn handle(&mut self, id: &Identity, line: Line<'_>, out: &mut Vec<Action>) {
+    pub(crate) fn handle(
+        &mut self,
+        id: &Identity,
+        srv: &Server,
+        line: Line<'_>,
+        out: &mut Vec<Action>,
+    ) {
         let text = match line {
             Line::TooLong => {
                 let me = self.me();
@@ -172,11 +195,11 @@ impl Phase {
             Line::Text(bytes) => String::from_utf8_lossy(bytes),
         };
         if let Some(msg) = Message::parse(&text) {
-            self.command(id, &msg, out);
+            self.command(id, srv, &msg, out);
         }
     }
 
-    fn command(&mut self, id: &Identity, msg: &Message<'_>, out: &mut Vec<Action>) {
+    fn command(&mut self, id: &Identity, srv: &Server, msg: &Message<'_>, out: &mut Vec<Action>) {
         let cmd = msg.command.to_ascii_uppercase();
         let registered = matches!(self, Phase::Registered { .. });
         let in_room = self.in_room();
@@ -216,8 +239,25 @@ impl Phase {
                 a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
             }
             "PRIVMSG" | "NOTICE" => privmsg(&cmd, msg, a),
+            "WHOIS" | "ISON" | "MONITOR" | "LIST" | "LUSERS" if !in_room => {
+                let chan = &id.channel;
+                a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
+            }
             "PART" => part(msg, a),
             "NAMES" | "WHO" | "USERHOST" => members(&cmd, msg, a),
+            "WHOIS" | "ISON" | "LIST" | "LUSERS" => lookup(&cmd, msg, a),
+            "MONITOR" => self.monitor(msg, a),
+            "MOTD" | "VERSION" | "TIME" | "ADMIN" | "INFO" => {
+                let mut lines = Vec::new();
+                if cmd == "MOTD" {
+                    info::motd(&mut lines, id, srv, &me);
+                } else {
+                    info::about(&mut lines, &cmd, id, srv, &me);
+                }
+                for line in lines {
+                    a.line(format_args!("{line}"));
+                }
+            }
             "TOPIC" => topic(msg, a),
             "MODE" => mode(msg, a),
             "AWAY" => away(msg, a),
@@ -373,6 +413,7 @@ impl Phase {
             presence: Presence::In,
             listing: None,
             renaming: None,
+            watch: Vec::new(),
         };
         Some(rejoin)
     }
@@ -395,6 +436,7 @@ impl Phase {
                 presence: Presence::Parted,
                 listing: None,
                 renaming: None,
+                watch: Vec::new(),
             }
         } else {
             Phase::Unregistered {
@@ -416,6 +458,102 @@ impl Phase {
             *listing = None;
         }
     }
+}
+
+impl Phase {
+    /// MONITOR: `+` adds nicks and tells which are online, `-` removes, `C` clears, `L` lists,
+    /// `S` tells the state of every one watched. Only a snapshot: joins and leaves of watched
+    /// nicks are not notified later.
+    fn monitor(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
+        let me = a.me.clone();
+        let Phase::Registered { watch, .. } = self else {
+            return;
+        };
+        let targets = || {
+            msg.param(1)
+                .unwrap_or("")
+                .split(',')
+                .filter(|t| !t.is_empty())
+        };
+        match msg.param(0).unwrap_or("") {
+            "+" => {
+                let mut added = Vec::new();
+                for target in targets() {
+                    if watch.len() >= MONITOR_MAX {
+                        let rest: Vec<&str> = targets().skip_while(|t| *t != target).collect();
+                        let rest = rest.join(",");
+                        a.numeric(format_args!(
+                            "734 {me} {MONITOR_MAX} {rest} :Monitor list is full."
+                        ));
+                        break;
+                    }
+                    if !watch.iter().any(|w| w.eq_ignore_ascii_case(target)) {
+                        watch.push(target.to_owned());
+                    }
+                    added.push(target.to_owned());
+                }
+                if !added.is_empty() {
+                    a.push(Action::Who(Listing::Monitor(added)));
+                }
+            }
+            "-" => {
+                for target in targets() {
+                    watch.retain(|w| !w.eq_ignore_ascii_case(target));
+                }
+            }
+            "C" | "c" => watch.clear(),
+            "L" | "l" => {
+                for chunk in watch.chunks(10) {
+                    let list = chunk.join(",");
+                    a.numeric(format_args!("732 {me} :{list}"));
+                }
+                a.numeric(format_args!("733 {me} :End of MONITOR list"));
+            }
+            "S" | "s" if !watch.is_empty() => {
+                a.push(Action::Who(Listing::Monitor(watch.clone())));
+            }
+            "S" | "s" => {}
+            _ => a.numeric(format_args!("461 {me} MONITOR :Not enough parameters")),
+        }
+    }
+}
+
+/// WHOIS, ISON, LIST and LUSERS: each asks the room for its members.
+fn lookup(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
+    let me = a.me.clone();
+    let listing = match cmd {
+        "WHOIS" => match msg.params.last().filter(|n| !n.is_empty()) {
+            Some(nick) => Listing::Whois((*nick).to_owned()),
+            None => return a.numeric(format_args!("431 {me} :No nickname given")),
+        },
+        "ISON" => {
+            let nicks: Vec<String> = msg
+                .params
+                .iter()
+                .flat_map(|p| p.split(' '))
+                .filter(|n| !n.is_empty())
+                .take(32)
+                .map(str::to_owned)
+                .collect();
+            if nicks.is_empty() {
+                return a.numeric(format_args!("461 {me} ISON :Not enough parameters"));
+            }
+            Listing::Ison(nicks)
+        }
+        "LIST" => match msg.param(0) {
+            Some(target)
+                if !target
+                    .split(',')
+                    .any(|t| t.eq_ignore_ascii_case(&a.id.channel)) =>
+            {
+                a.numeric(format_args!("321 {me} Channel :Users  Name"));
+                return a.numeric(format_args!("323 {me} :End of /LIST"));
+            }
+            _ => Listing::List,
+        },
+        _ => Listing::Lusers,
+    };
+    a.push(Action::Who(listing));
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -515,8 +653,20 @@ fn members(cmd: &str, msg: &Message<'_>, a: &mut Answer<'_>) {
             _ => a.push(Action::Who(Listing::Names)),
         },
         "WHO" => {
-            let mask = msg.param(0).unwrap_or("*").to_owned();
-            a.push(Action::Who(Listing::Who { mask }));
+            let mask = msg.param(0).unwrap_or("*");
+            let mask = if mask.is_empty() || mask == "0" {
+                "*"
+            } else {
+                mask
+            };
+            let whox = msg.param(1).and_then(|f| f.strip_prefix('%')).map(|f| {
+                let (fields, token) = f.split_once(',').unwrap_or((f, ""));
+                (cut(fields, 16).to_owned(), cut(token, 3).to_owned())
+            });
+            a.push(Action::Who(Listing::Who {
+                mask: mask.to_owned(),
+                whox,
+            }));
         }
         _ => {
             if msg.params.is_empty() {
@@ -649,12 +799,18 @@ mod tests {
             presence: Presence::In,
             listing: None,
             renaming: None,
+            watch: Vec::new(),
         }
     }
 
     fn run(phase: &mut Phase, line: &str) -> Vec<Action> {
         let mut out = Vec::new();
-        phase.handle(&id(), Line::Text(line.as_bytes()), &mut out);
+        phase.handle(
+            &id(),
+            &Server::default(),
+            Line::Text(line.as_bytes()),
+            &mut out,
+        );
         out
     }
 

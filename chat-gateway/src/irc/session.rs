@@ -13,6 +13,7 @@ use chat_proto::ClientMsg;
 
 use super::codec::Identity;
 use super::commands::{Action, Listing, Phase, hello};
+use super::info::Server;
 use super::line::LineReader;
 
 /// The most bytes a connection may send while its hello is with the room; past it, it is
@@ -38,18 +39,24 @@ pub(crate) struct Session {
 impl Session {
     /// Takes `bytes` read from the connection, after anything it kept, and appends what they
     /// mean to `out`. Returns whether it stopped at a batch boundary with more to do at once.
-    pub(crate) fn decode(&mut self, id: &Identity, bytes: &[u8], out: &mut Vec<Inbound>) -> bool {
+    pub(crate) fn decode(
+        &mut self,
+        id: &Identity,
+        srv: &Server,
+        bytes: &[u8],
+        out: &mut Vec<Inbound>,
+    ) -> bool {
         if self.phase == Phase::Shut {
             return false;
         }
         let start = out.len();
         if self.has_kept() && !self.waiting() {
-            self.resume(id, start, out);
+            self.resume(id, srv, start, out);
         }
         if self.has_kept() || self.waiting() {
             self.keep(bytes, out);
         } else {
-            let left = self.run(id, bytes, start, out);
+            let left = self.run(id, srv, bytes, start, out);
             let tail = &bytes[bytes.len() - left..];
             if self.waiting() && tail.len() > MAX_KEPT {
                 self.shut(out);
@@ -124,9 +131,9 @@ impl Session {
     }
 
     /// Goes on with what was kept, as far as the next batch boundary.
-    fn resume(&mut self, id: &Identity, start: usize, out: &mut Vec<Inbound>) {
+    fn resume(&mut self, id: &Identity, srv: &Server, start: usize, out: &mut Vec<Inbound>) {
         let mut kept = std::mem::take(&mut self.kept);
-        let left = self.run(id, &kept[self.kept_from..], start, out);
+        let left = self.run(id, srv, &kept[self.kept_from..], start, out);
         self.kept_from = kept.len() - left;
         if left == 0 {
             kept.clear();
@@ -165,6 +172,7 @@ impl Session {
     fn run(
         &mut self,
         id: &Identity,
+        srv: &Server,
         mut input: &[u8],
         start: usize,
         out: &mut Vec<Inbound>,
@@ -182,7 +190,7 @@ impl Session {
             let Some(line) = self.lines.next(&mut input) else {
                 return 0;
             };
-            self.phase.handle(id, line, &mut self.actions);
+            self.phase.handle(id, srv, line, &mut self.actions);
             // The replies of one command that follow each other go as one: the room charges
             // each reply to the rate limit, and a command is one request.
             for action in self.actions.drain(..) {

@@ -5,7 +5,7 @@ use chat_core::{Codec, Config, ConnId, Inbound};
 use chat_proto::{ChatKind, ClientMsg, CloseReason, ErrorKind, Member, Refusal, ServerMsg};
 
 use super::commands;
-use super::{Identity, IrcCodec, MAX_KEPT};
+use super::{Identity, IrcCodec, MAX_KEPT, info};
 
 const CONN: ConnId = ConnId(7);
 
@@ -495,4 +495,150 @@ fn part_keeps_the_connection_and_join_enters_again() {
         broadcast(&mut codec, &left("ann", None)),
         format!(":ann!ann@srv QUIT :{}\r\n", CloseReason::Left)
     );
+}
+
+fn bob_away() -> Member {
+    Member {
+        name: "bob".into(),
+        away: Some("out".into()),
+        ident: Some(std::sync::Arc::new(chat_proto::Ident {
+            user: "bobu".into(),
+            realname: "Bob B".into(),
+        })),
+    }
+}
+
+/// Asks with `line`, which must ask the room for its members, and shows `list` as the answer.
+fn listed(codec: &mut IrcCodec, line: &str, list: &[Member]) -> String {
+    assert_eq!(decode(codec, line.as_bytes()), [WHO], "{line}");
+    let msg = ServerMsg::Members {
+        members: list.to_vec(),
+    };
+    encode(codec, msg)
+}
+
+#[test]
+fn whois_ison_list_and_lusers_answer_from_the_member_list() {
+    let mut codec = registered();
+    let list = [Member::named("ann"), bob_away()];
+    assert_eq!(
+        listed(&mut codec, "WHOIS BOB\r\n", &list),
+        ":srv 311 ann bob bobu srv * :Bob B\r\n:srv 319 ann bob :#chat\r\n\
+         :srv 312 ann bob srv :a gateway to one chat room\r\n:srv 301 ann bob :out\r\n\
+         :srv 318 ann BOB :End of /WHOIS list.\r\n"
+    );
+    assert_eq!(
+        listed(&mut codec, "WHOIS nobody\r\n", &list),
+        ":srv 401 ann nobody :No such nick/channel\r\n:srv 318 ann nobody :End of /WHOIS list.\r\n"
+    );
+    assert_eq!(
+        listed(&mut codec, "ISON Bob carol ann\r\n", &list),
+        ":srv 303 ann :bob ann\r\n"
+    );
+    assert_eq!(
+        listed(&mut codec, "LIST\r\n", &list),
+        ":srv 321 ann Channel :Users  Name\r\n:srv 322 ann #chat 2 :\r\n:srv 323 ann :End of /LIST\r\n"
+    );
+    let lusers = listed(&mut codec, "LUSERS\r\n", &list);
+    assert!(
+        lusers.starts_with(":srv 251 ann :There are 2 users"),
+        "{lusers}"
+    );
+}
+
+#[test]
+fn monitor_watches_nicks_and_says_who_is_online() {
+    let mut codec = registered();
+    let list = [Member::named("ann"), bob_away()];
+    assert_eq!(
+        listed(&mut codec, "MONITOR + bob,carol\r\n", &list),
+        ":srv 730 ann :bob!bob@srv\r\n:srv 731 ann :carol\r\n"
+    );
+    assert_eq!(
+        decode(&mut codec, b"MONITOR L\r\n"),
+        [reply(
+            ":srv 732 ann :bob,carol\r\n:srv 733 ann :End of MONITOR list\r\n"
+        )]
+    );
+    assert_eq!(decode(&mut codec, b"MONITOR - carol\r\n"), []);
+    assert_eq!(
+        listed(&mut codec, "MONITOR S\r\n", &list),
+        ":srv 730 ann :bob!bob@srv\r\n"
+    );
+    assert_eq!(decode(&mut codec, b"MONITOR C\r\nMONITOR S\r\n"), []);
+    let many: Vec<String> = (0..=info::MONITOR_MAX).map(|i| format!("n{i}")).collect();
+    let line = format!("MONITOR + {}\r\n", many.join(","));
+    let items = decode(&mut codec, line.as_bytes());
+    assert_eq!(
+        items[0],
+        reply(&format!(
+            ":srv 734 ann {} n{} :Monitor list is full.\r\n",
+            info::MONITOR_MAX,
+            info::MONITOR_MAX
+        ))
+    );
+    assert_eq!(items.len(), 1);
+    // The request for the list opens a batch of its own.
+    assert_eq!(codec.poll_ready(), Some(CONN));
+    assert_eq!(decode(&mut codec, b""), [WHO]);
+}
+
+#[test]
+fn who_takes_glob_masks_and_whox_fields() {
+    let mut codec = registered();
+    let list = [Member::named("ann"), Member::named("CoolNick"), bob_away()];
+    assert_eq!(
+        listed(&mut codec, "WHO coolni*\r\n", &list),
+        ":srv 352 ann * CoolNick srv srv CoolNick H :0 CoolNick\r\n:srv 315 ann coolni* :End of /WHO list.\r\n"
+    );
+    assert_eq!(
+        listed(&mut codec, "WHO #chat %tcuhnfar,123\r\n", &list[2..]),
+        ":srv 354 ann 123 #chat bobu srv bob G 0 :Bob B\r\n:srv 315 ann #chat :End of /WHO list.\r\n"
+    );
+    assert_eq!(
+        listed(&mut codec, "WHO B?B %nf\r\n", &list),
+        ":srv 354 ann bob G\r\n:srv 315 ann B?B :End of /WHO list.\r\n"
+    );
+}
+
+#[test]
+fn motd_version_time_admin_and_info_answer_without_the_room() {
+    let mut codec = registered();
+    let one = |codec: &mut IrcCodec, line: &str| match &decode(codec, line.as_bytes())[..] {
+        [Inbound::Reply(bytes)] => String::from_utf8(bytes.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        one(&mut codec, "MOTD\r\n"),
+        ":srv 422 ann :MOTD File is missing\r\n"
+    );
+    codec.set_motd("Be kind.\nNo spam.\n");
+    assert_eq!(
+        one(&mut codec, "MOTD\r\n"),
+        ":srv 375 ann :- srv Message of the day -\r\n:srv 372 ann :- Be kind.\r\n\
+         :srv 372 ann :- No spam.\r\n:srv 376 ann :End of /MOTD command.\r\n"
+    );
+    assert_eq!(one(&mut codec, "TIME\r\n"), ":srv 391 ann srv :unknown\r\n");
+    codec.set_time(1_700_000_000_000);
+    assert_eq!(
+        one(&mut codec, "TIME\r\n"),
+        ":srv 391 ann srv :2023-11-14 22:13:20 UTC\r\n"
+    );
+    // An entry's time moves it on, never back.
+    broadcast(&mut codec, &said("bob", "hi", ChatKind::Plain));
+    let later = ServerMsg::Joined {
+        name: "bob".into(),
+        time: 1_700_000_060_000,
+        ident: None,
+    };
+    broadcast(&mut codec, &later);
+    assert!(one(&mut codec, "TIME\r\n").contains("22:14:20"));
+    let version = one(&mut codec, "VERSION\r\n");
+    assert!(
+        version.starts_with(":srv 351 ann chat-server-"),
+        "{version}"
+    );
+    assert!(version.contains(" 005 ann ") && version.contains("MONITOR=100"));
+    assert!(one(&mut codec, "ADMIN\r\n").starts_with(":srv 256 ann srv :"));
+    assert!(one(&mut codec, "INFO\r\n").ends_with(":srv 374 ann :End of INFO list\r\n"));
 }
