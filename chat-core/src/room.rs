@@ -217,6 +217,8 @@ struct Conn {
     /// The name and key of a rename proposed and not yet applied nor declined (a shared room
     /// only): what its proposals carry meanwhile. At most one is in flight.
     renaming: Option<(Arc<str>, Arc<str>)>,
+    /// Its own chats come back to it with everyone's ([`Room::set_echo`]).
+    echo: bool,
 }
 
 /// The names the log may hold for a connection that is gone: the one it joined (or was joining)
@@ -409,6 +411,15 @@ impl Room {
         self.view.pos
     }
 
+    /// Whether `conn`'s own chats come back to it, with everyone's, once the log has them
+    /// (IRC's echo-message): off unless an adapter turns it on. Ignored for a connection that
+    /// is not open.
+    pub fn set_echo(&mut self, conn: ConnId, on: bool) {
+        if let Some(conn) = self.conns.get_mut(&conn) {
+            conn.echo = on;
+        }
+    }
+
     /// A request on `conn` that its adapter answers itself (an IRC `PING`, a WebSocket ping):
     /// it is paid for from the connection's rate limit like any message, so that answers cannot
     /// be drawn out faster than messages. Returns whether it may be answered; past the limit
@@ -572,6 +583,7 @@ impl Room {
                 addr,
                 resume: None,
                 renaming: None,
+                echo: false,
             },
         );
         let from_addr = addr.map_or(0, |a| {
@@ -896,6 +908,7 @@ impl Room {
         }
         let seat = self.view.members.get(&entry.key);
         let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
+        let except = except.filter(|c| !self.conns.get(c).is_some_and(|c| c.echo));
         self.outputs.push_back(Output::Broadcast {
             except,
             msg: ServerMsg::Chat {

@@ -480,3 +480,21 @@ fn a_parted_members_name_is_free_at_once() {
         vec![send(1, ServerMsg::Refused(Refusal::NameTaken))]
     );
 }
+
+/// Echo (IRC's echo-message): a member that asked gets its own chats back with everyone's,
+/// once the log has them; others still do not.
+#[test]
+fn a_member_with_echo_gets_its_own_chats_back() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    h.room.set_echo(ConnId(1), true);
+    assert_eq!(
+        h.recv(1, chat("hi")),
+        vec![broadcast(None, h.said(1, "alice", "hi"))]
+    );
+    assert_eq!(
+        h.recv(2, chat("yo")),
+        vec![broadcast(Some(2), h.said(2, "bob", "yo"))]
+    );
+}
