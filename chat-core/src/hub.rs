@@ -81,6 +81,12 @@ pub trait Codec: std::fmt::Debug + Send {
     fn forget(&mut self, conn: ConnId) {
         let _ = conn;
     }
+    /// Every broadcast, before any lane encodes it, whether or not this codec's lane has
+    /// connections: for a codec that keeps state about its members (a rename changes the nick
+    /// its lines name one by) while they are served by its views.
+    fn observe(&mut self, msg: &ServerMsg) {
+        let _ = msg;
+    }
     /// A connection to move to another lane of this codec before it follows the broadcasts:
     /// 0 is the codec's own lane, `k` its `k`-th view ([`Hub::add_view`]). Drained after
     /// every decode, before what was decoded goes to the room.
@@ -448,6 +454,9 @@ impl Hub {
         match output {
             Output::Send { to, msg } => self.send(to, &msg),
             Output::Broadcast { except, msg } => {
+                for lane in &mut self.lanes {
+                    lane.codec.observe(&msg);
+                }
                 // Once per codec in use, whatever the number of members: each writer follows
                 // its codec's feed.
                 for lane in self.lanes.iter_mut().filter(|l| l.fanout.conn_count() > 0) {

@@ -13,14 +13,18 @@
 //! [`chat_core::Hub::handle_bytes`]. Names, limits, rate limits, deadlines and too-slow closes
 //! are the room's, as for everyone.
 
+mod caps;
 mod codec;
 mod commands;
 mod info;
 mod line;
 mod lists;
 mod session;
+mod tags;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hub;
 
 pub use codec::{ACTION_PREFIX, Identity, IrcCodec, irc_nick};
 pub use commands::room_text;

@@ -5,15 +5,18 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use chat_core::{Codec, ConnId, ConnMap, Inbound, fold_name};
+use chat_core::{Codec, CodecId, ConnId, ConnMap, Hub, Inbound, fold_name};
 use chat_proto::{ChatKind, ErrorKind, HistoryChat, Refusal, ServerMsg};
 
+use super::caps::{self, Cap, Caps};
 use super::commands::Listing;
 use super::info::{self, Server};
 use super::line::MAX_LINE;
 use super::lists::members;
 use super::session::Session;
+use super::tags::{self, tag_lines};
 
 /// How a plain chat's text marks an action where a client cannot send one of the action kind
 /// (a v2 client's `/me waves`): IRC recipients get it as a CTCP ACTION too.
@@ -73,6 +76,14 @@ pub struct IrcCodec {
     here: HashMap<String, ConnId>,
     /// Connections with kept lines that can go on now.
     ready: VecDeque<ConnId>,
+    /// Connections to move to the lane their capabilities need ([`Codec::poll_move`]).
+    moves: VecDeque<(ConnId, usize)>,
+    /// The capabilities that change broadcasts which this lane's connections have: none for
+    /// the codec itself, some for each of its views.
+    lane: Caps,
+    /// Whether the member whose leave is being broadcast PARTed: set by the codec as it
+    /// observes the leave, read by it and its views as they encode it.
+    parted: Arc<AtomicBool>,
 }
 
 impl IrcCodec {
@@ -84,7 +95,30 @@ impl IrcCodec {
             srv: Server::default(),
             here: HashMap::new(),
             ready: VecDeque::new(),
+            moves: VecDeque::new(),
+            lane: Caps::default(),
+            parted: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Adds the codec to `hub` with a view for each combination of the capabilities that
+    /// change a broadcast's bytes (server-time, away-notify), so that each broadcast is
+    /// encoded once per combination in use; returns the codec's id, to attach connections to.
+    /// A codec added with [`Hub::add_codec`] alone does not offer those capabilities.
+    pub fn add_to(mut self, hub: &mut Hub) -> CodecId {
+        self.srv.views = true;
+        let views: Vec<IrcCodec> = (1..caps::VARIANTS)
+            .map(|variant| IrcCodec {
+                lane: Caps::of_variant(variant),
+                parted: self.parted.clone(),
+                ..IrcCodec::new(self.id.clone())
+            })
+            .collect();
+        let main = hub.add_codec(Box::new(self));
+        for view in views {
+            hub.add_view(main, Box::new(view));
+        }
+        main
     }
 }
 
@@ -108,6 +142,33 @@ impl Codec for IrcCodec {
         if session.decode(&self.id, &self.srv, bytes, out) {
             self.ready.push_back(conn);
         }
+        if let Some(variant) = session.take_move() {
+            self.moves.push_back((conn, variant));
+        }
+    }
+
+    fn poll_move(&mut self) -> Option<(ConnId, usize)> {
+        self.moves.pop_front()
+    }
+
+    fn observe(&mut self, msg: &ServerMsg) {
+        if self.lane != Caps::default() {
+            return; // a view: the codec itself keeps the sessions
+        }
+        if let Some(time) = entry_time(msg) {
+            self.srv.saw_time(time);
+        }
+        match msg {
+            ServerMsg::Left { name, .. } => {
+                let parted = self.left_here(&irc_nick(name));
+                self.parted.store(parted, Ordering::Relaxed);
+            }
+            ServerMsg::Renamed { from, to, .. } => {
+                let (from, to) = (irc_nick(from), irc_nick(to).into_owned());
+                self.renamed_here(&from, to);
+            }
+            _ => {}
+        }
     }
 
     fn poll_ready(&mut self) -> Option<ConnId> {
@@ -127,10 +188,7 @@ impl Codec for IrcCodec {
             }
             ServerMsg::Error(kind) => self.error(to, kind, out),
             ServerMsg::Members { members: list } => {
-                let session = self.sessions.get_mut(&to);
-                let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
-                let listing = session.and_then(Session::take_listing);
-                members(out, &self.id, &me, listing.unwrap_or(Listing::Names), list);
+                self.members(to, list, out);
                 false
             }
             ServerMsg::Ping { nonce } => {
@@ -147,10 +205,22 @@ impl Codec for IrcCodec {
             | ServerMsg::Left { .. }
             | ServerMsg::Renamed { .. }
             | ServerMsg::Away { .. } => {
-                return self.encode_broadcast(msg, out);
+                // Sent to it alone (a rename past `announce_max`), never observed.
+                self.observe(msg);
+                let caps = self
+                    .sessions
+                    .get(&to)
+                    .map(Session::caps)
+                    .unwrap_or_default();
+                return self.encode_as(caps, msg, out);
             }
             ServerMsg::History { chats, missed } => {
-                history(out, &self.id, chats, *missed);
+                let caps = self
+                    .sessions
+                    .get(&to)
+                    .map(Session::caps)
+                    .unwrap_or_default();
+                history(out, &self.id, caps, chats, *missed);
                 false
             }
         };
@@ -161,44 +231,7 @@ impl Codec for IrcCodec {
     }
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        if let Some(time) = entry_time(msg) {
-            self.srv.saw_time(time);
-        }
-        let id = self.id.clone();
-        let (srv, chan) = (id.server.as_str(), id.channel.as_str());
-        match msg {
-            ServerMsg::Chat {
-                from, text, kind, ..
-            } => chat_lines(out, &id, from, text, *kind),
-            ServerMsg::Joined { name, .. } => {
-                let n = irc_nick(name);
-                push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
-            }
-            ServerMsg::Left {
-                name,
-                reason,
-                message,
-                ..
-            } => {
-                let n = irc_nick(name);
-                let parted = self.left_here(&n);
-                let words = message.as_deref();
-                match (parted, words) {
-                    (true, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} PART {chan} :{w}")),
-                    (true, None) => push(out, format_args!(":{n}!{n}@{srv} PART {chan}")),
-                    (false, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{w}")),
-                    (false, None) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}")),
-                }
-            }
-            ServerMsg::Renamed { from, to, .. } => {
-                let (from, to) = (irc_nick(from), irc_nick(to));
-                push(out, format_args!(":{from}!{from}@{srv} NICK {to}"));
-                let (from, to) = (from.into_owned(), to.into_owned());
-                self.renamed_here(&from, to);
-            }
-            _ => return false,
-        }
-        true
+        self.encode_as(self.lane, msg, out)
     }
 
     fn forget(&mut self, conn: ConnId) {
@@ -212,6 +245,73 @@ impl Codec for IrcCodec {
 }
 
 impl IrcCodec {
+    /// A broadcast's lines for connections with `caps`: with server-time, each line carries
+    /// the entry's time; with away-notify, away changes are told.
+    fn encode_as(&self, caps: Caps, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
+        match msg {
+            ServerMsg::Chat {
+                from, text, kind, ..
+            } => chat_lines(out, &self.id, from, text, *kind),
+            ServerMsg::Joined { name, .. } => {
+                let n = irc_nick(name);
+                push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
+            }
+            ServerMsg::Left {
+                name,
+                reason,
+                message,
+                ..
+            } => {
+                let n = irc_nick(name);
+                let parted = self.parted.load(Ordering::Relaxed);
+                match (parted, message.as_deref()) {
+                    (true, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} PART {chan} :{w}")),
+                    (true, None) => push(out, format_args!(":{n}!{n}@{srv} PART {chan}")),
+                    (false, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{w}")),
+                    (false, None) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}")),
+                }
+            }
+            ServerMsg::Renamed { from, to, .. } => {
+                let (from, to) = (irc_nick(from), irc_nick(to));
+                push(out, format_args!(":{from}!{from}@{srv} NICK {to}"));
+            }
+            ServerMsg::Away { name, message, .. } if caps.has(Cap::AWAY_NOTIFY) => {
+                let n = irc_nick(name);
+                match message {
+                    Some(m) => push(out, format_args!(":{n}!{n}@{srv} AWAY :{m}")),
+                    None => push(out, format_args!(":{n}!{n}@{srv} AWAY")),
+                }
+            }
+            _ => return false,
+        }
+        if caps.has(Cap::SERVER_TIME)
+            && let Some(time) = entry_time(msg)
+        {
+            tag_lines(out, start, &format!("time={}", info::server_time(time)));
+        }
+        true
+    }
+
+    /// The answer to the command that asked for the member list, labeled if it was.
+    fn members(&mut self, to: ConnId, list: &[chat_proto::Member], out: &mut Vec<u8>) {
+        let Some(session) = self.sessions.get_mut(&to) else {
+            return;
+        };
+        let me = session.phase().me().to_owned();
+        let listing = session.take_listing().unwrap_or(Listing::Names);
+        let caps = session.caps();
+        let start = out.len();
+        members(out, &self.id, caps, &me, listing, list);
+        if let Some(label) = session.take_label() {
+            let batch = session.batch_id();
+            let lines = out.split_off(start);
+            let server = &self.id.server;
+            out.extend(tags::labeled(server, &lines, &label, batch.as_deref()));
+        }
+    }
+
     /// The room welcomed `to`: the welcome numerics, or after a PART only the JOIN and names.
     /// Returns whether what waited can go on.
     fn welcomed(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
@@ -252,6 +352,9 @@ impl IrcCodec {
         let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
         let session = self.sessions.get_mut(&to);
         let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
+        let standard = session
+            .as_ref()
+            .is_some_and(|s| s.caps().has(Cap::STANDARD_REPLIES));
         let renaming = match kind {
             ErrorKind::NameTaken | ErrorKind::NameInvalid(_) => {
                 session.and_then(Session::take_renaming)
@@ -272,7 +375,12 @@ impl IrcCodec {
             (ErrorKind::TextTooLong { .. } | ErrorKind::TextEmpty | ErrorKind::TextInvalid, _) => {
                 push(out, format_args!(":{srv} 404 {me} {chan} :{kind}"));
             }
+            _ if standard => {}
             _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
+        }
+        if standard {
+            let code = fail_code(kind);
+            push(out, format_args!(":{srv} FAIL * {code} :{kind}"));
         }
         self.sessions.get_mut(&to).is_some_and(Session::error)
     }
@@ -308,6 +416,19 @@ impl IrcCodec {
             session.renamed(to.clone());
             self.here.insert(fold_name(&to), conn);
         }
+    }
+}
+
+/// The standard-replies code of what the room refused.
+fn fail_code(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::RateLimited => "RATE_LIMITED",
+        ErrorKind::TextTooLong { .. } => "TEXT_TOO_LONG",
+        ErrorKind::TextEmpty => "NO_TEXT",
+        ErrorKind::TextInvalid => "INVALID_TEXT",
+        ErrorKind::NameTaken => "NICKNAME_IN_USE",
+        ErrorKind::NameInvalid(_) => "ERRONEUS_NICKNAME",
+        ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
     }
 }
 
@@ -434,7 +555,7 @@ fn refused(out: &mut Vec<u8>, id: &Identity, me: &str, wanted: &str, refusal: &R
 
 /// What was said before: server NOTICEs to the channel, set apart from live PRIVMSGs so that
 /// nobody answers a stale line by mistake.
-fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64) {
+fn history(out: &mut Vec<u8>, id: &Identity, caps: Caps, chats: &[HistoryChat], missed: u64) {
     let (srv, chan) = (id.server.as_str(), id.channel.as_str());
     if missed > 0 {
         push(
@@ -442,17 +563,34 @@ fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64)
             format_args!(":{srv} NOTICE {chan} :{missed} earlier messages were missed"),
         );
     }
+    let tagged = caps.has(Cap::SERVER_TIME);
     for chat in chats {
-        let head = format!(
-            ":{srv} NOTICE {chan} :[earlier] <{}> ",
-            irc_nick(&chat.from)
-        );
+        let from = irc_nick(&chat.from);
+        let said = match chat.kind {
+            ChatKind::Plain => format!("<{from}>"),
+            ChatKind::Action => format!("* {from}"),
+            ChatKind::Notice => format!("-{from}-"),
+        };
+        let head = if tagged {
+            format!(":{srv} NOTICE {chan} :[earlier] {said} ")
+        } else {
+            let (_, _, _, h, m, _) = info::civil(chat.time);
+            format!(":{srv} NOTICE {chan} :[{h:02}:{m:02}] {said} ")
+        };
+        let start = out.len();
         // Long names (a long --max-name-chars) leave little room: never below 16.
         let room = MAX_LINE.saturating_sub(2 + head.len());
         for piece in pieces(&chat.text, room.max(16)) {
             out.extend_from_slice(head.as_bytes());
             out.extend_from_slice(piece.as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        if tagged {
+            tag_lines(
+                out,
+                start,
+                &format!("time={}", info::server_time(chat.time)),
+            );
         }
     }
 }

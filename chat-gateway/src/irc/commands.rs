@@ -5,6 +5,7 @@ use std::fmt::Arguments;
 
 use chat_proto::{ChatKind, ClientMsg, Ident, MAGIC, PROTOCOL_VERSION};
 
+use super::caps::{self, Cap, Caps};
 use super::codec::{Identity, irc_nick};
 use super::info::{self, MONITOR_MAX, Server};
 use super::line::{Line, MAX_LINE, Message};
@@ -22,6 +23,10 @@ pub(crate) enum Action {
     Register(String),
     /// Leave the room and stay connected, with these parting words (PART).
     Part(Option<String>),
+    /// Turn echo-message on or off for the connection.
+    Echo(bool),
+    /// The next member list answers a line that carried this label (labeled-response).
+    Label(String),
 }
 
 /// How the next `Members` answer to a connection is shown: it answers the command that asked.
@@ -115,6 +120,8 @@ impl Default for Phase {
 /// Where one command's actions go, and the nick its numerics are addressed to.
 struct Answer<'a> {
     id: &'a Identity,
+    srv: &'a Server,
+    caps: &'a mut Caps,
     me: String,
     out: &'a mut Vec<Action>,
 }
@@ -176,13 +183,15 @@ impl Phase {
     }
 
     /// Translates one line into actions, appended to `out`.
+    /// Returns the line's label, if it carried one and labeled-response is on.
     pub(crate) fn handle(
         &mut self,
         id: &Identity,
         srv: &Server,
+        caps: &mut Caps,
         line: Line<'_>,
         out: &mut Vec<Action>,
-    ) {
+    ) -> Option<String> {
         let text = match line {
             Line::TooLong => {
                 let me = self.me();
@@ -190,22 +199,34 @@ impl Phase {
                     ":{} 417 {me} :Input line was too long",
                     id.server
                 )));
-                return;
+                return None;
             }
             Line::Text(bytes) => String::from_utf8_lossy(bytes),
         };
-        if let Some(msg) = Message::parse(&text) {
-            self.command(id, srv, &msg, out);
-        }
+        let msg = Message::parse(&text)?;
+        self.command(id, srv, caps, &msg, out);
+        let label = msg.tag("label").filter(|l| !l.is_empty() && l.len() <= 64);
+        label
+            .filter(|_| caps.has(Cap::LABELED_RESPONSE))
+            .map(str::to_owned)
     }
 
-    fn command(&mut self, id: &Identity, srv: &Server, msg: &Message<'_>, out: &mut Vec<Action>) {
+    fn command(
+        &mut self,
+        id: &Identity,
+        srv: &Server,
+        caps: &mut Caps,
+        msg: &Message<'_>,
+        out: &mut Vec<Action>,
+    ) {
         let cmd = msg.command.to_ascii_uppercase();
         let registered = matches!(self, Phase::Registered { .. });
         let in_room = self.in_room();
         let me = self.me().to_owned();
         let mut answer = Answer {
             id,
+            srv,
+            caps,
             me: me.clone(),
             out,
         };
@@ -233,6 +254,8 @@ impl Phase {
             }
             _ if !registered => a.numeric(format_args!("451 {me} :You have not registered")),
             "JOIN" => self.join(msg, a),
+            // Client-only tags are not carried (CLIENTTAGDENY=*): a TAGMSG has nothing left.
+            "TAGMSG" => {}
             "NOTICE" if !in_room => {}
             "PART" | "NAMES" | "WHO" | "USERHOST" | "TOPIC" | "AWAY" | "PRIVMSG" if !in_room => {
                 let chan = &id.channel;
@@ -272,14 +295,37 @@ impl Phase {
         let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
         let me = a.me.clone();
         match sub.as_str() {
-            "LS" | "LIST" => {
+            "LS" => {
                 self.negotiating(true);
-                a.numeric(format_args!("CAP {me} {sub} :"));
+                if msg.param(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+                    a.caps.set(Cap::CAP_NOTIFY, true); // implied by 302
+                }
+                let offered: Vec<&str> = caps::OFFERED
+                    .iter()
+                    .filter(|(_, c)| a.srv.views || !caps::LANE_CAPS.contains(c))
+                    .map(|(n, _)| *n)
+                    .collect();
+                a.numeric(format_args!("CAP {me} LS :{}", offered.join(" ")));
+            }
+            "LIST" => {
+                let on = a.caps.names();
+                a.numeric(format_args!("CAP {me} LIST :{on}"));
             }
             "REQ" => {
                 self.negotiating(true);
                 let asked = msg.param(1).unwrap_or("");
-                a.numeric(format_args!("CAP {me} NAK :{asked}"));
+                match self.request(asked, a) {
+                    Some(next) => {
+                        if next.has(Cap::ECHO_MESSAGE) != a.caps.has(Cap::ECHO_MESSAGE)
+                            && !matches!(self, Phase::Unregistered { .. })
+                        {
+                            a.push(Action::Echo(next.has(Cap::ECHO_MESSAGE)));
+                        }
+                        *a.caps = next;
+                        a.numeric(format_args!("CAP {me} ACK :{asked}"));
+                    }
+                    None => a.numeric(format_args!("CAP {me} NAK :{asked}")),
+                }
             }
             "END" => {
                 self.negotiating(false);
@@ -287,6 +333,25 @@ impl Phase {
             }
             _ => a.numeric(format_args!("410 {me} {sub} :Invalid CAP command")),
         }
+    }
+
+    /// The capabilities a `CAP REQ` for `asked` would leave on, or `None` to refuse it all:
+    /// a name not offered, or a change of lane once registered (or with no lanes).
+    fn request(&self, asked: &str, a: &Answer<'_>) -> Option<Caps> {
+        let mut next = *a.caps;
+        if asked.trim().is_empty() {
+            return None;
+        }
+        for word in asked.split_whitespace() {
+            let (on, name) = match word.strip_prefix('-') {
+                Some(name) => (false, name),
+                None => (true, word),
+            };
+            next.set(caps::by_name(name)?, on);
+        }
+        let lane_change = next.variant() != a.caps.variant();
+        let may_move = a.srv.views && matches!(self, Phase::Unregistered { .. });
+        (!lane_change || may_move).then_some(next)
     }
 
     fn nick(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
@@ -805,9 +870,12 @@ mod tests {
 
     fn run(phase: &mut Phase, line: &str) -> Vec<Action> {
         let mut out = Vec::new();
+        let mut caps = Caps::default();
+        let srv = Server::default();
         phase.handle(
             &id(),
-            &Server::default(),
+            &srv,
+            &mut caps,
             Line::Text(line.as_bytes()),
             &mut out,
         );
@@ -827,7 +895,7 @@ mod tests {
     #[test]
     fn cap_holds_registration_until_end() {
         let mut p = Phase::default();
-        assert_eq!(replies(&run(&mut p, "CAP LS 302")), ":srv CAP * LS :\r\n");
+        assert!(replies(&run(&mut p, "CAP LS 302")).starts_with(":srv CAP * LS :cap-notify "));
         assert!(run(&mut p, "NICK alice").is_empty());
         assert!(run(&mut p, "USER a 0 * :A").is_empty());
         assert_eq!(

@@ -1,6 +1,8 @@
 //! What the gateway says of itself: the ISUPPORT tokens, MOTD, VERSION, TIME, ADMIN and INFO,
 //! and times as IRC shows them. The codec has no clock: the time it shows is one it was given.
 
+use std::fmt::Write as _;
+
 use super::codec::Identity;
 
 /// The gateway's name and version, as VERSION and the welcome show them.
@@ -18,6 +20,9 @@ pub(crate) struct Server {
     pub(crate) time_ms: u64,
     /// The longest nick, once a welcome has said it.
     pub(crate) nicklen: u32,
+    /// Whether the codec has its lanes for capabilities that change broadcasts
+    /// ([`super::IrcCodec::add_to`]): without them, those are not offered.
+    pub(crate) views: bool,
 }
 
 impl Server {
@@ -30,7 +35,7 @@ impl Server {
 /// The RPL_ISUPPORT tokens: only what is true of this gateway.
 pub(crate) fn isupport(nicklen: u32) -> String {
     format!(
-        "AWAYLEN=200 CASEMAPPING=rfc8265 CHANLIMIT=#:1 CHANMODES=,,,nt CHANNELLEN=50 CHANTYPES=# \
+        "AWAYLEN=200 CASEMAPPING=rfc8265 CHANLIMIT=#:1 CHANMODES=,,,nt CHANNELLEN=50 CHANTYPES=# CLIENTTAGDENY=* \
          MAXTARGETS=1 MONITOR={MONITOR_MAX} NETWORK=chat NICKLEN={nicklen} PREFIX= WHOX"
     )
 }
@@ -151,6 +156,18 @@ pub(crate) fn glob(mask: &str, text: &str) -> bool {
     mask[m..].iter().all(|&c| c == '*')
 }
 
+/// `unix_ms` as IRCv3's server-time: `2026-12-03T19:30:00.123Z`.
+pub(crate) fn server_time(unix_ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(unix_ms);
+    let mut out = String::with_capacity(24);
+    let _ = write!(
+        out,
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        unix_ms % 1000
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +175,7 @@ mod tests {
     #[test]
     fn times_show_in_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(server_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use chat_core::fold_name;
 use chat_proto::Member;
 
+use super::caps::{Cap, Caps};
 use super::codec::{Identity, irc_nick, names_lines, push};
 use super::commands::Listing;
 use super::info::glob;
@@ -14,6 +15,7 @@ use super::info::glob;
 pub(crate) fn members(
     out: &mut Vec<u8>,
     id: &Identity,
+    caps: Caps,
     me: &str,
     listing: Listing,
     list: &[Member],
@@ -27,7 +29,14 @@ pub(crate) fn members(
             if listing == Listing::Join {
                 push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
             }
-            let nicks: Vec<Cow<'_, str>> = nicks().map(|(n, _)| n).collect();
+            // userhost-in-names: nick!user@host for each.
+            let full = caps.has(Cap::USERHOST_IN_NAMES);
+            let nicks: Vec<Cow<'_, str>> = nicks()
+                .map(|(n, m)| match full {
+                    true => Cow::Owned(format!("{n}!{}@{srv}", user_of(&n, m).0)),
+                    false => n,
+                })
+                .collect();
             names_lines(out, id, me, &nicks);
         }
         Listing::Who { mask, whox } => who(out, id, me, &mask, whox.as_ref(), list),

@@ -11,10 +11,12 @@ use std::collections::VecDeque;
 use chat_core::Inbound;
 use chat_proto::ClientMsg;
 
+use super::caps::{Cap, Caps};
 use super::codec::Identity;
 use super::commands::{Action, Listing, Phase, hello};
 use super::info::Server;
 use super::line::LineReader;
+use super::tags;
 
 /// The most bytes a connection may send while its hello is with the room; past it, it is
 /// closed for a protocol error. Registering takes two short lines: a client that sends this
@@ -34,6 +36,14 @@ pub(crate) struct Session {
     kept_from: usize,
     /// One line's actions, before they are held.
     actions: Vec<Action>,
+    /// The IRCv3 capabilities it turned on.
+    caps: Caps,
+    /// The lane variant its capabilities need, asked for when it registers.
+    moving: Option<usize>,
+    /// The label of the line whose member list is asked for (labeled-response).
+    label: Option<String>,
+    /// Batches opened so far, for their ids.
+    batches: u32,
 }
 
 impl Session {
@@ -190,7 +200,12 @@ impl Session {
             let Some(line) = self.lines.next(&mut input) else {
                 return 0;
             };
-            self.phase.handle(id, srv, line, &mut self.actions);
+            let label = self
+                .phase
+                .handle(id, srv, &mut self.caps, line, &mut self.actions);
+            if let Some(label) = label {
+                self.label_actions(&id.server, &label);
+            }
             // The replies of one command that follow each other go as one: the room charges
             // each reply to the rate limit, and a command is one request.
             for action in self.actions.drain(..) {
@@ -214,6 +229,8 @@ impl Session {
                 out.push(Inbound::Part(message));
             }
             Action::Room(msg) => out.push(Inbound::Msg(msg)),
+            Action::Echo(on) => out.push(Inbound::Echo(on)),
+            Action::Label(label) => self.label = Some(label),
             Action::Reply(bytes) => out.push(Inbound::Reply(bytes)),
             Action::Who(asked) => {
                 if let Phase::Registered { listing, .. } = &mut self.phase {
@@ -222,10 +239,69 @@ impl Session {
                 out.push(Inbound::Msg(ClientMsg::Who));
             }
             Action::Register(nick) => {
+                if self.caps.has(Cap::ECHO_MESSAGE) {
+                    out.push(Inbound::Echo(true));
+                }
+                self.moving = Some(self.caps.variant());
                 out.push(Inbound::Msg(hello(&nick, self.phase.ident().cloned())));
                 self.phase.hello_sent(nick);
             }
         }
         Ok(())
+    }
+
+    /// Labels what one line's actions answer with (labeled-response): its replies, or the
+    /// member list it asks for, or an `ACK` when nothing answers it.
+    fn label_actions(&mut self, server: &str, label: &str) {
+        if let Some(i) = self
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Who(_)))
+        {
+            self.actions.insert(i, Action::Label(label.to_owned()));
+            return;
+        }
+        let lines = self.actions.iter().find_map(|a| match a {
+            Action::Reply(bytes) => Some(bytes.iter().filter(|&&b| b == b'\n').count()),
+            _ => None,
+        });
+        let batch = if lines > Some(1) {
+            self.batch_id()
+        } else {
+            None
+        };
+        let first = self.actions.iter_mut().find_map(|a| match a {
+            Action::Reply(bytes) => Some(bytes),
+            _ => None,
+        });
+        match first {
+            Some(bytes) => *bytes = tags::labeled(server, bytes, label, batch.as_deref()),
+            None => self
+                .actions
+                .push(Action::Reply(tags::labeled(server, b"", label, None))),
+        }
+    }
+
+    /// A new batch id, if the client takes batches.
+    pub(crate) fn batch_id(&mut self) -> Option<String> {
+        self.caps.has(Cap::BATCH).then(|| {
+            self.batches = self.batches.wrapping_add(1);
+            format!("b{}", self.batches)
+        })
+    }
+
+    /// Its capabilities.
+    pub(crate) fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// The lane variant to move it to, once, when it registers.
+    pub(crate) fn take_move(&mut self) -> Option<usize> {
+        self.moving.take()
+    }
+
+    /// The label the member list being answered carries.
+    pub(crate) fn take_label(&mut self) -> Option<String> {
+        self.label.take()
     }
 }

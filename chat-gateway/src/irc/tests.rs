@@ -9,6 +9,10 @@ use super::{Identity, IrcCodec, MAX_KEPT, info};
 
 const CONN: ConnId = ConnId(7);
 
+/// What a codec without its lanes offers: all but server-time and away-notify.
+const OFFERED_PLAIN: &str = "cap-notify message-tags echo-message batch labeled-response \
+    multi-prefix userhost-in-names standard-replies draft/chathistory";
+
 /// The hello for `nick`, from a client whose USER said `ann 0 * :Ann`.
 fn hello(nick: &str) -> ClientMsg {
     hello_as(nick, "ann", "Ann")
@@ -86,7 +90,10 @@ fn lines_after_a_hello_wait_until_the_welcome() {
     let mut codec = codec();
     // The hello opens a batch of its own: the CAP reply goes first, alone.
     let sent = b"CAP LS 302\r\nNICK ann\r\nUSER ann 0 * :Ann\r\nCAP END\r\nPRIVMSG #chat :hi\r\nPING :x\r\n";
-    assert_eq!(decode(&mut codec, sent), [reply(":srv CAP * LS :\r\n")]);
+    assert_eq!(
+        decode(&mut codec, sent),
+        [reply(&format!(":srv CAP * LS :{OFFERED_PLAIN}\r\n"))]
+    );
     assert_eq!(codec.poll_ready(), Some(CONN));
     assert_eq!(decode(&mut codec, b""), [Inbound::Msg(hello("ann"))]);
     assert_eq!(codec.poll_ready(), None);
@@ -261,8 +268,10 @@ fn said(from: &str, text: &str, kind: ChatKind) -> ServerMsg {
     }
 }
 
+/// A broadcast as the hub carries it: observed, then encoded.
 fn broadcast(codec: &mut IrcCodec, msg: &ServerMsg) -> String {
     let mut out = Vec::new();
+    codec.observe(msg);
     codec.encode_broadcast(msg, &mut out);
     String::from_utf8(out).unwrap()
 }

@@ -1,0 +1,176 @@
+//! The IRC codec in a real hub and room: IRCv3 capabilities (lanes, server-time, echo,
+//! away-notify, labels, standard replies), PART and JOIN, as clients see them.
+
+use std::time::{Duration, Instant};
+
+use chat_core::{CodecId, Config, ConnId, Due, Hub, Input, Room};
+
+use super::{Identity, IrcCodec};
+
+/// 2023-11-14T22:13:20Z.
+const T0: u64 = 1_700_000_000_000;
+
+struct World {
+    hub: Hub,
+    irc: CodecId,
+    now: Instant,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        let mut hub = Hub::new(Room::new(Config::default(), 7).unwrap(), 1 << 20);
+        hub.set_clock(now, T0);
+        let codec = IrcCodec::new(Identity {
+            server: "srv".into(),
+            channel: "#chat".into(),
+        });
+        let irc = codec.add_to(&mut hub);
+        Self { hub, irc, now }
+    }
+
+    /// Opens `conn` and sends `lines`; returns what it got.
+    fn connect(&mut self, conn: u64, lines: &str) -> String {
+        let conn = ConnId(conn);
+        self.hub.attach(conn, self.irc);
+        self.hub
+            .handle_input(self.now, Input::Opened(conn))
+            .unwrap();
+        self.send(conn.0, lines)
+    }
+
+    fn send(&mut self, conn: u64, lines: &str) -> String {
+        self.now += Duration::from_millis(1500);
+        let conn = ConnId(conn);
+        self.hub
+            .handle_bytes(self.now, conn, lines.as_bytes())
+            .unwrap();
+        self.got(conn.0)
+    }
+
+    fn got(&mut self, conn: u64) -> String {
+        let conn = ConnId(conn);
+        let mut got = Vec::new();
+        loop {
+            let mut chunk = Vec::new();
+            let fanout = self.hub.fanout_of(conn);
+            if fanout.due(conn, |f| {
+                chunk.extend_from_slice(f);
+                true
+            }) != Due::Write
+            {
+                return String::from_utf8(got).unwrap();
+            }
+            fanout.consumed(conn, chunk.len());
+            got.extend(chunk);
+        }
+    }
+}
+
+const MODERN: &str = "CAP LS 302\r\nCAP REQ :server-time echo-message away-notify batch labeled-response standard-replies userhost-in-names\r\nNICK ann\r\nUSER a 0 * :Ann A\r\nCAP END\r\n";
+
+#[test]
+fn caps_are_negotiated_and_each_lane_gets_its_own_bytes() {
+    let mut w = World::new();
+    let got = w.connect(1, MODERN);
+    assert!(
+        got.contains(":srv CAP * LS :cap-notify server-time "),
+        "{got}"
+    );
+    assert!(
+        got.contains(":srv CAP * ACK :server-time echo-message "),
+        "{got}"
+    );
+    assert!(got.contains(":srv 001 ann "), "{got}");
+    w.connect(2, "NICK bob\r\nUSER b 0 * :Bob\r\n");
+    w.got(1);
+    let got = w.send(1, "CAP LIST\r\n");
+    assert!(
+        got.starts_with(":srv CAP ann LIST :cap-notify server-time "),
+        "{got}"
+    );
+    // server-time for those that asked, and the sender gets its echo.
+    let got = w.send(2, "PRIVMSG #chat :hi\r\n");
+    assert_eq!(got, "", "no echo without echo-message");
+    assert_eq!(
+        w.got(1),
+        "@time=2023-11-14T22:13:26.000Z :bob!bob@srv PRIVMSG #chat :hi\r\n"
+    );
+    assert_eq!(
+        w.send(1, "NOTICE #chat :psst\r\n"),
+        "@time=2023-11-14T22:13:27.500Z :ann!ann@srv NOTICE #chat :psst\r\n"
+    );
+    assert_eq!(w.got(2), ":ann!ann@srv NOTICE #chat :psst\r\n");
+    // away-notify for those that asked.
+    w.send(2, "AWAY :lunch\r\n");
+    assert_eq!(
+        w.got(1),
+        "@time=2023-11-14T22:13:29.000Z :bob!bob@srv AWAY :lunch\r\n"
+    );
+    // A lane cannot change once registered.
+    assert_eq!(
+        w.send(1, "CAP REQ :-server-time\r\n"),
+        ":srv CAP ann NAK :-server-time\r\n"
+    );
+    assert_eq!(
+        w.send(2, "CAP REQ :echo-message\r\n"),
+        ":srv CAP bob ACK :echo-message\r\n"
+    );
+    assert_eq!(
+        w.send(2, "PRIVMSG #chat :me too\r\n"),
+        ":bob!bob@srv PRIVMSG #chat :me too\r\n"
+    );
+}
+
+#[test]
+fn labeled_responses_carry_the_label() {
+    let mut w = World::new();
+    w.connect(1, MODERN);
+    assert_eq!(
+        w.send(1, "@label=a1 PING :x\r\n"),
+        "@label=a1 :srv PONG srv :x\r\n"
+    );
+    assert_eq!(w.send(1, "@label=a2 PONG :x\r\n"), "@label=a2 :srv ACK\r\n");
+    assert_eq!(
+        w.send(1, "@label=a3 NAMES #chat\r\n"),
+        "@label=a3 :srv BATCH +b1 labeled-response\r\n\
+         @batch=b1 :srv 353 ann = #chat :ann!a@srv\r\n\
+         @batch=b1 :srv 366 ann #chat :End of /NAMES list.\r\n:srv BATCH -b1\r\n"
+    );
+}
+
+#[test]
+fn standard_replies_tell_what_the_room_refused() {
+    let mut w = World::new();
+    w.connect(1, MODERN);
+    w.got(1);
+    let got = w.send(1, "NICK ab\u{202e}c\r\n");
+    assert!(got.contains(" 432 ann ab"), "{got}");
+    assert!(got.contains(":srv FAIL * ERRONEUS_NICKNAME :"), "{got}");
+}
+
+/// PART and JOIN through the room: the others see PART with the words, the parted member
+/// gets nothing meanwhile, and JOIN enters again under the same nick.
+#[test]
+fn part_and_join_again_through_the_room() {
+    let mut w = World::new();
+    w.connect(1, "NICK ann\r\nUSER a 0 * :Ann\r\n");
+    w.connect(2, "NICK bob\r\nUSER b 0 * :Bob\r\n");
+    w.got(1);
+    assert_eq!(
+        w.send(1, "PART #chat :brb\r\n"),
+        ":ann!ann@srv PART #chat :brb\r\n"
+    );
+    assert_eq!(w.got(2), ":ann!ann@srv PART #chat :brb\r\n");
+    w.send(2, "PRIVMSG #chat :anyone?\r\n");
+    assert_eq!(w.got(1), "");
+    let got = w.send(1, "JOIN #chat\r\n");
+    assert!(
+        got.starts_with(":ann!ann@srv JOIN #chat\r\n:srv 353 ann = #chat :"),
+        "{got}"
+    );
+    assert!(!got.contains(" 001 "), "{got}");
+    assert_eq!(w.got(2), ":ann!ann@srv JOIN #chat\r\n");
+    w.send(1, "QUIT :bye now\r\n");
+    assert_eq!(w.got(2), ":ann!ann@srv QUIT :bye now\r\n");
+}
