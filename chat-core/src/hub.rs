@@ -17,7 +17,7 @@ use chat_proto::{
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
 use crate::log::Proposal;
-use crate::room::{ConnId, Input, Notice, Output, Room, UsageError};
+use crate::room::{ConnId, HistoryQuery, Input, Notice, Output, Room, UsageError};
 
 /// What a [`Hub`] tells its driver, besides bytes to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,10 @@ pub enum Inbound {
     Reply(Vec<u8>),
     /// The connection's own chats come back to it ([`Room::set_echo`]: IRC's echo-message).
     Echo(bool),
+    /// A member asks for kept chats ([`Room::history`]): they come back as a
+    /// [`ServerMsg::History`], paid for from its rate limit like a message. Ignored for a
+    /// connection that is not a member.
+    History(HistoryQuery),
     /// The member leaves the room and stays connected, with these parting words
     /// ([`Input::Part`]: IRC's PART).
     Part(Option<String>),
@@ -385,6 +389,12 @@ impl Hub {
                     }
                 }
                 Inbound::Echo(on) => self.room.set_echo(conn, on),
+                Inbound::History(query) => {
+                    if self.room.name_of(conn).is_some() && self.room.charge(now, conn) {
+                        let chats = self.room.history(query);
+                        self.send(conn, &ServerMsg::History { chats, missed: 0 });
+                    }
+                }
                 Inbound::Part(message) => {
                     self.room.handle_input(now, Input::Part(conn, message))?;
                 }

@@ -135,6 +135,50 @@ pub enum Output {
     Notice(Notice),
 }
 
+/// Which of the kept chats a member asks for ([`Room::history`]), by the times the log gave
+/// them (ms since the Unix epoch), at most `limit` of them; bounds are exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest, said after `after` if given.
+    Latest {
+        /// Only chats said after this.
+        after: Option<u64>,
+        /// The most to give.
+        limit: usize,
+    },
+    /// The newest said before `time`.
+    Before {
+        /// The bound.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// The oldest said after `time`.
+    After {
+        /// The bound.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// About half before `time`, the rest from it on.
+    Around {
+        /// The middle.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// Those said between the two times: the oldest after `from` if `from` is the earlier,
+    /// else the newest before it.
+    Between {
+        /// Where the count starts.
+        from: u64,
+        /// The other bound.
+        to: u64,
+        /// The most to give.
+        limit: usize,
+    },
+}
+
 /// A change of membership, as a typed event for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -468,6 +512,41 @@ impl Room {
     /// Every member, on every node, in folded-name order, as the welcome and `Who` list them.
     pub fn member_list(&self) -> Vec<Member> {
         self.view.members.values().map(Seat::member).collect()
+    }
+
+    /// The kept chats `query` asks for, oldest first (IRC's CHATHISTORY).
+    pub fn history(&self, query: HistoryQuery) -> Vec<HistoryChat> {
+        let kept = &self.view.history;
+        // Times never go back in the log, so the kept chats are in time order.
+        let first_after = |t: u64| kept.partition_point(|c| c.time <= t);
+        let first_at = |t: u64| kept.partition_point(|c| c.time < t);
+        let (range, newest, limit) = match query {
+            HistoryQuery::Latest { after, limit } => {
+                (after.map_or(0, first_after)..kept.len(), true, limit)
+            }
+            HistoryQuery::Before { time, limit } => (0..first_at(time), true, limit),
+            HistoryQuery::After { time, limit } => (first_after(time)..kept.len(), false, limit),
+            HistoryQuery::Around { time, limit } => {
+                let mid = first_at(time);
+                let start = mid.saturating_sub(limit / 2);
+                (start..kept.len().min(start + limit), false, limit)
+            }
+            HistoryQuery::Between { from, to, limit } => {
+                let (lo, hi) = (from.min(to), from.max(to));
+                (
+                    first_after(lo)..first_at(hi).max(first_after(lo)),
+                    from > to,
+                    limit,
+                )
+            }
+        };
+        let count = range.len().min(limit);
+        let range = if newest {
+            range.end - count..range.end
+        } else {
+            range.start..range.start + count
+        };
+        kept.range(range).cloned().collect()
     }
 
     /// The next thing the driver must do. Drain until `None` after every input.

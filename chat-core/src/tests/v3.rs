@@ -498,3 +498,69 @@ fn a_member_with_echo_gets_its_own_chats_back() {
         vec![broadcast(Some(2), h.said(2, "bob", "yo"))]
     );
 }
+
+/// The kept history by time (IRC's CHATHISTORY): latest, before, after, around, between,
+/// each oldest first and at most `limit`.
+#[test]
+fn the_kept_history_is_queried_by_time() {
+    let mut h = Harness::with(Config {
+        history: 10,
+        ..config()
+    });
+    h.join(1, "alice");
+    for i in 1..=6 {
+        h.now += Duration::from_secs(1);
+        h.recv(1, chat(&i.to_string()));
+    }
+    // Chat i was said at T0 + i s.
+    let at = |i: u64| T0 + i * 1000;
+    let texts = |q: HistoryQuery| -> Vec<String> {
+        h.room
+            .history(q)
+            .iter()
+            .map(|c| c.text.to_string())
+            .collect()
+    };
+    let latest = HistoryQuery::Latest {
+        after: None,
+        limit: 2,
+    };
+    assert_eq!(texts(latest), ["5", "6"]);
+    let latest_after = HistoryQuery::Latest {
+        after: Some(at(4)),
+        limit: 5,
+    };
+    assert_eq!(texts(latest_after), ["5", "6"]);
+    let before = HistoryQuery::Before {
+        time: at(4),
+        limit: 2,
+    };
+    assert_eq!(texts(before), ["2", "3"]);
+    let after = HistoryQuery::After {
+        time: at(4),
+        limit: 1,
+    };
+    assert_eq!(texts(after), ["5"]);
+    let around = HistoryQuery::Around {
+        time: at(4),
+        limit: 4,
+    };
+    assert_eq!(texts(around), ["2", "3", "4", "5"]);
+    let between = HistoryQuery::Between {
+        from: at(1),
+        to: at(5),
+        limit: 2,
+    };
+    assert_eq!(texts(between), ["2", "3"]);
+    let backwards = HistoryQuery::Between {
+        from: at(5),
+        to: at(1),
+        limit: 2,
+    };
+    assert_eq!(texts(backwards), ["3", "4"]);
+    let none = HistoryQuery::After {
+        time: at(9),
+        limit: 5,
+    };
+    assert!(texts(none).is_empty());
+}
