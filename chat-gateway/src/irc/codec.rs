@@ -215,12 +215,13 @@ impl Codec for IrcCodec {
                 return self.encode_as(caps, msg, out);
             }
             ServerMsg::History { chats, missed } => {
-                let caps = self
-                    .sessions
-                    .get(&to)
-                    .map(Session::caps)
-                    .unwrap_or_default();
-                history(out, &self.id, caps, chats, *missed);
+                let session = self.sessions.get_mut(&to);
+                let caps = session.as_ref().map(|s| s.caps()).unwrap_or_default();
+                let asked = session.and_then(|s| s.take_history().then(|| s.batch_id()));
+                match asked {
+                    Some(batch) => chathistory(out, &self.id, caps, batch.as_deref(), chats),
+                    None => history(out, &self.id, caps, chats, *missed),
+                }
                 false
             }
         };
@@ -592,6 +593,36 @@ fn history(out: &mut Vec<u8>, id: &Identity, caps: Caps, chats: &[HistoryChat], 
                 &format!("time={}", info::server_time(chat.time)),
             );
         }
+    }
+}
+
+/// A CHATHISTORY answer: the chats as they were said, with their times, in a `chathistory`
+/// batch if the client takes batches.
+fn chathistory(
+    out: &mut Vec<u8>,
+    id: &Identity,
+    caps: Caps,
+    batch: Option<&str>,
+    chats: &[HistoryChat],
+) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    if let Some(b) = batch {
+        push(out, format_args!(":{srv} BATCH +{b} chathistory {chan}"));
+    }
+    for chat in chats {
+        let start = out.len();
+        chat_lines(out, id, &chat.from, &chat.text, chat.kind);
+        let time = info::server_time(chat.time);
+        let tag = match (batch, caps.has(Cap::SERVER_TIME)) {
+            (Some(b), true) => format!("batch={b};time={time}"),
+            (Some(b), false) => format!("batch={b}"),
+            (None, true) => format!("time={time}"),
+            (None, false) => continue,
+        };
+        tag_lines(out, start, &tag);
+    }
+    if let Some(b) = batch {
+        push(out, format_args!(":{srv} BATCH -{b}"));
     }
 }
 

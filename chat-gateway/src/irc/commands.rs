@@ -3,6 +3,7 @@
 
 use std::fmt::Arguments;
 
+use chat_core::HistoryQuery;
 use chat_proto::{ChatKind, ClientMsg, Ident, MAGIC, PROTOCOL_VERSION};
 
 use super::caps::{self, Cap, Caps};
@@ -27,6 +28,8 @@ pub(crate) enum Action {
     Echo(bool),
     /// The next member list answers a line that carried this label (labeled-response).
     Label(String),
+    /// Ask the room for kept chats (CHATHISTORY); the answer is a `chathistory` batch.
+    History(HistoryQuery),
 }
 
 /// How the next `Members` answer to a connection is shown: it answers the command that asked.
@@ -262,7 +265,8 @@ impl Phase {
                 a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
             }
             "PRIVMSG" | "NOTICE" => privmsg(&cmd, msg, a),
-            "WHOIS" | "ISON" | "MONITOR" | "LIST" | "LUSERS" if !in_room => {
+            "CHATHISTORY" if a.caps.has(Cap::CHATHISTORY) && in_room => chathistory(msg, a),
+            "WHOIS" | "ISON" | "MONITOR" | "LIST" | "LUSERS" | "CHATHISTORY" if !in_room => {
                 let chan = &id.channel;
                 a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
             }
@@ -580,6 +584,87 @@ impl Phase {
             "S" | "s" => {}
             _ => a.numeric(format_args!("461 {me} MONITOR :Not enough parameters")),
         }
+    }
+}
+
+/// The most chats one CHATHISTORY gives (CHATHISTORY= in 005).
+pub(crate) const HISTORY_MAX: usize = 100;
+
+/// CHATHISTORY LATEST, BEFORE, AFTER, AROUND and BETWEEN over the channel, by timestamp;
+/// TARGETS names the channel. Refusals are standard replies.
+fn chathistory(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
+    let srv = a.id.server.clone();
+    let fail = |a: &mut Answer<'_>, code: &str, rest: &str| {
+        a.line(format_args!(":{srv} FAIL CHATHISTORY {code} {rest}"));
+    };
+    if sub == "TARGETS" {
+        let (chan, time) = (a.id.channel.clone(), info::server_time(a.srv.time_ms));
+        a.line(format_args!(":{srv} BATCH +t draft/chathistory-targets"));
+        a.line(format_args!(
+            "@batch=t :{srv} CHATHISTORY TARGETS {chan} {time}"
+        ));
+        a.line(format_args!(":{srv} BATCH -t"));
+        return;
+    }
+    let target = msg.param(1).unwrap_or("");
+    if !target.eq_ignore_ascii_case(&a.id.channel) {
+        let rest = format!("{sub} {target} :Only {} has a history here", a.id.channel);
+        return fail(a, "INVALID_TARGET", &rest);
+    }
+    let at = |i: usize| -> Option<Option<u64>> {
+        match msg.param(i)? {
+            "*" => Some(None),
+            r => info::parse_server_time(r.strip_prefix("timestamp=")?).map(Some),
+        }
+    };
+    let limit_at = |i: usize| msg.param(i).and_then(|l| l.parse::<usize>().ok());
+    let query = match (sub.as_str(), at(2), limit_at(3)) {
+        ("LATEST", Some(after), Some(limit)) => Some(HistoryQuery::Latest { after, limit }),
+        ("BEFORE", Some(Some(time)), Some(limit)) => Some(HistoryQuery::Before { time, limit }),
+        ("AFTER", Some(Some(time)), Some(limit)) => Some(HistoryQuery::After { time, limit }),
+        ("AROUND", Some(Some(time)), Some(limit)) => Some(HistoryQuery::Around { time, limit }),
+        ("BETWEEN", Some(Some(from)), _) => match (at(3), limit_at(4)) {
+            (Some(Some(to)), Some(limit)) => Some(HistoryQuery::Between { from, to, limit }),
+            _ => None,
+        },
+        _ => None,
+    };
+    match query {
+        Some(query) => a.push(Action::History(limited(query))),
+        None => fail(
+            a,
+            "INVALID_PARAMS",
+            &format!("{sub} :Bad parameters (timestamps only)"),
+        ),
+    }
+}
+
+/// `query` with its limit at most [`HISTORY_MAX`].
+fn limited(query: HistoryQuery) -> HistoryQuery {
+    let cap = |l: usize| l.min(HISTORY_MAX);
+    match query {
+        HistoryQuery::Latest { after, limit } => HistoryQuery::Latest {
+            after,
+            limit: cap(limit),
+        },
+        HistoryQuery::Before { time, limit } => HistoryQuery::Before {
+            time,
+            limit: cap(limit),
+        },
+        HistoryQuery::After { time, limit } => HistoryQuery::After {
+            time,
+            limit: cap(limit),
+        },
+        HistoryQuery::Around { time, limit } => HistoryQuery::Around {
+            time,
+            limit: cap(limit),
+        },
+        HistoryQuery::Between { from, to, limit } => HistoryQuery::Between {
+            from,
+            to,
+            limit: cap(limit),
+        },
     }
 }
 

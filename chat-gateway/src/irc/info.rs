@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::codec::Identity;
+use super::commands::HISTORY_MAX;
 
 /// The gateway's name and version, as VERSION and the welcome show them.
 pub(crate) const VERSION: &str = concat!("chat-server-", env!("CARGO_PKG_VERSION"));
@@ -35,8 +36,9 @@ impl Server {
 /// The RPL_ISUPPORT tokens: only what is true of this gateway.
 pub(crate) fn isupport(nicklen: u32) -> String {
     format!(
-        "AWAYLEN=200 CASEMAPPING=rfc8265 CHANLIMIT=#:1 CHANMODES=,,,nt CHANNELLEN=50 CHANTYPES=# CLIENTTAGDENY=* \
-         MAXTARGETS=1 MONITOR={MONITOR_MAX} NETWORK=chat NICKLEN={nicklen} PREFIX= WHOX"
+        "AWAYLEN=200 CASEMAPPING=rfc8265 CHANLIMIT=#:1 CHANMODES=,,,nt CHANNELLEN=50 CHANTYPES=# \
+         CHATHISTORY={HISTORY_MAX} CLIENTTAGDENY=* MAXTARGETS=1 MONITOR={MONITOR_MAX} \
+         MSGREFTYPES=timestamp NETWORK=chat NICKLEN={nicklen} PREFIX= WHOX"
     )
 }
 
@@ -132,6 +134,32 @@ pub(crate) fn utc(unix_ms: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
+/// A server-time timestamp (`2023-11-14T22:13:20.123Z`, the fraction optional) in ms since
+/// the Unix epoch; `None` if it is not one.
+pub(crate) fn parse_server_time(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (date.next()??, date.next()??, date.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (h, mi, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    let valid = (1..=12).contains(&m) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec < 61;
+    if !valid || !(1970..=9999).contains(&y) || frac.is_empty() || frac.len() > 9 {
+        return None;
+    }
+    let ms: u64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Howard Hinnant's days-from-civil.
+    let y = y - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
 /// Whether `text` matches the glob `mask` (`*` any run, `?` one character), ignoring case.
 pub(crate) fn glob(mask: &str, text: &str) -> bool {
     let mask: Vec<char> = mask.chars().flat_map(char::to_lowercase).collect();
@@ -178,6 +206,15 @@ mod tests {
         assert_eq!(server_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        for ms in [0, 951_782_400_000, 1_700_000_000_123] {
+            assert_eq!(parse_server_time(&server_time(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_server_time("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(parse_server_time("2023-13-14T22:13:20Z"), None);
+        assert_eq!(parse_server_time("yesterday"), None);
     }
 
     #[test]

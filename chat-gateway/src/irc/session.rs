@@ -44,6 +44,8 @@ pub(crate) struct Session {
     label: Option<String>,
     /// Batches opened so far, for their ids.
     batches: u32,
+    /// The next history it is sent answers its CHATHISTORY.
+    history: bool,
 }
 
 impl Session {
@@ -223,7 +225,13 @@ impl Session {
     /// it is handed back when the batch already holds something.
     fn take(&mut self, action: Action, start: usize, out: &mut Vec<Inbound>) -> Result<(), Action> {
         match action {
-            Action::Who(_) | Action::Register(_) if out.len() > start => return Err(action),
+            Action::Who(_) | Action::Register(_) | Action::History(_) if out.len() > start => {
+                return Err(action);
+            }
+            Action::History(query) => {
+                self.history = true;
+                out.push(Inbound::History(query));
+            }
             Action::Part(message) => {
                 self.phase.parted();
                 out.push(Inbound::Part(message));
@@ -303,5 +311,10 @@ impl Session {
     /// The label the member list being answered carries.
     pub(crate) fn take_label(&mut self) -> Option<String> {
         self.label.take()
+    }
+
+    /// Whether the history being sent answers a CHATHISTORY (else it is a join's replay).
+    pub(crate) fn take_history(&mut self) -> bool {
+        std::mem::take(&mut self.history)
     }
 }

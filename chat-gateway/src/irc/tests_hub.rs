@@ -174,3 +174,60 @@ fn part_and_join_again_through_the_room() {
     w.send(1, "QUIT :bye now\r\n");
     assert_eq!(w.got(2), ":ann!ann@srv QUIT :bye now\r\n");
 }
+
+/// History: a join's replay shows each line's time ([HH:MM], or server-time tags), and
+/// CHATHISTORY fetches by time in a `chathistory` batch with the original times.
+#[test]
+fn history_shows_its_times_and_chathistory_fetches_by_time() {
+    let mut w = World::new();
+    w.connect(2, "NICK bob\r\nUSER b 0 * :Bob\r\n");
+    w.send(2, "PRIVMSG #chat :one\r\n"); // T0 + 3 s
+    w.send(2, "PRIVMSG #chat :\x01ACTION two\x01\r\n"); // T0 + 4.5 s
+    w.send(2, "NOTICE #chat :three\r\n"); // T0 + 6 s
+    let got = w.connect(3, "NICK cy\r\nUSER c 0 * :Cy\r\n");
+    assert!(
+        got.contains(":srv NOTICE #chat :[22:13] <bob> one\r\n:srv NOTICE #chat :[22:13] * bob two\r\n:srv NOTICE #chat :[22:13] -bob- three\r\n"),
+        "{got}"
+    );
+    let modern = MODERN.replace("userhost-in-names", "userhost-in-names draft/chathistory");
+    let got = w.connect(1, &modern);
+    assert!(
+        got.contains("@time=2023-11-14T22:13:23.000Z :srv NOTICE #chat :[earlier] <bob> one\r\n"),
+        "{got}"
+    );
+    assert!(got.contains(" CHATHISTORY=100 "), "{got}");
+    assert_eq!(
+        w.send(1, "CHATHISTORY LATEST #chat * 2\r\n"),
+        ":srv BATCH +b1 chathistory #chat\r\n\
+         @batch=b1;time=2023-11-14T22:13:24.500Z :bob!bob@srv PRIVMSG #chat :\x01ACTION two\x01\r\n\
+         @batch=b1;time=2023-11-14T22:13:26.000Z :bob!bob@srv NOTICE #chat :three\r\n\
+         :srv BATCH -b1\r\n"
+    );
+    let got = w.send(
+        1,
+        "CHATHISTORY BEFORE #chat timestamp=2023-11-14T22:13:24.500Z 10\r\n",
+    );
+    assert!(got.contains(":bob!bob@srv PRIVMSG #chat :one\r\n"), "{got}");
+    assert!(!got.contains("two"), "{got}");
+    let got = w.send(
+        1,
+        "CHATHISTORY BETWEEN #chat timestamp=2023-11-14T22:13:23.000Z timestamp=2023-11-14T22:13:26.000Z 10\r\n",
+    );
+    assert!(
+        got.contains("two") && !got.contains("one") && !got.contains("three"),
+        "{got}"
+    );
+    assert_eq!(
+        w.send(1, "CHATHISTORY LATEST #other * 2\r\n"),
+        ":srv FAIL CHATHISTORY INVALID_TARGET LATEST #other :Only #chat has a history here\r\n"
+    );
+    assert!(
+        w.send(1, "CHATHISTORY AFTER #chat msgid=x 2\r\n")
+            .contains("INVALID_PARAMS")
+    );
+    // Without the capability, there is no such command.
+    assert!(
+        w.send(3, "CHATHISTORY LATEST #chat * 2\r\n")
+            .contains(" 421 cy CHATHISTORY ")
+    );
+}
