@@ -127,11 +127,17 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
         )),
         ServerMsg::Refused(refusal) => Line::error(refusal),
         ServerMsg::Chat { from, text, .. } => Line::chat(false, from, text),
-        ServerMsg::Joined { name } => Line::notice(format_args!("{} joined", escape(name))),
-        ServerMsg::Left { name, reason } => {
+        ServerMsg::Joined { name, .. } => Line::notice(format_args!("{} joined", escape(name))),
+        ServerMsg::Left { name, reason, .. } => {
             Line::notice(format_args!("{} left ({reason})", escape(name)))
         }
-        ServerMsg::Members { names } => Line::notice(format_args!("online: {}", join_names(names))),
+        ServerMsg::Members { members } => {
+            Line::notice(format_args!("online: {}", join_names(members)))
+        }
+        ServerMsg::Renamed { from, to, .. } => {
+            Line::notice(format_args!("{} is now {}", escape(from), escape(to)))
+        }
+        ServerMsg::Away { .. } => return None,
         ServerMsg::Error(kind) => Line::error(kind),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
             return None;
@@ -163,13 +169,13 @@ pub fn render_history(chats: &[chat_proto::HistoryChat], missed: u64) -> Vec<Lin
     lines
 }
 
-fn join_names(names: &[std::sync::Arc<str>]) -> String {
+fn join_names(members: &[chat_proto::Member]) -> String {
     let mut out = String::new();
-    for (i, name) in names.iter().enumerate() {
+    for (i, member) in members.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&escape(name));
+        out.push_str(&escape(&member.name));
     }
     out
 }

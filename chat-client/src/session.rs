@@ -281,7 +281,7 @@ impl Session {
             if self.rejoining
                 && let Some(after) = self.last_seq
             {
-                self.send(ClientMsg::Resume { after });
+                self.send(ClientMsg::Resume { after, epoch: 0 });
             }
             self.hello(now, name);
         }
@@ -365,6 +365,8 @@ impl Session {
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
+            | ServerMsg::Renamed { .. }
+            | ServerMsg::Away { .. }
             | ServerMsg::Error(_)
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
@@ -564,7 +566,9 @@ impl Session {
     /// mentions this member.
     fn note_chats(&mut self, msg: &ServerMsg) {
         match msg {
-            ServerMsg::Chat { seq, from, text } => {
+            ServerMsg::Chat {
+                seq, from, text, ..
+            } => {
                 self.last_seq = Some(*seq);
                 let me = self.name.as_deref().unwrap_or("");
                 if self.bell && from != me && mentions(text, me) {
@@ -658,6 +662,8 @@ impl Session {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             name,
+            password: None,
+            ident: None,
         });
     }
 
@@ -666,7 +672,7 @@ impl Session {
             until: now + LEAVE_GRACE,
         };
         self.last_word = None;
-        self.send(ClientMsg::Leave);
+        self.send(ClientMsg::Leave { message: None });
     }
 
     fn command(&mut self, now: Instant, line: &str) {
@@ -676,7 +682,10 @@ impl Session {
                 if text.len() > max_bytes as usize {
                     self.print(Line::error(ErrorKind::TextTooLong { max_bytes }));
                 } else {
-                    self.send(ClientMsg::Chat { text });
+                    self.send(ClientMsg::Chat {
+                        text,
+                        kind: chat_proto::ChatKind::Plain,
+                    });
                 }
             }
             Ok(Command::Who) => self.send(ClientMsg::Who),

@@ -45,6 +45,9 @@ pub struct Args {
     /// longest message in bytes [env CHAT_MAX_TEXT_BYTES, default 1024]
     #[argh(option)]
     pub max_text_bytes: Option<String>,
+    /// longest away message in bytes [env CHAT_MAX_AWAY_BYTES, default 200]
+    #[argh(option)]
+    pub max_away_bytes: Option<String>,
     /// largest frame accepted from a client, in bytes [env CHAT_MAX_FRAME_BYTES, default 2048]
     #[argh(option)]
     pub max_frame_bytes: Option<String>,
@@ -266,7 +269,7 @@ fn resolve_room_limits(
             *slot = raw.number()?;
         }
     }
-    let counts: [(&str, &Option<String>, &mut u32); 11] = [
+    let counts: [(&str, &Option<String>, &mut u32); 12] = [
         (
             "max-handshakes-per-ip",
             &args.max_handshakes_per_ip,
@@ -293,6 +296,11 @@ fn resolve_room_limits(
             "max-text-bytes",
             &args.max_text_bytes,
             &mut room.max_text_bytes,
+        ),
+        (
+            "max-away-bytes",
+            &args.max_away_bytes,
+            &mut room.max_away_bytes,
         ),
         (
             "max-frame-bytes",
@@ -655,6 +663,7 @@ mod tests {
             history: Some("107".into()),
             max_name_chars: Some("14".into()),
             max_text_bytes: Some("1005".into()),
+            max_away_bytes: Some("1014".into()),
             max_frame_bytes: Some("3006".into()),
             queue_bytes: Some("70007".into()),
             rate: Some("7".into()),
@@ -693,6 +702,7 @@ mod tests {
             ("CHAT_HISTORY", "107"),
             ("CHAT_MAX_NAME_CHARS", "14"),
             ("CHAT_MAX_TEXT_BYTES", "1005"),
+            ("CHAT_MAX_AWAY_BYTES", "1014"),
             ("CHAT_MAX_FRAME_BYTES", "3006"),
             ("CHAT_QUEUE_BYTES", "70007"),
             ("CHAT_RATE", "7"),
@@ -734,6 +744,7 @@ mod tests {
                 history: 107,
                 max_name_chars: 14,
                 max_text_bytes: 1005,
+                max_away_bytes: 1014,
                 max_frame_bytes: 3006,
                 rate_per_sec: 7,
                 burst: 9,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_channel::Sender;
 use chat_core::{CodecId, ConnId, Input};
-use chat_proto::{ClientMsg, FrameDecoder};
+use chat_proto::{ClientDecoder, ClientMsg, FrameDecoder};
 use futures_lite::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
 
@@ -251,6 +251,8 @@ async fn read_loop(
     scratch: Rc<RefCell<Vec<u8>>>,
 ) {
     let mut msgs: Vec<ClientMsg> = Vec::new();
+    // Reads each frame in the version the connection's hello says (v2 or v3).
+    let mut client = ClientDecoder::new();
     let end = loop {
         if stream.readable().await.is_err() {
             break Input::Closed(id);
@@ -262,7 +264,7 @@ async fn read_loop(
             if let Ok(n) = read {
                 let mut input = &buf[..n];
                 loop {
-                    match decoder.decode::<ClientMsg>(&mut input) {
+                    match decoder.decode_with(&mut input, |p| client.decode(p)) {
                         Ok(Some(msg)) => msgs.push(msg),
                         Ok(None) => break,
                         Err(error) => {

@@ -403,18 +403,22 @@ impl Shared {
             .arg(self.redis_time_in(COMMAND_TIMEOUT / 2));
         for proposal in batch {
             let kind = match &proposal.kind {
-                ProposalKind::Join => "join",
+                ProposalKind::Join { .. } => "join",
                 ProposalKind::Chat { .. } => "chat",
                 ProposalKind::Leave { .. } => "leave",
+                ProposalKind::Rename { .. } => "rename",
+                ProposalKind::Away { .. } => "away",
             };
             call.arg(kind)
                 .arg(proposal.conn.0)
                 .arg(&*proposal.name)
                 .arg(&*proposal.key);
             match &proposal.kind {
-                ProposalKind::Join => call.arg(""),
-                ProposalKind::Chat { text } => call.arg(text.as_str()),
-                ProposalKind::Leave { reason } => call.arg(reason.code()),
+                ProposalKind::Join { .. } => call.arg(""),
+                ProposalKind::Chat { text, .. } => call.arg(text.as_str()),
+                ProposalKind::Leave { reason, .. } => call.arg(reason.code()),
+                ProposalKind::Rename { name, .. } => call.arg(&**name),
+                ProposalKind::Away { message } => call.arg(message.as_deref().unwrap_or("")),
             };
         }
         let answer = match call.invoke_async::<Value>(conn).await {
@@ -871,6 +875,8 @@ fn parse_seat(key: String, claim: &str) -> Option<Seat> {
         conn: ConnId(conn),
         name: Arc::from(name),
         key: Arc::from(key),
+        away: None,
+        ident: None,
     })
 }
 
@@ -886,8 +892,10 @@ fn parse_snapshot(value: &Value) -> Option<(Snapshot, String)> {
         let [seq, from, said] = chat else { return None };
         history.push(HistoryChat {
             seq: number(seq)?,
+            time: 0,
             from: Arc::from(text(from)?),
             text: Arc::from(text(said)?),
+            kind: chat_proto::ChatKind::Plain,
         });
     }
     let mut members = Vec::new();
@@ -904,6 +912,7 @@ fn parse_snapshot(value: &Value) -> Option<(Snapshot, String)> {
         seq: number(seq)?,
         members,
         history,
+        epoch: 1,
     };
     Some((snapshot, text(last_id)?))
 }
@@ -948,19 +957,22 @@ fn parse_entry(fields: &[(String, String)]) -> Option<Entry> {
             .map(|(_, v)| v.as_str())
     };
     let event = match get("kind")? {
-        "join" => LogEvent::Joined,
+        "join" => LogEvent::Joined { ident: None },
         "chat" => LogEvent::Chat {
             seq: get("seq")?.parse().ok()?,
             text: get("text")?.to_string(),
+            kind: chat_proto::ChatKind::Plain,
         },
         "leave" => LogEvent::Left {
             // A reason this version does not know (a newer node wrote it) is still a leave.
             reason: CloseReason::from_code(get("reason")?).unwrap_or(CloseReason::Disconnected),
+            message: None,
         },
         _ => return None,
     };
     Some(Entry {
         pos: get("pos")?.parse().ok()?,
+        time: 0,
         node: NodeId(get("node")?.parse().ok()?),
         conn: ConnId(get("conn")?.parse().ok()?),
         name: Arc::from(get("name")?),

@@ -53,7 +53,7 @@ pub async fn serve_with_gateways(
     let writers = Rc::new(Cell::new(0usize));
     // With `--redis`, the room's log is a Redis stream: join it before serving anyone.
     let (room, log) = match &config.shared {
-        None => (Room::new(config.room.clone()), None),
+        None => (Room::new(config.room.clone(), new_epoch()), None),
         Some(shared) => {
             let (log, node, snapshot, last_id) =
                 crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
@@ -179,7 +179,10 @@ fn step(
     };
     send_held(held);
     let mut hub = outbox.hub.borrow_mut();
-    if let Err(error) = feed(&mut hub, Instant::now()) {
+    let now = Instant::now();
+    // The room's entries carry wall-clock times: anchor them here, the core reads no clock.
+    hub.set_clock(now, unix_ms());
+    if let Err(error) = feed(&mut hub, now) {
         log::error!("driver bug: {error}");
     }
     let mut closed = Vec::new();
@@ -190,6 +193,9 @@ fn step(
                 HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
                 HubEvent::Notice(Notice::Left { name, reason }) => {
                     log::info!("{name} left ({reason})");
+                }
+                HubEvent::Notice(Notice::Renamed { from, to }) => {
+                    log::info!("{from} is now {to}");
                 }
                 HubEvent::Closed { conn, reason } => {
                     if reason == CloseReason::TooSlow {
@@ -381,4 +387,26 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
     }
+}
+
+/// A room epoch for a room alone: random, never 0 (0 means "unknown" to a resuming client), so
+/// that a client resuming after a restart gets the new room's history, not a gap.
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+/// Milliseconds since the Unix epoch by the system clock (0 before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

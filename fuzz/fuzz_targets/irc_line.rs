@@ -42,9 +42,13 @@ impl Room {
                     ServerMsg::Welcome {
                         name: chat_core::display_name(&name),
                         online: 2,
-                        members: vec![name.as_str().into(), self.other.as_str().into()],
+                        members: vec![
+                            chat_proto::Member::named(name.as_str()),
+                            chat_proto::Member::named(self.other.as_str()),
+                        ],
                         limits: chat_core::Config::default().limits(),
                         seq: 0,
+                        epoch: 1,
                     }
                 } else {
                     ServerMsg::Refused(chat_proto::Refusal::NameTaken)
@@ -52,16 +56,23 @@ impl Room {
                 self.welcome_next = !self.welcome_next;
                 codec.encode_to(CONN, &msg, &mut out);
             }
-            Inbound::Msg(ClientMsg::Chat { text }) => {
+            Inbound::Msg(ClientMsg::Chat { text, kind }) => {
                 // What the room would accept comes back out as well-formed lines.
                 if chat_core::check_text(&text, 1024).is_ok() {
                     let from = self.other.clone();
-                    codec.encode_broadcast(&ServerMsg::Chat { seq: 1, from, text }, &mut out);
+                    let chat = ServerMsg::Chat {
+                        seq: 1,
+                        time: 1_700_000_000_000,
+                        from,
+                        text,
+                        kind,
+                    };
+                    codec.encode_broadcast(&chat, &mut out);
                 }
             }
             Inbound::Msg(ClientMsg::Who) => {
-                let names = vec![self.other.as_str().into()];
-                codec.encode_to(CONN, &ServerMsg::Members { names }, &mut out);
+                let members = vec![chat_proto::Member::named(self.other.as_str())];
+                codec.encode_to(CONN, &ServerMsg::Members { members }, &mut out);
             }
             Inbound::Msg(_) | Inbound::Malformed | Inbound::End => {}
         }

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_proto::{
-    ClientMsg, CloseReason, FrameReader, MAGIC, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMsg,
+    ChatKind, ClientMsg, CloseReason, FrameReader, MAGIC, MAX_SERVER_FRAME, PROTOCOL_VERSION,
+    ServerMsg,
 };
 pub use chat_server::{RunningServer, ServerConfig};
 
@@ -48,25 +49,63 @@ pub fn hello(name: &str) -> ClientMsg {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         name: name.into(),
+        password: None,
+        ident: None,
+    }
+}
+
+/// A plain chat message to send, owning its text.
+pub fn chat_msg(text: String) -> ClientMsg {
+    ClientMsg::Chat {
+        text,
+        kind: ChatKind::Plain,
     }
 }
 
 /// A chat message to send.
 pub fn chat(text: &str) -> ClientMsg {
-    ClientMsg::Chat { text: text.into() }
+    ClientMsg::Chat {
+        text: text.into(),
+        kind: ChatKind::Plain,
+    }
 }
 
-/// The notice that `name` joined.
+/// The notice that `name` joined, as [`RawClient::recv`] gives it (untimed).
 pub fn joined(name: &str) -> ServerMsg {
-    ServerMsg::Joined { name: name.into() }
+    ServerMsg::Joined {
+        name: name.into(),
+        time: 0,
+        ident: None,
+    }
 }
 
-/// The notice that `name` left, and why.
+/// The notice that `name` left, and why, as [`RawClient::recv`] gives it (untimed).
 pub fn left(name: &str, reason: CloseReason) -> ServerMsg {
     ServerMsg::Left {
         name: name.into(),
         reason,
+        message: None,
+        time: 0,
     }
+}
+
+/// `msg` with its log time set to 0, and that time: tests compare messages whole, and
+/// check times on their own.
+pub fn untimed(mut msg: ServerMsg) -> (ServerMsg, Option<u64>) {
+    let time = match &mut msg {
+        ServerMsg::Chat { time, .. }
+        | ServerMsg::Joined { time, .. }
+        | ServerMsg::Left { time, .. }
+        | ServerMsg::Renamed { time, .. }
+        | ServerMsg::Away { time, .. } => Some(std::mem::take(time)),
+        ServerMsg::History { chats, .. } => {
+            let last = chats.last().map(|c| c.time);
+            chats.iter_mut().for_each(|c| c.time = 0);
+            last
+        }
+        _ => None,
+    };
+    (msg, time)
 }
 
 /// A port that was free a moment ago on 127.0.0.1: bind port 0, read the port, let it go.
@@ -132,6 +171,8 @@ pub struct RawClient {
     /// The socket, for tests that misbehave on it.
     pub stream: TcpStream,
     reader: FrameReader,
+    /// The log time of the last timed message received (see [`untimed`]).
+    pub last_time: Option<u64>,
 }
 
 impl RawClient {
@@ -147,6 +188,7 @@ impl RawClient {
         Self {
             stream,
             reader: FrameReader::new(MAX_SERVER_FRAME),
+            last_time: None,
         }
     }
 
@@ -156,7 +198,7 @@ impl RawClient {
         client.send(&hello(name));
         match client.recv() {
             ServerMsg::Welcome { members, .. } => {
-                (client, members.iter().map(|m| m.to_string()).collect())
+                (client, members.iter().map(|m| m.name.to_string()).collect())
             }
             other => panic!("{name} was not welcomed: {other:?}"),
         }
@@ -176,6 +218,8 @@ impl RawClient {
     pub fn try_recv(&mut self) -> io::Result<Option<ServerMsg>> {
         loop {
             if let Some(msg) = self.reader.next().map_err(io::Error::other)? {
+                let (msg, time) = untimed(msg);
+                self.last_time = time.or(self.last_time);
                 return Ok(Some(msg));
             }
             if self.reader.read_from(&mut self.stream)? == 0 {
@@ -278,7 +322,9 @@ pub fn receive_chatter(
     let (mut got, mut stalled_left, mut last_seq) = (0, 0, 0);
     while got < expected || stalled_left == 0 {
         match member.recv() {
-            ServerMsg::Chat { seq, from, text } => {
+            ServerMsg::Chat {
+                seq, from, text, ..
+            } => {
                 let s: usize = from[1..].parse().expect("sender named m<index>");
                 assert_ne!(s, me, "m{me} got its own message back");
                 let n: usize = text

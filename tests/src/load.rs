@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_proto::{ClientMsg, ServerMsg};
+use chat_proto::ServerMsg;
 use smol::lock::Semaphore;
 use smol::{Async, LocalExecutor, Timer};
 
@@ -416,7 +416,7 @@ async fn send_loop(run: Rc<Run>, stream: Arc<Async<TcpStream>>, k: usize) -> io:
         out.clear();
         match w.proto {
             Proto::Chat | Proto::Irc | Proto::Web => {
-                chat_proto::encode(&ClientMsg::Chat { text }, &mut out).map_err(io::Error::other)?
+                chat_proto::encode(&crate::chat_msg(text), &mut out).map_err(io::Error::other)?
             }
             Proto::Redis => {
                 write!(
@@ -552,10 +552,12 @@ fn next_message(proto: Proto, buf: &[u8]) -> Option<(usize, Incoming<'_>)> {
         Proto::Chat => {
             let (payload, _) = split_frame(buf)?;
             let used = 4 + payload.len();
-            // ServerMsg::Chat is variant 2: seq, from, text. Decode it borrowed, without allocating.
+            // ServerMsg::Chat is variant 2: seq, time, from, text, kind. Decode it borrowed,
+            // without allocating.
+            type Chat<'a> = (u64, u64, &'a str, &'a str, chat_proto::ChatKind);
             let msg = match payload.first() {
-                Some(2) => match postcard::from_bytes::<(u64, &str, &str)>(&payload[1..]) {
-                    Ok((_, _, text)) => Incoming::Text(text.as_bytes()),
+                Some(2) => match postcard::from_bytes::<Chat<'_>>(&payload[1..]) {
+                    Ok((_, _, _, text, _)) => Incoming::Text(text.as_bytes()),
                     Err(_) => Incoming::Other,
                 },
                 // Closing is variant 9; everything else (join notices, welcomes) is skipped
@@ -754,8 +756,10 @@ mod tests {
     fn the_fast_path_tags_match_the_protocol() {
         let chat = ServerMsg::Chat {
             seq: 7,
+            time: 1_700_000_000_000,
             from: "a".into(),
             text: "1,2,3,".into(),
+            kind: chat_proto::ChatKind::Action,
         };
         let bytes = chat_proto::encode_to_vec(&chat).unwrap();
         match next_message(Proto::Chat, &bytes) {
@@ -770,7 +774,7 @@ mod tests {
             next_message(Proto::Chat, &closing),
             Some((_, Incoming::Closed))
         ));
-        let joined = chat_proto::encode_to_vec(&ServerMsg::Joined { name: "b".into() }).unwrap();
+        let joined = chat_proto::encode_to_vec(&crate::joined("b")).unwrap();
         assert!(matches!(
             next_message(Proto::Chat, &joined),
             Some((_, Incoming::Other))
@@ -779,9 +783,10 @@ mod tests {
         let welcome = ServerMsg::Welcome {
             name: "a".into(),
             online: 1,
-            members: vec!["a".into()],
+            members: vec![chat_proto::Member::named("a")],
             limits: chat_core::Config::default().limits(),
             seq: 0,
+            epoch: 1,
         };
         assert_eq!(
             chat_proto::encode_to_vec(&welcome).unwrap()[4],

@@ -2,6 +2,7 @@
 //! pseudo-terminal, configuration through flags and the environment, and the ways a session
 //! ends. Every wait is bounded, and every child is killed when its handle is dropped.
 
+use chat_proto::ChatKind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -258,7 +259,14 @@ fn a_bad_command_prints_a_hint_and_sends_nothing() {
     let (mut watcher, _) = RawClient::join(server.addr(), "watcher");
     let mut dan = ScriptedClient::join(server.addr(), "dan");
     dan.expect_line("* joined as dan; online: dan, watcher");
-    assert_eq!(watcher.recv(), ServerMsg::Joined { name: "dan".into() });
+    assert_eq!(
+        watcher.recv(),
+        ServerMsg::Joined {
+            name: "dan".into(),
+            time: 0,
+            ident: None
+        }
+    );
     dan.type_line("shout hello");
     dan.type_line("send");
     dan.type_line("who now");
@@ -272,7 +280,9 @@ fn a_bad_command_prints_a_hint_and_sends_nothing() {
         ServerMsg::Chat {
             seq: 1,
             from: "dan".into(),
-            text: "last".into()
+            text: "last".into(),
+            time: 0,
+            kind: ChatKind::Plain,
         }
     );
     dan.end_input();
@@ -491,7 +501,10 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
     server.send(&ServerMsg::Welcome {
         name: "carol".into(),
         online: 2,
-        members: vec!["carol".into(), "mal\x1b]0;pwned\x07".into()],
+        members: vec![
+            chat_proto::Member::named("carol"),
+            chat_proto::Member::named("mal\x1b]0;pwned\x07"),
+        ],
         limits: Limits {
             max_name_chars: 32,
             max_text_bytes: 1024,
@@ -501,21 +514,26 @@ fn control_characters_and_escapes_from_others_are_shown_escaped() {
             idle_timeout_ms: 60_000,
         },
         seq: 0,
+        epoch: 1,
     });
     server.send(&ServerMsg::Chat {
         seq: 1,
         from: "mal\u{9b}".into(),
         text: "\x1b[2Jgone\u{202e}txt.exe\r\nroot: fake\x00\x08\x7f\t!".into(),
+        time: 0,
+        kind: ChatKind::Plain,
     });
     server.send(&ServerMsg::Joined {
         name: "\x1b[1Aeve".into(),
+        time: 0,
+        ident: None,
     });
     client.expect_line(r"* joined as carol; online: carol, mal\x1b]0;pwned\x07");
     client.expect_line(r"mal\u{9b}: \x1b[2Jgone\u{202e}txt.exe\r\nroot: fake\x00\x08\x7f\t!");
     client.expect_line(r"* \x1b[1Aeve joined");
 
     client.end_input();
-    assert_eq!(server.recv(), ClientMsg::Leave);
+    assert_eq!(server.recv(), ClientMsg::Leave { message: None });
     server.send(&ServerMsg::Closing(CloseReason::Left));
     drop(server);
     let (status, out, err) = client.wait_exit();
@@ -649,7 +667,9 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
     assert_eq!(
         bob.recv(),
         ServerMsg::Joined {
-            name: "alice".into()
+            name: "alice".into(),
+            time: 0,
+            ident: None,
         }
     );
 
@@ -661,6 +681,7 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
 
     bob.send(&ClientMsg::Chat {
         text: "are you there?".into(),
+        kind: ChatKind::Plain,
     });
     term.wait_for(
         "the message above the intact prompt line",
@@ -695,7 +716,9 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
         ServerMsg::Chat {
             seq: 2,
             from: "alice".into(),
-            text: "hello world".into()
+            text: "hello world".into(),
+            time: 0,
+            kind: ChatKind::Plain,
         }
     );
     // Ctrl-D at an empty prompt leaves.
@@ -704,7 +727,9 @@ fn an_incoming_message_does_not_garble_a_half_typed_line() {
         bob.recv(),
         ServerMsg::Left {
             name: "alice".into(),
-            reason: CloseReason::Left
+            reason: CloseReason::Left,
+            message: None,
+            time: 0,
         }
     );
     assert_eq!(term.wait_exit(), 0);
@@ -732,7 +757,9 @@ fn at_a_terminal_the_name_is_asked_for_again_after_a_refusal_and_ctrl_c_leaves()
     assert_eq!(
         bob.recv(),
         ServerMsg::Joined {
-            name: "alice".into()
+            name: "alice".into(),
+            time: 0,
+            ident: None,
         }
     );
 
@@ -746,7 +773,9 @@ fn at_a_terminal_the_name_is_asked_for_again_after_a_refusal_and_ctrl_c_leaves()
         bob.recv(),
         ServerMsg::Left {
             name: "alice".into(),
-            reason: CloseReason::Left
+            reason: CloseReason::Left,
+            message: None,
+            time: 0,
         }
     );
     assert_eq!(term.wait_exit(), 0);
@@ -949,7 +978,13 @@ fn a_server_of_another_protocol_version_is_one_line_and_exit_1() {
     let addr = listener.local_addr().unwrap();
     let mut client = ScriptedClient::join(addr, "carol");
     let mut server = FakeServer::accept(&listener);
-    assert!(matches!(server.recv(), ClientMsg::Hello { version: 2, .. }));
+    assert!(matches!(
+        server.recv(),
+        ClientMsg::Hello {
+            version: chat_proto::PROTOCOL_VERSION,
+            ..
+        }
+    ));
     // A version 1 server refuses, then closes.
     server.send(&ServerMsg::Refused(
         chat_proto::Refusal::UnsupportedVersion { supported: 1 },
@@ -961,7 +996,7 @@ fn a_server_of_another_protocol_version_is_one_line_and_exit_1() {
     assert_eq!(
         err,
         [
-            "error: server speaks protocol version 1, this client 2; use an older client or upgrade the server"
+            "error: server speaks protocol version 1, this client 3; use an older client or upgrade the server"
         ]
     );
 }
@@ -984,6 +1019,7 @@ fn at_a_terminal_lines_have_the_time_and_names_their_colour() {
     bob.recv();
     bob.send(&ClientMsg::Chat {
         text: "hi alice".into(),
+        kind: ChatKind::Plain,
     });
     term.wait_for("bob's line with the time", |s| {
         s.rows(0, 80).any(|r| is_stamped(&r, "bob: hi alice"))

@@ -5,6 +5,7 @@
 //! time. Tests that open hundreds of sockets or threads take [`heavy`] so that they do not run
 //! at the same time as each other and do not disturb the one that measures a deadline.
 
+use chat_proto::ChatKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -98,7 +99,9 @@ fn no_loss_when_100_members_each_send_100_messages() {
                 let mut got = Vec::with_capacity(EXPECTED);
                 while got.len() < EXPECTED {
                     match member.recv() {
-                        ServerMsg::Chat { seq, from, text } => {
+                        ServerMsg::Chat {
+                            seq, from, text, ..
+                        } => {
                             let (who, n) = text.split_once(' ').unwrap();
                             assert_eq!(who, from, "the text names its real sender");
                             let from: usize = from[1..].parse().unwrap();
@@ -468,7 +471,10 @@ fn slow_handshakes_are_closed_at_the_deadline_counted_from_connect() {
     assert_eq!(
         real.recv(),
         ServerMsg::Members {
-            names: vec!["early".into(), "real".into()]
+            members: vec![
+                chat_proto::Member::named("early"),
+                chat_proto::Member::named("real")
+            ]
         }
     );
     assert!(wait_until(Duration::from_secs(2), || {
@@ -622,7 +628,7 @@ fn fifty_connections_racing_for_one_name_have_exactly_one_winner() {
         assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
         let (mut winner, name) = winners.pop().unwrap();
         assert!(SPELLINGS.contains(&name.as_str()), "{name}");
-        winner.send(&ClientMsg::Leave);
+        winner.send(&ClientMsg::Leave { message: None });
         assert_eq!(winner.until_closed(), (Some(CloseReason::Left), vec![]));
         assert_eq!(watcher.recv(), joined(&name));
         assert_eq!(watcher.recv(), left(&name, CloseReason::Left));
@@ -862,7 +868,7 @@ fn look_alike_names_and_bad_messages_get_the_expected_verdicts() {
         let got = match probe.recv() {
             ServerMsg::Welcome { name: shown, .. } => {
                 assert_eq!(shown, shown_as(name), "shown composed (NFC)");
-                probe.send(&ClientMsg::Leave);
+                probe.send(&ClientMsg::Leave { message: None });
                 assert_eq!(probe.until_closed().0, Some(CloseReason::Left));
                 probe = RawClient::connect(addr);
                 NameVerdict::Welcome
@@ -904,7 +910,7 @@ fn look_alike_names_and_bad_messages_get_the_expected_verdicts() {
     speaker.send(&ClientMsg::Ping { nonce: 7 });
     let mut next_answer = || loop {
         match speaker.recv() {
-            ServerMsg::Joined { name } | ServerMsg::Left { name, .. } if name == "doomed" => {}
+            ServerMsg::Joined { name, .. } | ServerMsg::Left { name, .. } if name == "doomed" => {}
             msg => return msg,
         }
     };
@@ -927,7 +933,7 @@ fn look_alike_names_and_bad_messages_get_the_expected_verdicts() {
                 assert_eq!(from, "speaker");
                 heard.push(text);
             }
-            ServerMsg::Joined { name } | ServerMsg::Left { name, .. } if name == "doomed" => {}
+            ServerMsg::Joined { name, .. } | ServerMsg::Left { name, .. } if name == "doomed" => {}
             other => panic!("listener: unexpected {other:?}"),
         }
     }
@@ -972,6 +978,8 @@ fn five_hundred_members_dropped_at_once_each_leave_once() {
             ServerMsg::Left {
                 name,
                 reason: CloseReason::Disconnected,
+                message: None,
+                time: 0,
             } => assert!(gone.insert(name.clone()), "{name} left twice"),
             other => panic!("unexpected {other:?}"),
         }
@@ -983,7 +991,7 @@ fn five_hundred_members_dropped_at_once_each_leave_once() {
     assert_eq!(
         watcher.recv(),
         ServerMsg::Members {
-            names: vec!["watcher".into()]
+            members: vec![chat_proto::Member::named("watcher")]
         }
     );
     assert_eq!(server.stats().members.load(Relaxed), 1);
@@ -1040,7 +1048,7 @@ fn churn_of_5000_joins_and_drops_leaves_no_member_and_no_descriptor() {
     assert_eq!(
         probe.recv(),
         ServerMsg::Members {
-            names: vec!["probe".into()]
+            members: vec![chat_proto::Member::named("probe")]
         }
     );
 }
@@ -1083,7 +1091,7 @@ fn out_of_descriptors_the_accept_loop_survives_and_recovers() {
     assert_eq!(
         watcher.recv(),
         ServerMsg::Members {
-            names: vec!["watcher".into()]
+            members: vec![chat_proto::Member::named("watcher")]
         }
     );
     let before = server.cpu_time().expect("server CPU time");
@@ -1196,6 +1204,8 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         name: "bob".into(),
+        password: None,
+        ident: None,
     });
     assert_eq!(mallory.recv(), ServerMsg::Refused(Refusal::AlreadyJoined));
 
@@ -1203,6 +1213,8 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
         seq: 1,
         from: "bob".into(),
         text: "fake".into(),
+        time: 0,
+        kind: ChatKind::Plain,
     })
     .unwrap();
     let refused_texts = [
@@ -1244,7 +1256,7 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
         let (reason, _) = eve.until_closed();
         assert_eq!(reason, Some(CloseReason::ProtocolError), "forged frame {i}");
     }
-    mallory.send(&ClientMsg::Leave);
+    mallory.send(&ClientMsg::Leave { message: None });
     assert_eq!(mallory.until_closed().0, Some(CloseReason::Left));
 
     let mut expected = vec![joined("mallory")];
@@ -1253,12 +1265,16 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
             seq: 0,
             from: "mallory".into(),
             text: text.into(),
+            time: 0,
+            kind: ChatKind::Plain,
         });
     }
     expected.push(ServerMsg::Chat {
         seq: 0,
         from: "bob".into(),
         text: "the real bob".into(),
+        time: 0,
+        kind: ChatKind::Plain,
     });
     for i in 0..forged.len() {
         expected.push(joined(&format!("eve{i}")));
@@ -1269,7 +1285,10 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
     let mut seen = Vec::new();
     while seen.len() < expected.len() {
         let mut msg = carol.recv();
-        if let ServerMsg::Chat { seq, from, text } = &msg {
+        if let ServerMsg::Chat {
+            seq, from, text, ..
+        } = &msg
+        {
             let line = chat_client::render(&msg).unwrap();
             let line = line.text();
             assert!(line.starts_with(&format!("{from}: ")), "{line:?}");
@@ -1282,6 +1301,8 @@ fn no_field_a_client_sends_makes_a_message_appear_from_someone_else() {
                 seq: 0,
                 from: from.clone(),
                 text: text.clone(),
+                time: 0,
+                kind: ChatKind::Plain,
             };
         }
         seen.push(msg);

@@ -313,8 +313,8 @@ fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
     );
     nat.send(&chat_proto::ClientMsg::Who);
     match nat.recv() {
-        ServerMsg::Members { names } => {
-            let mut names: Vec<&str> = names.iter().map(|n| &**n).collect();
+        ServerMsg::Members { members } => {
+            let mut names: Vec<&str> = members.iter().map(|m| &*m.name).collect();
             names.sort();
             assert_eq!(names, ["ann", "nat"]);
         }
@@ -323,7 +323,7 @@ fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
 
     let (mut nat2, _) = RawClient::join(server.addr(), "nat2");
     irc.expect(":nat2!nat2@irc.test JOIN #chat");
-    nat2.send(&chat_proto::ClientMsg::Leave);
+    nat2.send(&chat_proto::ClientMsg::Leave { message: None });
     irc.expect(":nat2!nat2@irc.test QUIT :left");
 
     irc.send("QUIT :bye");
@@ -548,7 +548,7 @@ fn an_irc_member_that_never_reads_is_closed_as_too_slow() {
     );
     loop {
         match nat.recv() {
-            ServerMsg::Left { name, reason } if name == "ann" => {
+            ServerMsg::Left { name, reason, .. } if name == "ann" => {
                 assert_eq!(reason, CloseReason::TooSlow);
                 break;
             }

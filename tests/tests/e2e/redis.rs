@@ -1,5 +1,6 @@
 //! One room across several `chat-server --redis` processes and a real `redis-server`.
 
+use chat_proto::ChatKind;
 use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ fn join_soon(addr: std::net::SocketAddr, name: &str) -> (RawClient, Vec<String>)
         client.send(&hello(name));
         match client.recv() {
             ServerMsg::Welcome { members, .. } => {
-                return (client, members.iter().map(|m| m.to_string()).collect());
+                return (client, members.iter().map(|m| m.name.to_string()).collect());
             }
             ServerMsg::Refused(Refusal::Unavailable) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
@@ -57,6 +58,8 @@ fn said(seq: u64, from: &str, text: &str) -> ServerMsg {
         seq,
         from: from.into(),
         text: text.into(),
+        time: 0,
+        kind: ChatKind::Plain,
     }
 }
 
@@ -64,8 +67,8 @@ fn who(client: &mut RawClient) -> Vec<String> {
     client.send(&ClientMsg::Who);
     loop {
         match client.recv() {
-            ServerMsg::Members { names } => {
-                let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            ServerMsg::Members { members } => {
+                let mut names: Vec<String> = members.iter().map(|m| m.name.to_string()).collect();
                 names.sort();
                 return names;
             }
@@ -199,7 +202,9 @@ fn two_nodes_share_chats_notices_and_the_member_list() {
         let expected = if me == "alice" || me == "bob" { 1 } else { 2 };
         for _ in 0..expected {
             match client.recv() {
-                ServerMsg::Chat { seq, from, text } => {
+                ServerMsg::Chat {
+                    seq, from, text, ..
+                } => {
                     assert_ne!(from, me, "{me} got its own chat back");
                     assert_eq!(text, format!("from {}", &from[..1]));
                     let first = *seqs.entry(from.clone()).or_insert(seq);
@@ -223,7 +228,7 @@ fn two_nodes_share_chats_notices_and_the_member_list() {
     }
 
     // Leaves both ways: asked for, and a dropped connection.
-    carol.send(&ClientMsg::Leave);
+    carol.send(&ClientMsg::Leave { message: None });
     assert_eq!(carol.until_closed(), (Some(CloseReason::Left), vec![]));
     for c in [&mut alice, &mut bob, &mut dave] {
         assert_eq!(c.recv(), left("carol", CloseReason::Left));
@@ -272,7 +277,7 @@ fn a_killed_node_s_members_leave_once_everywhere_and_their_names_come_free() {
     let mut gone = Vec::new();
     for _ in 0..2 {
         match alice.recv() {
-            ServerMsg::Left { name, reason } => {
+            ServerMsg::Left { name, reason, .. } => {
                 assert_eq!(reason, CloseReason::ServerLost);
                 gone.push(name);
             }
@@ -342,7 +347,9 @@ fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues()
             chats: vec![chat_proto::HistoryChat {
                 seq: 1,
                 from: "alice".into(),
-                text: "one".into()
+                text: "one".into(),
+                time: 0,
+                kind: ChatKind::Plain,
             }],
             missed: 0
         }
@@ -518,7 +525,7 @@ fn three_nodes_of_thirty_members_see_one_sequence_each_chat_once_never_echoed() 
     // On each node, one member leaves and one hangs up (after its chats, on the same socket).
     for (name, client) in &mut members {
         if name.ends_with("m0") {
-            client.send(&ClientMsg::Leave);
+            client.send(&ClientMsg::Leave { message: None });
         } else if name.ends_with("m1") {
             client.stream.shutdown(Shutdown::Write).unwrap();
         }
@@ -861,6 +868,8 @@ fn a_node_started_after_the_chats_shows_newcomers_the_history_the_others_show() 
                 seq,
                 from: "alice".into(),
                 text: format!("c{seq}").into(),
+                time: 0,
+                kind: ChatKind::Plain,
             })
             .collect(),
         missed: 0,

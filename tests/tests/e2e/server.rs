@@ -1,5 +1,6 @@
 //! The server's behaviour as seen by raw protocol clients.
 
+use chat_proto::ChatKind;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -27,11 +28,15 @@ fn three_members_each_message_reaches_the_two_others_once() {
         seq: 1,
         from: "alice".into(),
         text: "hi from alice".into(),
+        time: 0,
+        kind: ChatKind::Plain,
     };
     let b = ServerMsg::Chat {
         seq: 2,
         from: "bob".into(),
         text: "hi from bob".into(),
+        time: 0,
+        kind: ChatKind::Plain,
     };
     assert_eq!(carol.recv(), a);
     assert_eq!(carol.recv(), b);
@@ -42,7 +47,7 @@ fn three_members_each_message_reaches_the_two_others_once() {
     bob.expect_nothing_more();
     carol.expect_nothing_more();
 
-    carol.send(&ClientMsg::Leave);
+    carol.send(&ClientMsg::Leave { message: None });
     assert_eq!(carol.until_closed(), (Some(CloseReason::Left), vec![]));
     assert_eq!(alice.recv(), left("carol", CloseReason::Left));
     assert_eq!(bob.recv(), left("carol", CloseReason::Left));
@@ -71,7 +76,7 @@ fn leave_and_abrupt_disconnect_free_the_name_and_notify() {
         let (mut client, _) = RawClient::join(server.addr(), name);
         assert_eq!(watcher.recv(), joined(name));
         if reason == CloseReason::Left {
-            client.send(&ClientMsg::Leave);
+            client.send(&ClientMsg::Leave { message: None });
         } else {
             drop(client); // mid-session, no goodbye
         }
@@ -213,6 +218,8 @@ fn malformed_input_gets_a_protocol_error_close_and_others_are_served() {
         magic: MAGIC ^ 1,
         version: 1,
         name: "x".into(),
+        password: None,
+        ident: None,
     });
     assert_eq!(wrong.until_closed().0, Some(CloseReason::ProtocolError));
 }

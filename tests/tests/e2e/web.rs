@@ -1,6 +1,7 @@
 //! The room in a browser: the WebSocket adapter over raw sockets, and the page in a real
 //! headless Chromium next to a native client.
 
+use chat_proto::ChatKind;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,7 +27,7 @@ fn a_page_and_a_native_client_talk_in_json_and_frames() {
     bob.send(&chat("hi from the terminal <b>"));
     assert_eq!(
         ann.recv(),
-        json!({"type": "chat", "seq": 1, "from": "bob", "text": "hi from the terminal <b>"})
+        json!({"type": "chat", "seq": 1, "from": "bob", "text": "hi from the terminal <b>", "kind": "Plain"})
     );
     ann.send(json!({"type": "chat", "text": "hi from the browser \"é\""}));
     assert_eq!(
@@ -34,7 +35,9 @@ fn a_page_and_a_native_client_talk_in_json_and_frames() {
         ServerMsg::Chat {
             seq: 2,
             from: "ann".into(),
-            text: "hi from the browser \"é\"".into()
+            text: "hi from the browser \"é\"".into(),
+            time: 0,
+            kind: ChatKind::Plain,
         }
     );
     ann.send(json!({"type": "who"}));
@@ -117,6 +120,7 @@ fn bad_json_is_closed_with_a_reason() {
 fn an_oversized_frame_is_closed_before_it_is_read() {
     let mut config = test_config();
     config.room.max_text_bytes = 100;
+    config.room.max_away_bytes = 100;
     config.room.max_frame_bytes = 200;
     let server = start_web_server(config);
     let web = server.web_addr().unwrap();
