@@ -23,8 +23,6 @@ mod session;
 mod tags;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_hub;
 
 pub use codec::{ACTION_PREFIX, Identity, IrcCodec, irc_nick};
 pub use commands::room_text;

@@ -1,6 +1,8 @@
 //! The IRC codec through the [`Codec`] contract, as a hub drives it: bytes in, items out, the
 //! room's answers encoded, and connections named ready decoded on with no new bytes.
 
+mod hub;
+
 use chat_core::{Codec, Config, ConnId, Inbound};
 use chat_proto::{ChatKind, ClientMsg, CloseReason, ErrorKind, Member, Refusal, ServerMsg};
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use chat_proto::{CloseReason, ServerMsg};
 use tests::{RawClient, ServerConfig, chat, joined, left, start_server, test_config, wait_until};
 
+mod clients;
+
 /// How long to wait for one line.
 const WAIT: Duration = Duration::from_secs(10);
 

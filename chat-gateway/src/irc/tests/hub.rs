@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{CodecId, Config, ConnId, Due, Hub, Input, Room};
 
-use super::{Identity, IrcCodec};
+use super::super::{Identity, IrcCodec};
 
 /// 2023-11-14T22:13:20Z.
 const T0: u64 = 1_700_000_000_000;
