@@ -499,12 +499,8 @@ fn welcome(
         format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
     );
     push(out, format_args!(":{srv} 004 {nick} {srv} {version} i nt"));
-    let tokens = info::isupport(srv_info.nicklen);
-    push(
-        out,
-        format_args!(":{srv} 005 {nick} {tokens} :are supported by this server"),
-    );
     let mut motd = Vec::new();
+    info::isupport(&mut motd, srv, nick, srv_info.nicklen);
     info::motd(&mut motd, id, srv_info, nick);
     for line in motd {
         push(out, format_args!("{line}"));

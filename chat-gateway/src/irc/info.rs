@@ -33,8 +33,21 @@ impl Server {
     }
 }
 
-/// The RPL_ISUPPORT tokens: only what is true of this gateway.
-pub(crate) fn isupport(nicklen: u32) -> String {
+/// The RPL_ISUPPORT lines for `me`: only what is true of this gateway, at most 12 tokens a
+/// line (a line holds at most 15 parameters).
+pub(crate) fn isupport(out: &mut Vec<String>, host: &str, me: &str, nicklen: u32) {
+    let tokens = tokens(nicklen);
+    let tokens: Vec<&str> = tokens.split(' ').collect();
+    for chunk in tokens.chunks(12) {
+        let chunk = chunk.join(" ");
+        out.push(format!(
+            ":{host} 005 {me} {chunk} :are supported by this server"
+        ));
+    }
+}
+
+/// The RPL_ISUPPORT tokens.
+fn tokens(nicklen: u32) -> String {
     format!(
         "AWAYLEN=200 CASEMAPPING=rfc8265 CHANLIMIT=#:1 CHANMODES=,,,nt CHANNELLEN=50 CHANTYPES=# \
          CHATHISTORY={HISTORY_MAX} CLIENTTAGDENY=* MAXTARGETS=1 MONITOR={MONITOR_MAX} \
@@ -80,10 +93,7 @@ pub(crate) fn about(out: &mut Vec<String>, cmd: &str, id: &Identity, srv: &Serve
             out.push(format!(
                 ":{host} 351 {me} {VERSION}. {host} :a gateway to one chat room"
             ));
-            let tokens = isupport(srv.nicklen);
-            out.push(format!(
-                ":{host} 005 {me} {tokens} :are supported by this server"
-            ));
+            isupport(out, host, me, srv.nicklen);
         }
         "TIME" => {
             let shown = match srv.time_ms {
