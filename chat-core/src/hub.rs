@@ -91,6 +91,12 @@ pub trait Codec: std::fmt::Debug + Send {
     fn observe(&mut self, msg: &ServerMsg) {
         let _ = msg;
     }
+    /// Bytes the codec has for one connection alone, prompted by a broadcast it observed
+    /// (IRC's MONITOR tells a watcher when a watched nick comes or goes): queued for it after
+    /// the broadcast. Drained after every broadcast.
+    fn poll_send(&mut self) -> Option<(ConnId, Vec<u8>)> {
+        None
+    }
     /// A connection to move to another lane of this codec before it follows the broadcasts:
     /// 0 is the codec's own lane, `k` its `k`-th view ([`Hub::add_view`]). Drained after
     /// every decode, before what was decoded goes to the room.
@@ -475,6 +481,7 @@ impl Hub {
                         lane.fanout.publish(frame(&mut self.scratch), except);
                     }
                 }
+                self.take_sends();
             }
             Output::Subscribe { conn } => self.fanout_of(conn).follow(conn),
             Output::Unsubscribe { conn } => self.fanout_of(conn).unfollow(conn),
@@ -510,6 +517,17 @@ impl Hub {
         let lane = self.conns.get(&conn).copied().unwrap_or(CodecId::WIRE.0);
         let reader = self.lanes[lane].reader;
         self.lanes[reader].codec.as_mut()
+    }
+
+    /// Queues what codecs have for one connection alone ([`Codec::poll_send`]).
+    fn take_sends(&mut self) {
+        for i in 0..self.lanes.len() {
+            while let Some((conn, bytes)) = self.lanes[i].codec.poll_send() {
+                if self.conns.contains_key(&conn) {
+                    self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
+                }
+            }
+        }
     }
 
     /// The lane whose codec encodes what is sent to one connection of `lane`: the codec a view

@@ -2,7 +2,7 @@
 //! room's messages out as IRC lines.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +76,10 @@ pub struct IrcCodec {
     here: HashMap<String, ConnId>,
     /// Connections with kept lines that can go on now.
     ready: VecDeque<ConnId>,
+    /// Connections whose MONITOR list holds something.
+    watchers: HashSet<ConnId>,
+    /// What MONITOR tells them, for [`Codec::poll_send`].
+    monitored: VecDeque<(ConnId, Vec<u8>)>,
     /// Connections to move to the lane their capabilities need ([`Codec::poll_move`]).
     moves: VecDeque<(ConnId, usize)>,
     /// The capabilities that change broadcasts which this lane's connections have: none for
@@ -96,6 +100,8 @@ impl IrcCodec {
             here: HashMap::new(),
             ready: VecDeque::new(),
             moves: VecDeque::new(),
+            watchers: HashSet::new(),
+            monitored: VecDeque::new(),
             lane: Caps::default(),
             parted: Arc::new(AtomicBool::new(false)),
         }
@@ -145,6 +151,15 @@ impl Codec for IrcCodec {
         if let Some(variant) = session.take_move() {
             self.moves.push_back((conn, variant));
         }
+        if session.phase().watching() {
+            self.watchers.insert(conn);
+        } else {
+            self.watchers.remove(&conn);
+        }
+    }
+
+    fn poll_send(&mut self) -> Option<(ConnId, Vec<u8>)> {
+        self.monitored.pop_front()
     }
 
     fn poll_move(&mut self) -> Option<(ConnId, usize)> {
@@ -162,11 +177,15 @@ impl Codec for IrcCodec {
             ServerMsg::Left { name, .. } => {
                 let parted = self.left_here(&irc_nick(name));
                 self.parted.store(parted, Ordering::Relaxed);
+                self.monitor(name, false);
             }
             ServerMsg::Renamed { from, to, .. } => {
+                self.monitor(from, false);
+                self.monitor(to, true);
                 let (from, to) = (irc_nick(from), irc_nick(to).into_owned());
                 self.renamed_here(&from, to);
             }
+            ServerMsg::Joined { name, .. } => self.monitor(name, true),
             _ => {}
         }
     }
@@ -236,6 +255,7 @@ impl Codec for IrcCodec {
     }
 
     fn forget(&mut self, conn: ConnId) {
+        self.watchers.remove(&conn);
         if let Some(session) = self.sessions.remove(&conn) {
             let key = fold_name(session.phase().me());
             if self.here.get(&key) == Some(&conn) {
@@ -384,6 +404,29 @@ impl IrcCodec {
             push(out, format_args!(":{srv} FAIL * {code} :{kind}"));
         }
         self.sessions.get_mut(&to).is_some_and(Session::error)
+    }
+
+    /// Tells those who MONITOR `name` that it came (730) or went (731).
+    fn monitor(&mut self, name: &str, online: bool) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let (srv, nick) = (&self.id.server, irc_nick(name));
+        for conn in &self.watchers {
+            let Some(session) = self.sessions.get(conn) else {
+                continue;
+            };
+            if !session.phase().watches(&nick) {
+                continue;
+            }
+            let me = session.phase().me();
+            let line = if online {
+                format!(":{srv} 730 {me} :{nick}!{nick}@{srv}\r\n")
+            } else {
+                format!(":{srv} 731 {me} :{nick}\r\n")
+            };
+            self.monitored.push_back((*conn, line.into_bytes()));
+        }
     }
 
     /// `nick` left: whether it was a member here that PARTed (it is out of the room, still

@@ -174,6 +174,18 @@ impl Phase {
         }
     }
 
+    /// Whether its MONITOR list holds anything.
+    pub(crate) fn watching(&self) -> bool {
+        matches!(self, Phase::Registered { watch, .. } if !watch.is_empty())
+    }
+
+    /// Whether its MONITOR list holds `nick`.
+    pub(crate) fn watches(&self, nick: &str) -> bool {
+        let key = chat_core::fold_name(nick);
+        matches!(self, Phase::Registered { watch, .. }
+            if watch.iter().any(|w| chat_core::fold_name(w) == key))
+    }
+
     /// Whether it is registered and in the room.
     pub(crate) fn in_room(&self) -> bool {
         matches!(
@@ -531,8 +543,8 @@ impl Phase {
 
 impl Phase {
     /// MONITOR: `+` adds nicks and tells which are online, `-` removes, `C` clears, `L` lists,
-    /// `S` tells the state of every one watched. Only a snapshot: joins and leaves of watched
-    /// nicks are not notified later.
+    /// `S` tells the state of every one watched. The codec tells of watched nicks that come,
+    /// go or are renamed later, as it sees the room's entries.
     fn monitor(&mut self, msg: &Message<'_>, a: &mut Answer<'_>) {
         let me = a.me.clone();
         let Phase::Registered { watch, .. } = self else {

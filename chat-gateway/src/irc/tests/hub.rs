@@ -231,3 +231,30 @@ fn history_shows_its_times_and_chathistory_fetches_by_time() {
             .contains(" 421 cy CHATHISTORY ")
     );
 }
+
+/// MONITOR tells a watcher when a watched nick comes, is renamed, or goes.
+#[test]
+fn monitor_tells_of_watched_nicks_coming_and_going() {
+    let mut w = World::new();
+    w.connect(1, "NICK ann\r\nUSER a 0 * :Ann\r\n");
+    assert_eq!(
+        w.send(1, "MONITOR + bob,bobby\r\n"),
+        ":srv 731 ann :bob,bobby\r\n"
+    );
+    w.connect(2, "NICK bob\r\nUSER b 0 * :Bob\r\n");
+    assert_eq!(
+        w.got(1),
+        ":bob!bob@srv JOIN #chat\r\n:srv 730 ann :bob!bob@srv\r\n"
+    );
+    w.send(2, "NICK bobby\r\n");
+    assert_eq!(
+        w.got(1),
+        ":bob!bob@srv NICK bobby\r\n:srv 731 ann :bob\r\n:srv 730 ann :bobby!bobby@srv\r\n"
+    );
+    w.send(1, "MONITOR - bob\r\n");
+    w.send(2, "QUIT\r\n");
+    assert_eq!(
+        w.got(1),
+        ":bobby!bobby@srv QUIT :left\r\n:srv 731 ann :bobby\r\n"
+    );
+}
