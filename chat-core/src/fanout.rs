@@ -206,6 +206,29 @@ impl Fanout {
         }
     }
 
+    /// `conn` stops following the feed and gets its own frames only, as before
+    /// [`Fanout::follow`]: what it is owed of the feed so far moves to its own queue first.
+    /// Owed more than the bound, it is reported stalled.
+    pub fn unfollow(&mut self, conn: ConnId) {
+        let head = self.head();
+        let Some(out) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !matches!(out.state, State::Following { .. }) {
+            return;
+        }
+        if adopt_owed(conn, out, self.base, &self.entries, head, self.max_bytes) {
+            out.state = State::Open;
+            if out.waiting && !out.private.is_empty() {
+                out.waiting = false;
+                self.wake.push(conn);
+            }
+        } else {
+            out.state = State::Behind;
+            self.stalled.push(conn);
+        }
+    }
+
     /// Appends a broadcast for every follower but `except`, and wakes the writers that wait.
     pub fn publish(&mut self, frame: Frame, except: Option<ConnId>) {
         self.head_bytes += frame.len() as u64;

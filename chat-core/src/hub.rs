@@ -17,7 +17,7 @@ use chat_proto::{
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
 use crate::log::Proposal;
-use crate::room::{ConnId, Input, Notice, Output, Room, UsageError};
+use crate::room::{ConnId, HistoryQuery, Input, Notice, Output, Room, UsageError};
 
 /// What a [`Hub`] tells its driver, besides bytes to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,15 @@ pub enum Inbound {
     /// queued for the connection in order with everything the room sends it, and paid for from
     /// its rate limit ([`Hub::send_raw`]).
     Reply(Vec<u8>),
+    /// The connection's own chats come back to it ([`Room::set_echo`]: IRC's echo-message).
+    Echo(bool),
+    /// A member asks for kept chats ([`Room::history`]): they come back as a
+    /// [`ServerMsg::History`], paid for from its rate limit like a message. Ignored for a
+    /// connection that is not a member.
+    History(HistoryQuery),
+    /// The member leaves the room and stays connected, with these parting words
+    /// ([`Input::Part`]: IRC's PART).
+    Part(Option<String>),
     /// Bytes that break the protocol: the connection is closed for a protocol error.
     Malformed,
     /// The connection is done on the protocol's own terms (a goodbye, an HTTP answer that
@@ -75,6 +84,24 @@ pub trait Codec: std::fmt::Debug + Send {
     /// `conn` is gone: forget anything kept about it.
     fn forget(&mut self, conn: ConnId) {
         let _ = conn;
+    }
+    /// Every broadcast, before any lane encodes it, whether or not this codec's lane has
+    /// connections: for a codec that keeps state about its members (a rename changes the nick
+    /// its lines name one by) while they are served by its views.
+    fn observe(&mut self, msg: &ServerMsg) {
+        let _ = msg;
+    }
+    /// Bytes the codec has for one connection alone, prompted by a broadcast it observed
+    /// (IRC's MONITOR tells a watcher when a watched nick comes or goes): queued for it after
+    /// the broadcast. Drained after every broadcast.
+    fn poll_send(&mut self) -> Option<(ConnId, Vec<u8>)> {
+        None
+    }
+    /// A connection to move to another lane of this codec before it follows the broadcasts:
+    /// 0 is the codec's own lane, `k` its `k`-th view ([`Hub::add_view`]). Drained after
+    /// every decode, before what was decoded goes to the room.
+    fn poll_move(&mut self) -> Option<(ConnId, usize)> {
+        None
     }
 }
 
@@ -174,6 +201,13 @@ impl CodecId {
 struct Lane {
     codec: Box<dyn Codec>,
     fanout: Fanout,
+    /// The lane whose codec reads its connections' bytes and encodes what is sent to one of
+    /// them: its own, or the codec it is a view of.
+    reader: usize,
+    /// Its views, in the order they were added.
+    views: Vec<usize>,
+    /// A view: its reader also encodes what is sent to one of its connections.
+    view: bool,
 }
 
 /// A room, its fan-outs (one per codec in use), and the encoding between them.
@@ -197,10 +231,17 @@ impl Hub {
         let wire = Lane {
             codec: Box::new(Wire::new(max_frame)),
             fanout: Fanout::new(queue_bytes),
+            reader: CodecId::WIRE.0,
+            views: Vec::new(),
+            view: false,
         };
+        // v3's codec reads both versions, so that a frame cut in two by the move is read whole.
         let wire_v2 = Lane {
             codec: Box::new(Wire::v2(max_frame)),
             fanout: Fanout::new(queue_bytes),
+            reader: CodecId::WIRE.0,
+            views: Vec::new(),
+            view: false,
         };
         Self {
             room,
@@ -214,11 +255,30 @@ impl Hub {
 
     /// Adds a codec (another protocol's adapter) with a fan-out of its own.
     pub fn add_codec(&mut self, codec: Box<dyn Codec>) -> CodecId {
+        let id = self.lanes.len();
         self.lanes.push(Lane {
             codec,
             fanout: Fanout::new(self.lanes[0].fanout.max_bytes()),
+            reader: id,
+            views: Vec::new(),
+            view: false,
         });
-        CodecId(self.lanes.len() - 1)
+        CodecId(id)
+    }
+
+    /// Adds a view of `of` (a codec added with [`Hub::add_codec`]): another lane, whose codec
+    /// only encodes broadcasts, for connections of `of` that need other bytes for the same
+    /// broadcast (IRC clients with tags). `of` reads their bytes and encodes what is sent to
+    /// one of them, and moves them there with [`Codec::poll_move`]; each broadcast is still
+    /// encoded once per lane in use.
+    pub fn add_view(&mut self, of: CodecId, codec: Box<dyn Codec>) -> CodecId {
+        let id = self.add_codec(codec);
+        if of.0 < id.0 && self.lanes[of.0].reader == of.0 && of.0 > CodecId::WIRE_V2.0 {
+            self.lanes[id.0].reader = of.0;
+            self.lanes[id.0].view = true;
+            self.lanes[of.0].views.push(id.0);
+        }
+        id
     }
 
     /// The room.
@@ -265,8 +325,9 @@ impl Hub {
         if let Some(lane) = self.conns.remove(&conn) {
             self.lanes[lane].fanout.remove(conn);
             self.lanes[lane].codec.forget(conn);
-            if lane == CodecId::WIRE_V2.0 {
-                self.lanes[CodecId::WIRE.0].codec.forget(conn); // which read its bytes
+            let reader = self.lanes[lane].reader;
+            if reader != lane {
+                self.lanes[reader].codec.forget(conn); // which read its bytes
             }
         }
     }
@@ -308,6 +369,7 @@ impl Hub {
         }
         let mut inbound = std::mem::take(&mut self.inbound);
         self.reader_of(conn).decode(conn, bytes, &mut inbound);
+        self.take_moves(conn);
         let result = self.take_inbound(now, conn, &mut inbound);
         inbound.clear();
         self.inbound = inbound;
@@ -331,6 +393,16 @@ impl Hub {
                     if self.room.charge(now, conn) {
                         self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
                     }
+                }
+                Inbound::Echo(on) => self.room.set_echo(conn, on),
+                Inbound::History(query) => {
+                    if self.room.name_of(conn).is_some() && self.room.charge(now, conn) {
+                        let chats = self.room.history(query);
+                        self.send(conn, &ServerMsg::History { chats, missed: 0 });
+                    }
+                }
+                Inbound::Part(message) => {
+                    self.room.handle_input(now, Input::Part(conn, message))?;
                 }
                 Inbound::Malformed => self.room.handle_input(now, Input::Malformed(conn))?,
                 Inbound::End => {
@@ -356,6 +428,7 @@ impl Hub {
             };
             let mut inbound = std::mem::take(&mut self.inbound);
             self.reader_of(conn).decode(conn, &[], &mut inbound);
+            self.take_moves(conn);
             let result = self.take_inbound(now, conn, &mut inbound);
             inbound.clear();
             self.inbound = inbound;
@@ -397,6 +470,9 @@ impl Hub {
         match output {
             Output::Send { to, msg } => self.send(to, &msg),
             Output::Broadcast { except, msg } => {
+                for lane in &mut self.lanes {
+                    lane.codec.observe(&msg);
+                }
                 // Once per codec in use, whatever the number of members: each writer follows
                 // its codec's feed.
                 for lane in self.lanes.iter_mut().filter(|l| l.fanout.conn_count() > 0) {
@@ -405,20 +481,24 @@ impl Hub {
                         lane.fanout.publish(frame(&mut self.scratch), except);
                     }
                 }
+                self.take_sends();
             }
             Output::Subscribe { conn } => self.fanout_of(conn).follow(conn),
+            Output::Unsubscribe { conn } => self.fanout_of(conn).unfollow(conn),
             Output::Close { conn, reason } => {
                 let gone = reason == CloseReason::Disconnected;
-                let lane = Self::lane_in(&mut self.lanes, &self.conns, conn);
+                let lane = self.conns.get(&conn).copied().unwrap_or(0);
+                let encoder = self.encoder_of(lane);
                 self.scratch.clear();
+                let closing = ServerMsg::Closing(reason);
                 let last = (!gone
-                    && lane
+                    && self.lanes[encoder]
                         .codec
-                        .encode_to(conn, &ServerMsg::Closing(reason), &mut self.scratch))
+                        .encode_to(conn, &closing, &mut self.scratch))
                 .then(|| frame(&mut self.scratch));
                 // A peer too slow to drain its backlog, or gone, gets no more of it.
                 let skip_backlog = gone || reason == CloseReason::TooSlow;
-                lane.fanout.close(conn, last, skip_backlog);
+                self.lanes[lane].fanout.close(conn, last, skip_backlog);
                 self.events.push_back(HubEvent::Closed { conn, reason });
             }
             Output::Propose(proposal) => self.events.push_back(HubEvent::Propose(proposal)),
@@ -431,14 +511,70 @@ impl Hub {
         Self::lane_in(&mut self.lanes, &self.conns, conn)
     }
 
-    /// The codec that reads `conn`'s bytes: its own, but the v3 wire codec's for both wire
-    /// versions, so that a frame cut in two by the move to v2's lane is read whole.
+    /// The codec that reads `conn`'s bytes: its lane's reader (the v3 wire codec's for both
+    /// wire versions, a codec's own for its views).
     fn reader_of(&mut self, conn: ConnId) -> &mut dyn Codec {
-        let lane = match self.conns.get(&conn).copied() {
-            Some(lane) if lane != CodecId::WIRE_V2.0 => lane,
-            _ => CodecId::WIRE.0,
+        let lane = self.conns.get(&conn).copied().unwrap_or(CodecId::WIRE.0);
+        let reader = self.lanes[lane].reader;
+        self.lanes[reader].codec.as_mut()
+    }
+
+    /// Queues what codecs have for one connection alone ([`Codec::poll_send`]).
+    fn take_sends(&mut self) {
+        for i in 0..self.lanes.len() {
+            while let Some((conn, bytes)) = self.lanes[i].codec.poll_send() {
+                if self.conns.contains_key(&conn) {
+                    self.fanout_of(conn).send(conn, Frame::from(&bytes[..]));
+                }
+            }
+        }
+    }
+
+    /// The lane whose codec encodes what is sent to one connection of `lane`: the codec a view
+    /// is a view of, else its own.
+    fn encoder_of(&self, lane: usize) -> usize {
+        if self.lanes[lane].view {
+            self.lanes[lane].reader
+        } else {
+            lane
+        }
+    }
+
+    /// Carries out the moves `conn`'s reader asked for: to one of its lanes, while the
+    /// connection does not follow the broadcasts yet.
+    fn take_moves(&mut self, conn: ConnId) {
+        let Some(&lane) = self.conns.get(&conn) else {
+            return;
         };
-        self.lanes[lane].codec.as_mut()
+        let reader = self.lanes[lane].reader;
+        while let Some((moved, variant)) = self.lanes[reader].codec.poll_move() {
+            let to = match variant {
+                0 => Some(reader),
+                k => self.lanes[reader].views.get(k - 1).copied(),
+            };
+            let Some(from) = self.conns.get(&moved).copied() else {
+                continue;
+            };
+            if let Some(to) = to
+                && to != from
+                && self.lanes[from].reader == reader
+                && self.move_lane(moved, from, to)
+            {
+                self.conns.insert(moved, to);
+            }
+        }
+    }
+
+    /// Moves `conn`, not yet following the broadcasts, from lane `from` to lane `to`.
+    fn move_lane(&mut self, conn: ConnId, from: usize, to: usize) -> bool {
+        let (low, high) = (from.min(to), from.max(to));
+        let (head, tail) = self.lanes.split_at_mut(high);
+        let (a, b) = (&mut head[low].fanout, &mut tail[0].fanout);
+        if from < to {
+            a.transfer(conn, b)
+        } else {
+            b.transfer(conn, a)
+        }
     }
 
     /// A hello says which version of the wire protocol its connection speaks: a wire connection
@@ -477,10 +613,14 @@ impl Hub {
     }
 
     fn send(&mut self, to: ConnId, msg: &ServerMsg) {
-        let lane = Self::lane_in(&mut self.lanes, &self.conns, to);
+        let lane = self.conns.get(&to).copied().unwrap_or(0);
+        let encoder = self.encoder_of(lane);
         self.scratch.clear();
-        if lane.codec.encode_to(to, msg, &mut self.scratch) {
-            lane.fanout.send(to, frame(&mut self.scratch));
+        if self.lanes[encoder]
+            .codec
+            .encode_to(to, msg, &mut self.scratch)
+        {
+            self.lanes[lane].fanout.send(to, frame(&mut self.scratch));
         }
     }
 }

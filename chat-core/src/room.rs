@@ -40,6 +40,11 @@ pub enum Input {
     Received(ConnId, ClientMsg),
     /// Bytes arrived on a connection that are not a valid frame; it is closed for a protocol error.
     Malformed(ConnId),
+    /// The member on this connection leaves the room with these parting words (as a
+    /// [`ClientMsg::Leave`] does) but the connection stays open, back in its handshake: not a
+    /// wire message, an adapter's (IRC's PART). A later hello joins again; until then the
+    /// handshake deadline, counted from now, applies. Ignored for a connection not a member.
+    Part(ConnId, Option<String>),
     /// The connection cannot keep up with what it is sent; it is closed as too slow.
     Stalled(ConnId),
     /// The connection is gone (end of stream, reset, write error).
@@ -107,6 +112,12 @@ pub enum Output {
         /// The new member's connection.
         conn: ConnId,
     },
+    /// `conn` is no longer among the recipients of broadcasts (its member left with
+    /// [`Input::Part`] and stays connected): what was broadcast before still reaches it.
+    Unsubscribe {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Close a connection. Unless the reason is [`CloseReason::Disconnected`] (the peer is
     /// gone), send `ServerMsg::Closing(reason)` first where the socket still allows it.
     /// The room has already forgotten the connection.
@@ -122,6 +133,50 @@ pub enum Output {
     /// A member joined, left or was renamed (here or on another node): for the driver's log
     /// and counters. Members here are told by a [`Output::Broadcast`] of their own.
     Notice(Notice),
+}
+
+/// Which of the kept chats a member asks for ([`Room::history`]), by the times the log gave
+/// them (ms since the Unix epoch), at most `limit` of them; bounds are exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest, said after `after` if given.
+    Latest {
+        /// Only chats said after this.
+        after: Option<u64>,
+        /// The most to give.
+        limit: usize,
+    },
+    /// The newest said before `time`.
+    Before {
+        /// The bound.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// The oldest said after `time`.
+    After {
+        /// The bound.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// About half before `time`, the rest from it on.
+    Around {
+        /// The middle.
+        time: u64,
+        /// The most to give.
+        limit: usize,
+    },
+    /// Those said between the two times: the oldest after `from` if `from` is the earlier,
+    /// else the newest before it.
+    Between {
+        /// Where the count starts.
+        from: u64,
+        /// The other bound.
+        to: u64,
+        /// The most to give.
+        limit: usize,
+    },
 }
 
 /// A change of membership, as a typed event for logs and metrics.
@@ -206,6 +261,8 @@ struct Conn {
     /// The name and key of a rename proposed and not yet applied nor declined (a shared room
     /// only): what its proposals carry meanwhile. At most one is in flight.
     renaming: Option<(Arc<str>, Arc<str>)>,
+    /// Its own chats come back to it with everyone's ([`Room::set_echo`]).
+    echo: bool,
 }
 
 /// The names the log may hold for a connection that is gone: the one it joined (or was joining)
@@ -398,6 +455,15 @@ impl Room {
         self.view.pos
     }
 
+    /// Whether `conn`'s own chats come back to it, with everyone's, once the log has them
+    /// (IRC's echo-message): off unless an adapter turns it on. Ignored for a connection that
+    /// is not open.
+    pub fn set_echo(&mut self, conn: ConnId, on: bool) {
+        if let Some(conn) = self.conns.get_mut(&conn) {
+            conn.echo = on;
+        }
+    }
+
     /// A request on `conn` that its adapter answers itself (an IRC `PING`, a WebSocket ping):
     /// it is paid for from the connection's rate limit like any message, so that answers cannot
     /// be drawn out faster than messages. Returns whether it may be answered; past the limit
@@ -448,6 +514,41 @@ impl Room {
         self.view.members.values().map(Seat::member).collect()
     }
 
+    /// The kept chats `query` asks for, oldest first (IRC's CHATHISTORY).
+    pub fn history(&self, query: HistoryQuery) -> Vec<HistoryChat> {
+        let kept = &self.view.history;
+        // Times never go back in the log, so the kept chats are in time order.
+        let first_after = |t: u64| kept.partition_point(|c| c.time <= t);
+        let first_at = |t: u64| kept.partition_point(|c| c.time < t);
+        let (range, newest, limit) = match query {
+            HistoryQuery::Latest { after, limit } => {
+                (after.map_or(0, first_after)..kept.len(), true, limit)
+            }
+            HistoryQuery::Before { time, limit } => (0..first_at(time), true, limit),
+            HistoryQuery::After { time, limit } => (first_after(time)..kept.len(), false, limit),
+            HistoryQuery::Around { time, limit } => {
+                let mid = first_at(time);
+                let start = mid.saturating_sub(limit / 2);
+                (start..kept.len().min(start + limit), false, limit)
+            }
+            HistoryQuery::Between { from, to, limit } => {
+                let (lo, hi) = (from.min(to), from.max(to));
+                (
+                    first_after(lo)..first_at(hi).max(first_after(lo)),
+                    from > to,
+                    limit,
+                )
+            }
+        };
+        let count = range.len().min(limit);
+        let range = if newest {
+            range.end - count..range.end
+        } else {
+            range.start..range.start + count
+        };
+        kept.range(range).cloned().collect()
+    }
+
     /// The next thing the driver must do. Drain until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -470,6 +571,10 @@ impl Room {
             }
             Input::Malformed(id) => {
                 self.close(id, CloseReason::ProtocolError);
+                Ok(())
+            }
+            Input::Part(id, message) => {
+                self.part(now, id, message);
                 Ok(())
             }
             Input::Stalled(id) => {
@@ -557,6 +662,7 @@ impl Room {
                 addr,
                 resume: None,
                 renaming: None,
+                echo: false,
             },
         );
         let from_addr = addr.map_or(0, |a| {
@@ -914,6 +1020,7 @@ impl Room {
         }
         let seat = self.view.members.get(&entry.key);
         let except = seat.filter(|s| s.node == self.node).map(|s| s.conn);
+        let except = except.filter(|c| !self.conns.get(c).is_some_and(|c| c.echo));
         self.outputs.push_back(Output::Broadcast {
             except,
             msg: ServerMsg::Chat {
@@ -1208,6 +1315,39 @@ impl Room {
         }
     }
 
+    /// A member leaves and stays connected, back in its handshake ([`Input::Part`]): its leave
+    /// goes to the log as a [`ClientMsg::Leave`]'s does, and it follows broadcasts no more.
+    fn part(&mut self, now: Instant, id: ConnId, message: Option<String>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Phase::Member { name, key } = std::mem::replace(&mut conn.phase, Phase::Handshake)
+        else {
+            return;
+        };
+        let renaming = conn.renaming.take();
+        conn.opened_at = now;
+        conn.pinged = false;
+        if let Some(count) = conn.addr.and_then(|a| self.per_addr.get_mut(&a)) {
+            count.members -= 1;
+            count.handshakes += 1;
+        }
+        self.local_members -= 1;
+        self.outputs.push_back(Output::Unsubscribe { conn: id });
+        let message: Option<Arc<str>> = message
+            .filter(|m| check_text(m, self.config.max_text_bytes).is_ok())
+            .map(Arc::from);
+        let leave = |message| ProposalKind::Leave {
+            reason: CloseReason::Left,
+            message,
+        };
+        if let Some((name, key)) = &renaming {
+            self.propose(id, name, key, leave(message.clone()));
+        }
+        self.propose(id, &name, &key, leave(message));
+        self.schedule(id, now + self.config.handshake_timeout);
+    }
+
     /// Closes a connection for `reason`: the log is asked to let its member go, and the others
     /// are told once it has.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
@@ -1263,10 +1403,15 @@ impl Room {
         })
     }
 
-    /// Whether `seat` is a member of this node whose connection is gone: in a shared room its
-    /// leave may not be applied yet, but it is on its way to the log.
+    /// Whether `seat` is a member of this node whose connection is gone (or parted): in a
+    /// shared room its leave may not be applied yet, but it is on its way to the log.
     fn gone_here(&self, seat: &Seat) -> bool {
-        seat.node == self.node && !self.conns.contains_key(&seat.conn)
+        // A connection back in its handshake (it parted) is gone from the seat too.
+        seat.node == self.node
+            && self
+                .conns
+                .get(&seat.conn)
+                .is_none_or(|c| c.phase == Phase::Handshake)
     }
 
     /// Whether the room is full, seats of members gone from here aside. They are counted only

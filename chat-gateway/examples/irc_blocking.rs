@@ -45,10 +45,11 @@ fn main() -> io::Result<()> {
     println!("irc on {}", irc.local_addr()?);
     let room = Room::new(Config::default(), 1).map_err(io::Error::other)?;
     let mut hub = Hub::new(room, 256 * 1024);
-    let irc_codec = hub.add_codec(Box::new(IrcCodec::new(Identity {
+    let irc_codec = IrcCodec::new(Identity {
         server: "irc.example".into(),
         channel: "#chat".into(),
-    })));
+    })
+    .add_to(&mut hub);
     let outbox = Arc::new(Outbox {
         hub: Mutex::new(hub),
         wake: Condvar::new(),

@@ -13,10 +13,14 @@
 //! [`chat_core::Hub::handle_bytes`]. Names, limits, rate limits, deadlines and too-slow closes
 //! are the room's, as for everyone.
 
+mod caps;
 mod codec;
 mod commands;
+mod info;
 mod line;
+mod lists;
 mod session;
+mod tags;
 #[cfg(test)]
 mod tests;
 

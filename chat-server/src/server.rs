@@ -67,7 +67,7 @@ pub async fn serve_with_gateways(
         crate::redis::spawn(log, &ex.reads, events_tx.clone(), *pos, last_id.clone())
     });
     let mut hub = Hub::new(room, config.queue_bytes);
-    let irc = irc.map(|listener| (listener, hub.add_codec(Box::new(irc::codec(&config)))));
+    let irc = irc.map(|listener| (listener, irc::codec(&config).add_to(&mut hub)));
     let web = web.map(|listener| {
         let listen = listener.local_addr().ok().map(|a| a.ip());
         (

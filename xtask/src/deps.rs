@@ -13,8 +13,12 @@ use std::{
 pub(crate) const NEEDED: &[(&str, &str)] = &[
     // The Redis-backed room's end-to-end tests start their own redis-server on a free port.
     ("redis-server", "redis-server"),
-    // The IRC gateway's end-to-end test drives ii, a file-driven IRC client.
+    // The IRC gateway's end-to-end tests drive ii, a file-driven IRC client, and irssi and
+    // WeeChat, headless (irssi under script(1), from bsdutils; WeeChat through its FIFO).
     ("ii", "ii"),
+    ("irssi", "irssi"),
+    ("weechat-headless", "weechat-headless"),
+    ("script", "bsdutils"),
     // The room in a browser: a real headless Chromium, driven through WebDriver.
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),

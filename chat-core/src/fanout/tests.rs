@@ -96,6 +96,49 @@ fn a_private_frame_goes_after_the_broadcasts_published_before_it() {
     assert_eq!(drain(&mut f, ConnId(1)), concat(&[&a, &b, &c]));
 }
 
+/// A member that parts stays connected: what was broadcast before still reaches it, in order
+/// with its own frames, and nothing published after; it may follow again.
+#[test]
+fn an_unfollowed_connection_gets_what_it_was_owed_and_nothing_later() {
+    let mut f = Fanout::new(1 << 20);
+    for c in 1..=2 {
+        f.open(ConnId(c));
+        f.follow(ConnId(c));
+    }
+    let (a, b, c, d, e) = (
+        frame(1, 2),
+        frame(2, 0),
+        frame(3, 1),
+        frame(4, 0),
+        frame(5, 0),
+    );
+    f.publish(a.clone(), None);
+    f.send(ConnId(1), b.clone());
+    f.publish(c.clone(), Some(ConnId(1)));
+    f.unfollow(ConnId(1));
+    f.publish(d.clone(), None);
+    f.send(ConnId(1), e.clone());
+    assert_eq!(drain(&mut f, ConnId(1)), concat(&[&a, &b, &e]));
+    assert_eq!(drain(&mut f, ConnId(2)), concat(&[&a, &c, &d]));
+    f.follow(ConnId(1));
+    let g = frame(6, 0);
+    f.publish(g.clone(), None);
+    assert_eq!(drain(&mut f, ConnId(1)), concat(&[&g]));
+    assert_eq!(f.poll_stalled(), None);
+}
+
+/// Owed more than the bound when it unfollows: too slow, as a follower would be.
+#[test]
+fn an_unfollowed_connection_owed_more_than_the_bound_is_stalled() {
+    let mut f = Fanout::new(100);
+    f.open(ConnId(1));
+    f.follow(ConnId(1));
+    f.publish(frame(1, 60), None);
+    f.publish(frame(2, 60), None);
+    f.unfollow(ConnId(1));
+    assert_eq!(f.poll_stalled(), Some(ConnId(1)));
+}
+
 #[test]
 fn a_short_write_resumes_mid_frame() {
     let mut f = Fanout::new(1 << 20);

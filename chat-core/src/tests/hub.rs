@@ -17,15 +17,25 @@ struct Lines {
     broadcasts: Arc<AtomicUsize>,
     /// Bytes decoded; shared with the test likewise.
     decoded: Arc<AtomicUsize>,
+    /// What its broadcasts start with (a view's are told apart by it).
+    mark: &'static str,
+    /// Moves asked for, for [`Codec::poll_move`].
+    moves: Vec<(ConnId, usize)>,
 }
 
 impl Codec for Lines {
     /// One command per byte, enough to drive the hub's inbound path: `a`, `b`: the hellos of
     /// "a" and "b"; `c`: a chat "c"; `p`: the adapter's own `PONG`; `q`: goodbye; else malformed.
-    fn decode(&mut self, _conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
+    fn decode(&mut self, conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
         self.decoded.fetch_add(bytes.len(), Relaxed);
         for &b in bytes {
             out.push(match b {
+                b'1' => {
+                    self.moves.push((conn, 1));
+                    continue;
+                }
+                b'e' => Inbound::Echo(true),
+                b'x' => Inbound::Part(Some("bye".into())),
                 b'a' | b'b' => Inbound::Msg(hello(&char::from(b).to_string())),
                 b'c' => Inbound::Msg(chat("c")),
                 b'p' => Inbound::Reply(b"PONG\n".to_vec()),
@@ -48,6 +58,7 @@ impl Codec for Lines {
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
         self.broadcasts.fetch_add(1, Relaxed);
+        out.extend_from_slice(self.mark.as_bytes());
         let line = match msg {
             ServerMsg::Chat { from, text, .. } => format!("<{from}> {text}\n"),
             ServerMsg::Joined { name, .. } => format!("+{name}\n"),
@@ -56,6 +67,10 @@ impl Codec for Lines {
         };
         out.extend_from_slice(line.as_bytes());
         true
+    }
+
+    fn poll_move(&mut self) -> Option<(ConnId, usize)> {
+        self.moves.pop()
     }
 }
 
@@ -383,4 +398,62 @@ fn a_member_stays_in_its_lane_whatever_version_a_later_hello_says() {
         matches!(&got[2], ServerMsg::Chat { kind: ChatKind::Action, text, .. } if text == "waves"),
         "{got:?}"
     );
+}
+
+/// A codec's view: a connection the codec moves there before its hello gets the view's bytes
+/// for broadcasts, and the codec's own for what is sent to it alone; each broadcast is
+/// encoded once per lane in use. Echo and part go through the hub as inbound items.
+#[test]
+fn a_view_gets_its_own_broadcast_bytes_and_its_codec_still_reads_and_answers() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
+    let (main_count, view_count) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let lines = hub.add_codec(Box::new(Lines {
+        broadcasts: main_count.clone(),
+        ..Lines::default()
+    }));
+    let tagged = hub.add_view(
+        lines,
+        Box::new(Lines {
+            broadcasts: view_count.clone(),
+            mark: "@t ",
+            ..Lines::default()
+        }),
+    );
+    assert_ne!(tagged, lines);
+    let (plain, fancy) = (ConnId(1), ConnId(2));
+    for conn in [plain, fancy] {
+        hub.attach(conn, lines);
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
+    }
+    hub.handle_bytes(now, plain, b"a").unwrap();
+    hub.handle_bytes(now, fancy, b"1eb").unwrap();
+    assert_eq!(drain(&mut hub, fancy), b"to 2: welcome b\n");
+    drain(&mut hub, plain);
+    let before = (main_count.load(Relaxed), view_count.load(Relaxed));
+    hub.handle_bytes(now, fancy, b"c").unwrap();
+    assert_eq!(
+        (main_count.load(Relaxed), view_count.load(Relaxed)),
+        (before.0 + 1, before.1 + 1),
+        "once per lane"
+    );
+    assert_eq!(drain(&mut hub, plain), b"<b> c\n");
+    assert_eq!(
+        drain(&mut hub, fancy),
+        b"@t <b> c\n",
+        "echoed, in its view's bytes"
+    );
+    hub.handle_bytes(now, plain, b"c").unwrap();
+    assert_eq!(drain(&mut hub, plain), b"", "no echo unless asked");
+    assert_eq!(drain(&mut hub, fancy), b"@t <a> c\n");
+    // Moves are only for connections that do not follow yet.
+    hub.handle_bytes(now, plain, b"1c").unwrap();
+    assert_eq!(drain(&mut hub, fancy), b"@t <a> c\n");
+    // A part: the others see the leave, and the member gets no more broadcasts.
+    hub.handle_bytes(now, fancy, b"x").unwrap();
+    assert_eq!(drain(&mut hub, plain), b"-b\n");
+    hub.handle_bytes(now, plain, b"c").unwrap();
+    assert_eq!(drain(&mut hub, fancy), b"");
+    assert!(hub.room().is_open(fancy));
+    hub.detach(fancy);
 }

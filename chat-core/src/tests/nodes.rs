@@ -189,7 +189,7 @@ impl World {
                     node.open.remove(&conn.0);
                     self.seen.remove(&(n, conn.0));
                 }
-                Output::Subscribe { .. } | Output::Notice(_) => {}
+                Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Notice(_) => {}
             }
         }
         Ok(())

@@ -417,3 +417,150 @@ fn a_v2_hello_joins_and_a_v1_hello_is_refused() {
     let out = h.recv(1, hello_v(chat_proto::v2::VERSION, "old"));
     assert_eq!(welcome(&out).0, "old");
 }
+
+/// PART (an adapter's [`Input::Part`]): the member leaves with its words and stays connected,
+/// back in its handshake; a hello joins it again, under the same name; the handshake deadline
+/// then applies from the part.
+#[test]
+fn a_part_leaves_the_room_keeps_the_connection_and_a_hello_joins_again() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    let out = h.input(Input::Part(ConnId(1), Some("lunch".into())));
+    assert_eq!(
+        out,
+        vec![
+            Output::Unsubscribe { conn: ConnId(1) },
+            broadcast(
+                None,
+                ServerMsg::Left {
+                    name: "alice".into(),
+                    reason: CloseReason::Left,
+                    message: Some("lunch".into()),
+                    time: h.time(),
+                },
+            ),
+        ]
+    );
+    assert!(h.room.is_open(ConnId(1)));
+    assert_eq!(h.room.name_of(ConnId(1)), None);
+    assert_eq!(h.room.member_count(), 1);
+    // Not a member: a second part, or words no longer matter; a chat breaks the protocol
+    // only when sent, so the adapter answers it itself.
+    assert!(h.input(Input::Part(ConnId(1), None)).is_empty());
+    let out = h.recv(1, hello("alice"));
+    assert_eq!(
+        out,
+        vec![
+            send(1, h.welcome("alice", &["alice", "bob"])),
+            Output::Subscribe { conn: ConnId(1) },
+            broadcast(Some(1), h.joined("alice")),
+        ]
+    );
+    // Parted again and silent: closed at the handshake deadline, counted from the part.
+    h.input(Input::Part(ConnId(1), Some("\u{7}bad".into())));
+    assert_eq!(h.advance(Duration::from_secs(4)), vec![]);
+    assert_eq!(
+        h.advance(Duration::from_secs(1)),
+        vec![close(1, CloseReason::HandshakeTimeout)]
+    );
+}
+
+/// While a parted connection is still open, its old name is free for someone else.
+#[test]
+fn a_parted_members_name_is_free_at_once() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.input(Input::Part(ConnId(1), None));
+    h.open(2);
+    let out = h.recv(2, hello("alice"));
+    assert_eq!(welcome(&out).0, "alice");
+    assert_eq!(
+        h.recv(1, hello("alice")),
+        vec![send(1, ServerMsg::Refused(Refusal::NameTaken))]
+    );
+}
+
+/// Echo (IRC's echo-message): a member that asked gets its own chats back with everyone's,
+/// once the log has them; others still do not.
+#[test]
+fn a_member_with_echo_gets_its_own_chats_back() {
+    let mut h = Harness::new();
+    h.join(1, "alice");
+    h.join(2, "bob");
+    h.room.set_echo(ConnId(1), true);
+    assert_eq!(
+        h.recv(1, chat("hi")),
+        vec![broadcast(None, h.said(1, "alice", "hi"))]
+    );
+    assert_eq!(
+        h.recv(2, chat("yo")),
+        vec![broadcast(Some(2), h.said(2, "bob", "yo"))]
+    );
+}
+
+/// The kept history by time (IRC's CHATHISTORY): latest, before, after, around, between,
+/// each oldest first and at most `limit`.
+#[test]
+fn the_kept_history_is_queried_by_time() {
+    let mut h = Harness::with(Config {
+        history: 10,
+        ..config()
+    });
+    h.join(1, "alice");
+    for i in 1..=6 {
+        h.now += Duration::from_secs(1);
+        h.recv(1, chat(&i.to_string()));
+    }
+    // Chat i was said at T0 + i s.
+    let at = |i: u64| T0 + i * 1000;
+    let texts = |q: HistoryQuery| -> Vec<String> {
+        h.room
+            .history(q)
+            .iter()
+            .map(|c| c.text.to_string())
+            .collect()
+    };
+    let latest = HistoryQuery::Latest {
+        after: None,
+        limit: 2,
+    };
+    assert_eq!(texts(latest), ["5", "6"]);
+    let latest_after = HistoryQuery::Latest {
+        after: Some(at(4)),
+        limit: 5,
+    };
+    assert_eq!(texts(latest_after), ["5", "6"]);
+    let before = HistoryQuery::Before {
+        time: at(4),
+        limit: 2,
+    };
+    assert_eq!(texts(before), ["2", "3"]);
+    let after = HistoryQuery::After {
+        time: at(4),
+        limit: 1,
+    };
+    assert_eq!(texts(after), ["5"]);
+    let around = HistoryQuery::Around {
+        time: at(4),
+        limit: 4,
+    };
+    assert_eq!(texts(around), ["2", "3", "4", "5"]);
+    let between = HistoryQuery::Between {
+        from: at(1),
+        to: at(5),
+        limit: 2,
+    };
+    assert_eq!(texts(between), ["2", "3"]);
+    let backwards = HistoryQuery::Between {
+        from: at(5),
+        to: at(1),
+        limit: 2,
+    };
+    assert_eq!(texts(backwards), ["3", "4"]);
+    let none = HistoryQuery::After {
+        time: at(9),
+        limit: 5,
+    };
+    assert!(texts(none).is_empty());
+}

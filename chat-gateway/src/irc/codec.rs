@@ -2,19 +2,24 @@
 //! room's messages out as IRC lines.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use chat_core::{Codec, ConnId, ConnMap, Inbound, fold_name};
-use chat_proto::{ErrorKind, HistoryChat, Refusal, ServerMsg};
+use chat_core::{Codec, CodecId, ConnId, ConnMap, Hub, Inbound, fold_name};
+use chat_proto::{ChatKind, ErrorKind, HistoryChat, Refusal, ServerMsg};
 
+use super::caps::{self, Cap, Caps};
 use super::commands::Listing;
+use super::info::{self, Server};
 use super::line::MAX_LINE;
+use super::lists::members;
 use super::session::Session;
+use super::tags::{self, tag_lines};
 
-/// How chat text marks a CTCP ACTION (`/me waves`) for native clients, which show
-/// `bob: /me waves`; IRC recipients get it back as an ACTION.
+/// How a plain chat's text marks an action where a client cannot send one of the action kind
+/// (a v2 client's `/me waves`): IRC recipients get it as a CTCP ACTION too.
 pub const ACTION_PREFIX: &str = "/me ";
 
 /// Characters IRC cannot carry in a nick anywhere (`!` and `@` split a prefix, `,` splits
@@ -64,8 +69,25 @@ pub struct Identity {
 pub struct IrcCodec {
     id: Identity,
     sessions: ConnMap<Session>,
+    /// What it knows beyond its identity (MOTD, the time).
+    srv: Server,
+    /// The members here, by folded nick: whose nick a rename changes, and who PARTed (not
+    /// in the room when its leave comes) rather than QUIT. One entry per session at most.
+    here: HashMap<String, ConnId>,
     /// Connections with kept lines that can go on now.
     ready: VecDeque<ConnId>,
+    /// Connections whose MONITOR list holds something.
+    watchers: HashSet<ConnId>,
+    /// What MONITOR tells them, for [`Codec::poll_send`].
+    monitored: VecDeque<(ConnId, Vec<u8>)>,
+    /// Connections to move to the lane their capabilities need ([`Codec::poll_move`]).
+    moves: VecDeque<(ConnId, usize)>,
+    /// The capabilities that change broadcasts which this lane's connections have: none for
+    /// the codec itself, some for each of its views.
+    lane: Caps,
+    /// Whether the member whose leave is being broadcast PARTed: set by the codec as it
+    /// observes the leave, read by it and its views as they encode it.
+    parted: Arc<AtomicBool>,
 }
 
 impl IrcCodec {
@@ -74,16 +96,97 @@ impl IrcCodec {
         Self {
             id,
             sessions: ConnMap::default(),
+            srv: Server::default(),
+            here: HashMap::new(),
             ready: VecDeque::new(),
+            moves: VecDeque::new(),
+            watchers: HashSet::new(),
+            monitored: VecDeque::new(),
+            lane: Caps::default(),
+            parted: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Adds the codec to `hub` with a view for each combination of the capabilities that
+    /// change a broadcast's bytes (server-time, away-notify), so that each broadcast is
+    /// encoded once per combination in use; returns the codec's id, to attach connections to.
+    /// A codec added with [`Hub::add_codec`] alone does not offer those capabilities.
+    pub fn add_to(mut self, hub: &mut Hub) -> CodecId {
+        self.srv.views = true;
+        let views: Vec<IrcCodec> = (1..caps::VARIANTS)
+            .map(|variant| IrcCodec {
+                lane: Caps::of_variant(variant),
+                parted: self.parted.clone(),
+                ..IrcCodec::new(self.id.clone())
+            })
+            .collect();
+        let main = hub.add_codec(Box::new(self));
+        for view in views {
+            hub.add_view(main, Box::new(view));
+        }
+        main
+    }
+}
+
+impl IrcCodec {
+    /// The message of the day MOTD shows (the text of `--irc-motd FILE`); without one, MOTD
+    /// answers 422. Cut to lines IRC can carry.
+    pub fn set_motd(&mut self, text: &str) {
+        self.srv.motd = Some(info::motd_lines(text));
+    }
+
+    /// The wall-clock time now, in ms since the Unix epoch, as TIME shows it: the codec has no
+    /// clock. It also takes the time of each entry it encodes, whichever is later.
+    pub fn set_time(&mut self, unix_ms: u64) {
+        self.srv.saw_time(unix_ms);
     }
 }
 
 impl Codec for IrcCodec {
     fn decode(&mut self, conn: ConnId, bytes: &[u8], out: &mut Vec<Inbound>) {
         let session = self.sessions.entry(conn).or_default();
-        if session.decode(&self.id, bytes, out) {
+        if session.decode(&self.id, &self.srv, bytes, out) {
             self.ready.push_back(conn);
+        }
+        if let Some(variant) = session.take_move() {
+            self.moves.push_back((conn, variant));
+        }
+        if session.phase().watching() {
+            self.watchers.insert(conn);
+        } else {
+            self.watchers.remove(&conn);
+        }
+    }
+
+    fn poll_send(&mut self) -> Option<(ConnId, Vec<u8>)> {
+        self.monitored.pop_front()
+    }
+
+    fn poll_move(&mut self) -> Option<(ConnId, usize)> {
+        self.moves.pop_front()
+    }
+
+    fn observe(&mut self, msg: &ServerMsg) {
+        if self.lane != Caps::default() {
+            return; // a view: the codec itself keeps the sessions
+        }
+        if let Some(time) = entry_time(msg) {
+            self.srv.saw_time(time);
+        }
+        match msg {
+            ServerMsg::Left { name, .. } => {
+                let parted = self.left_here(&irc_nick(name));
+                self.parted.store(parted, Ordering::Relaxed);
+                self.monitor(name, false);
+            }
+            ServerMsg::Renamed { from, to, .. } => {
+                self.monitor(from, false);
+                self.monitor(to, true);
+                let (from, to) = (irc_nick(from), irc_nick(to).into_owned());
+                self.renamed_here(&from, to);
+            }
+            ServerMsg::Joined { name, .. } => self.monitor(name, true),
+            _ => {}
         }
     }
 
@@ -93,43 +196,18 @@ impl Codec for IrcCodec {
     }
 
     fn encode_to(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let id = &self.id;
-        let session = self.sessions.get_mut(&to);
-        let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
         let ready = match msg {
-            ServerMsg::Welcome {
-                name,
-                online,
-                members,
-                limits,
-                ..
-            } => {
-                let nick = irc_nick(name).into_owned();
-                let names: Vec<Arc<str>> = members.iter().map(|m| m.name.clone()).collect();
-                welcome(out, id, &nick, *online, &names, limits.max_name_chars);
-                session.is_some_and(|s| s.welcomed(nick))
-            }
+            ServerMsg::Welcome { .. } => self.welcomed(to, msg, out),
             ServerMsg::Refused(refusal) => {
+                let session = self.sessions.get_mut(&to);
+                let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
                 let wanted = session.as_ref().map_or("", |s| s.phase().wanted());
-                refused(out, id, &me, wanted, refusal);
+                refused(out, &self.id, &me, wanted, refusal);
                 session.is_some_and(Session::refused)
             }
-            ServerMsg::Error(kind) => {
-                let srv = id.server.as_str();
-                match kind {
-                    ErrorKind::TextTooLong { .. }
-                    | ErrorKind::TextEmpty
-                    | ErrorKind::TextInvalid => {
-                        push(out, format_args!(":{srv} 404 {me} {} :{kind}", id.channel));
-                    }
-                    _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
-                }
-                session.is_some_and(Session::error)
-            }
+            ServerMsg::Error(kind) => self.error(to, kind, out),
             ServerMsg::Members { members: list } => {
-                let listing = session.and_then(Session::take_listing);
-                let names: Vec<Arc<str>> = list.iter().map(|m| m.name.clone()).collect();
-                members(out, id, &me, listing.unwrap_or(Listing::Names), &names);
+                self.members(to, list, out);
                 false
             }
             ServerMsg::Ping { nonce } => {
@@ -146,10 +224,23 @@ impl Codec for IrcCodec {
             | ServerMsg::Left { .. }
             | ServerMsg::Renamed { .. }
             | ServerMsg::Away { .. } => {
-                return self.encode_broadcast(msg, out);
+                // Sent to it alone (a rename past `announce_max`), never observed.
+                self.observe(msg);
+                let caps = self
+                    .sessions
+                    .get(&to)
+                    .map(Session::caps)
+                    .unwrap_or_default();
+                return self.encode_as(caps, msg, out);
             }
             ServerMsg::History { chats, missed } => {
-                history(out, id, chats, *missed);
+                let session = self.sessions.get_mut(&to);
+                let caps = session.as_ref().map(|s| s.caps()).unwrap_or_default();
+                let asked = session.and_then(|s| s.take_history().then(|| s.batch_id()));
+                match asked {
+                    Some(batch) => chathistory(out, &self.id, caps, batch.as_deref(), chats),
+                    None => history(out, &self.id, caps, chats, *missed),
+                }
                 false
             }
         };
@@ -160,45 +251,270 @@ impl Codec for IrcCodec {
     }
 
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
-        let id = &self.id;
-        let (srv, chan) = (id.server.as_str(), id.channel.as_str());
-        match msg {
-            ServerMsg::Chat { from, text, .. } => {
-                let from = irc_nick(from);
-                let head = format!(":{from}!{from}@{srv} PRIVMSG {chan} :");
-                let (text, action) = match text.strip_prefix(ACTION_PREFIX) {
-                    Some(rest) if !rest.trim().is_empty() => (rest, true),
-                    _ => (text.as_str(), false),
-                };
-                // Each line at most 512 bytes: long text goes out in pieces.
-                let room = MAX_LINE.saturating_sub(2 + head.len() + if action { 9 } else { 0 });
-                for piece in pieces(text, room.max(16)) {
-                    out.extend_from_slice(head.as_bytes());
-                    if action {
-                        out.extend_from_slice(b"\x01ACTION ");
-                        out.extend_from_slice(piece.as_bytes());
-                        out.extend_from_slice(b"\x01\r\n");
-                    } else {
-                        out.extend_from_slice(piece.as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
+        self.encode_as(self.lane, msg, out)
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.watchers.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            let key = fold_name(session.phase().me());
+            if self.here.get(&key) == Some(&conn) {
+                self.here.remove(&key);
             }
+        }
+    }
+}
+
+impl IrcCodec {
+    /// A broadcast's lines for connections with `caps`: with server-time, each line carries
+    /// the entry's time; with away-notify, away changes are told.
+    fn encode_as(&self, caps: Caps, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
+        match msg {
+            ServerMsg::Chat {
+                from, text, kind, ..
+            } => chat_lines(out, &self.id, from, text, *kind),
             ServerMsg::Joined { name, .. } => {
                 let n = irc_nick(name);
                 push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
             }
-            ServerMsg::Left { name, reason, .. } => {
+            ServerMsg::Left {
+                name,
+                reason,
+                message,
+                ..
+            } => {
                 let n = irc_nick(name);
-                push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}"));
+                let parted = self.parted.load(Ordering::Relaxed);
+                match (parted, message.as_deref()) {
+                    (true, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} PART {chan} :{w}")),
+                    (true, None) => push(out, format_args!(":{n}!{n}@{srv} PART {chan}")),
+                    (false, Some(w)) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{w}")),
+                    (false, None) => push(out, format_args!(":{n}!{n}@{srv} QUIT :{reason}")),
+                }
+            }
+            ServerMsg::Renamed { from, to, .. } => {
+                let (from, to) = (irc_nick(from), irc_nick(to));
+                push(out, format_args!(":{from}!{from}@{srv} NICK {to}"));
+            }
+            ServerMsg::Away { name, message, .. } if caps.has(Cap::AWAY_NOTIFY) => {
+                let n = irc_nick(name);
+                match message {
+                    Some(m) => push(out, format_args!(":{n}!{n}@{srv} AWAY :{m}")),
+                    None => push(out, format_args!(":{n}!{n}@{srv} AWAY")),
+                }
             }
             _ => return false,
+        }
+        if caps.has(Cap::SERVER_TIME)
+            && let Some(time) = entry_time(msg)
+        {
+            tag_lines(out, start, &format!("time={}", info::server_time(time)));
         }
         true
     }
 
-    fn forget(&mut self, conn: ConnId) {
-        self.sessions.remove(&conn);
+    /// The answer to the command that asked for the member list, labeled if it was.
+    fn members(&mut self, to: ConnId, list: &[chat_proto::Member], out: &mut Vec<u8>) {
+        let Some(session) = self.sessions.get_mut(&to) else {
+            return;
+        };
+        let me = session.phase().me().to_owned();
+        let listing = session.take_listing().unwrap_or(Listing::Names);
+        let caps = session.caps();
+        let start = out.len();
+        members(out, &self.id, caps, &me, listing, list);
+        if let Some(label) = session.take_label() {
+            let batch = session.batch_id();
+            let lines = out.split_off(start);
+            let server = &self.id.server;
+            out.extend(tags::labeled(server, &lines, &label, batch.as_deref()));
+        }
+    }
+
+    /// The room welcomed `to`: the welcome numerics, or after a PART only the JOIN and names.
+    /// Returns whether what waited can go on.
+    fn welcomed(&mut self, to: ConnId, msg: &ServerMsg, out: &mut Vec<u8>) -> bool {
+        let ServerMsg::Welcome {
+            name,
+            online,
+            members,
+            limits,
+            ..
+        } = msg
+        else {
+            return false;
+        };
+        let nick = irc_nick(name).into_owned();
+        let session = self.sessions.get_mut(&to);
+        let rejoin = session.and_then(|s| s.welcomed(nick.clone()));
+        let names: Vec<Arc<str>> = members.iter().map(|m| m.name.clone()).collect();
+        if rejoin == Some(true) {
+            push(
+                out,
+                format_args!(":{nick}!{nick}@{} JOIN {}", self.id.server, self.id.channel),
+            );
+            names_or_count(out, &self.id, &nick, *online, &names);
+        } else {
+            self.srv.nicklen = limits.max_name_chars;
+            welcome(out, &self.id, &self.srv, &nick, *online, &names);
+        }
+        let Some(session) = rejoin.and(self.sessions.get(&to)) else {
+            return false;
+        };
+        self.here.insert(fold_name(&nick), to);
+        session.ready()
+    }
+
+    /// An error from the room: a refused rename as 433/432, a refused text as 404, the rest
+    /// as a NOTICE. Returns whether what waited can go on.
+    fn error(&mut self, to: ConnId, kind: &ErrorKind, out: &mut Vec<u8>) -> bool {
+        let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
+        let session = self.sessions.get_mut(&to);
+        let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
+        let standard = session
+            .as_ref()
+            .is_some_and(|s| s.caps().has(Cap::STANDARD_REPLIES));
+        let renaming = match kind {
+            ErrorKind::NameTaken | ErrorKind::NameInvalid(_) => {
+                session.and_then(Session::take_renaming)
+            }
+            _ => None,
+        };
+        match (kind, renaming) {
+            (ErrorKind::NameTaken, Some(nick)) => push(
+                out,
+                format_args!(
+                    ":{srv} 433 {me} {nick} :Nickname is already in use (or one that looks the same)"
+                ),
+            ),
+            (ErrorKind::NameInvalid(rule), Some(nick)) => push(
+                out,
+                format_args!(":{srv} 432 {me} {nick} :Erroneous nickname: {rule}"),
+            ),
+            (ErrorKind::TextTooLong { .. } | ErrorKind::TextEmpty | ErrorKind::TextInvalid, _) => {
+                push(out, format_args!(":{srv} 404 {me} {chan} :{kind}"));
+            }
+            _ if standard => {}
+            _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
+        }
+        if standard {
+            let code = fail_code(kind);
+            push(out, format_args!(":{srv} FAIL * {code} :{kind}"));
+        }
+        self.sessions.get_mut(&to).is_some_and(Session::error)
+    }
+
+    /// Tells those who MONITOR `name` that it came (730) or went (731).
+    fn monitor(&mut self, name: &str, online: bool) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let (srv, nick) = (&self.id.server, irc_nick(name));
+        for conn in &self.watchers {
+            let Some(session) = self.sessions.get(conn) else {
+                continue;
+            };
+            if !session.phase().watches(&nick) {
+                continue;
+            }
+            let me = session.phase().me();
+            let line = if online {
+                format!(":{srv} 730 {me} :{nick}!{nick}@{srv}\r\n")
+            } else {
+                format!(":{srv} 731 {me} :{nick}\r\n")
+            };
+            self.monitored.push_back((*conn, line.into_bytes()));
+        }
+    }
+
+    /// `nick` left: whether it was a member here that PARTed (it is out of the room, still
+    /// connected), rather than one that QUIT or was closed.
+    fn left_here(&mut self, nick: &str) -> bool {
+        let key = fold_name(nick);
+        let Some(conn) = self.here.get(&key).copied() else {
+            return false;
+        };
+        let parted = self
+            .sessions
+            .get(&conn)
+            .is_some_and(|s| !s.phase().in_room() && fold_name(s.phase().me()) == key);
+        if parted
+            || !self
+                .sessions
+                .get(&conn)
+                .is_some_and(|s| s.phase().in_room())
+        {
+            self.here.remove(&key);
+        }
+        parted
+    }
+
+    /// A member here took another nick: its later lines name it so.
+    fn renamed_here(&mut self, from: &str, to: String) {
+        let Some(conn) = self.here.remove(&fold_name(from)) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.renamed(to.clone());
+            self.here.insert(fold_name(&to), conn);
+        }
+    }
+}
+
+/// The standard-replies code of what the room refused.
+fn fail_code(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::RateLimited => "RATE_LIMITED",
+        ErrorKind::TextTooLong { .. } => "TEXT_TOO_LONG",
+        ErrorKind::TextEmpty => "NO_TEXT",
+        ErrorKind::TextInvalid => "INVALID_TEXT",
+        ErrorKind::NameTaken => "NICKNAME_IN_USE",
+        ErrorKind::NameInvalid(_) => "ERRONEUS_NICKNAME",
+        ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
+    }
+}
+
+/// The time the log gave the entry `msg` shows, if it is one.
+fn entry_time(msg: &ServerMsg) -> Option<u64> {
+    match msg {
+        ServerMsg::Chat { time, .. }
+        | ServerMsg::Joined { time, .. }
+        | ServerMsg::Left { time, .. }
+        | ServerMsg::Renamed { time, .. }
+        | ServerMsg::Away { time, .. } => Some(*time),
+        _ => None,
+    }
+}
+
+/// A chat as IRC lines, each at most 512 bytes: an action as a CTCP ACTION, a notice as a
+/// NOTICE, long text in pieces.
+fn chat_lines(out: &mut Vec<u8>, id: &Identity, from: &str, text: &str, kind: ChatKind) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    let from = irc_nick(from);
+    let (text, action) = match (kind, text.strip_prefix(ACTION_PREFIX)) {
+        (ChatKind::Action, _) => (text, true),
+        (ChatKind::Plain, Some(rest)) if !rest.trim().is_empty() => (rest, true),
+        _ => (text, false),
+    };
+    let command = if kind == ChatKind::Notice {
+        "NOTICE"
+    } else {
+        "PRIVMSG"
+    };
+    let head = format!(":{from}!{from}@{srv} {command} {chan} :");
+    let room = MAX_LINE.saturating_sub(2 + head.len() + if action { 9 } else { 0 });
+    for piece in pieces(text, room.max(16)) {
+        out.extend_from_slice(head.as_bytes());
+        if action {
+            out.extend_from_slice(b"\x01ACTION ");
+            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(b"\x01\r\n");
+        } else {
+            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -206,40 +522,42 @@ impl Codec for IrcCodec {
 fn welcome(
     out: &mut Vec<u8>,
     id: &Identity,
+    srv_info: &Server,
     nick: &str,
     online: u32,
     members: &[Arc<str>],
-    max_name_chars: u32,
 ) {
     let srv = id.server.as_str();
-    let version = env!("CARGO_PKG_VERSION");
+    let version = info::VERSION;
     push(
         out,
         format_args!(":{srv} 001 {nick} :Welcome to the chat, {nick}"),
     );
     push(
         out,
-        format_args!(":{srv} 002 {nick} :Your host is {srv}, running chat-server-{version}"),
+        format_args!(":{srv} 002 {nick} :Your host is {srv}, running {version}"),
     );
     push(
         out,
         format_args!(":{srv} 003 {nick} :This server is a gateway to one chat room"),
     );
-    push(
-        out,
-        format_args!(":{srv} 004 {nick} {srv} chat-server-{version} i nt"),
-    );
-    push(
-        out,
-        format_args!(
-            ":{srv} 005 {nick} CHANTYPES=# NICKLEN={max_name_chars} CHANNELLEN=50 CASEMAPPING=rfc8265 PREFIX= CHANMODES=,,,nt MAXTARGETS=1 NETWORK=chat :are supported by this server",
-        ),
-    );
-    push(out, format_args!(":{srv} 422 {nick} :MOTD File is missing"));
+    push(out, format_args!(":{srv} 004 {nick} {srv} {version} i nt"));
+    let mut motd = Vec::new();
+    info::isupport(&mut motd, srv, nick, srv_info.nicklen);
+    info::motd(&mut motd, id, srv_info, nick);
+    for line in motd {
+        push(out, format_args!("{line}"));
+    }
     push(
         out,
         format_args!(":{nick}!{nick}@{srv} JOIN {}", id.channel),
     );
+    names_or_count(out, id, nick, online, members);
+}
+
+/// The names a welcome lists, or how many are online when it lists none (a large room).
+fn names_or_count(out: &mut Vec<u8>, id: &Identity, nick: &str, online: u32, members: &[Arc<str>]) {
+    let srv = id.server.as_str();
     if members.is_empty() && online > 1 {
         push(
             out,
@@ -277,7 +595,7 @@ fn refused(out: &mut Vec<u8>, id: &Identity, me: &str, wanted: &str, refusal: &R
 
 /// What was said before: server NOTICEs to the channel, set apart from live PRIVMSGs so that
 /// nobody answers a stale line by mistake.
-fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64) {
+fn history(out: &mut Vec<u8>, id: &Identity, caps: Caps, chats: &[HistoryChat], missed: u64) {
     let (srv, chan) = (id.server.as_str(), id.channel.as_str());
     if missed > 0 {
         push(
@@ -285,11 +603,21 @@ fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64)
             format_args!(":{srv} NOTICE {chan} :{missed} earlier messages were missed"),
         );
     }
+    let tagged = caps.has(Cap::SERVER_TIME);
     for chat in chats {
-        let head = format!(
-            ":{srv} NOTICE {chan} :[earlier] <{}> ",
-            irc_nick(&chat.from)
-        );
+        let from = irc_nick(&chat.from);
+        let said = match chat.kind {
+            ChatKind::Plain => format!("<{from}>"),
+            ChatKind::Action => format!("* {from}"),
+            ChatKind::Notice => format!("-{from}-"),
+        };
+        let head = if tagged {
+            format!(":{srv} NOTICE {chan} :[earlier] {said} ")
+        } else {
+            let (_, _, _, h, m, _) = info::civil(chat.time);
+            format!(":{srv} NOTICE {chan} :[{h:02}:{m:02}] {said} ")
+        };
+        let start = out.len();
         // Long names (a long --max-name-chars) leave little room: never below 16.
         let room = MAX_LINE.saturating_sub(2 + head.len());
         for piece in pieces(&chat.text, room.max(16)) {
@@ -297,11 +625,48 @@ fn history(out: &mut Vec<u8>, id: &Identity, chats: &[HistoryChat], missed: u64)
             out.extend_from_slice(piece.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        if tagged {
+            tag_lines(
+                out,
+                start,
+                &format!("time={}", info::server_time(chat.time)),
+            );
+        }
+    }
+}
+
+/// A CHATHISTORY answer: the chats as they were said, with their times, in a `chathistory`
+/// batch if the client takes batches.
+fn chathistory(
+    out: &mut Vec<u8>,
+    id: &Identity,
+    caps: Caps,
+    batch: Option<&str>,
+    chats: &[HistoryChat],
+) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    if let Some(b) = batch {
+        push(out, format_args!(":{srv} BATCH +{b} chathistory {chan}"));
+    }
+    for chat in chats {
+        let start = out.len();
+        chat_lines(out, id, &chat.from, &chat.text, chat.kind);
+        let time = info::server_time(chat.time);
+        let tag = match (batch, caps.has(Cap::SERVER_TIME)) {
+            (Some(b), true) => format!("batch={b};time={time}"),
+            (Some(b), false) => format!("batch={b}"),
+            (None, true) => format!("time={time}"),
+            (None, false) => continue,
+        };
+        tag_lines(out, start, &tag);
+    }
+    if let Some(b) = batch {
+        push(out, format_args!(":{srv} BATCH -{b}"));
     }
 }
 
 /// Appends one line and its CR LF.
-fn push(out: &mut Vec<u8>, line: std::fmt::Arguments<'_>) {
+pub(crate) fn push(out: &mut Vec<u8>, line: std::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_fmt(out, line);
     out.extend_from_slice(b"\r\n");
 }
@@ -324,7 +689,7 @@ fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
 }
 
 /// 353 lines of at most 512 bytes listing `names`, then 366.
-fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names: &[S]) {
+pub(crate) fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names: &[S]) {
     let (srv, chan) = (id.server.as_str(), id.channel.as_str());
     let head = format!(":{srv} 353 {me} = {chan} :");
     let mut line = head.clone();
@@ -344,61 +709,6 @@ fn names_lines<S: AsRef<str>>(out: &mut Vec<u8>, id: &Identity, me: &str, names:
         out,
         format_args!(":{srv} 366 {me} {chan} :End of /NAMES list."),
     );
-}
-
-/// The answer to the command that asked for the member list.
-fn members(out: &mut Vec<u8>, id: &Identity, me: &str, listing: Listing, names: &[Arc<str>]) {
-    let srv = id.server.as_str();
-    let nicks = names.iter().map(|n| irc_nick(n));
-    let same = |a: &str, b: &str| fold_name(a) == fold_name(b);
-    match listing {
-        Listing::Names => {
-            let nicks: Vec<Cow<'_, str>> = nicks.collect();
-            names_lines(out, id, me, &nicks);
-        }
-        Listing::Join => {
-            push(out, format_args!(":{me}!{me}@{srv} JOIN {}", id.channel));
-            let nicks: Vec<Cow<'_, str>> = nicks.collect();
-            names_lines(out, id, me, &nicks);
-        }
-        Listing::Who { mask } => {
-            let whole = mask.eq_ignore_ascii_case(&id.channel);
-            let chan = if whole { id.channel.as_str() } else { "*" };
-            for nick in nicks.filter(|n| whole || mask == "*" || same(n, &mask)) {
-                push(
-                    out,
-                    format_args!(":{srv} 352 {me} {chan} {nick} {srv} {srv} {nick} H :0 {nick}"),
-                );
-            }
-            push(
-                out,
-                format_args!(":{srv} 315 {me} {mask} :End of /WHO list."),
-            );
-        }
-        Listing::Userhost(asked) => {
-            let found: Vec<String> = nicks
-                .filter(|n| asked.iter().any(|a| same(n, a)))
-                .map(|n| format!("{n}=+{n}@{srv}"))
-                .collect();
-            push(out, format_args!(":{srv} 302 {me} :{}", found.join(" ")));
-        }
-        Listing::Private { target } => {
-            if nicks.into_iter().any(|n| same(&n, &target)) {
-                push(
-                    out,
-                    format_args!(
-                        ":{srv} 404 {me} {target} :Private messages are not carried here; write to {}",
-                        id.channel
-                    ),
-                );
-            } else {
-                push(
-                    out,
-                    format_args!(":{srv} 401 {me} {target} :No such nick/channel"),
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]

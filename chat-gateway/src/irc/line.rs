@@ -92,10 +92,12 @@ impl LineReader {
     }
 }
 
-/// One parsed line: the command and its parameters (the trailing one included, without its
-/// colon). Tags and the prefix a client may send are skipped.
+/// One parsed line: its tags (as sent), the command and its parameters (the trailing one
+/// included, without its colon). The prefix a client may send is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The tags, without the `@` (empty if none).
+    pub tags: &'a str,
     /// The command as sent (compare with `eq_ignore_ascii_case`).
     pub command: &'a str,
     /// At most 15 parameters.
@@ -106,11 +108,11 @@ impl<'a> Message<'a> {
     /// Parses one line; `None` if it holds no command.
     pub fn parse(line: &'a str) -> Option<Self> {
         let mut rest = line.trim_start_matches(' ');
-        if rest.starts_with('@') {
-            rest = rest
-                .split_once(' ')
-                .map_or("", |(_, r)| r)
-                .trim_start_matches(' ');
+        let mut tags = "";
+        if let Some(tagged) = rest.strip_prefix('@') {
+            let (t, r) = tagged.split_once(' ').unwrap_or((tagged, ""));
+            tags = t;
+            rest = r.trim_start_matches(' ');
         }
         if rest.starts_with(':') {
             rest = rest
@@ -140,7 +142,20 @@ impl<'a> Message<'a> {
             params.push(param);
             rest = next;
         }
-        Some(Self { command, params })
+        Some(Self {
+            tags,
+            command,
+            params,
+        })
+    }
+
+    /// The value of tag `key` as sent (escapes kept; empty for a tag without a value).
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags
+            .split(';')
+            .map(|t| t.split_once('=').unwrap_or((t, "")))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// Parameter `i`, if given.
@@ -207,6 +222,7 @@ mod tests {
     fn messages_parse_with_tags_prefix_and_trailing() {
         let m = Message::parse("@a=b :n!u@h PRIVMSG #chat :hello  there").unwrap();
         assert_eq!(m.command, "PRIVMSG");
+        assert_eq!((m.tag("a"), m.tag("b")), (Some("b"), None));
         assert_eq!(m.params, vec!["#chat", "hello  there"]);
         let m = Message::parse("USER u 0 *   :Real Name").unwrap();
         assert_eq!(m.params, vec!["u", "0", "*", "Real Name"]);

@@ -11,9 +11,12 @@ use std::collections::VecDeque;
 use chat_core::Inbound;
 use chat_proto::ClientMsg;
 
+use super::caps::{Cap, Caps};
 use super::codec::Identity;
 use super::commands::{Action, Listing, Phase, hello};
+use super::info::Server;
 use super::line::LineReader;
+use super::tags;
 
 /// The most bytes a connection may send while its hello is with the room; past it, it is
 /// closed for a protocol error. Registering takes two short lines: a client that sends this
@@ -33,23 +36,39 @@ pub(crate) struct Session {
     kept_from: usize,
     /// One line's actions, before they are held.
     actions: Vec<Action>,
+    /// The IRCv3 capabilities it turned on.
+    caps: Caps,
+    /// The lane variant its capabilities need, asked for when it registers.
+    moving: Option<usize>,
+    /// The label of the line whose member list is asked for (labeled-response).
+    label: Option<String>,
+    /// Batches opened so far, for their ids.
+    batches: u32,
+    /// The next history it is sent answers its CHATHISTORY.
+    history: bool,
 }
 
 impl Session {
     /// Takes `bytes` read from the connection, after anything it kept, and appends what they
     /// mean to `out`. Returns whether it stopped at a batch boundary with more to do at once.
-    pub(crate) fn decode(&mut self, id: &Identity, bytes: &[u8], out: &mut Vec<Inbound>) -> bool {
+    pub(crate) fn decode(
+        &mut self,
+        id: &Identity,
+        srv: &Server,
+        bytes: &[u8],
+        out: &mut Vec<Inbound>,
+    ) -> bool {
         if self.phase == Phase::Shut {
             return false;
         }
         let start = out.len();
         if self.has_kept() && !self.waiting() {
-            self.resume(id, start, out);
+            self.resume(id, srv, start, out);
         }
         if self.has_kept() || self.waiting() {
             self.keep(bytes, out);
         } else {
-            let left = self.run(id, bytes, start, out);
+            let left = self.run(id, srv, bytes, start, out);
             let tail = &bytes[bytes.len() - left..];
             if self.waiting() && tail.len() > MAX_KEPT {
                 self.shut(out);
@@ -66,9 +85,26 @@ impl Session {
         &self.phase
     }
 
-    /// The room welcomed the hello as `nick`; returns whether what waited can go on.
-    pub(crate) fn welcomed(&mut self, nick: String) -> bool {
-        self.phase.welcomed(nick) && self.ready()
+    /// The room welcomed the hello as `nick`; returns `None` if nothing waited for it, else
+    /// whether it was a JOIN after a PART. What waited can go on: see [`Session::ready`].
+    pub(crate) fn welcomed(&mut self, nick: String) -> Option<bool> {
+        self.phase.welcomed(nick)
+    }
+
+    /// The nick a refused NICK asked for.
+    pub(crate) fn take_renaming(&mut self) -> Option<String> {
+        match &mut self.phase {
+            Phase::Registered { renaming, .. } => renaming.take(),
+            _ => None,
+        }
+    }
+
+    /// The room renamed it: later lines name it `nick`.
+    pub(crate) fn renamed(&mut self, to: String) {
+        if let Phase::Registered { nick, renaming, .. } = &mut self.phase {
+            *nick = to;
+            *renaming = None;
+        }
     }
 
     /// The room refused the hello; returns whether what waited can go on.
@@ -101,14 +137,15 @@ impl Session {
         !self.held.is_empty() || self.kept_from < self.kept.len()
     }
 
-    fn ready(&self) -> bool {
+    /// Whether it has kept lines that can go on now.
+    pub(crate) fn ready(&self) -> bool {
         !self.waiting() && self.has_kept()
     }
 
     /// Goes on with what was kept, as far as the next batch boundary.
-    fn resume(&mut self, id: &Identity, start: usize, out: &mut Vec<Inbound>) {
+    fn resume(&mut self, id: &Identity, srv: &Server, start: usize, out: &mut Vec<Inbound>) {
         let mut kept = std::mem::take(&mut self.kept);
-        let left = self.run(id, &kept[self.kept_from..], start, out);
+        let left = self.run(id, srv, &kept[self.kept_from..], start, out);
         self.kept_from = kept.len() - left;
         if left == 0 {
             kept.clear();
@@ -147,6 +184,7 @@ impl Session {
     fn run(
         &mut self,
         id: &Identity,
+        srv: &Server,
         mut input: &[u8],
         start: usize,
         out: &mut Vec<Inbound>,
@@ -164,7 +202,12 @@ impl Session {
             let Some(line) = self.lines.next(&mut input) else {
                 return 0;
             };
-            self.phase.handle(id, line, &mut self.actions);
+            let label = self
+                .phase
+                .handle(id, srv, &mut self.caps, line, &mut self.actions);
+            if let Some(label) = label {
+                self.label_actions(&id.server, &label);
+            }
             // The replies of one command that follow each other go as one: the room charges
             // each reply to the rate limit, and a command is one request.
             for action in self.actions.drain(..) {
@@ -182,8 +225,20 @@ impl Session {
     /// it is handed back when the batch already holds something.
     fn take(&mut self, action: Action, start: usize, out: &mut Vec<Inbound>) -> Result<(), Action> {
         match action {
-            Action::Who(_) | Action::Register(_) if out.len() > start => return Err(action),
+            Action::Who(_) | Action::Register(_) | Action::History(_) if out.len() > start => {
+                return Err(action);
+            }
+            Action::History(query) => {
+                self.history = true;
+                out.push(Inbound::History(query));
+            }
+            Action::Part(message) => {
+                self.phase.parted();
+                out.push(Inbound::Part(message));
+            }
             Action::Room(msg) => out.push(Inbound::Msg(msg)),
+            Action::Echo(on) => out.push(Inbound::Echo(on)),
+            Action::Label(label) => self.label = Some(label),
             Action::Reply(bytes) => out.push(Inbound::Reply(bytes)),
             Action::Who(asked) => {
                 if let Phase::Registered { listing, .. } = &mut self.phase {
@@ -192,10 +247,74 @@ impl Session {
                 out.push(Inbound::Msg(ClientMsg::Who));
             }
             Action::Register(nick) => {
-                out.push(Inbound::Msg(hello(&nick)));
+                if self.caps.has(Cap::ECHO_MESSAGE) {
+                    out.push(Inbound::Echo(true));
+                }
+                self.moving = Some(self.caps.variant());
+                out.push(Inbound::Msg(hello(&nick, self.phase.ident().cloned())));
                 self.phase.hello_sent(nick);
             }
         }
         Ok(())
+    }
+
+    /// Labels what one line's actions answer with (labeled-response): its replies, or the
+    /// member list it asks for, or an `ACK` when nothing answers it.
+    fn label_actions(&mut self, server: &str, label: &str) {
+        if let Some(i) = self
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::Who(_)))
+        {
+            self.actions.insert(i, Action::Label(label.to_owned()));
+            return;
+        }
+        let lines = self.actions.iter().find_map(|a| match a {
+            Action::Reply(bytes) => Some(bytes.iter().filter(|&&b| b == b'\n').count()),
+            _ => None,
+        });
+        let batch = if lines > Some(1) {
+            self.batch_id()
+        } else {
+            None
+        };
+        let first = self.actions.iter_mut().find_map(|a| match a {
+            Action::Reply(bytes) => Some(bytes),
+            _ => None,
+        });
+        match first {
+            Some(bytes) => *bytes = tags::labeled(server, bytes, label, batch.as_deref()),
+            None => self
+                .actions
+                .push(Action::Reply(tags::labeled(server, b"", label, None))),
+        }
+    }
+
+    /// A new batch id, if the client takes batches.
+    pub(crate) fn batch_id(&mut self) -> Option<String> {
+        self.caps.has(Cap::BATCH).then(|| {
+            self.batches = self.batches.wrapping_add(1);
+            format!("b{}", self.batches)
+        })
+    }
+
+    /// Its capabilities.
+    pub(crate) fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// The lane variant to move it to, once, when it registers.
+    pub(crate) fn take_move(&mut self) -> Option<usize> {
+        self.moving.take()
+    }
+
+    /// The label the member list being answered carries.
+    pub(crate) fn take_label(&mut self) -> Option<String> {
+        self.label.take()
+    }
+
+    /// Whether the history being sent answers a CHATHISTORY (else it is a join's replay).
+    pub(crate) fn take_history(&mut self) -> bool {
+        std::mem::take(&mut self.history)
     }
 }

@@ -8,8 +8,27 @@ use std::time::{Duration, Instant};
 use chat_proto::{CloseReason, ServerMsg};
 use tests::{RawClient, ServerConfig, chat, joined, left, start_server, test_config, wait_until};
 
+mod clients;
+
 /// How long to wait for one line.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The IRCv3 capabilities the gateway offers.
+const OFFERED: &str = "cap-notify server-time message-tags echo-message batch labeled-response \
+    away-notify multi-prefix userhost-in-names standard-replies draft/chathistory";
+
+/// The join of an IRC member registered by [`Irc::register`], as a native member sees it:
+/// with the user name and real name of its USER.
+fn joined_irc(nick: &str) -> ServerMsg {
+    ServerMsg::Joined {
+        name: nick.into(),
+        time: 0,
+        ident: Some(std::sync::Arc::new(chat_proto::Ident {
+            user: nick.into(),
+            realname: nick.into(),
+        })),
+    }
+}
 
 /// A test config serving IRC on a free port, as `irc.test`.
 fn irc_config() -> ServerConfig {
@@ -125,27 +144,30 @@ fn cap_nick_and_user_register_with_welcome_numerics_join_and_names() {
     let (_native, _) = RawClient::join(server.addr(), "nat");
     let mut irc = Irc::connect(addr);
     irc.send("CAP LS 302");
-    irc.expect(":irc.test CAP * LS :");
+    irc.expect(&format!(":irc.test CAP * LS :{OFFERED}"));
     irc.send("NICK ann");
     irc.send("USER ann 0 * :Ann");
     irc.send("CAP REQ :multi-prefix");
-    irc.expect(":irc.test CAP * NAK :multi-prefix");
+    irc.expect(":irc.test CAP * ACK :multi-prefix");
+    irc.send("CAP REQ :sasl");
+    irc.expect(":irc.test CAP * NAK :sasl");
     irc.send("CAP END");
     let lines = irc.until(" 366 ");
     let numerics: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(
         numerics,
         [
-            "001", "002", "003", "004", "005", "422", "JOIN", "353", "366"
+            "001", "002", "003", "004", "005", "005", "422", "JOIN", "353", "366"
         ]
     );
-    assert!(lines[4].contains("CHANTYPES=# NICKLEN=32 CHANNELLEN=50 CASEMAPPING="));
-    assert_eq!(lines[6], ":ann!ann@irc.test JOIN #chat");
+    let isupport = format!("{} {}", lines[4], lines[5]);
+    assert!(isupport.contains(" CHANTYPES=# ") && isupport.contains(" NICKLEN=32 "));
+    assert_eq!(lines[7], ":ann!ann@irc.test JOIN #chat");
     assert_eq!(
-        names_of(&lines[7], ":irc.test 353 ann = #chat :"),
+        names_of(&lines[8], ":irc.test 353 ann = #chat :"),
         ["ann", "nat"]
     );
-    assert_eq!(lines[8], ":irc.test 366 ann #chat :End of /NAMES list.");
+    assert_eq!(lines[9], ":irc.test 366 ann #chat :End of /NAMES list.");
 }
 
 #[test]
@@ -241,14 +263,25 @@ fn every_command_gets_its_answer_and_unknown_ones_421_without_closing() {
         ),
         ("PRIVMSG #chat", &[":irc.test 412 ann :No text to send"]),
         (
-            "NICK other",
-            &[":irc.test 447 ann :Cannot change nickname while in the room"],
+            "NICK bad*nick",
+            &[
+                ":irc.test 432 ann bad*nick :Erroneous nickname: IRC nicks cannot hold ! @ , % * ? or start with : # & + ~",
+            ],
         ),
         (
             "USER a 0 * :A",
             &[":irc.test 462 ann :You may not reregister"],
         ),
-        ("WHOIS nat", &[":irc.test 421 ann WHOIS :Unknown command"]),
+        (
+            "WHOIS nat",
+            &[
+                ":irc.test 311 ann nat nat irc.test * :nat",
+                ":irc.test 319 ann nat :#chat",
+                ":irc.test 312 ann nat irc.test :a gateway to one chat room",
+                ":irc.test 318 ann nat :End of /WHOIS list.",
+            ],
+        ),
+        ("FOO", &[":irc.test 421 ann FOO :Unknown command"]),
         (
             "PRIVMSG #chat :\x07bell",
             &[":irc.test 404 ann #chat :message contains control characters; not sent"],
@@ -262,6 +295,10 @@ fn every_command_gets_its_answer_and_unknown_ones_421_without_closing() {
     }
     irc.send("PART #chat :done here");
     irc.expect(":ann!ann@irc.test PART #chat :done here");
+    // Still connected, out of the room.
+    irc.send("PRIVMSG #chat :hi");
+    irc.expect(":irc.test 442 ann #chat :You're not on that channel");
+    irc.send("QUIT");
     irc.expect("ERROR :Closing link: left");
     assert_eq!(irc.try_line(), None);
 }
@@ -273,20 +310,30 @@ fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
     let (mut nat, _) = RawClient::join(server.addr(), "nat");
     let (mut irc, lines) = Irc::register(addr, "ann");
     assert_eq!(
-        names_of(&lines[7], ":irc.test 353 ann = #chat :"),
+        names_of(&lines[8], ":irc.test 353 ann = #chat :"),
         ["ann", "nat"]
     );
-    assert_eq!(nat.recv(), joined("ann"));
+    assert_eq!(nat.recv(), joined_irc("ann"));
 
     irc.send("PRIVMSG #chat :hello from irc");
     irc.send("NOTICE #chat :a notice");
     irc.send("PRIVMSG #chat :\x01ACTION waves\x01");
     irc.send("PRIVMSG #chat :\x02bold\x02 and \x0304red\x03");
-    for text in ["hello from irc", "a notice", "/me waves", "bold and red"] {
+    use chat_proto::ChatKind::{Action, Notice, Plain};
+    let said = [
+        ("hello from irc", Plain),
+        ("a notice", Notice),
+        ("waves", Action),
+        ("bold and red", Plain),
+    ];
+    for (text, kind) in said {
         match nat.recv() {
             ServerMsg::Chat {
-                from, text: got, ..
-            } => assert_eq!((from.as_str(), got.as_str()), ("ann", text)),
+                from,
+                text: got,
+                kind: got_kind,
+                ..
+            } => assert_eq!((from.as_str(), got.as_str(), got_kind), ("ann", text, kind)),
             other => panic!("expected chat, got {other:?}"),
         }
     }
@@ -330,7 +377,11 @@ fn chat_joins_leaves_and_who_cross_between_irc_and_native_members() {
     irc.expect("ERROR :Closing link: left");
     assert_eq!(nat.recv(), joined("nat2"));
     assert_eq!(nat.recv(), left("nat2", CloseReason::Left));
-    assert_eq!(nat.recv(), left("ann", CloseReason::Left));
+    let mut gone = left("ann", CloseReason::Left);
+    if let ServerMsg::Left { message, .. } = &mut gone {
+        *message = Some("bye".into());
+    }
+    assert_eq!(nat.recv(), gone);
 }
 
 #[test]
@@ -490,7 +541,7 @@ fn a_silent_connection_times_out_in_the_handshake_and_a_silent_member_after_a_pi
     assert_eq!(
         silent.until_closed(),
         [
-            ":irc.test CAP * LS :",
+            format!(":irc.test CAP * LS :{OFFERED}").as_str(),
             "ERROR :Closing link: handshake timed out"
         ]
     );
@@ -527,7 +578,7 @@ fn an_irc_member_that_never_reads_is_closed_as_too_slow() {
     irc.send("NICK ann");
     irc.send("USER ann 0 * :ann");
     irc.until(" 366 ");
-    assert_eq!(nat.recv(), joined("ann"));
+    assert_eq!(nat.recv(), joined_irc("ann"));
     let text = "z".repeat(900);
     let deadline = Instant::now() + WAIT;
     let too_slow = || {
