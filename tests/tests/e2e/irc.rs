@@ -742,6 +742,7 @@ fn ii_talks_with_chat_client(chat_addr: SocketAddr, irc_addr: SocketAddr) {
         .open(&server_in)
         .unwrap();
     fifo.write_all(b"/q bye\n").unwrap();
-    expect("* iiuser left (left)");
+    // With its words: `/q bye` is `QUIT :bye`.
+    expect("* iiuser left: bye");
     let _ = std::fs::remove_dir_all(&dir);
 }
