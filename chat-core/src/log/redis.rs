@@ -46,6 +46,8 @@ pub const PROPOSAL_QUEUE: usize = 8192;
 /// Proposals waiting, leaves included: a leave past this many is dropped (its claim stays
 /// until this node is swept or retires).
 pub const LEAVES_KEPT: usize = 65_536;
+// A leave still finds room when joins and chats no longer do.
+const _: () = assert!(LEAVES_KEPT > PROPOSAL_QUEUE);
 /// Proposals run in one script call, at most.
 pub const PROPOSAL_BATCH: usize = 128;
 /// Entries read at once.
