@@ -112,16 +112,11 @@ impl LogEntry {
 
 /// The stream of room `chat` in `redis`, oldest first, read with XRANGE.
 fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
-    let reply = redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
-    reply
-        .array()
-        .iter()
-        .map(|entry| {
-            let fields: HashMap<String, String> = entry.array()[1]
-                .array()
-                .chunks(2)
-                .map(|kv| (kv[0].text(), kv[1].text()))
-                .collect();
+    let range: Vec<(String, HashMap<String, String>)> =
+        redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
+    range
+        .into_iter()
+        .map(|(_, fields)| {
             let field = |name: &str| {
                 fields
                     .get(name)
@@ -158,7 +153,7 @@ fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
 
 /// The number of entries in room `chat`'s stream.
 fn log_len(redis: &RedisServer) -> i64 {
-    redis.cmd(&["XLEN", "chat:{chat}:log"]).int()
+    redis.cmd(&["XLEN", "chat:{chat}:log"])
 }
 
 /// The next message that is not the history shown to a newcomer.
@@ -812,7 +807,7 @@ fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
     let (_bob, _) = RawClient::join(a.addr, "bob");
     assert_eq!(alice.recv(), joined("bob"));
     assert_eq!(
-        redis.cmd(&["ZCARD", "chat:{chat}:nodes"]).int(),
+        redis.cmd::<i64>(&["ZCARD", "chat:{chat}:nodes"]),
         1,
         "only node a holds a lease"
     );
