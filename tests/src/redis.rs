@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::redis::{Client, FromRedisValue, RedisResult};
+use ::redis::{Client, FromRedisValue, RedisResult, Value};
+use chat_core::log::redis::{Call, Command as LogCommand, Reply};
 
 use crate::{TempDir, free_port};
 
@@ -207,4 +208,46 @@ pub fn command<T: FromRedisValue>(addr: SocketAddr, args: &[&str]) -> RedisResul
     con.set_write_timeout(Some(CMD_TIMEOUT))?;
     let (name, rest) = args.split_first().expect("a command has a name");
     ::redis::cmd(name).arg(rest).query(&mut con)
+}
+
+/// Runs one of the Redis log's calls on `con` as the server's driver does (a script by
+/// `EVALSHA`, loaded first where Redis lacks it), giving the reply in the log's terms.
+pub fn run_call(con: &mut ::redis::Connection, call: &Call) -> Reply {
+    let result = match &call.command {
+        LogCommand::Script { script, keys, args } => {
+            let script = ::redis::Script::new(script.source());
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke(con)
+        }
+        LogCommand::Plain(args) => {
+            let (name, rest) = args.split_first().expect("a command has a name");
+            ::redis::cmd(name).arg(rest).query(con)
+        }
+    };
+    match result {
+        Ok(value) => reply(value),
+        Err(error) => Reply::Error(error.to_string()),
+    }
+}
+
+/// The `redis` crate's value in the Redis log's terms, as the server converts it.
+pub fn reply(value: Value) -> Reply {
+    let all = |items: Vec<Value>| Reply::Array(items.into_iter().map(reply).collect());
+    match value {
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Int(n),
+        Value::BulkString(bytes) => Reply::Bulk(bytes),
+        Value::SimpleString(s) => Reply::Bulk(s.into_bytes()),
+        Value::Okay => Reply::Bulk(b"OK".to_vec()),
+        Value::Array(items) | Value::Set(items) => all(items),
+        Value::Map(pairs) => all(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Value::ServerError(error) => Reply::Error(error.to_string()),
+        other => Reply::Error(format!("unexpected value {other:?}")),
+    }
 }

@@ -345,6 +345,42 @@ fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues()
     bob.expect_silence(Duration::from_millis(10));
 }
 
+/// A member who leaves while Redis is down is not forgotten: its node keeps the leave, and the
+/// leave reaches the log once Redis is back, with the member's own reason (a sweep would say its
+/// server was lost), and the name comes free.
+#[test]
+fn a_leave_made_while_redis_is_down_reaches_the_log_when_it_is_back() {
+    let mut redis = RedisServer::builder().aof(true).start();
+    let url = redis.url();
+    let (a, b) = (
+        node_with_lease(&url, OUTAGE_LEASE),
+        node_with_lease(&url, OUTAGE_LEASE),
+    );
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    redis.kill();
+    alice.send(&ClientMsg::Leave);
+    assert_eq!(alice.until_closed(), (Some(CloseReason::Left), vec![]));
+    // Long enough for the leave's call to fail, and a retry or two.
+    std::thread::sleep(Duration::from_millis(500));
+    redis.restart();
+
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
+    let alices: Vec<LogEvent> = log_entries(&redis)
+        .into_iter()
+        .filter(|e| e.name == "alice")
+        .map(|e| e.event)
+        .collect();
+    let left_itself = LogEvent::Left {
+        reason: CloseReason::Left,
+    };
+    assert_eq!(alices, [LogEvent::Joined, left_itself, LogEvent::Joined]);
+}
+
 #[test]
 fn a_cut_link_gives_unavailable_then_every_missed_entry_arrives_once() {
     let redis = RedisServer::start();
