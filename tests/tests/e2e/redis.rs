@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use chat_core::log::redis::PROPOSAL_QUEUE;
 use chat_proto::{ClientMsg, CloseReason, ErrorKind, Refusal, ServerMsg};
 use tests::proxy::Proxy;
 use tests::redis::RedisServer;
@@ -379,6 +380,40 @@ fn a_leave_made_while_redis_is_down_reaches_the_log_when_it_is_back() {
         reason: CloseReason::Left,
     };
     assert_eq!(alices, [LogEvent::Joined, left_itself, LogEvent::Joined]);
+}
+
+/// A leave that comes while the node's proposal queue is full (its first batch hangs on a cut
+/// link) is not dropped with the chats past the queue: it waits behind what is queued, and
+/// reaches the log with the member's reason once the link is back.
+#[test]
+fn a_leave_behind_a_full_proposal_queue_reaches_the_log() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let a = node_with_lease(&format!("redis://{}", proxy.addr()), OUTAGE_LEASE);
+    let b = node_with_lease(&redis.url(), OUTAGE_LEASE);
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    proxy.cut();
+    let mut bytes = Vec::new();
+    for i in 0..PROPOSAL_QUEUE + 100 {
+        bytes.extend(chat_proto::encode_to_vec(&chat(&format!("c{i}"))).unwrap());
+    }
+    bytes.extend(chat_proto::encode_to_vec(&ClientMsg::Leave).unwrap());
+    alice.send_raw(&bytes);
+    let (reason, answers) = alice.until_closed();
+    assert_eq!(reason, Some(CloseReason::Left));
+    // Past the queue (one batch in flight, then PROPOSAL_QUEUE waiting), chats are declined.
+    let unavailable = ServerMsg::Error(ErrorKind::Unavailable);
+    assert_eq!(answers, vec![unavailable; 99]);
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.restore();
+
+    // None of the chats entered the log (the one on its way came too late), the leave did.
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
 }
 
 #[test]
