@@ -1,6 +1,7 @@
 mod hub;
 mod model;
 mod nodes;
+mod redis;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-const NAMES: &[&str] = &[
+pub(super) const NAMES: &[&str] = &[
     "alice",
     "ALICE",
     "ａｌｉｃｅ",
@@ -23,7 +23,7 @@ const NAMES: &[&str] = &[
     "carol",
     "dave",
 ];
-const NODES: usize = 3;
+pub(super) const NODES: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -54,7 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     Config {
         max_clients: 5,
         rate_per_sec: 1_000_000,
@@ -64,11 +64,11 @@ fn config() -> Config {
 }
 
 /// One node: its room, the proposals it made that the log has not decided, how far it applied.
-struct Node {
-    room: Room,
-    proposals: VecDeque<Proposal>,
+pub(super) struct Node {
+    pub(super) room: Room,
+    pub(super) proposals: VecDeque<Proposal>,
     applied: usize,
-    open: HashSet<u64>,
+    pub(super) open: HashSet<u64>,
 }
 
 /// What one member has seen, to check it against the log.
@@ -81,24 +81,33 @@ struct Seen {
     name: String,
 }
 
-struct World {
-    nodes: Vec<Node>,
+/// Rooms sharing one log, and what their members have seen.
+pub(super) struct World {
+    pub(super) nodes: Vec<Node>,
     log: Sequencer,
     entries: Vec<Entry>,
-    now: Instant,
+    pub(super) now: Instant,
     /// Per (node, conn): what that member has seen.
     seen: HashMap<(usize, u64), Seen>,
     /// The sender of each chat seq, as (node, conn).
-    senders: HashMap<u64, (usize, u64)>,
+    pub(super) senders: HashMap<u64, (usize, u64)>,
     /// Every connection closed, as (node, conn, reason).
     closed: Vec<(usize, u64, CloseReason)>,
 }
 
 impl World {
     fn new() -> Self {
-        let nodes = (0..NODES)
-            .map(|i| Node {
-                room: Room::shared(config(), NodeId(i as u64 + 1), Snapshot::default()).unwrap(),
+        let rooms = (0..NODES)
+            .map(|i| Room::shared(config(), NodeId(i as u64 + 1), Snapshot::default()).unwrap());
+        Self::with_rooms(rooms, Instant::now())
+    }
+
+    /// A world of these rooms, one per node, at `now`.
+    pub(super) fn with_rooms(rooms: impl IntoIterator<Item = Room>, now: Instant) -> Self {
+        let nodes = rooms
+            .into_iter()
+            .map(|room| Node {
+                room,
                 proposals: VecDeque::new(),
                 applied: 0,
                 open: HashSet::new(),
@@ -108,14 +117,15 @@ impl World {
             nodes,
             log: Sequencer::new(config().max_clients),
             entries: Vec::new(),
-            now: Instant::now(),
+            now,
             seen: HashMap::new(),
             senders: HashMap::new(),
             closed: Vec::new(),
         }
     }
 
-    fn input(&mut self, n: usize, input: Input) -> Result<(), TestCaseError> {
+    /// Feeds `input` to node `n`'s room and checks what its members are sent.
+    pub(super) fn input(&mut self, n: usize, input: Input) -> Result<(), TestCaseError> {
         let node = &mut self.nodes[n];
         node.room
             .handle_input(self.now, input)
@@ -198,8 +208,16 @@ impl World {
 
     /// Names unique across nodes: no folded name is held by two members anywhere.
     fn check_unique(&self) -> Result<(), TestCaseError> {
+        self.check_unique_among(0..self.nodes.len())
+    }
+
+    /// Names unique across these nodes.
+    pub(super) fn check_unique_among(
+        &self,
+        nodes: impl Iterator<Item = usize>,
+    ) -> Result<(), TestCaseError> {
         let mut keys = BTreeSet::new();
-        for node in &self.nodes {
+        for node in nodes.map(|n| &self.nodes[n]) {
             for conn in node.room.members() {
                 let key = fold_name(node.room.name_of(conn).unwrap());
                 prop_assert!(keys.insert(key.clone()), "{key} held twice");
@@ -209,7 +227,7 @@ impl World {
     }
 }
 
-fn hello(name: &str) -> ClientMsg {
+pub(super) fn hello(name: &str) -> ClientMsg {
     ClientMsg::Hello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
