@@ -6,5 +6,6 @@ mod hostile;
 mod irc;
 mod redis;
 mod redis_infra;
+mod redis_scripts;
 mod server;
 mod web;

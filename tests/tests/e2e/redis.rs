@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use chat_core::log::redis::PROPOSAL_QUEUE;
 use chat_proto::{ClientMsg, CloseReason, ErrorKind, Refusal, ServerMsg};
 use tests::proxy::Proxy;
 use tests::redis::RedisServer;
@@ -115,16 +116,11 @@ impl LogEntry {
 
 /// The stream of room `chat` in `redis`, oldest first, read with XRANGE.
 fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
-    let reply = redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
-    reply
-        .array()
-        .iter()
-        .map(|entry| {
-            let fields: HashMap<String, String> = entry.array()[1]
-                .array()
-                .chunks(2)
-                .map(|kv| (kv[0].text(), kv[1].text()))
-                .collect();
+    let range: Vec<(String, HashMap<String, String>)> =
+        redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
+    range
+        .into_iter()
+        .map(|(_, fields)| {
             let field = |name: &str| {
                 fields
                     .get(name)
@@ -161,7 +157,7 @@ fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
 
 /// The number of entries in room `chat`'s stream.
 fn log_len(redis: &RedisServer) -> i64 {
-    redis.cmd(&["XLEN", "chat:{chat}:log"]).int()
+    redis.cmd(&["XLEN", "chat:{chat}:log"])
 }
 
 /// The next message that is not the history shown to a newcomer.
@@ -362,6 +358,76 @@ fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues()
     // Carol is on bob's node: it has applied his chat, so a ping to it comes after any echo.
     alice.expect_nothing_more();
     bob.expect_nothing_more();
+}
+
+/// A member who leaves while Redis is down is not forgotten: its node keeps the leave, and the
+/// leave reaches the log once Redis is back, with the member's own reason (a sweep would say its
+/// server was lost), and the name comes free.
+#[test]
+fn a_leave_made_while_redis_is_down_reaches_the_log_when_it_is_back() {
+    let mut redis = RedisServer::builder().aof(true).start();
+    let url = redis.url();
+    let (a, b) = (
+        node_with_lease(&url, OUTAGE_LEASE),
+        node_with_lease(&url, OUTAGE_LEASE),
+    );
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    redis.kill();
+    alice.send(&ClientMsg::Leave);
+    assert_eq!(alice.until_closed(), (Some(CloseReason::Left), vec![]));
+    // Long enough for the leave's call to fail, and a retry or two.
+    std::thread::sleep(Duration::from_millis(500));
+    redis.restart();
+
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
+    let alices: Vec<LogEvent> = log_entries(&redis)
+        .into_iter()
+        .filter(|e| e.name == "alice")
+        .map(|e| e.event)
+        .collect();
+    let left_itself = LogEvent::Left {
+        reason: CloseReason::Left,
+    };
+    assert_eq!(alices, [LogEvent::Joined, left_itself, LogEvent::Joined]);
+}
+
+/// A leave that comes while the node's proposal queue is full (its first batch hangs on a cut
+/// link) is not dropped with the chats past the queue: it waits behind what is queued, and
+/// reaches the log with the member's reason once the link is back.
+#[test]
+fn a_leave_behind_a_full_proposal_queue_reaches_the_log() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let a = node_with_lease(&format!("redis://{}", proxy.addr()), OUTAGE_LEASE);
+    let b = node_with_lease(&redis.url(), OUTAGE_LEASE);
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    proxy.cut();
+    let mut bytes = Vec::new();
+    for i in 0..PROPOSAL_QUEUE + 100 {
+        bytes.extend(chat_proto::encode_to_vec(&chat(&format!("c{i}"))).unwrap());
+    }
+    bytes.extend(chat_proto::encode_to_vec(&ClientMsg::Leave).unwrap());
+    alice.send_raw(&bytes);
+    let (reason, answers) = alice.until_closed();
+    assert_eq!(reason, Some(CloseReason::Left));
+    // Past the queue (one batch in flight, then PROPOSAL_QUEUE waiting), chats are declined.
+    let unavailable = ServerMsg::Error(ErrorKind::Unavailable);
+    assert_eq!(answers, vec![unavailable; 99]);
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.restore();
+
+    // None of the chats entered the log (the one on its way came too late), the leave did.
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
 }
 
 #[test]
@@ -838,7 +904,7 @@ fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
     let (_bob, _) = RawClient::join(a.addr, "bob");
     assert_eq!(alice.recv(), joined("bob"));
     assert_eq!(
-        redis.cmd(&["ZCARD", "chat:{chat}:nodes"]).int(),
+        redis.cmd::<i64>(&["ZCARD", "chat:{chat}:nodes"]),
         1,
         "only node a holds a lease"
     );

@@ -1,0 +1,399 @@
+//! The Lua scripts in a real `redis-server`, called as the Redis log's state machine calls them
+//! (`chat_core::log::redis::RedisLog`, driven here over a blocking connection):
+//! - the same random proposals through `chat_core::Sequencer` and through the scripts give the
+//!   same verdicts and the same log: two implementations of one rule;
+//! - the scripts fence a node whose lease ran out or that was swept, refuse a node of a room
+//!   Redis lost, and refuse a batch that came after its node gave up on it.
+
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use chat_core::log::redis::{Call, Lane, Output, RedisLog, Reply, Script, Settings};
+use chat_core::{
+    ConnId, Declined, Entry, Event, Input, NodeId, Proposal, ProposalKind, Sequencer, fold_name,
+};
+use chat_proto::CloseReason;
+use tests::redis::{RedisServer, run_call};
+
+/// A node of the room: its log, driven by hand on a blocking connection. Proposal and lease
+/// calls run as they come; the read lane's call waits until [`Node::read`].
+struct Node {
+    log: RedisLog,
+    con: redis::Connection,
+    /// The blocking read, for [`Node::read`].
+    read: Option<Call>,
+    /// What the room was given.
+    inputs: Vec<Input>,
+    /// Each script run and what Redis answered, in order.
+    replies: Vec<(Script, Reply)>,
+}
+
+fn settings(lease: Duration, max_members: u32) -> Settings {
+    Settings {
+        room: "diff".into(),
+        lease,
+        trim_len: 100_000,
+        max_members,
+        history: 0,
+    }
+}
+
+impl Node {
+    /// Registers in the room and takes its snapshot.
+    fn enter(redis: &RedisServer, settings: Settings, seed: u64) -> Self {
+        let client = redis::Client::open(redis.url()).expect("redis url");
+        let con = client.get_connection().expect("connect to redis");
+        let mut node = Node {
+            log: RedisLog::new(settings, seed, Instant::now()),
+            con,
+            read: None,
+            inputs: Vec::new(),
+            replies: Vec::new(),
+        };
+        node.drain();
+        while !node.log.entered() {
+            let call = node.read.take().expect("entering calls on the read lane");
+            node.run(call);
+        }
+        node
+    }
+
+    fn id(&self) -> NodeId {
+        self.log.node()
+    }
+
+    fn run(&mut self, call: Call) {
+        let reply = run_call(&mut self.con, &call);
+        if let chat_core::log::redis::Command::Script { script, .. } = &call.command {
+            self.replies.push((*script, reply.clone()));
+        }
+        self.log.handle_reply(Instant::now(), call.id, reply);
+        self.drain();
+    }
+
+    /// Carries out what the log gives out until it waits on the read lane alone.
+    fn drain(&mut self) {
+        while let Some(output) = self.log.poll_output() {
+            match output {
+                Output::Call(call) if call.lane == Lane::Read => self.read = Some(call),
+                Output::Call(call) => self.run(call),
+                Output::Input(input) => self.inputs.push(input),
+                Output::Note(_) | Output::Entered { .. } => {}
+            }
+        }
+    }
+
+    /// Proposes `batch` (made at once: one script call) and runs it.
+    fn propose(&mut self, batch: &[Proposal]) {
+        for proposal in batch {
+            self.log
+                .propose(Instant::now(), self.id(), proposal.clone());
+        }
+        self.drain();
+    }
+
+    /// Time has passed: whatever is due (a heartbeat) runs.
+    fn tick(&mut self) {
+        self.log.handle_timeout(Instant::now());
+        self.drain();
+    }
+
+    /// Reads the stream until `want` entries have been applied in all.
+    fn read(&mut self, want: usize) -> Vec<Entry> {
+        while self.applied().len() < want {
+            let call = self.read.take().expect("a read waits");
+            let before = self.applied().len();
+            self.run(call);
+            assert!(
+                self.applied().len() > before,
+                "the log holds fewer entries than {want}"
+            );
+        }
+        self.applied()
+    }
+
+    fn applied(&self) -> Vec<Entry> {
+        let applied = self.inputs.iter().filter_map(|i| match i {
+            Input::Applied(entry) => Some(entry.clone()),
+            _ => None,
+        });
+        applied.collect()
+    }
+
+    /// What Redis last answered to a script of this kind.
+    fn last_reply(&self, script: Script) -> &Reply {
+        let mut replies = self.replies.iter().rev();
+        let found = replies.find(|(s, _)| *s == script);
+        &found.unwrap_or_else(|| panic!("no {script:?} ran")).1
+    }
+}
+
+fn proposal(conn: u64, name: &str, kind: ProposalKind) -> Proposal {
+    Proposal {
+        conn: ConnId(conn),
+        name: Arc::from(name),
+        key: Arc::from(fold_name(name).as_str()),
+        kind,
+    }
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(s.as_bytes().to_vec())
+}
+
+/// splitmix64: a small seeded generator, so that a failure can be run again.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Look-alikes that fold to one key, and a few more names than the room holds.
+const NAMES: &[&str] = &[
+    "alice",
+    "ALICE",
+    "ａｌｉｃｅ",
+    "bob",
+    "Bob",
+    "\u{441}\u{43e}\u{440}\u{435}",
+    "\u{421}\u{41e}\u{420}\u{415}",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+];
+const MAX_MEMBERS: u32 = 4;
+const NODES: usize = 3;
+
+/// A random proposal from `node`: half the chats and leaves come from a member it holds.
+fn random_proposal(rng: &mut Rng, sequencer: &Sequencer, node: NodeId, said: usize) -> Proposal {
+    let held: Vec<_> = sequencer
+        .snapshot()
+        .members
+        .into_iter()
+        .filter(|s| s.node == node)
+        .collect();
+    let (conn, name) = match held.is_empty() || rng.below(2) == 0 {
+        true => (1 + rng.below(6), rng.pick(NAMES).to_string()),
+        false => {
+            let seat = rng.pick(&held);
+            (seat.conn.0, seat.name.to_string())
+        }
+    };
+    let kind = match rng.below(10) {
+        0..=3 => ProposalKind::Join,
+        4..=7 => ProposalKind::Chat {
+            text: format!("said {said}: ünï ✓"),
+        },
+        _ => ProposalKind::Leave {
+            reason: *rng.pick(&CloseReason::ALL),
+        },
+    };
+    proposal(conn, &name, kind)
+}
+
+/// The joins and chats the room was told were declined, and why, in order (a leave's refusal
+/// the room is not told of: leaves are compared through the log).
+fn declined(inputs: &[Input]) -> Vec<(Proposal, Declined)> {
+    let declined = inputs.iter().filter_map(|i| match i {
+        Input::Declined { proposal, why } => Some((proposal.clone(), *why)),
+        _ => None,
+    });
+    declined.collect()
+}
+
+#[test]
+fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_secs(60);
+    let mut rng = Rng(17);
+    let mut sequencer = Sequencer::new(MAX_MEMBERS);
+    let mut expected: Vec<Entry> = Vec::new();
+    // A node that only reads: the whole log, from the start.
+    let mut reader = Node::enter(&redis, settings(lease, MAX_MEMBERS), 99);
+    let mut nodes: Vec<Node> = (0..NODES)
+        .map(|n| Node::enter(&redis, settings(lease, MAX_MEMBERS), n as u64))
+        .collect();
+    let (mut said, mut steps) = (0, 0);
+    // Each rule had its say: how often each refusal came, and how many sweeps.
+    let mut refusals: Vec<Declined> = Vec::new();
+    let mut sweeps = 0;
+    while said < 1500 {
+        steps += 1;
+        let n = rng.below(NODES as u64) as usize;
+        let id = nodes[n].id();
+        if rng.below(40) == 0 {
+            // The node is swept (as when lost) and comes back under a new number.
+            expected.extend(sequencer.sweep(id));
+            sweeps += 1;
+            let call = nodes[n].log.retire(Instant::now(), CloseReason::ServerLost);
+            nodes[n].run(call);
+            nodes[n] = Node::enter(&redis, settings(lease, MAX_MEMBERS), 1000 + steps);
+            continue;
+        }
+        let batch: Vec<Proposal> = (0..1 + rng.below(4))
+            .map(|_| {
+                said += 1;
+                random_proposal(&mut rng, &sequencer, id, said)
+            })
+            .collect();
+        let mut want = Vec::new();
+        for p in &batch {
+            match sequencer.propose(id, p.clone()) {
+                Ok(entry) => expected.push(entry),
+                Err(_) if matches!(p.kind, ProposalKind::Leave { .. }) => {}
+                Err(why) => {
+                    refusals.push(why);
+                    want.push((p.clone(), why));
+                }
+            }
+        }
+        let seen = nodes[n].inputs.len();
+        nodes[n].propose(&batch);
+        let got = declined(&nodes[n].inputs[seen..]);
+        assert_eq!(
+            got, want,
+            "step {steps}, node {id:?}: {batch:?}: the scripts' verdicts, then the sequencer's"
+        );
+        let log = reader.read(expected.len());
+        let first = log.iter().zip(&expected).position(|(a, b)| a != b);
+        let first = first.unwrap_or(log.len().min(expected.len()));
+        assert_eq!(
+            log.get(first),
+            expected.get(first),
+            "step {steps}: entry {} of the log the scripts wrote, then the sequencer's",
+            first + 1
+        );
+    }
+    let count = |f: fn(&Event) -> bool| expected.iter().filter(|e| f(&e.event)).count();
+    let joins = count(|e| *e == Event::Joined);
+    let leaves = count(|e| matches!(e, Event::Left { .. }));
+    eprintln!(
+        "{joins} joins, {leaves} leaves, {sweeps} sweeps, {} refusals",
+        refusals.len()
+    );
+    assert!(
+        joins > 50 && leaves > 50 && sweeps > 5,
+        "the test proves little"
+    );
+    for why in [Declined::NameTaken, Declined::RoomFull, Declined::NotHolder] {
+        let n = refusals.iter().filter(|r| **r == why).count();
+        assert!(n > 20, "only {n} refusals of {why:?}");
+    }
+}
+
+#[test]
+fn the_scripts_fence_a_node_whose_lease_ran_out() {
+    let redis = RedisServer::start();
+    let mut node = Node::enter(&redis, settings(Duration::from_millis(300), 5), 1);
+    node.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    assert_eq!(
+        node.last_reply(Script::Propose),
+        &Reply::Array(vec![bulk("OK")])
+    );
+    sleep(Duration::from_millis(500));
+    let text = "after the lease".to_owned();
+    node.propose(&[proposal(1, "alice", ProposalKind::Chat { text })]);
+    assert_eq!(node.last_reply(Script::Propose), &bulk("FENCED"));
+    node.tick();
+    let Reply::Array(beat) = node.last_reply(Script::Heartbeat) else {
+        panic!("a heartbeat ran")
+    };
+    assert_eq!(beat[0], bulk("FENCED"));
+    // Not extended: run out, or swept by the node's own sweep after the heartbeat.
+    let score: Option<u64> = redis.cmd(&["ZSCORE", "chat:{diff}:nodes", &node.id().0.to_string()]);
+    let now = (redis.cmd::<Vec<u64>>(&["TIME"])[0]) * 1000;
+    assert!(score.is_none_or(|s| s < now), "the lease was extended");
+    let log: Vec<(String, Vec<String>)> = redis.cmd(&["XRANGE", "chat:{diff}:log", "-", "+"]);
+    assert!(
+        log.iter()
+            .all(|(_, fields)| !fields.contains(&"chat".to_owned())),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn the_scripts_fence_a_swept_node() {
+    let redis = RedisServer::start();
+    let mut lost = Node::enter(&redis, settings(Duration::from_millis(300), 5), 1);
+    let mut live = Node::enter(&redis, settings(Duration::from_secs(60), 5), 2);
+    lost.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    sleep(Duration::from_millis(500));
+    // The live node's heartbeat, then its sweep: the lost node's member leaves as lost.
+    let due = Instant::now() + Duration::from_secs(20);
+    while !live.replies.iter().any(|(s, _)| *s == Script::Sweep) {
+        assert!(Instant::now() < due, "no sweep");
+        live.log
+            .handle_timeout(Instant::now() + Duration::from_secs(20));
+        live.drain();
+    }
+    assert_eq!(live.last_reply(Script::Sweep), &Reply::Int(1));
+    let log = live.read(2);
+    assert_eq!(
+        (&*log[1].name, &log[1].event),
+        (
+            "alice",
+            &Event::Left {
+                reason: CloseReason::ServerLost
+            }
+        )
+    );
+    lost.propose(&[proposal(2, "bob", ProposalKind::Join)]);
+    assert_eq!(lost.last_reply(Script::Propose), &bulk("FENCED"));
+    lost.tick();
+    let Reply::Array(beat) = lost.last_reply(Script::Heartbeat) else {
+        panic!("a heartbeat ran")
+    };
+    assert_eq!(beat[0], bulk("FENCED"));
+    // A node that retired is swept too, lease or not.
+    let call = live.log.retire(Instant::now(), CloseReason::ServerShutdown);
+    live.run(call);
+    live.propose(&[proposal(3, "carol", ProposalKind::Join)]);
+    assert_eq!(live.last_reply(Script::Propose), &bulk("FENCED"));
+    assert_eq!(redis.cmd::<i64>(&["HLEN", "chat:{diff}:names"]), 0);
+}
+
+#[test]
+fn the_scripts_refuse_a_node_of_a_room_redis_lost_and_a_batch_that_came_too_late() {
+    let mut redis = RedisServer::start();
+    let mut node = Node::enter(&redis, settings(Duration::from_secs(60), 5), 1);
+    // Held up on the way past half the node's wait: refused, nothing done.
+    node.log.propose(
+        Instant::now(),
+        node.id(),
+        proposal(1, "alice", ProposalKind::Join),
+    );
+    let Some(Output::Call(call)) = node.log.poll_output() else {
+        panic!("a call")
+    };
+    sleep(Duration::from_millis(600));
+    node.run(call);
+    assert_eq!(node.last_reply(Script::Propose), &bulk("EXPIRED"));
+    assert_eq!(redis.cmd::<i64>(&["HLEN", "chat:{diff}:names"]), 0);
+    redis.restart(); // no persistence: the room is gone
+    node.con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    node.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    assert_eq!(node.last_reply(Script::Propose), &bulk("RESET"));
+    // The heartbeat, a third of the lease on.
+    node.log
+        .handle_timeout(Instant::now() + Duration::from_secs(20));
+    node.drain();
+    let Reply::Array(beat) = node.last_reply(Script::Heartbeat) else {
+        panic!("a heartbeat ran")
+    };
+    assert_eq!(beat[0], bulk("RESET"));
+}
