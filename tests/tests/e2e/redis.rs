@@ -376,7 +376,7 @@ fn a_leave_made_while_redis_is_down_reaches_the_log_when_it_is_back() {
     assert_eq!(alice.recv(), joined("bob"));
 
     redis.kill();
-    alice.send(&ClientMsg::Leave);
+    alice.send(&ClientMsg::Leave { message: None });
     assert_eq!(alice.until_closed(), (Some(CloseReason::Left), vec![]));
     // Long enough for the leave's call to fail, and a retry or two.
     std::thread::sleep(Duration::from_millis(500));
@@ -414,7 +414,7 @@ fn a_leave_behind_a_full_proposal_queue_reaches_the_log() {
     for i in 0..PROPOSAL_QUEUE + 100 {
         bytes.extend(chat_proto::encode_to_vec(&chat(&format!("c{i}"))).unwrap());
     }
-    bytes.extend(chat_proto::encode_to_vec(&ClientMsg::Leave).unwrap());
+    bytes.extend(chat_proto::encode_to_vec(&ClientMsg::Leave { message: None }).unwrap());
     alice.send_raw(&bytes);
     let (reason, answers) = alice.until_closed();
     assert_eq!(reason, Some(CloseReason::Left));

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use chat_core::Snapshot;
 use chat_core::log::redis::{Call, Lane, Output, RedisLog, Reply, Script, Settings};
 use chat_core::{
     ConnId, Declined, Entry, Event, Input, NodeId, Proposal, ProposalKind, Sequencer, fold_name,
 };
-use chat_proto::CloseReason;
+use chat_proto::{ChatKind, CloseReason, Ident};
 use tests::redis::{RedisServer, run_call};
 
 /// A node of the room: its log, driven by hand on a blocking connection. Proposal and lease
@@ -27,6 +28,8 @@ struct Node {
     inputs: Vec<Input>,
     /// Each script run and what Redis answered, in order.
     replies: Vec<(Script, Reply)>,
+    /// The snapshot it entered with.
+    entered: Option<Snapshot>,
 }
 
 fn settings(lease: Duration, max_members: u32) -> Settings {
@@ -50,6 +53,7 @@ impl Node {
             read: None,
             inputs: Vec::new(),
             replies: Vec::new(),
+            entered: None,
         };
         node.drain();
         while !node.log.entered() {
@@ -79,7 +83,8 @@ impl Node {
                 Output::Call(call) if call.lane == Lane::Read => self.read = Some(call),
                 Output::Call(call) => self.run(call),
                 Output::Input(input) => self.inputs.push(input),
-                Output::Note(_) | Output::Entered { .. } => {}
+                Output::Entered { snapshot, .. } => self.entered = Some(snapshot),
+                Output::Note(_) => {}
             }
         }
     }
@@ -176,7 +181,45 @@ const NAMES: &[&str] = &[
 const MAX_MEMBERS: u32 = 4;
 const NODES: usize = 3;
 
-/// A random proposal from `node`: half the chats and leaves come from a member it holds.
+/// Some words, or none.
+fn words(rng: &mut Rng, what: &str, said: usize) -> Option<Arc<str>> {
+    (rng.below(2) == 0).then(|| Arc::from(format!("{what} {said} ✓")))
+}
+
+/// What a random proposal asks: joins (half with an ident), chats of every kind, leaves (half
+/// with parting words), renames to any name, away and back.
+fn random_kind(rng: &mut Rng, said: usize) -> ProposalKind {
+    match rng.below(14) {
+        0..=3 => ProposalKind::Join {
+            ident: (rng.below(2) == 0).then(|| {
+                Arc::new(Ident {
+                    user: format!("u{said}"),
+                    realname: format!("Real {said}"),
+                })
+            }),
+        },
+        4..=7 => ProposalKind::Chat {
+            text: format!("said {said}: ünï ✓"),
+            kind: *rng.pick(&[ChatKind::Plain, ChatKind::Action, ChatKind::Notice]),
+        },
+        8..=9 => {
+            let name = *rng.pick(NAMES);
+            ProposalKind::Rename {
+                name: Arc::from(name),
+                key: Arc::from(fold_name(name).as_str()),
+            }
+        }
+        10..=11 => ProposalKind::Away {
+            message: words(rng, "away", said),
+        },
+        _ => ProposalKind::Leave {
+            reason: *rng.pick(&CloseReason::ALL),
+            message: words(rng, "bye", said),
+        },
+    }
+}
+
+/// A random proposal from `node`: half of all but joins come from a member it holds.
 fn random_proposal(rng: &mut Rng, sequencer: &Sequencer, node: NodeId, said: usize) -> Proposal {
     let held: Vec<_> = sequencer
         .snapshot()
@@ -191,15 +234,7 @@ fn random_proposal(rng: &mut Rng, sequencer: &Sequencer, node: NodeId, said: usi
             (seat.conn.0, seat.name.to_string())
         }
     };
-    let kind = match rng.below(10) {
-        0..=3 => ProposalKind::Join,
-        4..=7 => ProposalKind::Chat {
-            text: format!("said {said}: ünï ✓"),
-        },
-        _ => ProposalKind::Leave {
-            reason: *rng.pick(&CloseReason::ALL),
-        },
-    };
+    let kind = random_kind(rng, said);
     proposal(conn, &name, kind)
 }
 
@@ -213,12 +248,41 @@ fn declined(inputs: &[Input]) -> Vec<(Proposal, Declined)> {
     declined.collect()
 }
 
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(since.unwrap().as_millis()).unwrap()
+}
+
+/// The entries from `from` on, as the scripts wrote them, were timed by Redis's clock between
+/// `before` and `after` (ms), never earlier than the entry before; the sequencer's (timed by
+/// the caller) take those times, to be compared field by field.
+fn check_times(
+    reader: &mut Node,
+    expected: &mut [Entry],
+    from: usize,
+    before: u64,
+    after: u64,
+) -> Result<(), String> {
+    let log = reader.read(expected.len());
+    let last = from.checked_sub(1).map_or(0, |i| log[i].time);
+    for (got, want) in log[from..].iter().zip(&mut expected[from..]) {
+        if got.time < before.max(last) || got.time > after {
+            return Err(format!(
+                "entry {} timed {} outside [{before}, {after}] or before {last}",
+                got.pos, got.time
+            ));
+        }
+        want.time = got.time;
+    }
+    Ok(())
+}
+
 #[test]
-fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
+fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() -> Result<(), String> {
     let redis = RedisServer::start();
     let lease = Duration::from_secs(60);
     let mut rng = Rng(17);
-    let mut sequencer = Sequencer::new(MAX_MEMBERS);
+    let mut sequencer = Sequencer::new(MAX_MEMBERS, 1);
     let mut expected: Vec<Entry> = Vec::new();
     // A node that only reads: the whole log, from the start.
     let mut reader = Node::enter(&redis, settings(lease, MAX_MEMBERS), 99);
@@ -235,10 +299,13 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
         let id = nodes[n].id();
         if rng.below(40) == 0 {
             // The node is swept (as when lost) and comes back under a new number.
-            expected.extend(sequencer.sweep(id));
+            let from = expected.len();
+            let before = unix_ms();
+            expected.extend(sequencer.sweep(id, before));
             sweeps += 1;
             let call = nodes[n].log.retire(Instant::now(), CloseReason::ServerLost);
             nodes[n].run(call);
+            check_times(&mut reader, &mut expected, from, before, unix_ms())?;
             nodes[n] = Node::enter(&redis, settings(lease, MAX_MEMBERS), 1000 + steps);
             continue;
         }
@@ -249,8 +316,9 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
             })
             .collect();
         let mut want = Vec::new();
+        let (from, before) = (expected.len(), unix_ms());
         for p in &batch {
-            match sequencer.propose(id, p.clone()) {
+            match sequencer.propose(id, p.clone(), before) {
                 Ok(entry) => expected.push(entry),
                 Err(_) if matches!(p.kind, ProposalKind::Leave { .. }) => {}
                 Err(why) => {
@@ -266,6 +334,7 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
             got, want,
             "step {steps}, node {id:?}: {batch:?}: the scripts' verdicts, then the sequencer's"
         );
+        check_times(&mut reader, &mut expected, from, before, unix_ms())?;
         let log = reader.read(expected.len());
         let first = log.iter().zip(&expected).position(|(a, b)| a != b);
         let first = first.unwrap_or(log.len().min(expected.len()));
@@ -277,34 +346,64 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() {
         );
     }
     let count = |f: fn(&Event) -> bool| expected.iter().filter(|e| f(&e.event)).count();
-    let joins = count(|e| *e == Event::Joined);
-    let leaves = count(|e| matches!(e, Event::Left { .. }));
+    let joins = count(|e| matches!(e, Event::Joined { ident: Some(_) }));
+    let leaves = count(|e| {
+        matches!(
+            e,
+            Event::Left {
+                message: Some(_),
+                ..
+            }
+        )
+    });
+    let renames = count(|e| matches!(e, Event::Renamed { .. }));
+    let aways = count(|e| matches!(e, Event::Away { message: Some(_) }));
+    let kinds = count(|e| {
+        matches!(
+            e,
+            Event::Chat {
+                kind: ChatKind::Action,
+                ..
+            }
+        )
+    });
     eprintln!(
-        "{joins} joins, {leaves} leaves, {sweeps} sweeps, {} refusals",
+        "{joins} joins with idents, {leaves} leaves with words, {renames} renames, {aways} aways, \
+         {kinds} actions, {sweeps} sweeps, {} refusals",
         refusals.len()
     );
     assert!(
-        joins > 50 && leaves > 50 && sweeps > 5,
+        joins > 20 && leaves > 20 && renames > 20 && aways > 20 && kinds > 20 && sweeps > 5,
         "the test proves little"
     );
+    // What the seats keep (away, idents, through renames): a node entering now is told the
+    // members the sequencer holds.
+    let late = Node::enter(&redis, settings(lease, MAX_MEMBERS), 5000);
+    let snapshot = late.entered.expect("entered");
+    let held = sequencer.snapshot();
+    assert_eq!(snapshot.members, held.members);
+    assert_eq!((snapshot.pos, snapshot.seq), (held.pos, held.seq));
+    assert_ne!(snapshot.epoch, 0);
     for why in [Declined::NameTaken, Declined::RoomFull, Declined::NotHolder] {
         let n = refusals.iter().filter(|r| **r == why).count();
         assert!(n > 20, "only {n} refusals of {why:?}");
     }
+    Ok(())
 }
 
 #[test]
 fn the_scripts_fence_a_node_whose_lease_ran_out() {
     let redis = RedisServer::start();
     let mut node = Node::enter(&redis, settings(Duration::from_millis(300), 5), 1);
-    node.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    node.propose(&[proposal(1, "alice", ProposalKind::Join { ident: None })]);
     assert_eq!(
         node.last_reply(Script::Propose),
         &Reply::Array(vec![bulk("OK")])
     );
     sleep(Duration::from_millis(500));
     let text = "after the lease".to_owned();
-    node.propose(&[proposal(1, "alice", ProposalKind::Chat { text })]);
+    let kind = ChatKind::Plain;
+    node.propose(&[proposal(1, "alice", ProposalKind::Chat { text, kind })]);
     assert_eq!(node.last_reply(Script::Propose), &bulk("FENCED"));
     node.tick();
     let Reply::Array(beat) = node.last_reply(Script::Heartbeat) else {
@@ -328,7 +427,7 @@ fn the_scripts_fence_a_swept_node() {
     let redis = RedisServer::start();
     let mut lost = Node::enter(&redis, settings(Duration::from_millis(300), 5), 1);
     let mut live = Node::enter(&redis, settings(Duration::from_secs(60), 5), 2);
-    lost.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    lost.propose(&[proposal(1, "alice", ProposalKind::Join { ident: None })]);
     sleep(Duration::from_millis(500));
     // The live node's heartbeat, then its sweep: the lost node's member leaves as lost.
     let due = Instant::now() + Duration::from_secs(20);
@@ -345,11 +444,12 @@ fn the_scripts_fence_a_swept_node() {
         (
             "alice",
             &Event::Left {
-                reason: CloseReason::ServerLost
+                reason: CloseReason::ServerLost,
+                message: None,
             }
         )
     );
-    lost.propose(&[proposal(2, "bob", ProposalKind::Join)]);
+    lost.propose(&[proposal(2, "bob", ProposalKind::Join { ident: None })]);
     assert_eq!(lost.last_reply(Script::Propose), &bulk("FENCED"));
     lost.tick();
     let Reply::Array(beat) = lost.last_reply(Script::Heartbeat) else {
@@ -359,7 +459,7 @@ fn the_scripts_fence_a_swept_node() {
     // A node that retired is swept too, lease or not.
     let call = live.log.retire(Instant::now(), CloseReason::ServerShutdown);
     live.run(call);
-    live.propose(&[proposal(3, "carol", ProposalKind::Join)]);
+    live.propose(&[proposal(3, "carol", ProposalKind::Join { ident: None })]);
     assert_eq!(live.last_reply(Script::Propose), &bulk("FENCED"));
     assert_eq!(redis.cmd::<i64>(&["HLEN", "chat:{diff}:names"]), 0);
 }
@@ -372,7 +472,7 @@ fn the_scripts_refuse_a_node_of_a_room_redis_lost_and_a_batch_that_came_too_late
     node.log.propose(
         Instant::now(),
         node.id(),
-        proposal(1, "alice", ProposalKind::Join),
+        proposal(1, "alice", ProposalKind::Join { ident: None }),
     );
     let Some(Output::Call(call)) = node.log.poll_output() else {
         panic!("a call")
@@ -386,7 +486,7 @@ fn the_scripts_refuse_a_node_of_a_room_redis_lost_and_a_batch_that_came_too_late
         .unwrap()
         .get_connection()
         .unwrap();
-    node.propose(&[proposal(1, "alice", ProposalKind::Join)]);
+    node.propose(&[proposal(1, "alice", ProposalKind::Join { ident: None })]);
     assert_eq!(node.last_reply(Script::Propose), &bulk("RESET"));
     // The heartbeat, a third of the lease on.
     node.log
