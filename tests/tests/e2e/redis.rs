@@ -949,3 +949,187 @@ fn a_node_started_after_the_chats_shows_newcomers_the_history_the_others_show() 
     let (mut carol, _) = RawClient::join(a.addr, "carol");
     assert_eq!(carol.recv(), shown, "on the node that applied them");
 }
+
+/// The next message `client` gets, and its log time (it must have one).
+fn recv_timed(client: &mut RawClient) -> (ServerMsg, u64) {
+    client.last_time = None;
+    let msg = client.recv();
+    let time = client
+        .last_time
+        .unwrap_or_else(|| panic!("{msg:?} has no time"));
+    (msg, time)
+}
+
+/// Each of `clients` gets `msg` next, all at one time, which is returned.
+fn all_get(clients: &mut [&mut RawClient], msg: &ServerMsg) -> u64 {
+    let times: Vec<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            let (got, time) = recv_timed(c);
+            assert_eq!(&got, msg);
+            time
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] == w[1]),
+        "{msg:?} at different times: {times:?}"
+    );
+    times[0]
+}
+
+/// Issue 18 in a shared room: chat kinds, renames, away, idents and parting words cross nodes,
+/// every member sees each entry at one time (the log's, Redis's clock), times never go back,
+/// and a node started later shows the same seats and history.
+#[test]
+fn two_nodes_share_kinds_renames_away_idents_and_parting_words_at_one_time() {
+    let redis = RedisServer::start();
+    let start_ms = unix_ms();
+    let node =
+        |url: &str| ServerProcess::start(&["--redis", url, "--lease", LEASE, "--history", "4"]);
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let ident = chat_proto::Ident {
+        user: "al".into(),
+        realname: "Alice A".into(),
+    };
+    let mut alice = RawClient::connect(a.addr);
+    alice.send(&ClientMsg::Hello {
+        magic: chat_proto::MAGIC,
+        version: chat_proto::PROTOCOL_VERSION,
+        name: "alice".into(),
+        password: None,
+        ident: Some(ident.clone()),
+    });
+    assert!(matches!(alice.recv(), ServerMsg::Welcome { .. }));
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    let (mut carol, _) = RawClient::join(a.addr, "carol");
+    let (mut dave, _) = RawClient::join(b.addr, "dave");
+    // Everyone has seen every join: from here on each entry reaches all but its author.
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(c.recv(), joined("carol"));
+    }
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(c.recv(), joined("dave"));
+    }
+    let mut times = Vec::new();
+    let send_kind = |c: &mut RawClient, text: &str, kind: ChatKind| {
+        c.send(&ClientMsg::Chat {
+            text: text.into(),
+            kind,
+        })
+    };
+    // An action from node a, a notice from node b.
+    send_kind(&mut alice, "waves", ChatKind::Action);
+    let action = chat_kind(1, "alice", "waves", ChatKind::Action);
+    times.push(all_get(&mut [&mut bob, &mut carol, &mut dave], &action));
+    send_kind(&mut bob, "hear ye", ChatKind::Notice);
+    let notice = chat_kind(2, "bob", "hear ye", ChatKind::Notice);
+    times.push(all_get(&mut [&mut alice, &mut carol, &mut dave], &notice));
+    // bob (node b) takes another name: everyone is told, bob too.
+    bob.send(&ClientMsg::Nick {
+        name: "Robert".into(),
+    });
+    let renamed = ServerMsg::Renamed {
+        from: "bob".into(),
+        to: "Robert".into(),
+        time: 0,
+    };
+    times.push(all_get(
+        &mut [&mut alice, &mut bob, &mut carol, &mut dave],
+        &renamed,
+    ));
+    // A name taken on the other node is refused, to the renamer alone.
+    dave.send(&ClientMsg::Nick {
+        name: "ALICE".into(),
+    });
+    assert_eq!(dave.recv(), ServerMsg::Error(ErrorKind::NameTaken));
+    // alice (node a) goes away: everyone else is told.
+    alice.send(&ClientMsg::Away {
+        message: Some("lunch".into()),
+    });
+    let away = ServerMsg::Away {
+        name: "alice".into(),
+        message: Some("lunch".into()),
+        time: 0,
+    };
+    times.push(all_get(&mut [&mut bob, &mut carol, &mut dave], &away));
+    // Robert's chat goes under his new name.
+    send_kind(&mut bob, "renamed", ChatKind::Plain);
+    let plain = chat_kind(3, "Robert", "renamed", ChatKind::Plain);
+    times.push(all_get(&mut [&mut alice, &mut carol, &mut dave], &plain));
+    // A node started now is told the seats (away, ident, new name) and the history, timed as
+    // the others saw it.
+    let c = node(&redis.url());
+    let (mut erin, members) = RawClient::join(c.addr, "erin");
+    assert_eq!(members, ["alice", "carol", "dave", "erin", "Robert"]);
+    let (history, last) = recv_timed(&mut erin);
+    let ServerMsg::History { chats, .. } = history else {
+        panic!("no history: {history:?}")
+    };
+    let shown: Vec<(&str, &str, ChatKind)> =
+        chats.iter().map(|c| (&*c.from, &*c.text, c.kind)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("alice", "waves", ChatKind::Action),
+            ("bob", "hear ye", ChatKind::Notice),
+            ("Robert", "renamed", ChatKind::Plain)
+        ]
+    );
+    assert_eq!(last, times[4], "the last chat's time, in the history");
+    for client in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        assert_eq!(client.recv(), joined("erin"));
+    }
+    let mut frank = RawClient::connect(c.addr);
+    frank.send(&hello("frank"));
+    let ServerMsg::Welcome { members, .. } = frank.recv() else {
+        panic!("frank was not welcomed")
+    };
+    let seen = &members[0];
+    assert_eq!(
+        (&*seen.name, seen.away.as_deref(), seen.ident.as_deref()),
+        ("alice", Some("lunch"), Some(&ident)),
+        "alice's seat, as the node started later has it"
+    );
+    let (history, time) = recv_timed(&mut frank);
+    assert!(matches!(history, ServerMsg::History { .. }), "{history:?}");
+    assert_eq!(time, times[4]);
+    for client in [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin] {
+        assert_eq!(client.recv(), joined("frank"));
+    }
+    // Robert leaves with parting words.
+    bob.send(&ClientMsg::Leave {
+        message: Some("so long".into()),
+    });
+    let (reason, _) = bob.until_closed();
+    assert_eq!(reason, Some(CloseReason::Left));
+    let parting = ServerMsg::Left {
+        name: "Robert".into(),
+        reason: CloseReason::Left,
+        message: Some("so long".into()),
+        time: 0,
+    };
+    let mut others = [&mut alice, &mut carol, &mut dave, &mut erin, &mut frank];
+    times.push(all_get(&mut others, &parting));
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let end_ms = unix_ms();
+    assert!(
+        times.iter().all(|t| (start_ms..=end_ms).contains(t)),
+        "{times:?} outside [{start_ms}, {end_ms}]"
+    );
+}
+
+fn chat_kind(seq: u64, from: &str, text: &str, kind: ChatKind) -> ServerMsg {
+    ServerMsg::Chat {
+        seq,
+        time: 0,
+        from: from.into(),
+        text: text.into(),
+        kind,
+    }
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(since.unwrap().as_millis()).unwrap()
+}
