@@ -18,6 +18,9 @@
 //! - `names`: hash folded name -> `node:conn:name`, the claims (the form every version reads);
 //! - `seats`: hash folded name -> the claim, then what the seat keeps (away, user, real name),
 //!   honoured only while the claim is the one held (an older node's leave does not clear it);
+//! - `versions`: hash node -> 3 for the nodes that read rename and away entries (an older node
+//!   skips an entry of a kind it does not know and then starts over at the gap it sees: while
+//!   such a node is in the room, renames and away are declined as unavailable);
 //! - `members:NODE`: set of the folded names a node holds, for the sweep;
 //! - `nodes`: sorted set node -> lease expiry (ms, Redis's clock);
 //! - `meta`: hash pos, seq, nodes (the node counter), max_members and epoch (a random id

@@ -497,3 +497,50 @@ fn the_scripts_refuse_a_node_of_a_room_redis_lost_and_a_batch_that_came_too_late
     };
     assert_eq!(beat[0], bulk("RESET"));
 }
+
+/// A node of the version before renames and away (its register marks no version) would start
+/// over at such an entry: while one is in the room, they are declined as unavailable; chats
+/// go on; once it is gone, they are taken.
+#[test]
+fn renames_and_away_wait_while_an_older_node_is_in_the_room() {
+    let redis = RedisServer::start();
+    let mut node = Node::enter(&redis, settings(Duration::from_secs(60), 5), 1);
+    // What an older node's register.lua does: a number and a lease, no version.
+    let old: u64 = redis.cmd(&["HINCRBY", "chat:{diff}:meta", "nodes", "1"]);
+    let now = redis.cmd::<Vec<u64>>(&["TIME"])[0] * 1000;
+    let lease = (now + 60_000).to_string();
+    let _: i64 = redis.cmd(&["ZADD", "chat:{diff}:nodes", &lease, &old.to_string()]);
+    let rename = ProposalKind::Rename {
+        name: Arc::from("Alicia"),
+        key: Arc::from("alicia"),
+    };
+    let away = ProposalKind::Away {
+        message: Some(Arc::from("lunch")),
+    };
+    let text = "still here".to_owned();
+    let kind = ChatKind::Plain;
+    node.propose(&[
+        proposal(1, "alice", ProposalKind::Join { ident: None }),
+        proposal(1, "alice", rename.clone()),
+        proposal(1, "alice", away.clone()),
+        proposal(1, "alice", ProposalKind::Chat { text, kind }),
+    ]);
+    let answers = ["OK", "OLD_NODES", "OLD_NODES", "OK"].map(bulk);
+    assert_eq!(
+        node.last_reply(Script::Propose),
+        &Reply::Array(answers.to_vec())
+    );
+    let why: Vec<Declined> = declined(&node.inputs).into_iter().map(|(_, w)| w).collect();
+    assert_eq!(why, [Declined::Unavailable, Declined::Unavailable]);
+    // The older node is gone (swept, or retired): renames and away are taken.
+    let _: i64 = redis.cmd(&["ZREM", "chat:{diff}:nodes", &old.to_string()]);
+    node.propose(&[proposal(1, "alice", rename), proposal(1, "Alicia", away)]);
+    let answers = ["OK", "OK"].map(bulk);
+    assert_eq!(
+        node.last_reply(Script::Propose),
+        &Reply::Array(answers.to_vec())
+    );
+    let log = node.read(4);
+    assert!(matches!(log[2].event, Event::Renamed { .. }), "{log:?}");
+    assert!(matches!(log[3].event, Event::Away { .. }), "{log:?}");
+}

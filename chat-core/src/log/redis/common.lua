@@ -6,6 +6,8 @@ local prefix = string.sub(meta, 1, -5)
 -- real name, newline-separated, each '' for none or '+' and the text. Written beside the claim
 -- (not in it, which older nodes read) and honoured only while it begins with the claim now held.
 local seats = prefix .. 'seats'
+-- Hash node -> 3 for the nodes that read renames and away entries (see register.lua).
+local versions = prefix .. 'versions'
 
 local function now_ms()
   local t = redis.call('TIME')

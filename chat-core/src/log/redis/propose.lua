@@ -9,7 +9,9 @@
 -- so that a node's proposals cost one round trip per batch, not one each.
 -- Returns 'EXPIRED' (past the deadline: nothing is done, as the node told its members), 'RESET'
 -- or 'FENCED' for the whole batch, or one answer per proposal: 'OK', 'NAME_TAKEN', 'ROOM_FULL' or
--- 'NOT_HOLDER'. An entry other than a join carries the name the claim holds.
+-- 'NOT_HOLDER', or for a rename or away 'OLD_NODES' while a live node does not read them (an
+-- older node would start over at such an entry). An entry other than a join carries the name
+-- the claim holds.
 local node, epoch, trim = ARGV[1], ARGV[2], ARGV[3]
 local max_members = tonumber(redis.call('HGET', meta, 'max_members') or ARGV[4])
 local deadline = tonumber(ARGV[5])
@@ -87,6 +89,18 @@ local function away(conn, held, key, words)
   return 'OK'
 end
 
+-- Whether every node in the room reads renames and away entries (asked once per batch).
+local all_new
+local function all_read_new()
+  if all_new == nil then
+    all_new = true
+    for _, n in ipairs(redis.call('ZRANGE', nodes, 0, -1)) do
+      if not redis.call('HGET', versions, n) then all_new = false end
+    end
+  end
+  return all_new
+end
+
 local answers = {}
 for i = 6, #ARGV, 6 do
   local kind, conn, name, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -98,6 +112,8 @@ for i = 6, #ARGV, 6 do
     local held = holds(key, node, conn)
     if not held then
       answer = 'NOT_HOLDER'
+    elseif (kind == 'rename' or kind == 'away') and not all_read_new() then
+      answer = 'OLD_NODES'
     elseif kind == 'chat' then
       answer = chat(conn, held, key, a, b)
     elseif kind == 'leave' then

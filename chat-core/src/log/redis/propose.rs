@@ -300,6 +300,8 @@ impl RedisLog {
             Some("NAME_TAKEN") => Verdict::Declined(Declined::NameTaken),
             Some("ROOM_FULL") => Verdict::Declined(Declined::RoomFull),
             Some("NOT_HOLDER") => Verdict::Declined(Declined::NotHolder),
+            // A node of an older version is in the room: not now.
+            Some("OLD_NODES") => Verdict::Declined(Declined::Unavailable),
             Some("FENCED") => Verdict::Fenced(CloseReason::ServerLost),
             Some("RESET") => Verdict::Fenced(CloseReason::RoomReset),
             Some("EXPIRED") => {

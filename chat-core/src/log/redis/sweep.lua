@@ -28,5 +28,6 @@ for _, node in ipairs(targets) do
   end
   redis.call('DEL', members)
   redis.call('ZREM', nodes, node)
+  redis.call('HDEL', versions, node)
 end
 return count

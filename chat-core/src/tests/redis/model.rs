@@ -26,6 +26,8 @@ pub(crate) struct Redis {
     max_members: Option<u64>,
     /// `nodes`: node -> lease expiry.
     nodes: BTreeMap<u64, u64>,
+    /// `versions`: the nodes that read renames and away (node -> 3).
+    versions: BTreeMap<u64, u64>,
     /// `names`: folded name -> `node:conn:name`.
     names: BTreeMap<String, String>,
     /// `seats`: folded name -> the claim, then away, user and real name, each `""` or `+...`.
@@ -295,6 +297,7 @@ impl Redis {
         let max = *self.max_members.get_or_insert(num(a[2]));
         self.node_count += 1;
         self.nodes.insert(self.node_count, self.now_ms + num(a[1]));
+        self.versions.insert(self.node_count, 3);
         Reply::Array(vec![
             int(self.node_count),
             bulk(epoch),
@@ -331,6 +334,8 @@ impl Redis {
                     .unwrap_or_else(|_| panic!("a proposal of {p:?}"))
             })
             .collect();
+        // propose.lua's `all_read_new`, asked once per batch.
+        let all_new = self.nodes.keys().all(|n| self.versions.contains_key(n));
         let answers = proposals.into_iter().map(|[kind, conn, name, key, x, y]| {
             if kind == "join" {
                 return bulk(self.join(trim, [node, conn, name, key], [x, y], max));
@@ -338,6 +343,9 @@ impl Redis {
             let Some(held) = self.holds(key, node, conn) else {
                 return bulk("NOT_HOLDER");
             };
+            if matches!(kind, "rename" | "away") && !all_new {
+                return bulk("OLD_NODES");
+            }
             let parts = [node, conn, &held, key];
             bulk(match kind {
                 "chat" => {
@@ -467,6 +475,7 @@ impl Redis {
                 }
             }
             self.nodes.remove(&num(&node));
+            self.versions.remove(&num(&node));
         }
         int(count)
     }
