@@ -277,6 +277,17 @@ fn check_times(
     Ok(())
 }
 
+/// What the seats keep (away, idents, through renames): a node entering now is told the
+/// members the sequencer holds, at its position.
+fn check_seats(redis: &RedisServer, sequencer: &Sequencer, lease: Duration, steps: u64) {
+    let late = Node::enter(redis, settings(lease, MAX_MEMBERS), 5000 + steps);
+    let snapshot = late.entered.expect("entered");
+    let held = sequencer.snapshot();
+    assert_eq!(snapshot.members, held.members, "step {steps}: the seats");
+    assert_eq!((snapshot.pos, snapshot.seq), (held.pos, held.seq));
+    assert_ne!(snapshot.epoch, 0);
+}
+
 #[test]
 fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() -> Result<(), String> {
     let redis = RedisServer::start();
@@ -335,6 +346,13 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() -> Resu
             "step {steps}, node {id:?}: {batch:?}: the scripts' verdicts, then the sequencer's"
         );
         check_times(&mut reader, &mut expected, from, before, unix_ms())?;
+        // After a rename, the seat moved whole (away, ident).
+        if expected[from..]
+            .iter()
+            .any(|e| matches!(e.event, Event::Renamed { .. }))
+        {
+            check_seats(&redis, &sequencer, lease, steps);
+        }
         let log = reader.read(expected.len());
         let first = log.iter().zip(&expected).position(|(a, b)| a != b);
         let first = first.unwrap_or(log.len().min(expected.len()));
@@ -376,14 +394,7 @@ fn the_scripts_and_the_sequencer_agree_on_every_verdict_and_on_the_log() -> Resu
         joins > 20 && leaves > 20 && renames > 20 && aways > 20 && kinds > 20 && sweeps > 5,
         "the test proves little"
     );
-    // What the seats keep (away, idents, through renames): a node entering now is told the
-    // members the sequencer holds.
-    let late = Node::enter(&redis, settings(lease, MAX_MEMBERS), 5000);
-    let snapshot = late.entered.expect("entered");
-    let held = sequencer.snapshot();
-    assert_eq!(snapshot.members, held.members);
-    assert_eq!((snapshot.pos, snapshot.seq), (held.pos, held.seq));
-    assert_ne!(snapshot.epoch, 0);
+    check_seats(&redis, &sequencer, lease, steps);
     for why in [Declined::NameTaken, Declined::RoomFull, Declined::NotHolder] {
         let n = refusals.iter().filter(|r| **r == why).count();
         assert!(n > 20, "only {n} refusals of {why:?}");
