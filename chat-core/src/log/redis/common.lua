@@ -37,7 +37,8 @@ end
 local function seat_of(key, claim)
   local kept = redis.call('HGET', seats, key)
   if kept and string.sub(kept, 1, #claim + 1) == claim .. '\n' then
-    local away, user, real = string.match(string.sub(kept, #claim + 2), '^([^\n]*)\n([^\n]*)\n(.*)$')
+    local rest = string.sub(kept, #claim + 2)
+    local away, user, real = string.match(rest, '^([^\n]*)\n([^\n]*)\n(.*)$')
     if away then return away, user, real end
   end
   return '', '', ''

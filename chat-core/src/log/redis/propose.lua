@@ -1,6 +1,6 @@
 -- KEYS[5] members of this node. ARGV: node, epoch, trim, max members (used only if the room
--- holds none: the room's own cap, set by the node that created it, applies), deadline (Redis's time in
--- ms after which the node has given up waiting for the answer; 0 for none), then six per proposal,
+-- holds none: the room's own cap, set by the node that created it, applies), deadline (Redis's
+-- time in ms after which the node has given up waiting for the answer; 0 for none), then six per proposal,
 -- in the order the node made them: kind, conn, name, key, and two more by kind: for 'join' the
 -- user ('' for no ident, else '+' and the user) and the real name; for 'chat' the text and its
 -- kind ('plain', 'action', 'notice'); for 'leave' the reason code and the parting words ('' for
