@@ -24,7 +24,7 @@ pub(super) struct Lease {
     /// counts): the lease runs out, by Redis's clock, no earlier than a lease after it.
     renewed_at: Instant,
     /// This node's members were let go because its lease ran out unrenewed.
-    lost: bool,
+    pub(super) lost: bool,
     /// Redis's clock (ms) as a reply told it, and when that reply was handled here: an
     /// estimate of Redis's time that is never ahead of it.
     clock: Option<(Instant, u64)>,

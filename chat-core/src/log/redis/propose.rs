@@ -94,7 +94,8 @@ fn is_leave(proposal: &Proposal) -> bool {
 
 impl RedisLog {
     /// Queues a proposal: a leave while fewer than [`LEAVES_KEPT`] wait, a join or chat while
-    /// fewer than [`PROPOSAL_QUEUE`] wait besides the kept leaves (else it is declined now).
+    /// fewer than [`PROPOSAL_QUEUE`] wait besides the kept leaves (else it is declined now); a
+    /// join not while this node's lease ran out unrenewed.
     pub(super) fn take_proposal(&mut self, node: NodeId, proposal: Proposal) {
         let p = &mut self.proposals;
         let total = p.queue.len();
@@ -109,6 +110,12 @@ impl RedisLog {
                 );
             }
         } else if total - p.kept >= PROPOSAL_QUEUE || total >= LEAVES_KEPT {
+            let why = Declined::Unavailable;
+            self.input(Input::Declined { proposal, why });
+        } else if self.lease.lost && matches!(proposal.kind, ProposalKind::Join { .. }) {
+            // This node's lease ran out unrenewed: Redis may take the join now, but may sweep
+            // the member at any moment after, unknown to this node. Nobody is taken in until a
+            // heartbeat is answered.
             let why = Declined::Unavailable;
             self.input(Input::Declined { proposal, why });
         } else {

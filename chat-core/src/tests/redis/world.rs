@@ -455,6 +455,42 @@ fn run(trim_len: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     world.check_settled()
 }
 
+/// Found by the world: node 2's heartbeat is answered once (its sweep never is), its lease runs
+/// out by its own count, and a join proposed just then was taken by Redis (the lease still ran
+/// there) and kept past the lease Redis had: a node whose lease ran out takes nobody in.
+#[test]
+fn a_node_whose_lease_ran_out_takes_nobody_in_until_a_heartbeat_is_answered() {
+    use Op::*;
+    let ops = vec![
+        Advance(449),
+        Hello(1, 0, 0),
+        Slow(0, 2, 517),
+        Advance(605),
+        Run(2, 1),
+        Advance(443),
+        Open(0, 0),
+        Advance(993),
+        Chat(0, 0, 0),
+        Slow(1, 0, 475),
+        Advance(140),
+        Slow(0, 2, 581),
+        Advance(918),
+        Hello(0, 0, 0),
+        Advance(683),
+        Hello(2, 0, 0),
+        Run(2, 0),
+        Run(2, 2),
+        Slow(0, 0, 506),
+    ];
+    let mut world = RedisWorld::new(4).unwrap();
+    for op in ops {
+        world.step(op).unwrap();
+        world.check_unique().unwrap();
+    }
+    world.settle().unwrap();
+    world.check_settled().unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
