@@ -10,7 +10,9 @@
 //! Three layers, each usable alone:
 //! - [`Room`]: the gate (handshake, validation, rate limits, deadlines) over the room's ordered
 //!   log ([`log`]): members see only what the log applied. The log is in memory
-//!   ([`Room::new`]) or kept elsewhere by the driver ([`Room::shared`]).
+//!   ([`Room::new`]) or kept elsewhere by the driver ([`Room::shared`]); for a log kept in
+//!   Redis, [`log::redis::RedisLog`] makes a node's every decision (script calls out, replies
+//!   in, room inputs out) and leaves the driver its connections.
 //! - [`Fanout`]: one shared feed of encoded broadcasts, per-connection cursors and private
 //!   queues, byte bounds, the one decision of "too slow", and the closing frame last.
 //! - [`Hub`]: a room and a fan-out joined by the chat wire encoding: what a byte-moving driver

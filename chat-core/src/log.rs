@@ -5,7 +5,8 @@
 //! accepted proposals to the log in one order ([`Entry`]); every room applies the log, and
 //! members see only what was applied. In one process the sequencer is a [`Sequencer`] inside
 //! the room. In a room shared by several processes it is elsewhere (a Redis stream and scripts
-//! that claim names and append atomically), and the driver carries proposals out and entries in.
+//! that claim names and append atomically): [`redis::RedisLog`] makes a node's decisions about
+//! it, and the driver carries its calls to Redis and the replies back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 use chat_proto::{ChatKind, CloseReason, HistoryChat, Ident, Member};
 
 use crate::ConnId;
+
+pub mod redis;
 
 /// One room taking part in a log. A room alone is node 0; in a shared room each server process
 /// gets its own, never reused (a node that was fenced out comes back under a new one).
@@ -140,6 +143,9 @@ pub enum Event {
         /// Why.
         message: Option<Arc<str>>,
     },
+    /// An entry of a kind this version does not know (a newer node wrote it): passed over, it
+    /// only moves the position on.
+    Unknown,
 }
 
 /// A member as a snapshot records it.

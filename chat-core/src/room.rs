@@ -978,6 +978,7 @@ impl Room {
             Event::Chat { seq, text, kind } => self.said(&entry, seq, text, kind),
             Event::Left { reason, message } => self.left(&entry, reason, message),
             Event::Renamed { name, key } => self.renamed(&entry, name, key),
+            Event::Unknown => {}
             Event::Away { message } => {
                 let announce = self.announce();
                 let Some(seat) = self.view.members.get_mut(&entry.key) else {

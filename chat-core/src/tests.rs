@@ -1,6 +1,7 @@
 mod hub;
 mod model;
 mod nodes;
+mod redis;
 mod v3;
 
 use std::time::{Duration, Instant};

@@ -36,6 +36,8 @@ pub(crate) enum Event {
     Input(Input),
     /// Bytes read from a connection, for its codec to decode on the room task.
     Bytes(ConnId, Vec<u8>),
+    /// What became of a call to Redis, for the shared room's log.
+    Redis(crate::redis::Answer),
 }
 
 /// Two executors on one thread: readers, the room and the accept loop run before any writer.

@@ -1,11 +1,14 @@
-//! The chat server: a smol + async-net driver around the sans-IO [`chat_core::Room`].
+//! The chat server: a smol + async-net driver around the sans-IO [`chat_core::Hub`].
 //!
-//! One thread runs everything: an accept loop, one task that owns the room, and a reader and a
-//! writer task per connection. Readers decode every whole frame a read brings and forward them
-//! to the room over a bounded channel; the room task carries out the room's outputs by pushing
-//! encoded frames (encoded once per broadcast, shared by every recipient) onto each
-//! connection's byte-bounded queue, and never waits on a socket. Writers coalesce what is
-//! queued into large writes. A connection whose queue overflows is closed as too slow.
+//! Only I/O lives here: what the room decides is in `chat-core`, what IRC and the web page
+//! mean is in `chat-gateway`, and the shared room's log is `chat_core::log::redis`. One thread
+//! runs everything: accept loops, one task that owns the hub (and the Redis log), and a reader
+//! and a writer task per connection. Native readers decode every whole frame a read brings;
+//! gateway readers hand the room task their bytes, which the hub decodes with the connection's
+//! codec. The room task pushes encoded frames (encoded once per broadcast per codec, shared by
+//! every recipient) onto each connection's byte-bounded queue, and never waits on a socket.
+//! Writers coalesce what is queued into large writes. A connection whose queue overflows is
+//! closed as too slow.
 //!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {

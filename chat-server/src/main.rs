@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_signal::{Signal, Signals};
-use chat_server::{Args, Stats, listen, resolve, serve_with_gateways};
+use std::net::TcpListener;
+
+use chat_server::{Args, ServerConfig, Stats, listen, resolve, serve_with_gateways};
 use futures_lite::StreamExt;
 
 fn main() -> ExitCode {
@@ -21,29 +23,8 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    // Every port the same way: with --reuse-port, several processes share each of them.
-    let bind = |port: u16, what: &str| {
-        listen(&config.host, port, config.reuse_port).map_err(|error| {
-            eprintln!(
-                "error: cannot listen{what} on {}:{port}: {error}",
-                config.host
-            );
-            ExitCode::FAILURE
-        })
-    };
-    let (listener, irc, web) = match (
-        bind(config.port, ""),
-        config
-            .irc_port
-            .map(|port| bind(port, " for IRC"))
-            .transpose(),
-        config
-            .web_port
-            .map(|port| bind(port, " for the web page"))
-            .transpose(),
-    ) {
-        (Ok(listener), Ok(irc), Ok(web)) => (listener, irc, web),
-        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
+    let Ok((listener, irc, web)) = bind_all(&config) else {
+        return ExitCode::FAILURE;
     };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
@@ -52,40 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let run = async {
-        let listener = async_net::TcpListener::try_from(listener)?;
-        println!("listening on {}", listener.local_addr()?);
-        let irc = match irc {
-            Some(irc) => {
-                let irc = async_net::TcpListener::try_from(irc)?;
-                println!("IRC listening on {}", irc.local_addr()?);
-                Some(irc)
-            }
-            None => None,
-        };
-        let web = web.map(async_net::TcpListener::try_from).transpose()?;
-        if let Some(web) = &web {
-            // After the `listening on` line, which scripts and tests read first.
-            println!("web page at http://{}/", web.local_addr()?);
-        }
-        let stats = Arc::new(Stats::default());
-        let shutdown = async {
-            if let Some(Ok(signal)) = signals.next().await {
-                log::info!("received {signal:?}");
-            }
-        };
-        serve_with_gateways(listener, irc, web, config, stats.clone(), shutdown).await?;
-        log::info!(
-            "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
-            stats.accepted.load(Relaxed),
-            stats.accept_errors.load(Relaxed),
-            stats.writes.load(Relaxed),
-            stats.frames_written.load(Relaxed),
-            stats.frames_per_write(),
-            stats.too_slow.load(Relaxed),
-        );
-        std::io::Result::Ok(())
-    };
+    let run = serve(listener, irc, web, config, &mut signals);
     match smol::block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -93,4 +41,68 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The listeners `config` asks for (native, IRC, web); an error is printed, one line each.
+#[allow(clippy::type_complexity)]
+fn bind_all(
+    config: &ServerConfig,
+) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), ()> {
+    // Every port the same way: with --reuse-port, several processes share each of them.
+    let bind = |port: u16, what: &str| {
+        listen(&config.host, port, config.reuse_port).map_err(|error| {
+            eprintln!(
+                "error: cannot listen{what} on {}:{port}: {error}",
+                config.host
+            );
+        })
+    };
+    let listener = bind(config.port, "")?;
+    let irc = config
+        .irc_port
+        .map(|port| bind(port, " for IRC"))
+        .transpose()?;
+    let web = config
+        .web_port
+        .map(|port| bind(port, " for the web page"))
+        .transpose()?;
+    Ok((listener, irc, web))
+}
+
+/// Says where it listens, serves until a signal, and logs what it served.
+async fn serve(
+    listener: TcpListener,
+    irc: Option<TcpListener>,
+    web: Option<TcpListener>,
+    config: ServerConfig,
+    signals: &mut Signals,
+) -> std::io::Result<()> {
+    let listener = async_net::TcpListener::try_from(listener)?;
+    println!("listening on {}", listener.local_addr()?);
+    let irc = irc.map(async_net::TcpListener::try_from).transpose()?;
+    if let Some(irc) = &irc {
+        println!("IRC listening on {}", irc.local_addr()?);
+    }
+    let web = web.map(async_net::TcpListener::try_from).transpose()?;
+    if let Some(web) = &web {
+        // After the `listening on` line, which scripts and tests read first.
+        println!("web page at http://{}/", web.local_addr()?);
+    }
+    let stats = Arc::new(Stats::default());
+    let shutdown = async {
+        if let Some(Ok(signal)) = signals.next().await {
+            log::info!("received {signal:?}");
+        }
+    };
+    serve_with_gateways(listener, irc, web, config, stats.clone(), shutdown).await?;
+    log::info!(
+        "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
+        stats.accepted.load(Relaxed),
+        stats.accept_errors.load(Relaxed),
+        stats.writes.load(Relaxed),
+        stats.frames_written.load(Relaxed),
+        stats.frames_per_write(),
+        stats.too_slow.load(Relaxed),
+    );
+    Ok(())
 }

@@ -3,7 +3,6 @@
 //! connection is (executors, readers, ids) is in `conn`; writers are in `outbox`.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError};
+use chat_core::{Hub, HubEvent, Input, Notice, Room, UsageError};
 use chat_proto::CloseReason;
 use futures_lite::FutureExt;
 use smol::Timer;
@@ -55,17 +54,14 @@ pub async fn serve_with_gateways(
     let (room, log) = match &config.shared {
         None => (Room::new(config.room.clone(), new_epoch()), None),
         Some(shared) => {
-            let (log, node, snapshot, last_id) =
+            let (log, node, snapshot) =
                 crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
-            let pos = snapshot.pos;
             let room = Room::shared(config.room.clone(), node, snapshot);
-            (room, Some((log, pos, last_id)))
+            (room, Some(log))
         }
     };
     let room = room.map_err(io::Error::other)?;
-    let proposals = log.as_ref().map(|(log, pos, last_id)| {
-        crate::redis::spawn(log, &ex.reads, events_tx.clone(), *pos, last_id.clone())
-    });
+    let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
     let mut hub = Hub::new(room, config.queue_bytes);
     let irc = irc.map(|listener| (listener, irc::codec(&config).add_to(&mut hub)));
     let web = web.map(|listener| {
@@ -80,7 +76,7 @@ pub async fn serve_with_gateways(
         config.clone(),
         outbox.clone(),
         events_rx,
-        proposals,
+        redis_log,
         stats.clone(),
         writers.clone(),
     ));
@@ -104,30 +100,25 @@ pub async fn serve_with_gateways(
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
-        room.await;
-        if let Some((log, _, _)) = &log {
-            crate::redis::retire(log, CloseReason::ServerShutdown).await;
+        if let Some(log) = room.await {
+            log.retire(CloseReason::ServerShutdown).await;
         }
     };
     ex.run(main).await;
     Ok(())
 }
 
-/// The one owner of the hub's inputs: feeds it, acts on its events, wakes writers, keeps its
-/// timer.
+/// The one owner of the hub's inputs (and of the shared room's log, which it returns at the
+/// end): feeds it, acts on its events, wakes writers, keeps its timer.
 async fn room_task(
     config: ServerConfig,
     outbox: Rc<Outbox>,
     events: Receiver<Event>,
-    proposals: Option<Sender<(NodeId, Proposal)>>,
+    mut redis_log: Option<crate::redis::Log>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
-) {
+) -> Option<crate::redis::Log> {
     let linger = config.linger;
-    let proposals = proposals.as_ref();
-    // Leaves the full proposal queue could not take, in order: never dropped (a dropped leave
-    // would leave its name claimed in the shared room). At most one per connection of this node.
-    let mut held: VecDeque<(NodeId, Proposal)> = VecDeque::new();
     let mut timer = Timer::never();
     loop {
         let event = async { Some(events.recv().await) }.or(async {
@@ -143,11 +134,16 @@ async fn room_task(
         let next = step(
             &outbox,
             &stats,
-            proposals,
-            &mut held,
-            |hub, now| match event {
+            redis_log.as_mut(),
+            |hub, log, now| match event {
                 Event::Input(input) => hub.handle_input(now, input),
                 Event::Bytes(conn, bytes) => hub.handle_bytes(now, conn, &bytes),
+                Event::Redis(answer) => {
+                    if let Some(log) = log {
+                        log.handle_answer(answer);
+                    }
+                    Ok(())
+                }
             },
         );
         if shutdown {
@@ -163,36 +159,29 @@ async fn room_task(
     while writers.get() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
     }
+    redis_log
 }
 
-/// Feeds one input to the hub (or queues raw bytes) and carries out what follows: proposals go
-/// to the shared log (a full queue declines them at once); returns the next deadline.
+/// Feeds one input to the hub (or hands the shared log an answer) and carries out what
+/// follows: proposals go to the shared log, and what it gives the room goes in, in the same
+/// step; returns the next deadline.
 fn step(
     outbox: &Outbox,
     stats: &Stats,
-    proposals: Option<&Sender<(NodeId, Proposal)>>,
-    held: &mut VecDeque<(NodeId, Proposal)>,
-    feed: impl FnOnce(&mut Hub, Instant) -> Result<(), UsageError>,
+    mut redis_log: Option<&mut crate::redis::Log>,
+    feed: impl FnOnce(&mut Hub, Option<&mut crate::redis::Log>, Instant) -> Result<(), UsageError>,
 ) -> Option<Instant> {
-    let send_held = |held: &mut VecDeque<(NodeId, Proposal)>| {
-        let Some(proposals) = proposals else { return };
-        while let Some(first) = held.pop_front() {
-            if let Err(full) = proposals.try_send(first) {
-                held.push_front(full.into_inner());
-                break;
-            }
-        }
-    };
-    send_held(held);
     let mut hub = outbox.hub.borrow_mut();
     let now = Instant::now();
     // The room's entries carry wall-clock times: anchor them here, the core reads no clock.
     hub.set_clock(now, unix_ms());
-    if let Err(error) = feed(&mut hub, now) {
+    if let Err(error) = feed(&mut hub, redis_log.as_deref_mut(), now) {
         log::error!("driver bug: {error}");
     }
+    if let Some(log) = redis_log.as_deref_mut() {
+        log.handle_timeout();
+    }
     let mut closed = Vec::new();
-    let mut declined = VecDeque::new();
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
@@ -210,37 +199,15 @@ fn step(
                     log::debug!("conn {}: closing ({reason})", conn.0);
                     closed.push(conn);
                 }
-                HubEvent::Propose(proposal) => match proposals {
-                    Some(proposals) => {
-                        // As the node the room is now: a proposal made before the room
-                        // started over is not run as the node it became.
-                        let node = hub.room().node();
-                        let leave = matches!(proposal.kind, chat_core::ProposalKind::Leave { .. });
-                        // Held leaves go first, so that proposals keep their order.
-                        send_held(held);
-                        let refused = if held.is_empty() {
-                            proposals
-                                .try_send((node, proposal))
-                                .err()
-                                .map(|f| f.into_inner().1)
-                        } else {
-                            Some(proposal)
-                        };
-                        match refused {
-                            None => {}
-                            // A leave waits for room in the queue; it is never dropped.
-                            Some(proposal) if leave => held.push_back((node, proposal)),
-                            Some(proposal) => {
-                                let why = Declined::Unavailable;
-                                declined.push_back(Input::Declined { proposal, why });
-                            }
-                        }
-                    }
+                HubEvent::Propose(proposal) => match redis_log.as_deref_mut() {
+                    // As the node the room is now: a proposal made before the room started
+                    // over is not run as the node it became.
+                    Some(log) => log.propose(hub.room().node(), proposal),
                     None => log::error!("driver bug: a room alone proposed {proposal:?}"),
                 },
             }
         }
-        let Some(input) = declined.pop_front() else {
+        let Some(input) = redis_log.as_deref_mut().and_then(|log| log.poll_input()) else {
             break;
         };
         if let Err(error) = hub.handle_input(Instant::now(), input) {
@@ -254,10 +221,8 @@ fn step(
         .max_queued
         .fetch_max(hub.peak_queued() as u64, Relaxed);
     let mut next = hub.poll_timeout();
-    if !held.is_empty() {
-        // Try the held leaves again soon, even if nothing else happens.
-        let soon = Instant::now() + Duration::from_millis(10);
-        next = Some(next.map_or(soon, |at| at.min(soon)));
+    if let Some(at) = redis_log.as_deref().and_then(|log| log.poll_timeout()) {
+        next = Some(next.map_or(at, |next| next.min(at)));
     }
     drop(hub);
     for conn in closed {

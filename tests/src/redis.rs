@@ -1,20 +1,23 @@
 //! A real `redis-server` for tests: started on a free loopback port with its own temporary
-//! directory, killed and cleaned up on drop, and a tiny blocking RESP client for assertions.
+//! directory, killed and cleaned up on drop, and one-shot commands for assertions (the `redis`
+//! crate's blocking client).
 //!
 //! ```no_run
-//! use tests::redis::{RedisServer, Reply};
+//! use tests::redis::RedisServer;
 //! let redis = RedisServer::builder().aof(true).start();
-//! assert!(!redis.cmd(&["XADD", "room", "*", "text", "hi"]).is_error());
-//! assert_eq!(redis.cmd(&["XLEN", "room"]), Reply::Int(1));
+//! let _id: String = redis.cmd(&["XADD", "room", "*", "text", "hi"]);
+//! assert_eq!(redis.cmd::<i64>(&["XLEN", "room"]), 1);
 //! ```
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use ::redis::{Client, FromRedisValue, RedisResult, Value};
+use chat_core::log::redis::{Call, Command as LogCommand, Reply};
 
 use crate::{TempDir, free_port};
 
@@ -105,15 +108,15 @@ impl RedisServer {
         &self.dir.0
     }
 
-    /// Sends one command on a fresh connection and returns the reply; a Redis error is
-    /// `Reply::Error`. Panics if the server cannot be reached or does not answer in time.
-    pub fn cmd(&self, args: &[&str]) -> Reply {
+    /// Sends one command on a fresh connection and returns the reply as `T`. Panics on an
+    /// error reply, or if the server cannot be reached or does not answer in time.
+    pub fn cmd<T: FromRedisValue>(&self, args: &[&str]) -> T {
         self.try_cmd(args)
             .unwrap_or_else(|err| panic!("redis {args:?} on port {}: {err}", self.port))
     }
 
-    /// Like [`cmd`](Self::cmd), but an I/O error (e.g. the server was killed) is returned.
-    pub fn try_cmd(&self, args: &[&str]) -> io::Result<Reply> {
+    /// Like [`cmd`](Self::cmd), but an error (a refusal, or the server killed) is returned.
+    pub fn try_cmd<T: FromRedisValue>(&self, args: &[&str]) -> RedisResult<T> {
         command(self.addr(), args)
     }
 
@@ -169,8 +172,9 @@ impl RedisServer {
                 self.child = None;
                 return Err(format!("exited with {status}\n{}", log()));
             }
-            if let Ok(Reply::Simple(pong)) = self.try_cmd(&["PING"])
-                && pong == "PONG"
+            if self
+                .try_cmd::<String>(&["PING"])
+                .is_ok_and(|pong| pong == "PONG")
             {
                 return Ok(());
             }
@@ -194,152 +198,56 @@ impl Drop for RedisServer {
     }
 }
 
-/// One RESP2 reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `+OK`, `+PONG`.
-    Simple(String),
-    /// `-ERR ...`, `-NOSCRIPT ...`: the whole line after `-`.
-    Error(String),
-    /// `:42`.
-    Int(i64),
-    /// `$n` bulk string.
-    Bulk(Vec<u8>),
-    /// `*n` array.
-    Array(Vec<Reply>),
-    /// `$-1` or `*-1`.
-    Nil,
+/// Sends one command to the Redis at `addr` on a fresh connection and returns the reply,
+/// waiting at most 10 s; for code that holds an address rather than the [`RedisServer`] (a
+/// thread). A Redis error reply is an `Err`, as an I/O error is.
+pub fn command<T: FromRedisValue>(addr: SocketAddr, args: &[&str]) -> RedisResult<T> {
+    let client = Client::open(format!("redis://{addr}"))?;
+    let mut con = client.get_connection_with_timeout(CMD_TIMEOUT)?;
+    con.set_read_timeout(Some(CMD_TIMEOUT))?;
+    con.set_write_timeout(Some(CMD_TIMEOUT))?;
+    let (name, rest) = args.split_first().expect("a command has a name");
+    ::redis::cmd(name).arg(rest).query(&mut con)
 }
 
-impl Reply {
-    /// Whether this is an error reply.
-    pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_))
-    }
-
-    /// The integer; panics on any other reply.
-    pub fn int(&self) -> i64 {
-        match self {
-            Reply::Int(n) => *n,
-            other => panic!("expected an integer reply, got {other:?}"),
-        }
-    }
-
-    /// A simple or bulk string as text; panics on any other reply.
-    pub fn text(&self) -> String {
-        match self {
-            Reply::Simple(s) => s.clone(),
-            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-            other => panic!("expected a string reply, got {other:?}"),
-        }
-    }
-
-    /// The elements of an array; panics on any other reply.
-    pub fn array(&self) -> &[Reply] {
-        match self {
-            Reply::Array(items) => items,
-            other => panic!("expected an array reply, got {other:?}"),
-        }
-    }
-}
-
-/// Sends one command to the Redis at `addr` on a fresh connection and returns the reply, waiting
-/// at most 10 s; for code that holds an address rather than the [`RedisServer`] (a thread).
-pub fn command(addr: SocketAddr, args: &[&str]) -> io::Result<Reply> {
-    let stream = TcpStream::connect_timeout(&addr, CMD_TIMEOUT)?;
-    stream.set_read_timeout(Some(CMD_TIMEOUT))?;
-    stream.set_write_timeout(Some(CMD_TIMEOUT))?;
-    (&stream).write_all(&encode(args))?;
-    read_reply(&mut BufReader::new(stream))
-}
-
-/// A command as a RESP array of bulk strings.
-fn encode(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Reads one RESP2 reply.
-fn read_reply(input: &mut impl BufRead) -> io::Result<Reply> {
-    let mut line = String::new();
-    if input.read_line(&mut line)? == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    let Some(body) = line.strip_suffix("\r\n") else {
-        return Err(invalid(format!("reply line without CRLF: {line:?}")));
-    };
-    let (kind, rest) = body.split_at(body.len().min(1));
-    let number = || {
-        rest.parse::<i64>()
-            .map_err(|_| invalid(format!("bad number in {body:?}")))
-    };
-    Ok(match kind {
-        "+" => Reply::Simple(rest.to_owned()),
-        "-" => Reply::Error(rest.to_owned()),
-        ":" => Reply::Int(number()?),
-        "$" => match usize::try_from(number()?) {
-            Err(_) => Reply::Nil,
-            Ok(len) => {
-                let mut bytes = vec![0; len + 2];
-                input.read_exact(&mut bytes)?;
-                if !bytes.ends_with(b"\r\n") {
-                    return Err(invalid("bulk string without CRLF".into()));
-                }
-                bytes.truncate(len);
-                Reply::Bulk(bytes)
+/// Runs one of the Redis log's calls on `con` as the server's driver does (a script by
+/// `EVALSHA`, loaded first where Redis lacks it), giving the reply in the log's terms.
+pub fn run_call(con: &mut ::redis::Connection, call: &Call) -> Reply {
+    let result = match &call.command {
+        LogCommand::Script { script, keys, args } => {
+            let script = ::redis::Script::new(script.source());
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
             }
-        },
-        "*" => match usize::try_from(number()?) {
-            Err(_) => Reply::Nil,
-            Ok(len) => Reply::Array(
-                (0..len)
-                    .map(|_| read_reply(input))
-                    .collect::<io::Result<_>>()?,
-            ),
-        },
-        _ => return Err(invalid(format!("unknown reply type in {body:?}"))),
-    })
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_of_every_kind_are_parsed() {
-        let wire =
-            b"+OK\r\n-ERR no\r\n:-3\r\n$2\r\nhi\r\n$-1\r\n*2\r\n:1\r\n*1\r\n$0\r\n\r\n*-1\r\n";
-        let mut input = &wire[..];
-        let replies: Vec<Reply> = (0..7).map(|_| read_reply(&mut input).unwrap()).collect();
-        assert_eq!(
-            replies,
-            [
-                Reply::Simple("OK".into()),
-                Reply::Error("ERR no".into()),
-                Reply::Int(-3),
-                Reply::Bulk(b"hi".to_vec()),
-                Reply::Nil,
-                Reply::Array(vec![Reply::Int(1), Reply::Array(vec![Reply::Bulk(vec![])])]),
-                Reply::Nil,
-            ]
-        );
-        assert!(input.is_empty());
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke(con)
+        }
+        LogCommand::Plain(args) => {
+            let (name, rest) = args.split_first().expect("a command has a name");
+            ::redis::cmd(name).arg(rest).query(con)
+        }
+    };
+    match result {
+        Ok(value) => reply(value),
+        Err(error) => Reply::Error(error.to_string()),
     }
+}
 
-    #[test]
-    fn a_command_is_an_array_of_bulk_strings() {
-        assert_eq!(
-            encode(&["SET", "k", ""]),
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
-        );
+/// The `redis` crate's value in the Redis log's terms, as the server converts it.
+pub fn reply(value: Value) -> Reply {
+    let all = |items: Vec<Value>| Reply::Array(items.into_iter().map(reply).collect());
+    match value {
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Int(n),
+        Value::BulkString(bytes) => Reply::Bulk(bytes),
+        Value::SimpleString(s) => Reply::Bulk(s.into_bytes()),
+        Value::Okay => Reply::Bulk(b"OK".to_vec()),
+        Value::Array(items) | Value::Set(items) => all(items),
+        Value::Map(pairs) => all(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Value::ServerError(error) => Reply::Error(error.to_string()),
+        other => Reply::Error(format!("unexpected value {other:?}")),
     }
 }

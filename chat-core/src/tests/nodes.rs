@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-const NAMES: &[&str] = &[
+pub(super) const NAMES: &[&str] = &[
     "alice",
     "ALICE",
     "ａｌｉｃｅ",
@@ -24,7 +24,7 @@ const NAMES: &[&str] = &[
     "carol",
     "dave",
 ];
-const NODES: usize = 3;
+pub(super) const NODES: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -59,7 +59,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     Config {
         max_clients: 5,
         rate_per_sec: 1_000_000,
@@ -69,11 +69,11 @@ fn config() -> Config {
 }
 
 /// One node: its room, the proposals it made that the log has not decided, how far it applied.
-struct Node {
-    room: Room,
-    proposals: VecDeque<Proposal>,
+pub(super) struct Node {
+    pub(super) room: Room,
+    pub(super) proposals: VecDeque<Proposal>,
     applied: usize,
-    open: HashSet<u64>,
+    pub(super) open: HashSet<u64>,
 }
 
 /// What one member has seen, to check it against the log.
@@ -86,15 +86,16 @@ struct Seen {
     name: String,
 }
 
-struct World {
-    nodes: Vec<Node>,
+/// Rooms sharing one log, and what their members have seen.
+pub(super) struct World {
+    pub(super) nodes: Vec<Node>,
     log: Sequencer,
     entries: Vec<Entry>,
-    now: Instant,
+    pub(super) now: Instant,
     /// Per (node, conn): what that member has seen.
     seen: HashMap<(usize, u64), Seen>,
     /// The sender of each chat seq, as (node, conn).
-    senders: HashMap<u64, (usize, u64)>,
+    pub(super) senders: HashMap<u64, (usize, u64)>,
     /// Every connection closed, as (node, conn, reason).
     closed: Vec<(usize, u64, CloseReason)>,
     /// The log's wall clock, in ms: each decision moves it on.
@@ -108,9 +109,17 @@ const LOG_EPOCH: u64 = 0x10c;
 
 impl World {
     fn new() -> Self {
-        let nodes = (0..NODES)
-            .map(|i| Node {
-                room: Room::shared(config(), NodeId(i as u64 + 1), snapshot()).unwrap(),
+        let rooms =
+            (0..NODES).map(|i| Room::shared(config(), NodeId(i as u64 + 1), snapshot()).unwrap());
+        Self::with_rooms(rooms, Instant::now())
+    }
+
+    /// A world of these rooms, one per node, at `now`.
+    pub(super) fn with_rooms(rooms: impl IntoIterator<Item = Room>, now: Instant) -> Self {
+        let nodes = rooms
+            .into_iter()
+            .map(|room| Node {
+                room,
                 proposals: VecDeque::new(),
                 applied: 0,
                 open: HashSet::new(),
@@ -120,7 +129,7 @@ impl World {
             nodes,
             log: Sequencer::new(config().max_clients, LOG_EPOCH),
             entries: Vec::new(),
-            now: Instant::now(),
+            now,
             seen: HashMap::new(),
             senders: HashMap::new(),
             closed: Vec::new(),
@@ -129,7 +138,8 @@ impl World {
         }
     }
 
-    fn input(&mut self, n: usize, input: Input) -> Result<(), TestCaseError> {
+    /// Feeds `input` to node `n`'s room and checks what its members are sent.
+    pub(super) fn input(&mut self, n: usize, input: Input) -> Result<(), TestCaseError> {
         let node = &mut self.nodes[n];
         node.room
             .handle_input(self.now, input)
@@ -233,7 +243,6 @@ impl World {
         for seat in self.log.snapshot().members {
             prop_assert_eq!(fold_name(&seat.name), seat.key.to_string());
         }
-        let mut keys = BTreeSet::new();
         for node in &self.nodes {
             let view: BTreeSet<String> = node
                 .room
@@ -246,9 +255,18 @@ impl World {
                 node.room.member_count(),
                 "a name twice in a view"
             );
-            if node.applied < self.entries.len() {
-                continue;
-            }
+        }
+        let whole = self.entries.len();
+        self.check_unique_among((0..self.nodes.len()).filter(|&n| self.nodes[n].applied >= whole))
+    }
+
+    /// Names unique across these nodes, among their members.
+    pub(super) fn check_unique_among(
+        &self,
+        nodes: impl Iterator<Item = usize>,
+    ) -> Result<(), TestCaseError> {
+        let mut keys = BTreeSet::new();
+        for node in nodes.map(|n| &self.nodes[n]) {
             for conn in node.room.members() {
                 let key = fold_name(node.room.name_of(conn).unwrap());
                 prop_assert!(keys.insert(key.clone()), "{key} held twice");
@@ -259,7 +277,7 @@ impl World {
 }
 
 /// Where every node starts: an empty log of the tests' epoch.
-fn snapshot() -> Snapshot {
+pub(super) fn snapshot() -> Snapshot {
     Snapshot {
         epoch: LOG_EPOCH,
         ..Snapshot::default()

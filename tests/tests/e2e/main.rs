@@ -6,6 +6,7 @@ mod hostile;
 mod irc;
 mod redis;
 mod redis_infra;
+mod redis_scripts;
 mod server;
 mod versions;
 mod web;

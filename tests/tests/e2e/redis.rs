@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use chat_core::log::redis::PROPOSAL_QUEUE;
 use chat_proto::{ClientMsg, CloseReason, ErrorKind, Refusal, ServerMsg};
 use tests::proxy::Proxy;
 use tests::redis::RedisServer;
@@ -115,16 +116,11 @@ impl LogEntry {
 
 /// The stream of room `chat` in `redis`, oldest first, read with XRANGE.
 fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
-    let reply = redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
-    reply
-        .array()
-        .iter()
-        .map(|entry| {
-            let fields: HashMap<String, String> = entry.array()[1]
-                .array()
-                .chunks(2)
-                .map(|kv| (kv[0].text(), kv[1].text()))
-                .collect();
+    let range: Vec<(String, HashMap<String, String>)> =
+        redis.cmd(&["XRANGE", "chat:{chat}:log", "-", "+"]);
+    range
+        .into_iter()
+        .map(|(_, fields)| {
             let field = |name: &str| {
                 fields
                     .get(name)
@@ -161,7 +157,7 @@ fn log_entries(redis: &RedisServer) -> Vec<LogEntry> {
 
 /// The number of entries in room `chat`'s stream.
 fn log_len(redis: &RedisServer) -> i64 {
-    redis.cmd(&["XLEN", "chat:{chat}:log"]).int()
+    redis.cmd(&["XLEN", "chat:{chat}:log"])
 }
 
 /// The next message that is not the history shown to a newcomer.
@@ -362,6 +358,76 @@ fn while_redis_is_down_members_stay_and_get_unavailable_then_the_log_continues()
     // Carol is on bob's node: it has applied his chat, so a ping to it comes after any echo.
     alice.expect_nothing_more();
     bob.expect_nothing_more();
+}
+
+/// A member who leaves while Redis is down is not forgotten: its node keeps the leave, and the
+/// leave reaches the log once Redis is back, with the member's own reason (a sweep would say its
+/// server was lost), and the name comes free.
+#[test]
+fn a_leave_made_while_redis_is_down_reaches_the_log_when_it_is_back() {
+    let mut redis = RedisServer::builder().aof(true).start();
+    let url = redis.url();
+    let (a, b) = (
+        node_with_lease(&url, OUTAGE_LEASE),
+        node_with_lease(&url, OUTAGE_LEASE),
+    );
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    redis.kill();
+    alice.send(&ClientMsg::Leave { message: None });
+    assert_eq!(alice.until_closed(), (Some(CloseReason::Left), vec![]));
+    // Long enough for the leave's call to fail, and a retry or two.
+    std::thread::sleep(Duration::from_millis(500));
+    redis.restart();
+
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
+    let alices: Vec<LogEvent> = log_entries(&redis)
+        .into_iter()
+        .filter(|e| e.name == "alice")
+        .map(|e| e.event)
+        .collect();
+    let left_itself = LogEvent::Left {
+        reason: CloseReason::Left,
+    };
+    assert_eq!(alices, [LogEvent::Joined, left_itself, LogEvent::Joined]);
+}
+
+/// A leave that comes while the node's proposal queue is full (its first batch hangs on a cut
+/// link) is not dropped with the chats past the queue: it waits behind what is queued, and
+/// reaches the log with the member's reason once the link is back.
+#[test]
+fn a_leave_behind_a_full_proposal_queue_reaches_the_log() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.addr());
+    let a = node_with_lease(&format!("redis://{}", proxy.addr()), OUTAGE_LEASE);
+    let b = node_with_lease(&redis.url(), OUTAGE_LEASE);
+    let (mut alice, _) = RawClient::join(a.addr, "alice");
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+
+    proxy.cut();
+    let mut bytes = Vec::new();
+    for i in 0..PROPOSAL_QUEUE + 100 {
+        bytes.extend(chat_proto::encode_to_vec(&chat(&format!("c{i}"))).unwrap());
+    }
+    bytes.extend(chat_proto::encode_to_vec(&ClientMsg::Leave { message: None }).unwrap());
+    alice.send_raw(&bytes);
+    let (reason, answers) = alice.until_closed();
+    assert_eq!(reason, Some(CloseReason::Left));
+    // Past the queue (one batch in flight, then PROPOSAL_QUEUE waiting), chats are declined.
+    let unavailable = ServerMsg::Error(ErrorKind::Unavailable);
+    assert_eq!(answers, vec![unavailable; 99]);
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.restore();
+
+    // None of the chats entered the log (the one on its way came too late), the leave did.
+    assert_eq!(bob.recv(), left("alice", CloseReason::Left));
+    let (_alice, _) = join_soon(b.addr, "alice");
+    assert_eq!(bob.recv(), joined("alice"));
 }
 
 #[test]
@@ -838,7 +904,7 @@ fn a_node_shut_down_lets_its_members_go_everywhere_at_once() {
     let (_bob, _) = RawClient::join(a.addr, "bob");
     assert_eq!(alice.recv(), joined("bob"));
     assert_eq!(
-        redis.cmd(&["ZCARD", "chat:{chat}:nodes"]).int(),
+        redis.cmd::<i64>(&["ZCARD", "chat:{chat}:nodes"]),
         1,
         "only node a holds a lease"
     );
@@ -882,4 +948,188 @@ fn a_node_started_after_the_chats_shows_newcomers_the_history_the_others_show() 
     );
     let (mut carol, _) = RawClient::join(a.addr, "carol");
     assert_eq!(carol.recv(), shown, "on the node that applied them");
+}
+
+/// The next message `client` gets, and its log time (it must have one).
+fn recv_timed(client: &mut RawClient) -> (ServerMsg, u64) {
+    client.last_time = None;
+    let msg = client.recv();
+    let time = client
+        .last_time
+        .unwrap_or_else(|| panic!("{msg:?} has no time"));
+    (msg, time)
+}
+
+/// Each of `clients` gets `msg` next, all at one time, which is returned.
+fn all_get(clients: &mut [&mut RawClient], msg: &ServerMsg) -> u64 {
+    let times: Vec<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            let (got, time) = recv_timed(c);
+            assert_eq!(&got, msg);
+            time
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] == w[1]),
+        "{msg:?} at different times: {times:?}"
+    );
+    times[0]
+}
+
+/// Issue 18 in a shared room: chat kinds, renames, away, idents and parting words cross nodes,
+/// every member sees each entry at one time (the log's, Redis's clock), times never go back,
+/// and a node started later shows the same seats and history.
+#[test]
+fn two_nodes_share_kinds_renames_away_idents_and_parting_words_at_one_time() {
+    let redis = RedisServer::start();
+    let start_ms = unix_ms();
+    let node =
+        |url: &str| ServerProcess::start(&["--redis", url, "--lease", LEASE, "--history", "4"]);
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let ident = chat_proto::Ident {
+        user: "al".into(),
+        realname: "Alice A".into(),
+    };
+    let mut alice = RawClient::connect(a.addr);
+    alice.send(&ClientMsg::Hello {
+        magic: chat_proto::MAGIC,
+        version: chat_proto::PROTOCOL_VERSION,
+        name: "alice".into(),
+        password: None,
+        ident: Some(ident.clone()),
+    });
+    assert!(matches!(alice.recv(), ServerMsg::Welcome { .. }));
+    let (mut bob, _) = RawClient::join(b.addr, "bob");
+    assert_eq!(alice.recv(), joined("bob"));
+    let (mut carol, _) = RawClient::join(a.addr, "carol");
+    let (mut dave, _) = RawClient::join(b.addr, "dave");
+    // Everyone has seen every join: from here on each entry reaches all but its author.
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(c.recv(), joined("carol"));
+    }
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(c.recv(), joined("dave"));
+    }
+    let mut times = Vec::new();
+    let send_kind = |c: &mut RawClient, text: &str, kind: ChatKind| {
+        c.send(&ClientMsg::Chat {
+            text: text.into(),
+            kind,
+        })
+    };
+    // An action from node a, a notice from node b.
+    send_kind(&mut alice, "waves", ChatKind::Action);
+    let action = chat_kind(1, "alice", "waves", ChatKind::Action);
+    times.push(all_get(&mut [&mut bob, &mut carol, &mut dave], &action));
+    send_kind(&mut bob, "hear ye", ChatKind::Notice);
+    let notice = chat_kind(2, "bob", "hear ye", ChatKind::Notice);
+    times.push(all_get(&mut [&mut alice, &mut carol, &mut dave], &notice));
+    // bob (node b) takes another name: everyone is told, bob too.
+    bob.send(&ClientMsg::Nick {
+        name: "Robert".into(),
+    });
+    let renamed = ServerMsg::Renamed {
+        from: "bob".into(),
+        to: "Robert".into(),
+        time: 0,
+    };
+    times.push(all_get(
+        &mut [&mut alice, &mut bob, &mut carol, &mut dave],
+        &renamed,
+    ));
+    // A name taken on the other node is refused, to the renamer alone.
+    dave.send(&ClientMsg::Nick {
+        name: "ALICE".into(),
+    });
+    assert_eq!(dave.recv(), ServerMsg::Error(ErrorKind::NameTaken));
+    // alice (node a) goes away: everyone else is told.
+    alice.send(&ClientMsg::Away {
+        message: Some("lunch".into()),
+    });
+    let away = ServerMsg::Away {
+        name: "alice".into(),
+        message: Some("lunch".into()),
+        time: 0,
+    };
+    times.push(all_get(&mut [&mut bob, &mut carol, &mut dave], &away));
+    // Robert's chat goes under his new name.
+    send_kind(&mut bob, "renamed", ChatKind::Plain);
+    let plain = chat_kind(3, "Robert", "renamed", ChatKind::Plain);
+    times.push(all_get(&mut [&mut alice, &mut carol, &mut dave], &plain));
+    // A node started now is told the seats (away, ident, new name) and the history, timed as
+    // the others saw it.
+    let c = node(&redis.url());
+    let (mut erin, members) = RawClient::join(c.addr, "erin");
+    assert_eq!(members, ["alice", "carol", "dave", "erin", "Robert"]);
+    let (history, last) = recv_timed(&mut erin);
+    let ServerMsg::History { chats, .. } = history else {
+        panic!("no history: {history:?}")
+    };
+    let shown: Vec<(&str, &str, ChatKind)> =
+        chats.iter().map(|c| (&*c.from, &*c.text, c.kind)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("alice", "waves", ChatKind::Action),
+            ("bob", "hear ye", ChatKind::Notice),
+            ("Robert", "renamed", ChatKind::Plain)
+        ]
+    );
+    assert_eq!(last, times[4], "the last chat's time, in the history");
+    for client in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        assert_eq!(client.recv(), joined("erin"));
+    }
+    let mut frank = RawClient::connect(c.addr);
+    frank.send(&hello("frank"));
+    let ServerMsg::Welcome { members, .. } = frank.recv() else {
+        panic!("frank was not welcomed")
+    };
+    let seen = &members[0];
+    assert_eq!(
+        (&*seen.name, seen.away.as_deref(), seen.ident.as_deref()),
+        ("alice", Some("lunch"), Some(&ident)),
+        "alice's seat, as the node started later has it"
+    );
+    let (history, time) = recv_timed(&mut frank);
+    assert!(matches!(history, ServerMsg::History { .. }), "{history:?}");
+    assert_eq!(time, times[4]);
+    for client in [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin] {
+        assert_eq!(client.recv(), joined("frank"));
+    }
+    // Robert leaves with parting words.
+    bob.send(&ClientMsg::Leave {
+        message: Some("so long".into()),
+    });
+    let (reason, _) = bob.until_closed();
+    assert_eq!(reason, Some(CloseReason::Left));
+    let parting = ServerMsg::Left {
+        name: "Robert".into(),
+        reason: CloseReason::Left,
+        message: Some("so long".into()),
+        time: 0,
+    };
+    let mut others = [&mut alice, &mut carol, &mut dave, &mut erin, &mut frank];
+    times.push(all_get(&mut others, &parting));
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let end_ms = unix_ms();
+    assert!(
+        times.iter().all(|t| (start_ms..=end_ms).contains(t)),
+        "{times:?} outside [{start_ms}, {end_ms}]"
+    );
+}
+
+fn chat_kind(seq: u64, from: &str, text: &str, kind: ChatKind) -> ServerMsg {
+    ServerMsg::Chat {
+        seq,
+        time: 0,
+        from: from.into(),
+        text: text.into(),
+        kind,
+    }
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(since.unwrap().as_millis()).unwrap()
 }

@@ -10,7 +10,7 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, Script};
 use smol::{Timer, future};
 use tests::proxy::Proxy;
-use tests::redis::{RedisServer, Reply, command};
+use tests::redis::{RedisServer, command};
 
 /// Runs `test` on smol, failing it if it takes longer than `limit`.
 fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
@@ -72,7 +72,7 @@ fn a_multiplexed_connection_on_smol_appends_to_a_stream_and_reads_it_back() {
             ]
         );
     });
-    assert_eq!(redis.cmd(&["XLEN", "room"]), Reply::Int(2));
+    assert_eq!(redis.cmd::<i64>(&["XLEN", "room"]), 2);
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn wait_blocked_clients(addr: SocketAddr, n: usize) {
     let want = format!("blocked_clients:{n}\r\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = command(addr, &["INFO", "clients"]).unwrap().text();
+        let info: String = command(addr, &["INFO", "clients"]).unwrap();
         if info.contains(&want) {
             return;
         }
@@ -152,8 +152,8 @@ fn a_script_is_reloaded_after_script_flush() {
             .await
             .unwrap();
         assert_eq!(
-            redis.cmd(&["SCRIPT", "EXISTS", append.get_hash()]),
-            Reply::Array(vec![Reply::Int(0)])
+            redis.cmd::<Vec<i64>>(&["SCRIPT", "EXISTS", append.get_hash()]),
+            [0]
         );
 
         let (_, len): (String, i64) = append
@@ -165,8 +165,8 @@ fn a_script_is_reloaded_after_script_flush() {
         assert_eq!(len, 2);
     });
     assert_eq!(
-        redis.cmd(&["SCRIPT", "EXISTS", append.get_hash()]),
-        Reply::Array(vec![Reply::Int(1)])
+        redis.cmd::<Vec<i64>>(&["SCRIPT", "EXISTS", append.get_hash()]),
+        [1]
     );
 }
 
@@ -202,21 +202,20 @@ fn a_cut_link_fails_a_command_within_the_response_timeout_and_a_new_connection_w
 fn with_aof_a_stream_survives_a_sigkill_and_restart() {
     let mut redis = RedisServer::builder().aof(true).start();
     let ids: Vec<String> = (0..3)
-        .map(|i| {
-            redis
-                .cmd(&["XADD", "room", "*", "text", &format!("m{i}")])
-                .text()
-        })
+        .map(|i| redis.cmd::<String>(&["XADD", "room", "*", "text", &format!("m{i}")]))
         .collect();
     let port = redis.port();
 
     redis.kill();
-    assert!(redis.try_cmd(&["PING"]).is_err(), "killed, yet answering");
+    assert!(
+        redis.try_cmd::<String>(&["PING"]).is_err(),
+        "killed, yet answering"
+    );
     redis.restart();
 
     assert_eq!(redis.port(), port);
-    let range = redis.cmd(&["XRANGE", "room", "-", "+"]);
-    let got: Vec<String> = range.array().iter().map(|e| e.array()[0].text()).collect();
+    let range: Vec<(String, Vec<String>)> = redis.cmd(&["XRANGE", "room", "-", "+"]);
+    let got: Vec<String> = range.into_iter().map(|(id, _)| id).collect();
     assert_eq!(got, ids);
     // And the async client is happy with the restarted server.
     within(Duration::from_secs(20), async {
@@ -229,8 +228,9 @@ fn with_aof_a_stream_survives_a_sigkill_and_restart() {
 #[test]
 fn without_aof_a_restart_starts_empty() {
     let mut redis = RedisServer::start();
-    assert_eq!(redis.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    assert_eq!(redis.cmd::<String>(&["SET", "k", "v"]), "OK");
     redis.restart();
-    assert_eq!(redis.cmd(&["GET", "k"]), Reply::Nil);
-    assert!(redis.cmd(&["NOSUCHCOMMAND"]).is_error());
+    assert_eq!(redis.cmd::<Option<String>>(&["GET", "k"]), None);
+    let refused = redis.try_cmd::<redis::Value>(&["NOSUCHCOMMAND"]);
+    assert!(refused.is_err_and(|e| !e.is_io_error()), "an error reply");
 }

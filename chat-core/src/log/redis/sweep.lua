@@ -19,6 +19,7 @@ for _, node in ipairs(targets) do
       local n, c, name = string.match(claim, '^(%d+):(%d+):(.*)$')
       if n == node then
         redis.call('HDEL', names, key)
+        redis.call('HDEL', seats, key)
         append(ARGV[1], {'node', n, 'conn', c, 'name', name, 'key', key, 'kind', 'leave',
           'reason', reason})
         count = count + 1
@@ -27,5 +28,6 @@ for _, node in ipairs(targets) do
   end
   redis.call('DEL', members)
   redis.call('ZREM', nodes, node)
+  redis.call('HDEL', versions, node)
 end
 return count
