@@ -22,6 +22,7 @@
 mod config;
 mod conn;
 mod irc;
+mod metrics;
 mod outbox;
 mod redis;
 mod server;

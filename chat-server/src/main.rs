@@ -45,6 +45,17 @@ fn main() -> ExitCode {
         (Ok(listener), Ok(irc), Ok(web)) => (listener, irc, web),
         (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
     };
+    let metrics = match config
+        .metrics_addr
+        .map(|addr| (addr, std::net::TcpListener::bind(addr)))
+    {
+        None => None,
+        Some((_, Ok(metrics))) => Some(metrics),
+        Some((addr, Err(error))) => {
+            eprintln!("error: cannot listen for metrics on {addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
         Err(error) => {
@@ -68,13 +79,17 @@ fn main() -> ExitCode {
             // After the `listening on` line, which scripts and tests read first.
             println!("web page at http://{}/", web.local_addr()?);
         }
+        let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
+        if let Some(metrics) = &metrics {
+            println!("metrics at http://{}/metrics", metrics.local_addr()?);
+        }
         let stats = Arc::new(Stats::default());
         let shutdown = async {
             if let Some(Ok(signal)) = signals.next().await {
                 log::info!("received {signal:?}");
             }
         };
-        serve_with_gateways(listener, irc, web, config, stats.clone(), shutdown).await?;
+        serve_with_gateways(listener, irc, web, metrics, config, stats.clone(), shutdown).await?;
         log::info!(
             "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
             stats.accepted.load(Relaxed),

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError};
+use chat_core::{
+    CodecId, Declined, Hub, HubEvent, Input, NodeId, Notice, Proposal, Room, UsageError,
+};
 use chat_proto::CloseReason;
 use futures_lite::FutureExt;
 use smol::Timer;
@@ -21,7 +23,7 @@ use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
-use crate::{irc, web};
+use crate::{irc, metrics, web};
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
 /// with a shutting-down frame, lets writers flush for at most `config.linger`, and returns.
@@ -34,15 +36,17 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_with_gateways(listener, None, None, config, stats, shutdown).await
+    serve_with_gateways(listener, None, None, None, config, stats, shutdown).await
 }
 
 /// [`serve`], with IRC clients on `irc` and the room in a browser on `web`, each when given:
-/// one room, whichever way a member comes in.
+/// one room, whichever way a member comes in. With `metrics`, scrapes and health checks are
+/// answered there (`--metrics-addr`).
 pub async fn serve_with_gateways(
     listener: async_net::TcpListener,
     irc: Option<async_net::TcpListener>,
     web: Option<async_net::TcpListener>,
+    metrics: Option<async_net::TcpListener>,
     config: ServerConfig,
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -76,6 +80,20 @@ pub async fn serve_with_gateways(
         )
     });
     let outbox = Outbox::new(hub);
+    let sources = metrics::Sources {
+        outbox: outbox.clone(),
+        stats: stats.clone(),
+        lanes: metrics::Lanes(
+            [
+                (CodecId::WIRE, "native_v3"),
+                (CodecId::WIRE_V2, "native_v2"),
+            ]
+            .into_iter()
+            .chain(irc.as_ref().map(|(_, codec)| (*codec, "irc")))
+            .chain(web.as_ref().map(|(_, codec)| (*codec, "web")))
+            .collect(),
+        ),
+    };
     let room = ex.reads.spawn(room_task(
         config.clone(),
         outbox.clone(),
@@ -99,8 +117,15 @@ pub async fn serve_with_gateways(
             None => std::future::pending().await,
         }
     };
+    let accept_metrics = async {
+        match metrics {
+            Some(listener) => metrics::serve(&ex, listener, sources).await,
+            None => std::future::pending().await,
+        }
+    };
     let main = async move {
-        accept.or(accept_irc).or(accept_web).or(shutdown).await;
+        let gateways = accept_irc.or(accept_web).or(accept_metrics);
+        accept.or(gateways).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
@@ -140,6 +165,7 @@ async fn room_task(
             None => Event::Input(Input::Tick),
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
+        note_lease(&stats, &event);
         let next = step(
             &outbox,
             &stats,
@@ -162,6 +188,20 @@ async fn room_task(
     let deadline = Instant::now() + linger + Duration::from_millis(100);
     while writers.get() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+/// For `/readyz`: a shared room's node is out of the room from the moment its lease ran out
+/// unrenewed until the log speaks to it again (an entry applied, or the room started over).
+fn note_lease(stats: &Stats, event: &Event) {
+    match event {
+        Event::Input(Input::Lost { .. }) => stats.lease_lost.store(true, Relaxed),
+        Event::Input(Input::Applied(_) | Input::Resync { .. })
+            if stats.lease_lost.load(Relaxed) =>
+        {
+            stats.lease_lost.store(false, Relaxed);
+        }
+        _ => {}
     }
 }
 
@@ -196,14 +236,23 @@ fn step(
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
-                HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
+                HubEvent::Notice(Notice::Joined { name, .. }) => {
+                    stats.joins.fetch_add(1, Relaxed);
+                    log::info!("{name} joined");
+                }
                 HubEvent::Notice(Notice::Left { name, reason }) => {
+                    stats.leaves[metrics::close_index(reason)].fetch_add(1, Relaxed);
                     log::info!("{name} left ({reason})");
+                }
+                HubEvent::Refused { conn, refusal } => {
+                    stats.refused[metrics::refusal_index(&refusal)].fetch_add(1, Relaxed);
+                    log::debug!("conn {}: hello refused ({refusal})", conn.0);
                 }
                 HubEvent::Notice(Notice::Renamed { from, to }) => {
                     log::info!("{from} is now {to}");
                 }
                 HubEvent::Closed { conn, reason } => {
+                    stats.closes[metrics::close_index(reason)].fetch_add(1, Relaxed);
                     if reason == CloseReason::TooSlow {
                         stats.too_slow.fetch_add(1, Relaxed);
                     }
@@ -297,6 +346,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
     web_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
@@ -325,6 +375,12 @@ impl RunningServer {
         };
         let irc_addr = irc.as_ref().map(|l| l.local_addr()).transpose()?;
         let irc = irc.map(async_net::TcpListener::try_from).transpose()?;
+        let metrics = config
+            .metrics_addr
+            .map(std::net::TcpListener::bind)
+            .transpose()?;
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+        let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread_stats = stats.clone();
@@ -338,6 +394,7 @@ impl RunningServer {
                     listener,
                     irc,
                     web,
+                    metrics,
                     config,
                     thread_stats,
                     shutdown,
@@ -347,6 +404,7 @@ impl RunningServer {
             addr,
             irc_addr,
             web_addr,
+            metrics_addr,
             stats,
             stop,
             thread: Some(thread),
@@ -356,6 +414,11 @@ impl RunningServer {
     /// The address of the room in a browser, when it serves one.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web_addr
+    }
+
+    /// The address of its metrics and health checks, when it serves them (`metrics_addr`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The address it listens on.
