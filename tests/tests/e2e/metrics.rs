@@ -214,3 +214,37 @@ fn a_stalled_or_oversized_request_does_not_hold_the_metrics_address_or_the_room(
     }
     assert_eq!(get(metrics, "/healthz").0, 200);
 }
+
+/// A node of a shared room is ready while it holds its lease: cut off from Redis past its lease,
+/// `/readyz` says 503 and `chat_ready` 0 while `/healthz` stays 200; once Redis is back and the
+/// node is in the room again, 200.
+#[test]
+fn readyz_is_503_while_a_shared_room_s_node_is_cut_off_past_its_lease() {
+    let redis = tests::redis::RedisServer::start();
+    let proxy = tests::proxy::Proxy::start(redis.addr());
+    let mut config = test_config();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.shared = Some(chat_server::SharedConfig {
+        url: format!("redis://{}", proxy.addr()),
+        label: "a".into(),
+        lease: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let server = start_server(config);
+    let metrics = server.metrics_addr().unwrap();
+    let (mut alice, _) = RawClient::join(server.addr(), "alice");
+    assert_eq!(get(metrics, "/readyz").0, 200);
+
+    proxy.cut();
+    assert_eq!(alice.until_closed().0, Some(CloseReason::ServerLost));
+    let (status, body) = get(metrics, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(metrics, "/healthz").0, 200);
+    assert_eq!(scrape(metrics)["chat_ready"], 0.0);
+
+    proxy.restore();
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(metrics, "/readyz").0 == 200
+    }));
+    assert_eq!(scrape(metrics)["chat_ready"], 1.0);
+}
