@@ -73,7 +73,7 @@ fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
-/// Alice and Bob join; Carol with a version 2 hello; one hello asks for a taken name and one
+/// Alice and Bob join; Carol with a version 2 hello; Dave over IRC; one hello asks for a taken name and one
 /// for an empty name; Alice sends three lines; Bob breaks the protocol; Alice leaves. The
 /// scrape counts each of these exactly, the members by protocol as they are, the deliveries
 /// and bytes as the writers counted them; `/healthz` and `/readyz` are 200, other paths 404,
@@ -82,6 +82,7 @@ fn promtool_check(text: &str) -> Result<(), String> {
 fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accepts_it() {
     let mut config = test_config();
     config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.irc_port = Some(0);
     let server = start_server(config);
     let metrics = server.metrics_addr().expect("a metrics address");
     assert_eq!(get(metrics, "/healthz"), (200, "ok\n".into()));
@@ -101,6 +102,10 @@ fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accept
     };
     carol.send_raw(&chat_proto::encode_to_vec(&v2_hello).unwrap());
     assert_eq!(alice.recv(), joined("carol"));
+    let mut dave = TcpStream::connect(server.irc_addr().unwrap()).unwrap();
+    dave.write_all(b"NICK dave\r\nUSER dave 0 * :Dave\r\n")
+        .unwrap();
+    assert!(matches!(alice.recv(), ServerMsg::Joined { name, .. } if &*name == "dave"));
     let mut refused = RawClient::connect(server.addr());
     refused.send(&hello("alice"));
     assert_eq!(refused.recv(), ServerMsg::Refused(Refusal::NameTaken));
@@ -113,12 +118,14 @@ fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accept
         alice.send(&chat(&format!("line {i}")));
     }
     assert_eq!(bob.recv(), joined("carol"));
+    assert!(matches!(bob.recv(), ServerMsg::Joined { .. }));
     for _ in 0..3 {
         assert!(matches!(bob.recv(), ServerMsg::Chat { .. }));
     }
     let now = scrape(metrics);
     assert_eq!(now["chat_members{protocol=\"native_v3\"}"], 2.0);
     assert_eq!(now["chat_members{protocol=\"native_v2\"}"], 1.0);
+    assert_eq!(now["chat_members{protocol=\"irc\"}"], 1.0);
 
     bob.send_raw(&[1, 0, 0, 0, 0xff]); // a frame of one byte: no such message
     assert_eq!(bob.until_closed().0, Some(CloseReason::ProtocolError));
@@ -140,7 +147,8 @@ fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accept
     let expected = [
         ("chat_members{protocol=\"native_v3\"}", 0.0),
         ("chat_members{protocol=\"native_v2\"}", 1.0),
-        ("chat_joins_total", 3.0),
+        ("chat_members{protocol=\"irc\"}", 1.0),
+        ("chat_joins_total", 4.0),
         ("chat_messages_total", 3.0),
         ("chat_leaves_total{reason=\"left\"}", 1.0),
         ("chat_leaves_total{reason=\"protocol_error\"}", 1.0),
@@ -152,8 +160,8 @@ fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accept
         ("chat_refused_hellos_total{reason=\"name_taken\"}", 1.0),
         ("chat_refused_hellos_total{reason=\"name_invalid\"}", 1.0),
         ("chat_refused_hellos_total{reason=\"server_full\"}", 0.0),
-        ("chat_connections", 2.0), // Carol, and the refused one
-        ("chat_accepted_total", 4.0),
+        ("chat_connections", 3.0), // Carol, Dave, and the refused one
+        ("chat_accepted_total", 5.0),
         ("chat_ready", 1.0),
     ];
     for (key, value) in expected {
@@ -168,7 +176,7 @@ fn a_scrape_counts_joins_leaves_closes_refusals_and_messages_and_promtool_accept
     assert!(s["chat_writes_total"] >= 1.0, "{text}");
     assert!(s["chat_queue_peak_bytes"] > 0.0, "{text}");
     assert_eq!(promtool_check(&text), Ok(()), "{text}");
-    drop((carol, refused));
+    drop((carol, dave, refused));
 }
 
 /// A request that never ends, or one that is too long, gets no more than its deadline and a
