@@ -865,6 +865,30 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_address_is_an_ip_address_and_a_port() {
+        let metrics = |value: &str| {
+            let args = Args {
+                metrics_addr: Some(value.into()),
+                ..Args::default()
+            };
+            resolve(&args, env(&[])).map(|c| c.metrics_addr)
+        };
+        assert_eq!(metrics("[::1]:0"), Ok(Some("[::1]:0".parse().unwrap())));
+        for bad in ["localhost:9100", "9100", "127.0.0.1"] {
+            assert_eq!(
+                metrics(bad).unwrap_err().0,
+                format!(
+                    "invalid --metrics-addr '{bad}': expected an IP address and port such as 127.0.0.1:9100"
+                )
+            );
+        }
+        assert_eq!(
+            resolve(&Args::default(), env(&[])).unwrap().metrics_addr,
+            None
+        );
+    }
+
+    #[test]
     fn incoherent_limits_are_refused() {
         let args = Args {
             max_text_bytes: Some("4096".into()),

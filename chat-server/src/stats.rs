@@ -36,7 +36,7 @@ pub struct Stats {
     /// node is out of the room (`/readyz` says 503).
     pub lease_lost: AtomicBool,
     /// Hellos refused, by reason (the labels of `--metrics-addr`'s `chat_refused_hellos`).
-    pub refused: [AtomicU64; 10],
+    pub refused: [AtomicU64; crate::metrics::REFUSALS.len()],
 }
 
 impl Stats {
