@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use chat_proto::{
-    ClientDecoder, ClientMsg, CloseReason, FrameDecoder, PROTOCOL_VERSION, ServerMsg, v2,
+    ClientDecoder, ClientMsg, CloseReason, FrameDecoder, PROTOCOL_VERSION, Refusal, ServerMsg, v2,
 };
 
 use crate::conns::ConnMap;
@@ -26,6 +26,14 @@ pub enum HubEvent {
     Propose(Proposal),
     /// A member joined or left: for logs and counters.
     Notice(Notice),
+    /// A hello was refused, and why: for logs and counters. The connection may stay open (a
+    /// client may try another name).
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        refusal: Refusal,
+    },
     /// A connection was closed, and what it was told: for logs and counters. Its writer finishes
     /// what it owes and then sees [`crate::Due::Done`].
     Closed {
@@ -221,6 +229,8 @@ pub struct Hub {
     /// What a codec's inbound half made of the bytes being handled.
     inbound: Vec<Inbound>,
     events: VecDeque<HubEvent>,
+    /// Chat messages the room has broadcast.
+    chats: u64,
 }
 
 impl Hub {
@@ -250,6 +260,7 @@ impl Hub {
             scratch: Vec::new(),
             inbound: Vec::new(),
             events: VecDeque::new(),
+            chats: 0,
         }
     }
 
@@ -298,6 +309,21 @@ impl Hub {
             .map(|l| l.fanout.peak_queued())
             .max()
             .unwrap_or(0)
+    }
+
+    /// Chat messages the room has broadcast so far (every member's, of every node of a shared
+    /// room): for counters.
+    pub fn chats(&self) -> u64 {
+        self.chats
+    }
+
+    /// Members whose connection uses `codec`: for counters. It walks every connection, so ask
+    /// when a person looks (a scrape), not per message.
+    pub fn members_of(&self, codec: CodecId) -> usize {
+        self.conns
+            .iter()
+            .filter(|&(&conn, &lane)| lane == codec.0 && self.room.name_of(conn).is_some())
+            .count()
     }
 
     /// The fan-out `conn`'s writer takes from: the one of its codec, which a wire connection's
@@ -468,11 +494,18 @@ impl Hub {
 
     fn carry_out(&mut self, output: Output) {
         match output {
-            Output::Send { to, msg } => self.send(to, &msg),
+            Output::Send { to, msg } => {
+                self.send(to, &msg);
+                if let ServerMsg::Refused(refusal) = msg {
+                    self.events
+                        .push_back(HubEvent::Refused { conn: to, refusal });
+                }
+            }
             Output::Broadcast { except, msg } => {
                 for lane in &mut self.lanes {
                     lane.codec.observe(&msg);
                 }
+                self.chats += u64::from(matches!(msg, ServerMsg::Chat { .. }));
                 // Once per codec in use, whatever the number of members: each writer follows
                 // its codec's feed.
                 for lane in self.lanes.iter_mut().filter(|l| l.fanout.conn_count() > 0) {

@@ -105,6 +105,9 @@ pub struct Args {
     /// entries the shared room's stream keeps, about [env CHAT_TRIM_LEN, default 100000]
     #[argh(option)]
     pub trim_len: Option<String>,
+    /// address for Prometheus metrics at /metrics, and /healthz and /readyz, e.g. 127.0.0.1:9100 (port 0 for any free port) [env CHAT_METRICS_ADDR, else off]
+    #[argh(option)]
+    pub metrics_addr: Option<String>,
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
@@ -139,6 +142,8 @@ pub struct ServerConfig {
     pub shared: Option<SharedConfig>,
     /// Listen with SO_REUSEPORT, so that several processes share one port.
     pub reuse_port: bool,
+    /// Where metrics and health are served (`--metrics-addr`); `None`: not served.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where and how this server takes part in a room shared through Redis.
@@ -186,6 +191,7 @@ impl Default for ServerConfig {
             irc_server_name: None,
             shared: None,
             reuse_port: false,
+            metrics_addr: None,
         }
     }
 }
@@ -394,6 +400,12 @@ fn resolve_gateways(
             parse_hosts,
             "comma-separated host names such as chat.example.com",
         )?;
+    }
+    if let Some(raw) = pick("metrics-addr", &args.metrics_addr) {
+        config.metrics_addr = Some(raw.parse_with(
+            |v| v.parse().ok(),
+            "an IP address and port such as 127.0.0.1:9100",
+        )?);
     }
     if let Some(raw) = pick("irc-port", &args.irc_port) {
         config.irc_port = Some(raw.port(PortZero::AnyFree)?);
@@ -712,6 +724,7 @@ mod tests {
             node_id: Some("n1".into()),
             lease: Some("6s".into()),
             trim_len: Some("108".into()),
+            metrics_addr: Some("127.0.0.1:9109".into()),
             reuse_port: true,
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
@@ -755,6 +768,7 @@ mod tests {
             ("CHAT_NODE_ID", "n1"),
             ("CHAT_LEASE", "6s"),
             ("CHAT_TRIM_LEN", "108"),
+            ("CHAT_METRICS_ADDR", "127.0.0.1:9109"),
             ("CHAT_REUSE_PORT", "1"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
@@ -800,6 +814,7 @@ mod tests {
                 trim_len: 108,
             }),
             reuse_port: true,
+            metrics_addr: Some("127.0.0.1:9109".parse().unwrap()),
         }
     }
 
@@ -846,6 +861,30 @@ mod tests {
                 ..Args::default()
             })
             .starts_with("invalid --irc-port 'irc'")
+        );
+    }
+
+    #[test]
+    fn the_metrics_address_is_an_ip_address_and_a_port() {
+        let metrics = |value: &str| {
+            let args = Args {
+                metrics_addr: Some(value.into()),
+                ..Args::default()
+            };
+            resolve(&args, env(&[])).map(|c| c.metrics_addr)
+        };
+        assert_eq!(metrics("[::1]:0"), Ok(Some("[::1]:0".parse().unwrap())));
+        for bad in ["localhost:9100", "9100", "127.0.0.1"] {
+            assert_eq!(
+                metrics(bad).unwrap_err().0,
+                format!(
+                    "invalid --metrics-addr '{bad}': expected an IP address and port such as 127.0.0.1:9100"
+                )
+            );
+        }
+        assert_eq!(
+            resolve(&Args::default(), env(&[])).unwrap().metrics_addr,
+            None
         );
     }
 

@@ -25,6 +25,7 @@
 mod config;
 mod conn;
 mod irc;
+mod metrics;
 mod outbox;
 mod redis;
 mod server;

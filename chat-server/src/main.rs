@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let Ok((listener, irc, web)) = bind_all(&config) else {
+    let Ok(listeners) = bind_all(&config) else {
         return ExitCode::FAILURE;
     };
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let run = serve(listener, irc, web, config, &mut signals);
+    let run = serve(listeners, config, &mut signals);
     match smol::block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -43,11 +43,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// The listeners `config` asks for (native, IRC, web); an error is printed, one line each.
-#[allow(clippy::type_complexity)]
-fn bind_all(
-    config: &ServerConfig,
-) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), ()> {
+/// The native listener, and the IRC, web and metrics ones when asked for.
+struct Listeners {
+    native: TcpListener,
+    irc: Option<TcpListener>,
+    web: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// The listeners `config` asks for; an error is printed, one line each.
+fn bind_all(config: &ServerConfig) -> Result<Listeners, ()> {
     // Every port the same way: with --reuse-port, several processes share each of them.
     let bind = |port: u16, what: &str| {
         listen(&config.host, port, config.reuse_port).map_err(|error| {
@@ -57,7 +62,7 @@ fn bind_all(
             );
         })
     };
-    let listener = bind(config.port, "")?;
+    let native = bind(config.port, "")?;
     let irc = config
         .irc_port
         .map(|port| bind(port, " for IRC"))
@@ -66,18 +71,35 @@ fn bind_all(
         .web_port
         .map(|port| bind(port, " for the web page"))
         .transpose()?;
-    Ok((listener, irc, web))
+    let metrics = config
+        .metrics_addr
+        .map(|addr| {
+            TcpListener::bind(addr).map_err(|error| {
+                eprintln!("error: cannot listen for metrics on {addr}: {error}");
+            })
+        })
+        .transpose()?;
+    Ok(Listeners {
+        native,
+        irc,
+        web,
+        metrics,
+    })
 }
 
 /// Says where it listens, serves until a signal, and logs what it served.
 async fn serve(
-    listener: TcpListener,
-    irc: Option<TcpListener>,
-    web: Option<TcpListener>,
+    listeners: Listeners,
     config: ServerConfig,
     signals: &mut Signals,
 ) -> std::io::Result<()> {
-    let listener = async_net::TcpListener::try_from(listener)?;
+    let Listeners {
+        native,
+        irc,
+        web,
+        metrics,
+    } = listeners;
+    let listener = async_net::TcpListener::try_from(native)?;
     println!("listening on {}", listener.local_addr()?);
     let irc = irc.map(async_net::TcpListener::try_from).transpose()?;
     if let Some(irc) = &irc {
@@ -88,13 +110,17 @@ async fn serve(
         // After the `listening on` line, which scripts and tests read first.
         println!("web page at http://{}/", web.local_addr()?);
     }
+    let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
+    if let Some(metrics) = &metrics {
+        println!("metrics at http://{}/metrics", metrics.local_addr()?);
+    }
     let stats = Arc::new(Stats::default());
     let shutdown = async {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("received {signal:?}");
         }
     };
-    serve_with_gateways(listener, irc, web, config, stats.clone(), shutdown).await?;
+    serve_with_gateways(listener, irc, web, metrics, config, stats.clone(), shutdown).await?;
     log::info!(
         "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
         stats.accepted.load(Relaxed),

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use chat_core::{Hub, HubEvent, Input, Notice, Room, UsageError};
+use chat_core::{CodecId, Hub, HubEvent, Input, Notice, Room, UsageError};
 use chat_proto::CloseReason;
 use futures_lite::FutureExt;
 use smol::Timer;
@@ -20,7 +20,7 @@ use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
-use crate::{irc, web};
+use crate::{irc, metrics, web};
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
 /// with a shutting-down frame, lets writers flush for at most `config.linger`, and returns.
@@ -33,15 +33,17 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_with_gateways(listener, None, None, config, stats, shutdown).await
+    serve_with_gateways(listener, None, None, None, config, stats, shutdown).await
 }
 
 /// [`serve`], with IRC clients on `irc` and the room in a browser on `web`, each when given:
-/// one room, whichever way a member comes in.
+/// one room, whichever way a member comes in. With `metrics`, scrapes and health checks are
+/// answered there (`--metrics-addr`).
 pub async fn serve_with_gateways(
     listener: async_net::TcpListener,
     irc: Option<async_net::TcpListener>,
     web: Option<async_net::TcpListener>,
+    metrics: Option<async_net::TcpListener>,
     config: ServerConfig,
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -72,6 +74,20 @@ pub async fn serve_with_gateways(
         )
     });
     let outbox = Outbox::new(hub);
+    let sources = metrics::Sources {
+        outbox: outbox.clone(),
+        stats: stats.clone(),
+        lanes: metrics::Lanes(
+            [
+                (CodecId::WIRE, "native_v3"),
+                (CodecId::WIRE_V2, "native_v2"),
+            ]
+            .into_iter()
+            .chain(irc.as_ref().map(|(_, codec)| (*codec, "irc")))
+            .chain(web.as_ref().map(|(_, codec)| (*codec, "web")))
+            .collect(),
+        ),
+    };
     let room = ex.reads.spawn(room_task(
         config.clone(),
         outbox.clone(),
@@ -95,8 +111,15 @@ pub async fn serve_with_gateways(
             None => std::future::pending().await,
         }
     };
+    let accept_metrics = async {
+        match metrics {
+            Some(listener) => metrics::serve(&ex, listener, sources).await,
+            None => std::future::pending().await,
+        }
+    };
     let main = async move {
-        accept.or(accept_irc).or(accept_web).or(shutdown).await;
+        let gateways = accept_irc.or(accept_web).or(accept_metrics);
+        accept.or(gateways).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
         events_tx.close();
@@ -162,6 +185,18 @@ async fn room_task(
     redis_log
 }
 
+/// For `/readyz`: a shared room's node is out of the room from the moment its lease ran out
+/// unrenewed until the log speaks to it again (an entry applied, or the room started over).
+fn note_lease(stats: &Stats, input: &Input) {
+    match input {
+        Input::Lost { .. } => stats.lease_lost.store(true, Relaxed),
+        Input::Applied(_) | Input::Resync { .. } if stats.lease_lost.load(Relaxed) => {
+            stats.lease_lost.store(false, Relaxed);
+        }
+        _ => {}
+    }
+}
+
 /// Feeds one input to the hub (or hands the shared log an answer) and carries out what
 /// follows: proposals go to the shared log, and what it gives the room goes in, in the same
 /// step; returns the next deadline.
@@ -185,14 +220,23 @@ fn step(
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
-                HubEvent::Notice(Notice::Joined { name, .. }) => log::info!("{name} joined"),
+                HubEvent::Notice(Notice::Joined { name, .. }) => {
+                    stats.joins.fetch_add(1, Relaxed);
+                    log::info!("{name} joined");
+                }
                 HubEvent::Notice(Notice::Left { name, reason }) => {
+                    stats.leaves[metrics::close_index(reason)].fetch_add(1, Relaxed);
                     log::info!("{name} left ({reason})");
+                }
+                HubEvent::Refused { conn, refusal } => {
+                    stats.refused[metrics::refusal_index(&refusal)].fetch_add(1, Relaxed);
+                    log::debug!("conn {}: hello refused ({refusal})", conn.0);
                 }
                 HubEvent::Notice(Notice::Renamed { from, to }) => {
                     log::info!("{from} is now {to}");
                 }
                 HubEvent::Closed { conn, reason } => {
+                    stats.closes[metrics::close_index(reason)].fetch_add(1, Relaxed);
                     if reason == CloseReason::TooSlow {
                         stats.too_slow.fetch_add(1, Relaxed);
                     }
@@ -210,6 +254,7 @@ fn step(
         let Some(input) = redis_log.as_deref_mut().and_then(|log| log.poll_input()) else {
             break;
         };
+        note_lease(stats, &input);
         if let Err(error) = hub.handle_input(Instant::now(), input) {
             log::error!("driver bug: {error}");
         }
@@ -262,6 +307,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
     web_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
@@ -290,6 +336,12 @@ impl RunningServer {
         };
         let irc_addr = irc.as_ref().map(|l| l.local_addr()).transpose()?;
         let irc = irc.map(async_net::TcpListener::try_from).transpose()?;
+        let metrics = config
+            .metrics_addr
+            .map(std::net::TcpListener::bind)
+            .transpose()?;
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+        let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread_stats = stats.clone();
@@ -303,6 +355,7 @@ impl RunningServer {
                     listener,
                     irc,
                     web,
+                    metrics,
                     config,
                     thread_stats,
                     shutdown,
@@ -312,6 +365,7 @@ impl RunningServer {
             addr,
             irc_addr,
             web_addr,
+            metrics_addr,
             stats,
             stop,
             thread: Some(thread),
@@ -321,6 +375,11 @@ impl RunningServer {
     /// The address of the room in a browser, when it serves one.
     pub fn web_addr(&self) -> Option<SocketAddr> {
         self.web_addr
+    }
+
+    /// The address of its metrics and health checks, when it serves them (`metrics_addr`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The address it listens on.

@@ -1,6 +1,8 @@
 //! Counters the server keeps about itself, readable from any thread.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use chat_proto::CloseReason;
 
 /// Running totals; every field only grows except `connections` and `members`.
 #[derive(Debug, Default)]
@@ -24,6 +26,17 @@ pub struct Stats {
     pub max_queued: AtomicU64,
     /// Connections closed as too slow.
     pub too_slow: AtomicU64,
+    /// Members that joined the room (every node's, in a shared room).
+    pub joins: AtomicU64,
+    /// Members that left (of the whole room), by reason: indexed like `CloseReason::ALL`.
+    pub leaves: [AtomicU64; CloseReason::ALL.len()],
+    /// Connections the room closed, by reason: indexed like `CloseReason::ALL`.
+    pub closes: [AtomicU64; CloseReason::ALL.len()],
+    /// A shared room's lease ran out unrenewed and nothing has come from its log since: the
+    /// node is out of the room (`/readyz` says 503).
+    pub lease_lost: AtomicBool,
+    /// Hellos refused, by reason (the labels of `--metrics-addr`'s `chat_refused_hellos`).
+    pub refused: [AtomicU64; crate::metrics::REFUSALS.len()],
 }
 
 impl Stats {

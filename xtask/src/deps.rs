@@ -24,6 +24,8 @@ pub(crate) const NEEDED: &[(&str, &str)] = &[
     ("chromedriver", "chromium-driver"),
     // npm installs axe-core, which the browser tests inject into the page (see `ensure_axe`).
     ("npm", "npm"),
+    // The metrics test validates the server's exposition with Prometheus's own checker.
+    ("promtool", "prometheus"),
 ];
 
 /// The accessibility engine the browser tests inject into the page, pinned.

@@ -457,3 +457,39 @@ fn a_view_gets_its_own_broadcast_bytes_and_its_codec_still_reads_and_answers() {
     assert!(hub.room().is_open(fancy));
     hub.detach(fancy);
 }
+
+#[test]
+fn the_hub_counts_members_by_codec_chats_broadcast_and_tells_of_each_refused_hello() {
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(config(), EPOCH).unwrap(), 1 << 20);
+    let lines = hub.add_codec(Box::new(Lines::default()));
+    let (wire, text, late, waiting) = (ConnId(1), ConnId(2), ConnId(3), ConnId(4));
+    hub.attach(text, lines);
+    hub.attach(late, lines);
+    for conn in [wire, text, late, waiting] {
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
+    }
+    hub.handle_input(now, Input::Received(wire, hello("w")))
+        .unwrap();
+    hub.handle_bytes(now, text, b"a").unwrap();
+    hub.handle_bytes(now, late, b"a").unwrap(); // "a" is taken
+    hub.handle_input(now, Input::Received(wire, chat("hi")))
+        .unwrap();
+    hub.handle_bytes(now, text, b"c").unwrap();
+    let refused: Vec<_> = std::iter::from_fn(|| hub.poll_event())
+        .filter(|e| matches!(e, HubEvent::Refused { .. }))
+        .collect();
+    let taken = HubEvent::Refused {
+        conn: late,
+        refusal: Refusal::NameTaken,
+    };
+    assert_eq!(refused, [taken]);
+    assert_eq!(hub.chats(), 2);
+    // The connection still waiting for its hello is no member.
+    assert_eq!(hub.members_of(CodecId::WIRE), 1);
+    assert_eq!(hub.members_of(lines), 1);
+    assert_eq!(hub.members_of(CodecId::WIRE_V2), 0);
+    hub.handle_bytes(now, text, b"q").unwrap();
+    hub.handle_input(now, Input::Closed(text)).unwrap();
+    assert_eq!(hub.members_of(lines), 0);
+}

@@ -4,6 +4,7 @@
 mod client;
 mod hostile;
 mod irc;
+mod metrics;
 mod redis;
 mod redis_infra;
 mod redis_scripts;
