@@ -1,82 +1,54 @@
-//! The IRC entrance fed arbitrary bytes as a hub drives it: the line reader, each connection's
-//! session in the codec (lines kept after a hello, member-list requests), and the lines the
-//! codec writes back: never a panic, never a line over 512 bytes or with a CR/LF/NUL inside.
+//! The IRC entrance fed arbitrary bytes as the server drives it: a real hub and room with the
+//! IRC codec and its capability lanes, one connection typing the input (registration, CAP
+//! negotiation, message tags, CTCP, NICK, AWAY, PART and JOIN, CHATHISTORY, WHO masks, ...) in
+//! two reads, and a registered watcher with every capability on. Never a panic or a driver
+//! error, and every line either of them is sent ends in CR LF, fits 512 bytes (tags aside, as
+//! the IRCv3 message-tags spec allows) and holds no CR, LF or NUL inside.
 #![no_main]
 
-use chat_core::{Codec, ConnId, Inbound};
+use std::time::{Duration, Instant};
+
+use chat_core::{Config, ConnId, Due, Hub, Input, Room};
 use chat_gateway::irc::{Identity, IrcCodec, Line, LineReader, MAX_LINE};
-use chat_proto::{ClientMsg, ServerMsg};
 use libfuzzer_sys::fuzz_target;
 
-const CONN: ConnId = ConnId(1);
+/// What the watcher asks for, so that every lane of the codec is in use.
+const WATCHER: &[u8] = b"CAP LS 302\r\nCAP REQ :server-time message-tags echo-message batch \
+labeled-response away-notify multi-prefix userhost-in-names cap-notify standard-replies \
+draft/chathistory\r\nNICK watcher\r\nUSER w 0 * :Watcher\r\nCAP END\r\n";
 
-/// Every line in `bytes` ends in CR LF, fits 512 bytes and holds no CR, LF or NUL.
+/// Every line in `bytes` ends in CR LF, holds no CR, LF or NUL, and its part after the tags
+/// fits 512 bytes.
 fn check_lines(bytes: &[u8]) {
-    assert!(bytes.is_empty() || bytes.ends_with(b"\r\n"));
+    assert!(bytes.is_empty() || bytes.ends_with(b"\r\n"), "{bytes:?}");
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let line = line.strip_suffix(b"\r").expect("CR LF");
-        assert!(
-            line.len() + 2 <= MAX_LINE,
-            "line of {} bytes",
-            line.len() + 2
-        );
-        assert!(!line.contains(&b'\r') && !line.contains(&0));
+        assert!(!line.contains(&b'\r') && !line.contains(&0), "{line:?}");
+        let body = match line.strip_prefix(b"@") {
+            Some(tagged) => match tagged.iter().position(|&b| b == b' ') {
+                Some(space) => &tagged[space + 1..],
+                None => panic!("tags with no message: {line:?}"),
+            },
+            None => line,
+        };
+        assert!(body.len() + 2 <= MAX_LINE, "line of {} bytes", body.len() + 2);
     }
 }
 
-/// The room's side: answers what the codec decoded as the room might, through the codec.
-struct Room {
-    welcome_next: bool,
-    /// A name from the input, for chats and member lists.
-    other: String,
-}
-
-impl Room {
-    fn answer(&mut self, codec: &mut IrcCodec, item: Inbound) {
-        let mut out = Vec::new();
-        match item {
-            Inbound::Reply(bytes) => out = bytes,
-            Inbound::Msg(ClientMsg::Hello { name, .. }) => {
-                // The room may welcome or refuse any nick the session lets through.
-                let msg = if self.welcome_next && chat_core::check_name(&name, 32).is_ok() {
-                    ServerMsg::Welcome {
-                        name: chat_core::display_name(&name),
-                        online: 2,
-                        members: vec![
-                            chat_proto::Member::named(name.as_str()),
-                            chat_proto::Member::named(self.other.as_str()),
-                        ],
-                        limits: chat_core::Config::default().limits(),
-                        seq: 0,
-                        epoch: 1,
-                    }
-                } else {
-                    ServerMsg::Refused(chat_proto::Refusal::NameTaken)
-                };
-                self.welcome_next = !self.welcome_next;
-                codec.encode_to(CONN, &msg, &mut out);
-            }
-            Inbound::Msg(ClientMsg::Chat { text, kind }) => {
-                // What the room would accept comes back out as well-formed lines.
-                if chat_core::check_text(&text, 1024).is_ok() {
-                    let from = self.other.clone();
-                    let chat = ServerMsg::Chat {
-                        seq: 1,
-                        time: 1_700_000_000_000,
-                        from,
-                        text,
-                        kind,
-                    };
-                    codec.encode_broadcast(&chat, &mut out);
-                }
-            }
-            Inbound::Msg(ClientMsg::Who) => {
-                let members = vec![chat_proto::Member::named(self.other.as_str())];
-                codec.encode_to(CONN, &ServerMsg::Members { members }, &mut out);
-            }
-            Inbound::Msg(_) | Inbound::Malformed | Inbound::End => {}
+/// Everything `conn` is owed, as a writer takes it.
+fn drain(hub: &mut Hub, conn: ConnId) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        let due = hub.fanout_of(conn).due(conn, |frame| {
+            chunk.extend_from_slice(frame);
+            true
+        });
+        if due != Due::Write {
+            return got;
         }
-        check_lines(&out);
+        hub.fanout_of(conn).consumed(conn, chunk.len());
+        got.extend(chunk);
     }
 }
 
@@ -87,32 +59,33 @@ fuzz_target!(|data: &[u8]| {
             assert!(text.len() + 2 <= MAX_LINE);
         }
     });
+    let now = Instant::now();
+    let mut hub = Hub::new(Room::new(Config::default(), 7).unwrap(), 1 << 20);
+    hub.set_clock(now, 1_700_000_000_000);
     let mut codec = IrcCodec::new(Identity {
         server: "irc.test".into(),
         channel: "#chat".into(),
     });
-    // The first byte splits the input in two reads, to cross a line boundary.
-    let cut = data.first().map_or(0, |&b| b as usize).min(data.len());
-    let other = String::from_utf8_lossy(&data[..cut.min(40)]).into_owned();
-    let mut room = Room {
-        welcome_next: data.first().is_some_and(|b| b & 1 == 0),
-        other: if chat_core::check_name(&other, 32).is_ok() {
-            other
-        } else {
-            "other".into()
-        },
-    };
-    let mut items = Vec::new();
-    for part in [&data[..cut], &data[cut..]] {
-        codec.decode(CONN, part, &mut items);
-        loop {
-            for item in std::mem::take(&mut items) {
-                room.answer(&mut codec, item);
-            }
-            match codec.poll_ready() {
-                Some(conn) => codec.decode(conn, &[], &mut items),
-                None => break,
-            }
-        }
+    codec.set_motd("welcome\nto the room");
+    let irc = codec.add_to(&mut hub);
+    let (typist, watcher) = (ConnId(1), ConnId(2));
+    for conn in [watcher, typist] {
+        hub.attach(conn, irc);
+        hub.handle_input(now, Input::Opened(conn)).unwrap();
     }
+    hub.handle_bytes(now, watcher, WATCHER).unwrap();
+    check_lines(&drain(&mut hub, watcher));
+    // The first byte splits the input in two reads, to cross a line boundary; time passes
+    // between them, so that deadlines and rate limits move.
+    let cut = data.first().map_or(0, |&b| b as usize).min(data.len());
+    let later = now + Duration::from_millis(u64::from(data.get(1).copied().unwrap_or(0)) * 10);
+    hub.handle_bytes(now, typist, &data[..cut]).unwrap();
+    check_lines(&drain(&mut hub, typist));
+    hub.handle_input(later, Input::Tick).unwrap();
+    hub.handle_bytes(later, typist, &data[cut..]).unwrap();
+    for conn in [typist, watcher] {
+        check_lines(&drain(&mut hub, conn));
+    }
+    hub.handle_input(later, Input::Closed(typist)).unwrap();
+    check_lines(&drain(&mut hub, watcher));
 });
