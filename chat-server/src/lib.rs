@@ -27,6 +27,7 @@ mod conn;
 mod irc;
 mod metrics;
 mod outbox;
+mod random;
 mod redis;
 mod server;
 mod stats;

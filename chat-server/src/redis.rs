@@ -81,7 +81,7 @@ pub(crate) async fn enter(
         max_members,
         history,
     };
-    let mut machine = RedisLog::new(settings, seed(), Instant::now());
+    let mut machine = RedisLog::new(settings, crate::random::seed(), Instant::now());
     let unreachable =
         |e: RedisError| io::Error::other(format!("cannot use Redis at {}: {e}", config.url));
     let mut conn = connect(&client).await.map_err(unreachable)?;
@@ -344,18 +344,4 @@ fn log_note(note: &Note) {
         Level::Warn => log::warn!("redis: {}", note.text),
         Level::Error => log::error!("redis: {}", note.text),
     }
-}
-
-/// Randomness for the log: the epoch of a room this node creates comes from it.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }

@@ -422,16 +422,7 @@ impl Drop for RunningServer {
 /// A room epoch for a room alone: random, never 0 (0 means "unknown" to a resuming client), so
 /// that a client resuming after a restart gets the new room's history, not a gap.
 fn new_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish().max(1)
+    crate::random::seed().max(1)
 }
 
 /// Milliseconds since the Unix epoch by the system clock (0 before 1970).
