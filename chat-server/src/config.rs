@@ -90,6 +90,9 @@ pub struct Args {
     /// the server name in IRC lines [env CHAT_IRC_SERVER_NAME, else the host name]
     #[argh(option)]
     pub irc_server_name: Option<String>,
+    /// a text file whose lines are the IRC message of the day [env CHAT_IRC_MOTD, else none: 422]
+    #[argh(option)]
+    pub irc_motd: Option<String>,
     /// share the room with other servers through this Redis, e.g. redis://127.0.0.1:6379 [env CHAT_REDIS, else the room is this process's alone]
     #[argh(option)]
     pub redis: Option<String>,
@@ -138,6 +141,8 @@ pub struct ServerConfig {
     pub irc_channel: String,
     /// The server name in IRC lines; none: the host name.
     pub irc_server_name: Option<String>,
+    /// The file whose lines are the IRC message of the day, read when the server starts.
+    pub irc_motd: Option<std::path::PathBuf>,
     /// The room is shared through Redis (`--redis`); `None`: the room lives in this process.
     pub shared: Option<SharedConfig>,
     /// Listen with SO_REUSEPORT, so that several processes share one port.
@@ -189,6 +194,7 @@ impl Default for ServerConfig {
             irc_port: None,
             irc_channel: "#chat".into(),
             irc_server_name: None,
+            irc_motd: None,
             shared: None,
             reuse_port: false,
             metrics_addr: None,
@@ -431,6 +437,12 @@ fn resolve_gateways(
                 .into());
         }
         config.irc_server_name = Some(name);
+    }
+    if let Some(raw) = pick("irc-motd", &args.irc_motd) {
+        config.irc_motd = Some(raw.parse_with(
+            |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+            "a file name",
+        )?);
     }
     Ok(())
 }
@@ -719,6 +731,7 @@ mod tests {
             irc_port: Some("6668".into()),
             irc_channel: Some("#room".into()),
             irc_server_name: Some("irc.example".into()),
+            irc_motd: Some("/etc/chat/motd".into()),
             redis: Some("redis://127.0.0.1:6390".into()),
             room: Some("r1".into()),
             node_id: Some("n1".into()),
@@ -763,6 +776,7 @@ mod tests {
             ("CHAT_IRC_PORT", "6668"),
             ("CHAT_IRC_CHANNEL", "#room"),
             ("CHAT_IRC_SERVER_NAME", "irc.example"),
+            ("CHAT_IRC_MOTD", "/etc/chat/motd"),
             ("CHAT_REDIS", "redis://127.0.0.1:6390"),
             ("CHAT_ROOM", "r1"),
             ("CHAT_NODE_ID", "n1"),
@@ -806,6 +820,7 @@ mod tests {
             irc_port: Some(6668),
             irc_channel: "#room".into(),
             irc_server_name: Some("irc.example".into()),
+            irc_motd: Some("/etc/chat/motd".into()),
             shared: Some(SharedConfig {
                 url: "redis://127.0.0.1:6390".into(),
                 room: "r1".into(),

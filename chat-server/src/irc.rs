@@ -7,12 +7,23 @@ use chat_gateway::irc::{Identity, IrcCodec};
 
 use crate::config::ServerConfig;
 
-/// The codec to add to the hub, with the channel and server name of `config`.
-pub(crate) fn codec(config: &ServerConfig) -> IrcCodec {
-    IrcCodec::new(Identity {
+/// The codec to add to the hub, with the channel, server name and MOTD of `config`; an error
+/// if the MOTD file cannot be read.
+pub(crate) fn codec(config: &ServerConfig) -> std::io::Result<IrcCodec> {
+    let mut codec = IrcCodec::new(Identity {
         server: config.irc_server_name.clone().unwrap_or_else(host_name),
         channel: config.irc_channel.clone(),
-    })
+    });
+    if let Some(path) = &config.irc_motd {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            std::io::Error::other(format!(
+                "cannot read --irc-motd {}: {error}",
+                path.display()
+            ))
+        })?;
+        codec.set_motd(&text);
+    }
+    Ok(codec)
 }
 
 /// This machine's host name, for the server name in IRC lines; `chat-server` if it cannot be

@@ -65,7 +65,10 @@ pub async fn serve_with_gateways(
     let room = room.map_err(io::Error::other)?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
     let mut hub = Hub::new(room, config.queue_bytes);
-    let irc = irc.map(|listener| (listener, irc::codec(&config).add_to(&mut hub)));
+    let irc = match irc {
+        Some(listener) => Some((listener, irc::codec(&config)?.add_to(&mut hub))),
+        None => None,
+    };
     let web = web.map(|listener| {
         let listen = listener.local_addr().ok().map(|a| a.ip());
         (

@@ -746,3 +746,36 @@ fn ii_talks_with_chat_client(chat_addr: SocketAddr, irc_addr: SocketAddr) {
     expect("* iiuser left: bye");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_motd_file_is_the_message_of_the_day_and_an_unreadable_one_stops_the_start() {
+    let dir = tests::TempDir::new("chat-motd");
+    let motd = dir.0.join("motd.txt");
+    std::fs::write(&motd, "Welcome to the room.\nBe kind.\n").unwrap();
+    let mut config = irc_config();
+    config.irc_motd = Some(motd.clone());
+    let server = start_server(config);
+    let (mut irc, lines) = Irc::register(server.irc_addr().unwrap(), "reader");
+    let text: Vec<&String> = lines.iter().filter(|l| l.contains(" 372 ")).collect();
+    assert_eq!(text.len(), 2, "{lines:?}");
+    assert!(text[0].ends_with(":- Welcome to the room."), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains(" 376 ")), "{lines:?}");
+    irc.send("MOTD");
+    assert!(
+        irc.until(" 376 ")
+            .iter()
+            .any(|l| l.ends_with(":- Be kind."))
+    );
+    // Without a file: 422. With one that cannot be read: the binary says so and exits 1.
+    let (mut plain, lines) = Irc::register(start_server(irc_config()).irc_addr().unwrap(), "r");
+    assert!(lines.iter().any(|l| l.contains(" 422 ")), "{lines:?}");
+    plain.send("QUIT");
+    let out = std::process::Command::new(tests::binary("chat-server"))
+        .args(["--port", "0", "--irc-port", "0", "--irc-motd"])
+        .arg(dir.0.join("missing.txt"))
+        .output()
+        .expect("run chat-server");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read --irc-motd"), "{err}");
+}

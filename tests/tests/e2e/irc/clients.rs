@@ -186,9 +186,9 @@ fn weechat_joins_chats_renames_goes_away_parts_rejoins_and_negotiates_caps() {
         enabled.contains("server-time") && enabled.contains("echo-message"),
         "{enabled}"
     );
-    // server-time: the history a join is shown carries the times the lines were said.
-    let log = std::fs::read_to_string(&channel_log).unwrap();
-    assert!(log.contains("[earlier] <wee> hello from irc"), "{log}");
+    // server-time: the history a join is shown carries the times the lines were said. WeeChat
+    // writes its log when it likes: wait for the line rather than read once.
+    wait_for_text(&channel_log, "[earlier] <wee> hello from irc");
 }
 
 #[test]
