@@ -52,17 +52,7 @@ pub async fn serve_with_gateways(
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
-    // With `--redis`, the room's log is a Redis stream: join it before serving anyone.
-    let (room, log) = match &config.shared {
-        None => (Room::new(config.room.clone(), new_epoch()), None),
-        Some(shared) => {
-            let (log, node, snapshot) =
-                crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
-            let room = Room::shared(config.room.clone(), node, snapshot);
-            (room, Some(log))
-        }
-    };
-    let room = room.map_err(io::Error::other)?;
+    let (room, log) = enter_room(&config).await?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
     let mut hub = Hub::new(room, config.queue_bytes);
     let irc = match irc {
@@ -77,19 +67,17 @@ pub async fn serve_with_gateways(
         )
     });
     let outbox = Outbox::new(hub);
+    let lanes = [
+        (CodecId::WIRE, "native_v3"),
+        (CodecId::WIRE_V2, "native_v2"),
+    ]
+    .into_iter()
+    .chain(irc.as_ref().map(|(_, codec)| (*codec, "irc")))
+    .chain(web.as_ref().map(|(_, codec)| (*codec, "web")));
     let sources = metrics::Sources {
         outbox: outbox.clone(),
         stats: stats.clone(),
-        lanes: metrics::Lanes(
-            [
-                (CodecId::WIRE, "native_v3"),
-                (CodecId::WIRE_V2, "native_v2"),
-            ]
-            .into_iter()
-            .chain(irc.as_ref().map(|(_, codec)| (*codec, "irc")))
-            .chain(web.as_ref().map(|(_, codec)| (*codec, "web")))
-            .collect(),
-        ),
+        lanes: metrics::Lanes(lanes.collect()),
     };
     let room = ex.reads.spawn(room_task(
         config.clone(),
@@ -132,6 +120,21 @@ pub async fn serve_with_gateways(
     };
     ex.run(main).await;
     Ok(())
+}
+
+/// The room, and with `--redis` the node's place in the Redis log it shares, entered before
+/// anyone is served.
+async fn enter_room(config: &ServerConfig) -> io::Result<(Room, Option<crate::redis::Entered>)> {
+    let (room, log) = match &config.shared {
+        None => (Room::new(config.room.clone(), new_epoch()), None),
+        Some(shared) => {
+            let (log, node, snapshot) =
+                crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
+            let room = Room::shared(config.room.clone(), node, snapshot);
+            (room, Some(log))
+        }
+    };
+    Ok((room.map_err(io::Error::other)?, log))
 }
 
 /// The one owner of the hub's inputs (and of the shared room's log, which it returns at the
