@@ -33,6 +33,7 @@ mod server;
 mod stats;
 mod web;
 
+pub use self::redis::reply as redis_reply;
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,
 };

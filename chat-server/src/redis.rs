@@ -309,8 +309,10 @@ async fn connect(client: &Client) -> RedisResult<MultiplexedConnection> {
         .await
 }
 
-/// The client's value in the log's terms; an error is the client's words.
-fn reply(result: RedisResult<Value>) -> Reply {
+/// The client's value in the log's terms; an error is the client's words. Public (as
+/// `chat_server::redis_reply`) so that tests driving the scripts read replies exactly as the
+/// server does.
+pub fn reply(result: RedisResult<Value>) -> Reply {
     match result {
         Ok(value) => convert(value),
         Err(error) => Reply::Error(error.to_string()),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::redis::{Client, FromRedisValue, RedisResult, Value};
+use ::redis::{Client, FromRedisValue, RedisResult};
 use chat_core::log::redis::{Call, Command as LogCommand, Reply};
 
 use crate::{TempDir, free_port};
@@ -230,24 +230,5 @@ pub fn run_call(con: &mut ::redis::Connection, call: &Call) -> Reply {
             ::redis::cmd(name).arg(rest).query(con)
         }
     };
-    match result {
-        Ok(value) => reply(value),
-        Err(error) => Reply::Error(error.to_string()),
-    }
-}
-
-/// The `redis` crate's value in the Redis log's terms, as the server converts it.
-pub fn reply(value: Value) -> Reply {
-    let all = |items: Vec<Value>| Reply::Array(items.into_iter().map(reply).collect());
-    match value {
-        Value::Nil => Reply::Nil,
-        Value::Int(n) => Reply::Int(n),
-        Value::BulkString(bytes) => Reply::Bulk(bytes),
-        Value::SimpleString(s) => Reply::Bulk(s.into_bytes()),
-        Value::Okay => Reply::Bulk(b"OK".to_vec()),
-        Value::Array(items) | Value::Set(items) => all(items),
-        Value::Map(pairs) => all(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
-        Value::ServerError(error) => Reply::Error(error.to_string()),
-        other => Reply::Error(format!("unexpected value {other:?}")),
-    }
+    chat_server::redis_reply(result)
 }
