@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chat_proto::{ChatKind, CloseReason, HistoryChat, Ident, Member};
 
 use crate::ConnId;
+use crate::accounts::{Account, Ban, Moderation, Mute};
 
 pub mod redis;
 
@@ -143,6 +144,16 @@ pub enum Event {
         /// Why.
         message: Option<Arc<str>>,
     },
+    /// The entry's key became an account, or its password changed: `hash` (a PHC string) is
+    /// what a hello for that name (or a look-alike of it) must now match.
+    Registered {
+        /// The password's hash.
+        hash: Arc<str>,
+    },
+    /// The entry's key is an account no longer: its name is first-come again.
+    Unregistered,
+    /// An operator (the entry's name and key) acted.
+    Moderated(Arc<Moderation>),
     /// An entry of a kind this version does not know (a newer node wrote it): passed over, it
     /// only moves the position on.
     Unknown,
@@ -191,6 +202,12 @@ pub struct Snapshot {
     /// The most recent chats up to `pos`, oldest first, as many as the log still holds: what
     /// a newcomer is shown, the same on a room that starts now as on one that applied them.
     pub history: Vec<HistoryChat>,
+    /// Every registered name at `pos`.
+    pub accounts: Vec<Account>,
+    /// Every ban in force at `pos`.
+    pub bans: Vec<Ban>,
+    /// Every mute in force at `pos`.
+    pub mutes: Vec<Mute>,
 }
 
 /// An in-memory log: claims names by folded key, numbers entries and stamps them with the time
@@ -376,6 +393,7 @@ impl Sequencer {
             seq: self.seq,
             members,
             history: Vec::new(),
+            ..Snapshot::default()
         }
     }
 }

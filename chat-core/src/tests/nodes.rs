@@ -431,6 +431,7 @@ fn a_room_started_from_a_snapshot_shows_its_chats_to_a_newcomer_as_many_as_it_ke
         seq: 3,
         members: Vec::new(),
         history: (1..=3).map(said).collect(),
+        ..Snapshot::default()
     };
     let config = Config {
         history: 2,

@@ -161,6 +161,7 @@ pub(super) fn parse_snapshot(reply: &Reply, notes: &mut Vec<Note>) -> Option<(Sn
         seq: seq.number()?,
         members,
         history,
+        ..Snapshot::default()
     };
     Some((snapshot, last_id.text()?.into_owned()))
 }

@@ -266,7 +266,10 @@ impl Redis {
                 .into_iter()
                 .chain(message(m))
                 .collect(),
-            Event::Unknown => unreachable!("the scripts write no unknown entry"),
+            Event::Unknown
+            | Event::Registered { .. }
+            | Event::Unregistered
+            | Event::Moderated(_) => unreachable!("the scripts write no such entry"),
         };
         fields.extend(tail.into_iter().map(|(f, v)| (f.to_owned(), v)));
         // XADD's `*`: Redis's time, or one past the last ID if the clock is behind it.
