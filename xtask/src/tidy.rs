@@ -2,7 +2,8 @@
 //!
 //! Three places state every setting's default: the code (`chat_core::Config::default()`,
 //! `ServerConfig::default()`, the client's `DEFAULT_*` constants), the `--help` text (the
-//! `[env CHAT_X, default Y]` note in each argh doc comment) and README.md's configuration table.
+//! `[env CHAT_X, default Y]` note in each argh doc comment) and the configuration table of the
+//! operator's manual, docs/operating.md.
 //! The check reads the source files as text rather than running the binaries: it stays cheap
 //! (no build) and a default it cannot read is reported as a problem, never skipped.
 
@@ -30,7 +31,7 @@ mod tests {
                 room: read("chat-core/src/config.rs"),
                 server_config: read("chat-server/src/config.rs"),
                 client_config: read("chat-client/src/config.rs"),
-                readme: read("README.md"),
+                readme: read("docs/operating.md"),
             }
         }
     }
@@ -42,7 +43,7 @@ mod tests {
         default: Option<String>,
     }
 
-    /// Reduces a default written in Rust to the form `--help` and the README use: `10_000` and
+    /// Reduces a default written in Rust to the form `--help` and the manual use: `10_000` and
     /// `10 * 1000` to `10000`, `Duration::from_secs(10)` to `10s`, `"h".into()` to `h`.
     fn canonical(expr: &str) -> Option<String> {
         let expr = expr.trim().trim_end_matches(',').trim();
@@ -148,7 +149,7 @@ mod tests {
         })
     }
 
-    /// README rows of the configuration table: (program, flag) to (variable, first word of the
+    /// The manual's rows of the configuration table: (program, flag) to (variable, first word of the
     /// default, backticks removed).
     fn readme_rows(readme: &str) -> BTreeMap<(String, String), (String, String)> {
         let mut rows = BTreeMap::new();
@@ -237,12 +238,12 @@ mod tests {
         Ok(defaults)
     }
 
-    /// Every disagreement between code, `--help` and README, one line each.
+    /// Every disagreement between code, `--help` and the manual, one line each.
     fn problems(sources: &Sources) -> Vec<String> {
         let mut problems = Vec::new();
         let readme = readme_rows(&sources.readme);
         if readme.is_empty() {
-            problems.push("README.md: no configuration table found".to_owned());
+            problems.push("docs/operating.md: no configuration table found".to_owned());
         }
         let mut documented = Vec::new();
         for (program, config) in [
@@ -286,19 +287,19 @@ mod tests {
                     .or_else(|| readme.get(&("both".to_owned(), flag.clone())));
                 match row {
                     None => problems.push(format!(
-                        "{program} {flag}: no row in README.md's configuration table"
+                        "{program} {flag}: no row in docs/operating.md's configuration table"
                     )),
                     Some((row_var, row_default)) => {
                         if *row_var != var {
                             problems.push(format!(
-                                "{program} {flag}: README.md names {row_var}, the code reads {var}"
+                                "{program} {flag}: docs/operating.md names {row_var}, the code reads {var}"
                             ));
                         }
                         if let Some(default) = &default
                             && row_default != default
                         {
                             problems.push(format!(
-                                "{program} {flag}: README.md says default {row_default}, the code has {default}"
+                                "{program} {flag}: docs/operating.md says default {row_default}, the code has {default}"
                             ));
                         }
                     }
@@ -314,7 +315,7 @@ mod tests {
             };
             if !exists {
                 problems.push(format!(
-                    "README.md: row for {program} {flag}, which has no such flag"
+                    "docs/operating.md: row for {program} {flag}, which has no such flag"
                 ));
             }
         }
@@ -345,7 +346,7 @@ mod tests {
             problems(&sources),
             [
                 "server --rate: --help says default 20, the code has 25",
-                "server --rate: README.md says default 20, the code has 25",
+                "server --rate: docs/operating.md says default 20, the code has 25",
             ]
         );
     }
@@ -367,9 +368,9 @@ mod tests {
             problems(&sources),
             [
                 "server --queue-bytes: --help says default 262144, the code has 131072",
-                "server --queue-bytes: README.md says default 262144, the code has 131072",
+                "server --queue-bytes: docs/operating.md says default 262144, the code has 131072",
                 "server --idle-timeout: --help says default 90s, the code has 90ms",
-                "server --idle-timeout: README.md says default 90s, the code has 90ms",
+                "server --idle-timeout: docs/operating.md says default 90s, the code has 90ms",
             ]
         );
     }
@@ -395,7 +396,7 @@ mod tests {
         assert_eq!(
             problems(&sources),
             [
-                "server --max-clients: README.md says default 1000, the code has 10000",
+                "server --max-clients: docs/operating.md says default 1000, the code has 10000",
                 "server --burst: --help names CHAT_BURSTS, the code reads CHAT_BURST",
                 "client --port: --help says default 7979, the code has 7878",
             ]
@@ -419,8 +420,8 @@ mod tests {
             problems(&sources),
             [
                 "server --flood-strikes: --help has no [env CHAT_FLOOD_STRIKES, default 40] note",
-                "server --ping-interval: no row in README.md's configuration table",
-                "README.md: row for server --ping-every, which has no such flag",
+                "server --ping-interval: no row in docs/operating.md's configuration table",
+                "docs/operating.md: row for server --ping-every, which has no such flag",
             ]
         );
     }
@@ -441,9 +442,9 @@ mod tests {
         assert_eq!(
             problems(&sources),
             [
-                "client --timestamps: README.md names CHAT_TIMESTAMP, the code reads CHAT_TIMESTAMPS",
+                "client --timestamps: docs/operating.md names CHAT_TIMESTAMP, the code reads CHAT_TIMESTAMPS",
                 "client --bell: --help says default off, the code has interactive",
-                "client --bell: README.md says default off, the code has interactive",
+                "client --bell: docs/operating.md says default off, the code has interactive",
             ]
         );
     }
