@@ -11,7 +11,7 @@ use core::net::IpAddr;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_proto::{
     ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
@@ -53,6 +53,25 @@ pub enum Input {
     Shutdown,
     /// Time passed; deadlines up to `now` are handled.
     Tick,
+    /// The driver did not run from `since` until `now` (the process was stopped, the machine
+    /// swapped, a virtual machine migrated), so what arrived meanwhile is read late, all at
+    /// once. The pause is not held against anyone:
+    /// - deadlines (handshake, ping, idle) move on by the pause: it does not count as silence;
+    /// - rate limits judge what a member sent, not when the room read it. The room cannot know
+    ///   when, within the pause, each request was sent; a member that kept to the rate all
+    ///   along sent at most `rate × pause` of them. So each connection is lent that many
+    ///   requests, taken before its bucket (which refilled up to its burst meanwhile, as
+    ///   always), for what arrives within [`PAUSE_GRACE`] of `now` (what waited in the
+    ///   sockets' buffers); then the rest lapses. A member that sent more than
+    ///   `rate × pause + burst` while the room was not running sent too fast by any clock: it
+    ///   is refused, then closed for flooding, as ever.
+    ///
+    /// A driver sends this when its loop finds that far more time passed between two turns
+    /// than its timer asked for, before the first input of the later turn.
+    Paused {
+        /// When the driver last ran before the pause.
+        since: Instant,
+    },
     /// The log recorded this entry (a room made with [`Room::shared`]). Entries must come in
     /// log order; one already applied is ignored, and one past a gap is refused with
     /// [`UsageError::Gap`] (resynchronise with [`Input::Resync`]).
@@ -232,6 +251,19 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// How long after a pause ([`Input::Paused`]) the requests lent for it may be taken: what was
+/// sent during the pause is read within it, even on a busy server.
+pub const PAUSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Requests lent to a connection for a pause of the driver ([`Input::Paused`]).
+#[derive(Debug, Clone, Copy)]
+struct Lent {
+    /// Requests left.
+    tokens: f64,
+    /// They lapse after this.
+    until: Instant,
+}
+
 /// Where a connection stands with the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -253,6 +285,8 @@ struct Conn {
     tokens: f64,
     tokens_at: Instant,
     strikes: u32,
+    /// Requests lent for the last pause of the driver, if any are left.
+    lent: Option<Lent>,
     phase: Phase,
     /// The address it counts under.
     addr: Option<AddrKey>,
@@ -593,6 +627,10 @@ impl Room {
                 self.handle_timeouts(now);
                 Ok(())
             }
+            Input::Paused { since } => {
+                self.paused(since, now);
+                Ok(())
+            }
             Input::Applied(entry) => self.apply(now, entry),
             Input::Declined { proposal, why } => {
                 self.declined(proposal, why);
@@ -658,6 +696,7 @@ impl Room {
                 tokens: f64::from(self.config.burst),
                 tokens_at: now,
                 strikes: 0,
+                lent: None,
                 phase: Phase::Handshake,
                 addr,
                 resume: None,
@@ -794,6 +833,13 @@ impl Room {
         if conn.tokens >= burst {
             conn.strikes = 0;
         }
+        if let Some(lent) = &mut conn.lent {
+            if now <= lent.until && lent.tokens >= 1.0 {
+                lent.tokens -= 1.0;
+                return true;
+            }
+            conn.lent = None;
+        }
         if conn.tokens >= 1.0 {
             conn.tokens -= 1.0;
             return true;
@@ -805,6 +851,30 @@ impl Room {
             self.send(id, ServerMsg::Error(ErrorKind::RateLimited));
         }
         false
+    }
+
+    /// The driver did not run from `since` to `now`: see [`Input::Paused`] for the rule.
+    fn paused(&mut self, since: Instant, now: Instant) {
+        let Some(pause) = now.checked_duration_since(since).filter(|p| !p.is_zero()) else {
+            return;
+        };
+        let lend = pause.as_secs_f64() * f64::from(self.config.rate_per_sec);
+        let until = now.checked_add(PAUSE_GRACE).unwrap_or(now);
+        // Never past `now`: a deadline moved on is still one measured from a past event.
+        let later = |t: Instant| t.checked_add(pause).map_or(now, |t| t.min(now));
+        for conn in self.conns.values_mut() {
+            conn.opened_at = later(conn.opened_at);
+            conn.last_heard = later(conn.last_heard);
+            // A second pause within the grace adds to what is left of the first.
+            let left = conn
+                .lent
+                .filter(|l| now <= l.until)
+                .map_or(0.0, |l| l.tokens);
+            conn.lent = Some(Lent {
+                tokens: left + lend,
+                until,
+            });
+        }
     }
 
     fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str, ident: Option<Ident>) {

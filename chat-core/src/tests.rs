@@ -1,6 +1,7 @@
 mod hub;
 mod model;
 mod nodes;
+mod pause;
 mod redis;
 mod v3;
 

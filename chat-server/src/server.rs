@@ -137,8 +137,18 @@ async fn enter_room(config: &ServerConfig) -> io::Result<(Room, Option<crate::re
     Ok((room.map_err(io::Error::other)?, log))
 }
 
+/// How long the room task waits at most between two turns, so that a pause of the whole
+/// process is seen even when nothing else wakes it.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// A gap between two turns of the room task longer than this is a pause: the process did not
+/// run (SIGSTOP, swap, a migrated VM) or the thread was starved. The room is told
+/// ([`Input::Paused`]) before anything read after it, so that members are not judged by when
+/// the server read what they sent. Shorter than any sane rate window (burst / rate).
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
 /// The one owner of the hub's inputs (and of the shared room's log, which it returns at the
-/// end): feeds it, acts on its events, wakes writers, keeps its timer.
+/// end): feeds it, acts on its events, wakes writers, keeps its timer, and notices when it did
+/// not run for a while.
 async fn room_task(
     config: ServerConfig,
     outbox: Rc<Outbox>,
@@ -149,18 +159,41 @@ async fn room_task(
 ) -> Option<crate::redis::Log> {
     let linger = config.linger;
     let mut timer = Timer::never();
+    // The hub's and the log's next deadline, and the end of the last turn.
+    let mut next: Option<Instant> = None;
+    let mut last_turn = Instant::now();
     loop {
+        let watch = last_turn + WATCH_EVERY;
+        timer.set_at(next.map_or(watch, |at| at.min(watch)));
         let event = async { Some(events.recv().await) }.or(async {
             (&mut timer).await;
             None
         });
-        let event = match event.await {
-            Some(Ok(event)) => event,
+        let event = event.await;
+        let now = Instant::now();
+        let event = match event {
+            Some(Ok(event)) => Some(event),
             Some(Err(_)) => break,
-            None => Event::Input(Input::Tick),
+            None if next.is_some_and(|at| at <= now) => Some(Event::Input(Input::Tick)),
+            None => None, // the watch alone
+        };
+        if now.duration_since(last_turn) > PAUSE_AFTER {
+            let secs = now.duration_since(last_turn).as_secs_f64();
+            log::warn!(
+                "the server did not run for {secs:.1} s (stopped, swapped or starved): \
+                 what members sent meanwhile is not held against them"
+            );
+            let pause = Input::Paused { since: last_turn };
+            next = step(&outbox, &stats, redis_log.as_mut(), |hub, _, now| {
+                hub.handle_input(now, pause)
+            });
+        }
+        let Some(event) = event else {
+            last_turn = Instant::now();
+            continue;
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
-        let next = step(
+        next = step(
             &outbox,
             &stats,
             redis_log.as_mut(),
@@ -178,10 +211,7 @@ async fn room_task(
         if shutdown {
             break;
         }
-        match next {
-            Some(at) => timer.set_at(at),
-            None => timer = Timer::never(),
-        }
+        last_turn = Instant::now();
     }
     // Every connection is closing; give the writers their flush, then return.
     let deadline = Instant::now() + linger + Duration::from_millis(100);
