@@ -26,6 +26,10 @@ use crate::conn::Event;
 
 /// Calls waiting for a lane: one running, and one that replaces it (a read given up).
 const LANE_QUEUE: usize = 4;
+/// How long a reply may still come once a call's timer has fired: a timer that fires late
+/// (this process stalled: a VM paused, a swap storm) fires beside a reply already waiting in
+/// the socket, which the connection's own task has not read yet.
+const REPLY_GRACE: Duration = Duration::from_millis(50);
 
 /// The scripts, loaded once (and again after NOSCRIPT, by `redis::Script`).
 #[derive(Debug)]
@@ -80,6 +84,7 @@ pub(crate) async fn enter(
         trim_len: config.trim_len,
         max_members,
         history,
+        ..Settings::new(&config.room)
     };
     let mut machine = RedisLog::new(settings, crate::random::seed(), Instant::now());
     let unreachable =
@@ -221,6 +226,10 @@ async fn lane(client: Client, calls: Receiver<Call>, events: Sender<Event>) {
                 Err(_) => return,
             },
         };
+        if call.fresh {
+            // Another lane found the link broken, or this is a batch tried again.
+            conn = None;
+        }
         let done = async { Ran::Done(run(&client, &scripts, &mut conn, &call).await) };
         let replaced = async { Ran::Replaced(calls.recv().await.ok()) };
         let reply = match done.or(replaced).await {
@@ -290,7 +299,11 @@ async fn execute(
             }
         }
     };
-    send.or(time_out(call.timeout)).await
+    let timer = async {
+        Timer::after(call.timeout).await;
+        time_out(REPLY_GRACE).await
+    };
+    send.or(timer).await
 }
 
 /// An error once `after` has passed.

@@ -120,6 +120,16 @@ impl RedisServer {
         command(self.addr(), args)
     }
 
+    /// Sends the server a signal by name (`STOP`, `CONT`) through `kill`.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills the server with SIGKILL (no shutdown, no final save) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -22,6 +22,8 @@
 //!   skips an entry of a kind it does not know and then starts over at the gap it sees: while
 //!   such a node is in the room, renames and away are declined as unavailable);
 //! - `members:NODE`: set of the folded names a node holds, for the sweep;
+//! - `done:NODE`: the token of a node's last batch and its answers, so that a batch tried
+//!   again on a new connection (its answer lost) runs once;
 //! - `nodes`: sorted set node -> lease expiry (ms, Redis's clock);
 //! - `meta`: hash pos, seq, nodes (the node counter), max_members and epoch (a random id
 //!   written when the room is created, so that a Redis that restarted empty is recognised).
@@ -39,6 +41,7 @@ use super::{NodeId, Proposal, Snapshot};
 use crate::room::Input;
 
 mod lease;
+mod link;
 mod propose;
 mod read;
 mod reply;
@@ -46,6 +49,7 @@ mod reply;
 pub use reply::Reply;
 
 use lease::Lease;
+use link::Link;
 use propose::Proposals;
 use read::Reader;
 
@@ -63,8 +67,14 @@ pub const PROPOSAL_BATCH: usize = 128;
 const READ_COUNT: usize = 512;
 /// How long one `XREAD` blocks on the server.
 const READ_BLOCK: Duration = Duration::from_millis(1000);
-/// How long a call may take before it counts as failed; the blocking read gets its block on top.
+/// How long a call may take before it counts as failed, at least (the default floor: calls
+/// get a few measured round trips, between [`Settings::deadline_min`] and
+/// [`Settings::deadline_max`]); the blocking read gets its block on top.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default ceiling of a call's time.
+pub const DEADLINE_MAX: Duration = Duration::from_secs(5);
+/// How long the proposal lane stays idle before a PING checks its connection, by default.
+pub const PING_IDLE: Duration = Duration::from_secs(1);
 /// Wait before a lane whose call failed calls again.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
@@ -88,6 +98,29 @@ pub struct Settings {
     pub max_members: u32,
     /// Recent chats a snapshot brings, for newcomers.
     pub history: u32,
+    /// The least time a call is given before it counts as failed (however close Redis is).
+    pub deadline_min: Duration,
+    /// The most time a call is given: a node whose round trip asks for more says it is not
+    /// ready.
+    pub deadline_max: Duration,
+    /// How long the proposal lane stays idle before a PING checks its connection.
+    pub ping_idle: Duration,
+}
+
+impl Settings {
+    /// The settings for room `room`, with the defaults for the rest.
+    pub fn new(room: &str) -> Self {
+        Self {
+            room: room.to_owned(),
+            lease: Duration::from_secs(10),
+            trim_len: 100_000,
+            max_members: 10_000,
+            history: 50,
+            deadline_min: COMMAND_TIMEOUT,
+            deadline_max: DEADLINE_MAX,
+            ping_idle: PING_IDLE,
+        }
+    }
 }
 
 /// The room's keys.
@@ -114,6 +147,11 @@ impl Keys {
 
     fn members(&self, node: u64) -> String {
         format!("{}members:{node}", self.prefix)
+    }
+
+    /// The token and answers of a node's last batch, for a batch tried again.
+    fn done(&self, node: u64) -> String {
+        format!("{}done:{node}", self.prefix)
     }
 
     /// The four keys every script takes first.
@@ -217,6 +255,24 @@ pub struct Call {
     /// How long to wait for the reply once sent; past it, the call failed
     /// (`Reply::Error`) and its connection is dropped.
     pub timeout: Duration,
+    /// Run it on a new connection: the lane's own may be dead (another lane found the link
+    /// broken, or this is a batch tried again).
+    pub fresh: bool,
+}
+
+/// How the node's link to Redis stands, for metrics and health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// The smoothed round trip, once measured.
+    pub rtt: Option<Duration>,
+    /// Whether the last call answered.
+    pub link_up: bool,
+    /// Whether the round trip asks for more time than the ceiling gives.
+    pub too_far: bool,
+    /// Time since Redis last renewed this node's lease (as sent); `None` before entering.
+    pub lease_age: Option<Duration>,
+    /// How long after Redis appended it the last entry was applied here, about.
+    pub lag: Option<Duration>,
 }
 
 /// How much an operator needs to see a [`Note`].
@@ -278,6 +334,7 @@ pub struct RedisLog {
     proposals: Proposals,
     lease: Lease,
     reader: Reader,
+    link: Link,
     /// The retiring sweep, once asked for.
     retiring: Option<CallId>,
     outputs: VecDeque<Output>,
@@ -292,6 +349,7 @@ impl RedisLog {
             proposals: Proposals::new(&settings, now),
             lease: Lease::new(now),
             reader: Reader::new(now),
+            link: Link::new(),
             settings,
             now,
             seed,
@@ -313,6 +371,17 @@ impl RedisLog {
     /// Whether the node has entered the room.
     pub fn entered(&self) -> bool {
         self.entered
+    }
+
+    /// How the link stands now.
+    pub fn health(&self) -> Health {
+        Health {
+            rtt: self.link.rtt(),
+            link_up: self.link.up(),
+            too_far: self.link.too_far(),
+            lease_age: self.entered.then(|| self.lease.age(self.now)),
+            lag: self.reader.lag(),
+        }
     }
 
     /// The room asks the log to record `proposal`, made as `node` (the node the room was when
@@ -347,7 +416,12 @@ impl RedisLog {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.reader.timeout();
         if self.entered {
-            for at in [self.lease.timeout(&self.settings), self.proposals.timeout()] {
+            let timeouts = [
+                self.lease.timeout(&self.settings),
+                self.proposals.timeout(),
+                self.ping_due(),
+            ];
+            for at in timeouts {
                 next = match (next, at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -377,7 +451,8 @@ impl RedisLog {
         let call = self.call(Lane::Propose, Script::Sweep, self.keys.common(), args);
         self.retiring = Some(call.id);
         Call {
-            timeout: COMMAND_TIMEOUT * 2,
+            timeout: self.link.timeout(&self.settings) * 2,
+            fresh: true,
             ..call
         }
     }
@@ -397,8 +472,11 @@ impl RedisLog {
     }
 
     fn answer(&mut self, id: CallId, answer: Answer) {
+        self.link_answered(id, &answer);
         if self.proposals.in_flight() == Some(id) {
             self.proposals_answered(answer);
+        } else if self.proposals.pinging() == Some(id) {
+            self.ping_answered();
         } else if self.lease.in_flight() == Some(id) {
             self.lease_answered(answer);
         } else if self.reader.in_flight() == Some(id) {
@@ -431,16 +509,33 @@ impl RedisLog {
 
     /// A call on `lane` to `script`, with a fresh id and the usual timeout.
     fn call(&mut self, lane: Lane, script: Script, keys: Vec<String>, args: Vec<String>) -> Call {
-        self.next_call += 1;
+        let id = self.next_id();
+        self.call_as(id, lane, Command::Script { script, keys, args })
+    }
+
+    /// A call named `id`, with the usual timeout.
+    fn call_as(&self, id: CallId, lane: Lane, command: Command) -> Call {
         Call {
-            id: CallId(self.next_call),
+            id,
             lane,
-            command: Command::Script { script, keys, args },
-            timeout: COMMAND_TIMEOUT,
+            command,
+            timeout: self.link.timeout(&self.settings),
+            fresh: false,
         }
     }
 
-    fn send(&mut self, call: Call) {
+    fn next_id(&mut self) -> CallId {
+        self.next_call += 1;
+        CallId(self.next_call)
+    }
+
+    /// Gives `call` out, on a new connection if another lane found the link broken; its answer
+    /// measures the round trip unless it waits on purpose (the blocking read).
+    fn send(&mut self, mut call: Call) {
+        call.fresh |= self.link.take_redial(call.lane);
+        let blocking = matches!(&call.command, Command::Plain(args) if args.first().is_some_and(|a| a == "XREAD"));
+        let measures = !blocking;
+        self.link.sent(call.lane, call.id, self.now, measures);
         self.outputs.push_back(Output::Call(call));
     }
 

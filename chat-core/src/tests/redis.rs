@@ -29,6 +29,9 @@ fn settings(trim_len: u64) -> Settings {
         trim_len,
         max_members: 5,
         history: 3,
+        // Pings off unless a test turns them on: they would take the proposal lane.
+        ping_idle: Duration::from_secs(3600),
+        ..Settings::new("room")
     }
 }
 
@@ -223,7 +226,7 @@ fn script(call: &Call) -> Option<Script> {
 /// The proposals of a propose call, six arguments each: (kind, conn, name, key, and two by kind).
 fn batch(call: &Call) -> Vec<[&str; 6]> {
     assert_eq!(script(call), Some(Script::Propose));
-    let proposals = args(call)[5..].chunks(6);
+    let proposals = args(call)[6..].chunks(6);
     proposals
         .map(|p| [&*p[0], &*p[1], &*p[2], &*p[3], &*p[4], &*p[5]])
         .collect()
@@ -979,10 +982,14 @@ fn a_leave_made_while_redis_is_unreachable_reaches_the_log_once_it_is_back() {
     let mut node = Node::entered(&mut redis, 100_000);
     node.propose(join(1, "alice"));
     node.run_proposals(&mut redis);
-    // Redis is away: the leave's call fails, so do its retries.
+    // Redis is away: the leave's call fails, so does its one try on a new connection, and
+    // so do the rounds after.
     node.propose(leave(1, "alice", CloseReason::Left));
     let call = node.take(Lane::Propose);
     node.unreachable(&call);
+    let again = node.take(Lane::Propose);
+    assert!(again.fresh && again.command == call.command, "{again:?}");
+    node.unreachable(&again);
     node.propose(join(2, "Alice"));
     assert_eq!(
         node.declined(),
@@ -1108,4 +1115,107 @@ fn an_expired_batch_fails_the_rest_of_its_round() {
         batch(&node.take(Lane::Propose)),
         [["leave", "5", "e", "e", "left", ""]]
     );
+}
+
+/// The read lane's connection broke (Redis restarted): the other lanes dial anew before they
+/// are needed. The idle proposal lane checks a new connection at once with a PING, and the
+/// operator's log says when the link was lost and when it came back.
+#[test]
+fn a_broken_read_has_the_other_lanes_dial_anew_and_the_idle_proposal_lane_pings() {
+    let mut redis = Redis::new();
+    let mut node = Node::entered(&mut redis, 100_000);
+    let read = node.take(Lane::Read);
+    node.answer(&read, Reply::Error("connection reset by peer".into()));
+    let ping = node.take(Lane::Propose);
+    assert_eq!(ping.command, Command::Plain(vec!["PING".into()]));
+    assert!(ping.fresh, "{ping:?}");
+    node.advance(Duration::from_millis(1500), Some(&mut redis));
+    node.answer(&ping, bulk("PONG"));
+    let notes: Vec<&str> = node.notes.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "Redis link lost: connection reset by peer",
+            "Redis link back after 1.5 s"
+        ]
+    );
+    // Not twice: the next call on the lane goes on the connection the PING made.
+    node.propose(join(1, "alice"));
+    let call = node.take(Lane::Propose);
+    assert!(!call.fresh);
+    // The lease lane's next heartbeat dials anew too.
+    node.advance(LEASE / 3, Some(&mut redis));
+    let beat = node.take(Lane::Lease);
+    assert_eq!(script(&beat), Some(Script::Heartbeat));
+    assert!(beat.fresh);
+}
+
+/// An idle proposal lane checks its connection now and then; a proposal that comes meanwhile
+/// waits for the PING's answer rather than dropping its connection.
+#[test]
+fn an_idle_proposal_lane_pings_and_a_proposal_waits_for_the_answer() {
+    let mut redis = Redis::new();
+    let mut node = Node::new(100_000);
+    node.log = RedisLog::new(
+        Settings {
+            ping_idle: Duration::from_secs(1),
+            ..settings(100_000)
+        },
+        7,
+        node.now,
+    );
+    redis.now_ms = T0;
+    node.drain();
+    while node.entered.is_none() {
+        node.run_next(&mut redis, Lane::Read);
+    }
+    assert!(node.waiting(Lane::Propose).is_none());
+    node.advance(Duration::from_secs(1), Some(&mut redis));
+    let ping = node.take(Lane::Propose);
+    assert_eq!(ping.command, Command::Plain(vec!["PING".into()]));
+    node.propose(join(1, "alice"));
+    assert!(node.waiting(Lane::Propose).is_none(), "{:?}", node.calls);
+    node.answer(&ping, bulk("PONG"));
+    let call = node.take(Lane::Propose);
+    assert_eq!(batch(&call), [["join", "1", "alice", "alice", "", ""]]);
+}
+
+/// A batch whose answer was lost on the way (its connection broke after Redis ran it, or the
+/// timer fired first) is asked again on a new connection, under the same token: Redis answers
+/// as it did, the chat is in the log once, and nobody is told it was not sent.
+#[test]
+fn a_batch_whose_answer_was_lost_is_asked_again_and_runs_once() {
+    let mut redis = Redis::new();
+    let mut node = Node::entered(&mut redis, 100_000);
+    node.propose(join(1, "alice"));
+    node.run_proposals(&mut redis);
+    node.propose(chat(1, "alice", "hi"));
+    let call = node.take(Lane::Propose);
+    assert_eq!(redis.run(&call), answers(&["OK"]));
+    node.answer(&call, Reply::Error("timed out".into()));
+    let again = node.take(Lane::Propose);
+    assert!(again.fresh);
+    assert_ne!(again.id, call.id);
+    // Later than the deadline: the token still finds the answers.
+    redis.now_ms += 5_000;
+    node.answer(&again, redis.run(&again));
+    assert_eq!(node.declined(), []);
+    assert_eq!(redis.log().len(), 2, "{:?}", redis.log());
+    // The original, held up on the way, runs no second time either.
+    assert_eq!(redis.run(&call), answers(&["OK"]));
+    assert_eq!(redis.log().len(), 2);
+}
+
+/// A batch that failed twice (its one retry too) is declined as unavailable, once.
+#[test]
+fn a_batch_is_tried_again_once_only() {
+    let mut redis = Redis::new();
+    let mut node = Node::entered(&mut redis, 100_000);
+    node.propose(join(1, "alice"));
+    let call = node.take(Lane::Propose);
+    node.answer(&call, Reply::Error("broken pipe".into()));
+    let again = node.take(Lane::Propose);
+    node.answer(&again, Reply::Error("broken pipe".into()));
+    assert_eq!(node.declined(), [(join(1, "alice"), Declined::Unavailable)]);
+    assert!(node.waiting(Lane::Propose).is_none());
 }

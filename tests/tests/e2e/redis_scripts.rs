@@ -39,6 +39,9 @@ fn settings(lease: Duration, max_members: u32) -> Settings {
         trim_len: 100_000,
         max_members,
         history: 0,
+        // No pings: these tests run each call by hand.
+        ping_idle: Duration::from_secs(3600),
+        ..Settings::new("diff")
     }
 }
 

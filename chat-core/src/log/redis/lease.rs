@@ -8,10 +8,7 @@ use chat_proto::CloseReason;
 
 use super::super::NodeId;
 use super::reply::Reply;
-use super::{
-    Answer, COMMAND_TIMEOUT, CallId, Lane, Level, RECONNECT_DELAY, RedisLog, Script, Settings,
-    millis,
-};
+use super::{Answer, CallId, Lane, Level, RECONNECT_DELAY, RedisLog, Script, Settings, millis};
 use crate::room::Input;
 
 /// The lane's state.
@@ -97,6 +94,11 @@ impl Lease {
         }
     }
 
+    /// Time since the last renewal Redis answered was sent.
+    pub(super) fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.renewed_at)
+    }
+
     /// Redis extended this node's lease by a call sent at `sent`.
     pub(super) fn renewed(&mut self, sent: Instant) {
         self.renewed_at = self.renewed_at.max(sent);
@@ -130,7 +132,7 @@ impl RedisLog {
         let mut call = self.call(Lane::Lease, Script::Heartbeat, self.keys.common(), args);
         // Answers later than a quarter of the lease are failures, tried again soon after: a
         // slow link must not cost this node its lease.
-        call.timeout = COMMAND_TIMEOUT.min(self.settings.lease / 4);
+        call.timeout = call.timeout.min(self.settings.lease / 4);
         let (id, sent, node) = (call.id, self.now, self.node);
         self.lease.step = Step::Beating { id, sent, node };
         self.send(call);

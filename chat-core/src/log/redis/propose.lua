@@ -1,6 +1,8 @@
--- KEYS[5] members of this node. ARGV: node, epoch, trim, max members (used only if the room
--- holds none: the room's own cap, set by the node that created it, applies), deadline (Redis's
--- time in ms after which the node has given up waiting for the answer; 0 for none), then six per proposal,
+-- KEYS[5] members of this node, KEYS[6] its last batch's token and answers. ARGV: node, epoch,
+-- trim, max members (used only if the room holds none: the room's own cap, set by the node that
+-- created it, applies), deadline (Redis's time in ms after which the node has given up waiting
+-- for the answer; 0 for none), token (the batch's name: a batch tried again whose token is the
+-- last one run gets the answers it got then, and runs no second time), then six per proposal,
 -- in the order the node made them: kind, conn, name, key, and two more by kind: for 'join' the
 -- user ('' for no ident, else '+' and the user) and the real name; for 'chat' the text and its
 -- kind ('plain', 'action', 'notice'); for 'leave' the reason code and the parting words ('' for
@@ -15,6 +17,15 @@
 local node, epoch, trim = ARGV[1], ARGV[2], ARGV[3]
 local max_members = tonumber(redis.call('HGET', meta, 'max_members') or ARGV[4])
 local deadline = tonumber(ARGV[5])
+local token, done = ARGV[6], KEYS[6]
+local last = redis.call('GET', done)
+if last and string.sub(last, 1, #token + 1) == token .. '|' then
+  local again = {}
+  for answer in string.gmatch(string.sub(last, #token + 2), '[^,]+') do
+    again[#again + 1] = answer
+  end
+  return again
+end
 if deadline > 0 and now_ms() > deadline then return 'EXPIRED' end
 local state = check(node, epoch)
 if state ~= 'OK' then return state end
@@ -102,7 +113,7 @@ local function all_read_new()
 end
 
 local answers = {}
-for i = 6, #ARGV, 6 do
+for i = 7, #ARGV, 6 do
   local kind, conn, name, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local a, b = ARGV[i + 4], ARGV[i + 5]
   local answer
@@ -128,4 +139,6 @@ for i = 6, #ARGV, 6 do
   end
   answers[#answers + 1] = answer
 end
+-- Kept for a minute: a batch is tried again within its node's deadline.
+redis.call('SET', done, token .. '|' .. table.concat(answers, ','), 'PX', 60000)
 return answers

@@ -12,8 +12,8 @@ use chat_proto::CloseReason;
 use super::super::{Declined, NodeId, Proposal, ProposalKind};
 use super::reply::{Reply, chat_kind_code};
 use super::{
-    Answer, COMMAND_TIMEOUT, Call, CallId, LEAVES_KEPT, Lane, Level, PROPOSAL_BATCH,
-    PROPOSAL_QUEUE, RECONNECT_DELAY, RedisLog, Script, Settings,
+    Answer, Call, CallId, Command, LEAVES_KEPT, Lane, Level, PROPOSAL_BATCH, PROPOSAL_QUEUE,
+    RECONNECT_DELAY, RedisLog, Script, Settings,
 };
 use crate::room::Input;
 
@@ -51,6 +51,10 @@ pub(super) struct Proposals {
     retry_at: Instant,
     /// No call before this: the last one failed.
     down_until: Instant,
+    /// The PING in flight, checking the lane's connection while it idles.
+    ping: Option<CallId>,
+    /// When the lane last heard from Redis (or began): a PING is due a while after.
+    idle_since: Instant,
 }
 
 #[derive(Debug)]
@@ -58,6 +62,10 @@ struct Batch {
     id: CallId,
     node: NodeId,
     proposals: Vec<Proposal>,
+    /// When it was first sent.
+    sent: Instant,
+    /// The call, kept to try once more on a new connection; `None` once tried again.
+    call: Option<Call>,
 }
 
 impl Proposals {
@@ -74,11 +82,17 @@ impl Proposals {
                 .clamp(1, PROPOSAL_BATCH),
             retry_at: now,
             down_until: now,
+            ping: None,
+            idle_since: now,
         }
     }
 
     pub(super) fn in_flight(&self) -> Option<CallId> {
         self.batch.as_ref().map(|b| b.id)
+    }
+
+    pub(super) fn pinging(&self) -> Option<CallId> {
+        self.ping
     }
 
     /// When kept leaves are tried again, if they alone wait.
@@ -125,12 +139,43 @@ impl RedisLog {
 
     /// Sends the next batch if the lane is free, settling at once those that cannot go.
     pub(super) fn drive_proposals(&mut self) {
-        while self.proposals.batch.is_none() {
+        while self.proposals.batch.is_none() && self.proposals.ping.is_none() {
             if self.proposals.round == 0 && !self.start_round() {
-                return;
+                return self.ping_if_due();
             }
             self.next_batch();
         }
+    }
+
+    /// When the idle lane next checks its connection: a while after it last heard from Redis,
+    /// or now when another lane found the link broken (so that a new connection is ready
+    /// before a proposal needs it). `None` while the lane is busy.
+    pub(super) fn ping_due(&self) -> Option<Instant> {
+        let p = &self.proposals;
+        let busy = p.batch.is_some() || p.ping.is_some() || p.round > 0 || !p.queue.is_empty();
+        if busy || !self.entered {
+            return None;
+        }
+        if self.link.redial_due(Lane::Propose) {
+            return Some(p.idle_since.min(self.now));
+        }
+        Some(p.idle_since + self.settings.ping_idle)
+    }
+
+    fn ping_if_due(&mut self) {
+        if self.ping_due().is_none_or(|at| self.now < at) {
+            return;
+        }
+        let id = self.next_id();
+        let call = self.call_as(id, Lane::Propose, Command::Plain(vec!["PING".into()]));
+        self.proposals.ping = Some(id);
+        self.send(call);
+    }
+
+    /// The PING was answered, or failed (the link noted it, and the other lanes dial anew).
+    pub(super) fn ping_answered(&mut self) {
+        self.proposals.ping = None;
+        self.proposals.idle_since = self.now;
     }
 
     /// Begins a round with what waits: kept leaves first (if they are due), then the rest.
@@ -196,6 +241,8 @@ impl RedisLog {
             id: CallId(0),
             node,
             proposals,
+            sent: self.now,
+            call: None,
         };
         match at_once {
             Some(verdict) => {
@@ -205,27 +252,33 @@ impl RedisLog {
             None => {
                 let call = self.propose_call(node, &batch.proposals);
                 batch.id = call.id;
+                batch.call = Some(call.clone());
                 self.proposals.batch = Some(batch);
                 self.send(call);
             }
         }
     }
 
-    /// The script call that runs `batch`, as `node`, in order.
+    /// The script call that runs `batch`, as `node`, in order. Its id is its token: tried
+    /// again, the script answers what it answered the first time, if it ran.
     fn propose_call(&mut self, node: NodeId, batch: &[Proposal]) -> Call {
         let mut keys = self.keys.common();
         keys.push(self.keys.members(node.0));
+        keys.push(self.keys.done(node.0));
+        let id = self.next_id();
         // A batch held up on the way (a partition, a stalled link) must not run once this node
         // has given up on it and told its members so: it may start no later than half the time
         // this node waits, leaving the other half for it to run and answer.
-        let deadline = self.lease.redis_time_in(self.now, COMMAND_TIMEOUT / 2);
-        let mut args = Vec::with_capacity(5 + 6 * batch.len());
+        let wait = self.link.timeout(&self.settings);
+        let deadline = self.lease.redis_time_in(self.now, wait / 2);
+        let mut args = Vec::with_capacity(6 + 6 * batch.len());
         args.extend([
             node.0.to_string(),
             self.epoch.clone(),
             self.settings.trim_len.to_string(),
             self.settings.max_members.to_string(),
             deadline.to_string(),
+            id.0.to_string(),
         ]);
         for proposal in batch {
             let optional = |text: Option<&str>| text.map_or_else(String::new, |t| format!("+{t}"));
@@ -260,13 +313,38 @@ impl RedisLog {
                 b,
             ]);
         }
-        self.call(Lane::Propose, Script::Propose, keys, args)
+        let script = Script::Propose;
+        self.call_as(id, Lane::Propose, Command::Script { script, keys, args })
     }
 
     pub(super) fn proposals_answered(&mut self, answer: Answer) {
-        let Some(batch) = self.proposals.batch.take() else {
+        let Some(mut batch) = self.proposals.batch.take() else {
             return;
         };
+        self.proposals.idle_since = self.now;
+        // A batch that failed on the way is tried once more on a new connection: one that
+        // never reached Redis runs if it is still in time (else Redis refuses it as expired),
+        // and one whose answer was lost (a dead connection, a reply late past the timer) is
+        // answered as it was the first time: the token names it.
+        let in_time = self.now < batch.sent + self.link.timeout(&self.settings) / 2;
+        let again = match answer {
+            Answer::Reply(Reply::Error(_)) => true,
+            Answer::Unreachable => in_time,
+            Answer::Reply(_) => false,
+        };
+        if again && let Some(call) = batch.call.take() {
+            let id = self.next_id();
+            let timeout = self.link.timeout(&self.settings);
+            batch.id = id;
+            self.proposals.batch = Some(batch);
+            let fresh = true;
+            return self.send(Call {
+                id,
+                timeout,
+                fresh,
+                ..call
+            });
+        }
         let n = batch.proposals.len();
         let verdicts = match answer {
             Answer::Reply(Reply::Error(error)) => {

@@ -4,15 +4,15 @@
 //! heartbeat or the proposer finds this node out of the room. Entering the room is the first
 //! start.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_proto::CloseReason;
 
 use super::super::NodeId;
 use super::reply::{Reply, parse_entry, parse_snapshot, stream_entries};
 use super::{
-    Answer, COMMAND_TIMEOUT, Call, CallId, Command, Lane, Level, Note, Output, READ_BLOCK,
-    READ_COUNT, RECONNECT_DELAY, RedisLog, Script, millis,
+    Answer, CallId, Command, Lane, Level, Note, Output, READ_BLOCK, READ_COUNT, RECONNECT_DELAY,
+    RedisLog, Script, millis,
 };
 use crate::room::Input;
 
@@ -31,6 +31,9 @@ pub(super) struct Reader {
     last_id: String,
     /// No call before this: the last one failed.
     down_until: Instant,
+    /// How long after Redis appended it the last entry was applied, about (by the estimate of
+    /// Redis's clock, which is never ahead of it).
+    lag: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,7 @@ impl Reader {
             applied: 0,
             last_id: String::new(),
             down_until: now,
+            lag: None,
         }
     }
 
@@ -73,6 +77,10 @@ impl Reader {
             Step::Idle(_) | Step::Halted => None,
             Step::Reading(id) | Step::Snapshotting(id) | Step::Registering { id, .. } => Some(id),
         }
+    }
+
+    pub(super) fn lag(&self) -> Option<Duration> {
+        self.lag
     }
 
     pub(super) fn timeout(&self) -> Option<Instant> {
@@ -156,8 +164,7 @@ impl RedisLog {
     }
 
     fn send_read(&mut self) {
-        self.next_call += 1;
-        let id = CallId(self.next_call);
+        let id = self.next_id();
         let args = [
             "XREAD",
             "COUNT",
@@ -168,13 +175,13 @@ impl RedisLog {
             &self.keys.log,
             &self.reader.last_id,
         ];
-        let call = Call {
+        let mut call = self.call_as(
             id,
-            lane: Lane::Read,
-            command: Command::Plain(args.map(String::from).to_vec()),
-            // No answer by then: the link is dead, not the stream quiet.
-            timeout: READ_BLOCK + 2 * COMMAND_TIMEOUT,
-        };
+            Lane::Read,
+            Command::Plain(args.map(String::from).to_vec()),
+        );
+        // No answer by then: the link is dead, not the stream quiet.
+        call.timeout = READ_BLOCK + 2 * call.timeout;
         self.reader.step = Step::Reading(id);
         self.send(call);
     }
@@ -203,13 +210,9 @@ impl RedisLog {
             self.note(Level::Error, format!("cannot enter the room: {why}"));
             return;
         }
-        if let Some(error) = error {
-            let doing = if starting {
-                "cannot start over yet"
-            } else {
-                "reading the room failed"
-            };
-            self.note(Level::Warn, format!("{doing}: {error}"));
+        // A failed read is the link's news ("Redis link lost"); starting over is the node's.
+        if let Some(error) = error.filter(|_| starting) {
+            self.note(Level::Warn, format!("cannot start over yet: {error}"));
         }
         self.reader.down_until = self.now + RECONNECT_DELAY;
         self.reader.step = Step::Idle(self.reader.down_until);
@@ -314,6 +317,9 @@ impl RedisLog {
                 return;
             }
             self.reader.applied = entry.pos;
+            let redis_now = self.lease.redis_time_in(self.now, Duration::ZERO);
+            let lag = redis_now.saturating_sub(entry.time);
+            self.reader.lag = Some(Duration::from_millis(lag));
             self.input(Input::Applied(entry));
         }
     }

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use super::super::hello;
 use super::super::nodes::{NAMES, NODES, World, config};
 use super::model::Redis;
-use crate::log::redis::{Call, Lane, Output, RedisLog, Reply, Settings};
+use crate::log::redis::{Call, Command, Lane, Output, RedisLog, Reply, Script, Settings};
 use crate::{ConnId, Event, Input, NodeId, Room};
 use chat_proto::{ChatKind, ClientMsg, Ident};
 
@@ -32,6 +32,7 @@ pub(super) fn settings(trim_len: u64) -> Settings {
         trim_len,
         max_members: config().max_clients,
         history: 3,
+        ..Settings::new("room")
     }
 }
 
@@ -268,9 +269,21 @@ impl RedisWorld {
 
     /// Node `n`'s batch waits out its timeout on the way, then arrives: refused.
     fn late(&mut self, n: usize) -> Result<(), TestCaseError> {
-        let Some(call) = self.links[n].calls[lane_index(Lane::Propose)].take() else {
+        let lane = lane_index(Lane::Propose);
+        let Some(call) = self.links[n].calls[lane].take() else {
             return Ok(());
         };
+        if !matches!(
+            call.command,
+            Command::Script {
+                script: Script::Propose,
+                ..
+            }
+        ) {
+            // A PING: put back.
+            self.links[n].calls[lane] = Some(call);
+            return Ok(());
+        }
         self.advance(call.timeout + Duration::from_millis(1))?;
         let timed_out = Reply::Error("timed out".into());
         self.links[n]
