@@ -41,6 +41,12 @@ pub struct Args {
     /// do not ring the bell (the default)
     #[argh(switch)]
     pub no_bell: bool,
+    /// connect with TLS (the server's --tls-port), checking its certificate against the system's trusted roots and --tls-ca [env CHAT_TLS, default off]
+    #[argh(switch)]
+    pub tls: bool,
+    /// a PEM file of certificate authorities to trust besides the system's, e.g. a private CA; implies --tls [env CHAT_TLS_CA, else the system's only]
+    #[argh(option)]
+    pub tls_ca: Option<String>,
 }
 
 /// When an on/off setting is on if neither its flag nor its variable says.
@@ -62,6 +68,10 @@ pub const DEFAULT_TIMESTAMPS: SwitchDefault = SwitchDefault::Interactive;
 
 /// Whether a mention rings the bell when neither `--bell`, `--no-bell` nor `CHAT_BELL` says.
 pub const DEFAULT_BELL: SwitchDefault = SwitchDefault::Off;
+
+/// Whether the client connects with TLS when neither `--tls`, `--tls-ca`, `CHAT_TLS` nor
+/// `CHAT_TLS_CA` says.
+pub const DEFAULT_TLS: SwitchDefault = SwitchDefault::Off;
 
 /// An on/off setting after flags and environment: on, off, or left to the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +122,10 @@ pub struct Config {
     /// Names in colour: set by [`run`](crate::run) when stdout is a terminal and `NO_COLOR` is
     /// unset; never from a flag.
     pub colour: bool,
+    /// Connect with TLS (`--tls`, or `--tls-ca`).
+    pub tls: bool,
+    /// Certificate authorities trusted besides the system's (`--tls-ca`), a PEM file.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -126,6 +140,8 @@ impl Default for Config {
             timestamps: DEFAULT_TIMESTAMPS.into(),
             bell: DEFAULT_BELL.into(),
             colour: false,
+            tls: false,
+            tls_ca: None,
         }
     }
 }
@@ -172,6 +188,18 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
             None => Ok(default.into()),
         }
     };
+    let tls = args.tls
+        || match settings::pick("tls", None, &env) {
+            Some(raw) => raw.on_off()?,
+            None => DEFAULT_TLS != SwitchDefault::Off,
+        };
+    let tls_ca = match pick("tls-ca", &args.tls_ca) {
+        Some(raw) => Some(raw.parse_with(
+            |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+            "a file name",
+        )?),
+        None => None,
+    };
     Ok(Config {
         host,
         port,
@@ -190,6 +218,8 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         )?,
         bell: switch("bell", args.bell, args.no_bell, DEFAULT_BELL)?,
         colour: false,
+        tls: tls || tls_ca.is_some(),
+        tls_ca,
     })
 }
 
@@ -213,6 +243,28 @@ mod tests {
             name: name.map(Into::into),
             ..Args::default()
         }
+    }
+
+    #[test]
+    fn tls_is_a_switch_and_a_ca_file_implies_it() {
+        let tls = |args: &Args, pairs: &[(&str, &str)]| {
+            resolve(args, env_of(pairs)).map(|c| (c.tls, c.tls_ca))
+        };
+        assert_eq!(tls(&Args::default(), &[]), Ok((false, None)));
+        assert_eq!(
+            tls(&Args::default(), &[("CHAT_TLS", "1")]),
+            Ok((true, None))
+        );
+        let on = Args {
+            tls: true,
+            ..Args::default()
+        };
+        assert_eq!(tls(&on, &[("CHAT_TLS", "0")]), Ok((true, None)));
+        assert_eq!(
+            tls(&Args::default(), &[("CHAT_TLS_CA", "/etc/ca.pem")]),
+            Ok((true, Some("/etc/ca.pem".into())))
+        );
+        assert!(tls(&Args::default(), &[("CHAT_TLS", "maybe")]).is_err());
     }
 
     #[test]

@@ -7,11 +7,19 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_net::TcpStream;
 use chat_proto::{ClientMsg, encode};
-use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use futures_rustls::rustls::pki_types::pem::PemObject;
+use futures_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
 use jiff::tz::TimeZone;
 use smol::Timer;
 
@@ -43,6 +51,21 @@ where
             .finish()
     };
     let mut session = Session::new(Instant::now(), config, interactive).with_jitter_seed(seed);
+    let tls = match config.tls.then(|| connector(config)).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            let mut console = Console {
+                out,
+                err,
+                timestamps: false,
+                zone: TimeZone::UTC,
+                colour: false,
+                bell: false,
+            };
+            console.print(Line::error(error)).await;
+            return crate::EXIT_FAILURE;
+        }
+    };
     let mut driver = Driver {
         console: Console {
             out,
@@ -55,6 +78,7 @@ where
         connecting: None,
         stream: None,
         scratch: Vec::new(),
+        tls,
     };
     let code = driver.run(config, input, &mut session).await;
     driver.disconnect();
@@ -63,7 +87,7 @@ where
 
 /// What woke the driver up.
 enum Wake {
-    Connected(io::Result<TcpStream>),
+    Connected(io::Result<Conn>),
     Read(io::Result<usize>),
     Input(InputEvent),
     Deadline,
@@ -72,10 +96,12 @@ enum Wake {
 /// The I/O half of a session: the socket, the console and the connection attempt.
 struct Driver<'a, O, E> {
     console: Console<'a, O, E>,
-    connecting: Option<future::Boxed<io::Result<TcpStream>>>,
-    stream: Option<TcpStream>,
+    connecting: Option<future::Boxed<io::Result<Conn>>>,
+    stream: Option<Conn>,
     /// Encoding space for outgoing frames.
     scratch: Vec<u8>,
+    /// With `--tls`: what checks the server's certificate.
+    tls: Option<TlsConnector>,
 }
 
 impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
@@ -87,8 +113,13 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
                     Output::Connect => {
                         self.disconnect();
                         let (host, port) = (config.host.clone(), config.port);
+                        let tls = self.tls.clone();
                         self.connecting = Some(Box::pin(async move {
-                            TcpStream::connect((host.as_str(), port)).await
+                            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                            match tls {
+                                Some(tls) => handshake(&tls, &host, tcp).await,
+                                None => Ok(Conn::Plain(tcp)),
+                            }
                         }));
                     }
                     Output::Disconnect => self.disconnect(),
@@ -111,6 +142,13 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
                     self.stream = Some(stream);
                     session.handle_connected(now);
                 }
+                Wake::Connected(Err(e)) if is_certificate_error(&e) => {
+                    // Not a passing trouble: trying again would only fail again.
+                    let addr = format!("{}:{}", config.host, config.port);
+                    let line = Line::error(format_args!("cannot connect to {addr}: {e}"));
+                    self.console.print(line).await;
+                    return crate::EXIT_FAILURE;
+                }
                 Wake::Connected(Err(e)) => {
                     self.connecting = None;
                     session.handle_connect_failed(now, e);
@@ -132,7 +170,7 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
     fn disconnect(&mut self) {
         self.connecting = None;
         if let Some(stream) = self.stream.take() {
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.tcp().shutdown(Shutdown::Both);
         }
     }
 
@@ -187,6 +225,103 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
         stream.write_all(&self.scratch).await?;
         stream.flush().await
     }
+}
+
+/// A connection to the server: plain TCP, or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The TCP stream under it.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Conn::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Conn::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Conn::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_close(cx),
+            Conn::Tls(tls) => Pin::new(tls.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// What checks the server's certificate with `--tls`: the system's trusted roots, and those of
+/// `--tls-ca`. An unreadable or empty `--tls-ca` file is an error, one line.
+fn connector(config: &Config) -> Result<TlsConnector, String> {
+    let mut roots = RootCertStore::empty();
+    // Certificates the system has that rustls cannot use are skipped: --tls-ca may be enough.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = &config.tls_ca {
+        let file = path.display();
+        let cas = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| format!("cannot read --tls-ca {file}: {error}"))?;
+        let (added, _) = roots.add_parsable_certificates(cas);
+        if added == 0 {
+            return Err(format!("cannot use --tls-ca {file}: no certificate in it"));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("cannot set up TLS: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+/// The TLS handshake with `host` over `tcp`, its certificate checked.
+async fn handshake(tls: &TlsConnector, host: &str, tcp: TcpStream) -> io::Result<Conn> {
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| io::Error::other(format!("'{host}' is not a name TLS can check")))?;
+    let stream = tls.connect(name, tcp).await?;
+    Ok(Conn::Tls(Box::new(stream)))
+}
+
+/// Whether `error` says the server's certificate did not verify.
+fn is_certificate_error(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
 }
 
 /// The two output streams, and how lines look on them.

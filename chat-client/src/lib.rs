@@ -37,7 +37,7 @@ use futures_lite::AsyncWriteExt;
 pub use command::{Command, CommandError, HELP, parse_command, parse_typed};
 pub use config::{
     Args, Config, ConfigError, DEFAULT_BELL, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RECONNECT,
-    DEFAULT_TIMESTAMPS, Switch, SwitchDefault, resolve,
+    DEFAULT_TIMESTAMPS, DEFAULT_TLS, Switch, SwitchDefault, resolve,
 };
 pub use driver::run_session;
 pub use input::{Input, InputEvent, PromptWriter};

@@ -111,6 +111,18 @@ pub struct Args {
     /// address for Prometheus metrics at /metrics, and /healthz and /readyz, e.g. 127.0.0.1:9100 (port 0 for any free port) [env CHAT_METRICS_ADDR, else off]
     #[argh(option)]
     pub metrics_addr: Option<String>,
+    /// a PEM file of the certificate chain, for TLS on --tls-port, --irc-tls-port and the web port; reread on SIGHUP [env CHAT_TLS_CERT, else no TLS]
+    #[argh(option)]
+    pub tls_cert: Option<String>,
+    /// a PEM file of the certificate's private key; reread on SIGHUP [env CHAT_TLS_KEY, else no TLS]
+    #[argh(option)]
+    pub tls_key: Option<String>,
+    /// port for the native protocol over TLS, beside --port, 0 for any free port [env CHAT_TLS_PORT, else none]
+    #[argh(option)]
+    pub tls_port: Option<String>,
+    /// port for IRC over TLS (6697 by convention), beside --irc-port, 0 for any free port [env CHAT_IRC_TLS_PORT, else none]
+    #[argh(option)]
+    pub irc_tls_port: Option<String>,
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
@@ -149,6 +161,23 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     /// Where metrics and health are served (`--metrics-addr`); `None`: not served.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The certificate and key files for TLS; `None`: no TLS (`--tls-port` and
+    /// `--irc-tls-port` need them; with them the web port serves https and wss).
+    pub tls: Option<TlsFiles>,
+    /// Port for the native protocol over TLS; `None`: not served.
+    pub tls_port: Option<u16>,
+    /// Port for IRC over TLS; `None`: not served.
+    pub irc_tls_port: Option<u16>,
+}
+
+/// The PEM files of the server's certificate chain and private key (`--tls-cert`, `--tls-key`),
+/// read at start and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// Where and how this server takes part in a room shared through Redis.
@@ -198,6 +227,9 @@ impl Default for ServerConfig {
             shared: None,
             reuse_port: false,
             metrics_addr: None,
+            tls: None,
+            tls_port: None,
+            irc_tls_port: None,
         }
     }
 }
@@ -279,6 +311,7 @@ pub fn resolve(
             None => false,
         };
     config.shared = resolve_shared(args, &pick)?;
+    resolve_tls(args, &pick, &mut config)?;
     config.room.validate()?;
     Ok(config)
 }
@@ -443,6 +476,43 @@ fn resolve_gateways(
             |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
             "a file name",
         )?);
+    }
+    Ok(())
+}
+
+/// The TLS settings: the certificate and key go together, and the TLS ports need them. The
+/// files are read when the server starts (an unreadable one stops it there, with one line).
+fn resolve_tls(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    config: &mut ServerConfig,
+) -> Result<(), ConfigError> {
+    let file = |raw: Raw| {
+        raw.parse_with(
+            |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+            "a file name",
+        )
+    };
+    let cert = pick("tls-cert", &args.tls_cert).map(file).transpose()?;
+    let key = pick("tls-key", &args.tls_key).map(file).transpose()?;
+    config.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError("--tls-cert needs --tls-key".into())),
+        (None, Some(_)) => return Err(ConfigError("--tls-key needs --tls-cert".into())),
+    };
+    for (flag, given, slot) in [
+        ("tls-port", &args.tls_port, &mut config.tls_port),
+        ("irc-tls-port", &args.irc_tls_port, &mut config.irc_tls_port),
+    ] {
+        if let Some(raw) = pick(flag, given) {
+            *slot = Some(raw.port(PortZero::AnyFree)?);
+            if config.tls.is_none() {
+                return Err(ConfigError(format!(
+                    "--{flag} needs --tls-cert and --tls-key"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -738,6 +808,10 @@ mod tests {
             lease: Some("6s".into()),
             trim_len: Some("108".into()),
             metrics_addr: Some("127.0.0.1:9109".into()),
+            tls_cert: Some("/etc/chat/cert.pem".into()),
+            tls_key: Some("/etc/chat/key.pem".into()),
+            tls_port: Some("4003".into()),
+            irc_tls_port: Some("6698".into()),
             reuse_port: true,
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
@@ -784,6 +858,10 @@ mod tests {
             ("CHAT_TRIM_LEN", "108"),
             ("CHAT_METRICS_ADDR", "127.0.0.1:9109"),
             ("CHAT_REUSE_PORT", "1"),
+            ("CHAT_TLS_CERT", "/etc/chat/cert.pem"),
+            ("CHAT_TLS_KEY", "/etc/chat/key.pem"),
+            ("CHAT_TLS_PORT", "4003"),
+            ("CHAT_IRC_TLS_PORT", "6698"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -830,7 +908,37 @@ mod tests {
             }),
             reuse_port: true,
             metrics_addr: Some("127.0.0.1:9109".parse().unwrap()),
+            tls: Some(TlsFiles {
+                cert: "/etc/chat/cert.pem".into(),
+                key: "/etc/chat/key.pem".into(),
+            }),
+            tls_port: Some(4003),
+            irc_tls_port: Some(6698),
         }
+    }
+
+    #[test]
+    fn tls_files_go_together_and_tls_ports_need_them() {
+        let tls = |pairs: &[(&str, &str)]| {
+            resolve(&Args::default(), env(pairs)).map(|c| (c.tls.is_some(), c.tls_port))
+        };
+        assert_eq!(tls(&[]), Ok((false, None)));
+        assert_eq!(
+            tls(&[("CHAT_TLS_CERT", "c.pem")]).unwrap_err().0,
+            "--tls-cert needs --tls-key"
+        );
+        assert_eq!(
+            tls(&[("CHAT_TLS_KEY", "k.pem")]).unwrap_err().0,
+            "--tls-key needs --tls-cert"
+        );
+        assert_eq!(
+            tls(&[("CHAT_TLS_PORT", "6000")]).unwrap_err().0,
+            "--tls-port needs --tls-cert and --tls-key"
+        );
+        let both = [("CHAT_TLS_CERT", "c.pem"), ("CHAT_TLS_KEY", "k.pem")];
+        assert_eq!(tls(&both), Ok((true, None)));
+        let port = [both[0], both[1], ("CHAT_TLS_PORT", "0")];
+        assert_eq!(tls(&port), Ok((true, Some(0))));
     }
 
     #[test]

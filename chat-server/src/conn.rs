@@ -3,7 +3,7 @@
 //! rule every reader shares, and the [`Event`]s they all send the room task.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::ServerConfig;
 use crate::outbox::{self, Outbox};
 use crate::stats::Stats;
+use crate::tls::{Certs, Stream};
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
 const READ_CHUNK: usize = 64 * 1024;
@@ -166,7 +167,7 @@ impl<'e, 'a> Conns<'e, 'a> {
     /// opened. `None` once the room task is gone.
     pub(crate) async fn open(
         &self,
-        stream: &Arc<Async<TcpStream>>,
+        stream: &Stream,
         peer: std::net::IpAddr,
         codec: CodecId,
     ) -> Option<ConnId> {
@@ -207,10 +208,18 @@ impl<'e, 'a> Conns<'e, 'a> {
 
     /// Accepts connections on `listener` until the server stops, each attached to `codec`
     /// with a reader that only moves its bytes to the room task, where the hub decodes them
-    /// (the IRC and web ports).
-    pub(crate) async fn serve_codec(&self, listener: async_net::TcpListener, codec: CodecId) {
+    /// (the IRC and web ports); over TLS with `certs`.
+    pub(crate) async fn serve_codec(
+        &self,
+        listener: async_net::TcpListener,
+        codec: CodecId,
+        certs: Option<&Certs>,
+    ) {
         loop {
-            let (stream, peer) = self.accept(&listener).await;
+            let (socket, peer) = self.accept(&listener).await;
+            let Ok(stream) = Stream::new(socket, certs, &self.stats) else {
+                continue;
+            };
             let Some(id) = self.open(&stream, peer, codec).await else {
                 return;
             };
@@ -220,14 +229,19 @@ impl<'e, 'a> Conns<'e, 'a> {
     }
 }
 
-/// Accepts native clients until the server stops; each gets the native reader.
+/// Accepts native clients until the server stops; each gets the native reader. Over TLS with
+/// `certs`.
 pub(crate) async fn accept_loop(
     conns: &Conns<'_, '_>,
     listener: async_net::TcpListener,
     config: &ServerConfig,
+    certs: Option<&Certs>,
 ) {
     loop {
-        let (stream, peer) = conns.accept(&listener).await;
+        let (socket, peer) = conns.accept(&listener).await;
+        let Ok(stream) = Stream::new(socket, certs, &conns.stats) else {
+            continue;
+        };
         let Some(id) = conns.open(&stream, peer, CodecId::WIRE).await else {
             return;
         };
@@ -246,7 +260,7 @@ pub(crate) async fn accept_loop(
 /// Reads whatever the socket has into the shared scratch buffer, decodes every whole frame in
 /// it, and forwards them to the room. An idle connection holds no read buffer of its own.
 async fn read_loop(
-    stream: Arc<Async<TcpStream>>,
+    stream: Stream,
     id: ConnId,
     mut decoder: FrameDecoder,
     events: Sender<Event>,
@@ -262,7 +276,7 @@ async fn read_loop(
         let mut malformed = false;
         let read = {
             let mut buf = scratch.borrow_mut();
-            let read = stream.get_ref().read(&mut buf[..]);
+            let read = stream.read(&mut buf[..]);
             if let Ok(n) = read {
                 let mut input = &buf[..n];
                 loop {
@@ -304,7 +318,7 @@ async fn read_loop(
 /// Reads whatever the socket has into the shared scratch buffer and hands a copy to the room
 /// task, whose hub decodes it with the connection's codec: an adapter's reader does no more.
 async fn read_bytes(
-    stream: Arc<Async<TcpStream>>,
+    stream: Stream,
     id: ConnId,
     events: Sender<Event>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -316,7 +330,7 @@ async fn read_bytes(
         let mut bytes = Vec::new();
         let read = {
             let mut buf = scratch.borrow_mut();
-            let read = stream.get_ref().read(&mut buf[..BYTES_READ]);
+            let read = stream.read(&mut buf[..BYTES_READ]);
             if let Ok(n) = read {
                 bytes.extend_from_slice(&buf[..n]);
             }

@@ -31,11 +31,13 @@ mod random;
 mod redis;
 mod server;
 mod stats;
+mod tls;
 mod web;
 
 pub use self::redis::reply as redis_reply;
 pub use config::{
-    Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,
+    Args, ConfigError, ServerConfig, SharedConfig, TlsFiles, parse_duration, parse_origins, resolve,
 };
 pub use server::{RunningServer, listen, serve, serve_with_gateways};
 pub use stats::Stats;
+pub use tls::{Certs, Tls};

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use async_signal::{Signal, Signals};
 use std::net::TcpListener;
 
-use chat_server::{Args, ServerConfig, Stats, listen, resolve, serve_with_gateways};
+use chat_server::{Args, Certs, ServerConfig, Stats, Tls, listen, resolve, serve_with_gateways};
 use futures_lite::StreamExt;
 
 fn main() -> ExitCode {
@@ -23,9 +23,18 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
 
-    let Ok(listeners) = bind_all(&config) else {
+    // The certificate is read before anything listens: a bad one is one line and exit 1.
+    let certs = match config.tls.as_ref().map(Certs::load).transpose() {
+        Ok(certs) => certs,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(mut listeners) = bind_all(&config) else {
         return ExitCode::FAILURE;
     };
+    listeners.certs = certs;
     let mut signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(signals) => signals,
         Err(error) => {
@@ -49,6 +58,11 @@ struct Listeners {
     irc: Option<TcpListener>,
     web: Option<TcpListener>,
     metrics: Option<TcpListener>,
+    /// The certificate, with `--tls-cert`.
+    certs: Option<Certs>,
+    /// The native protocol and IRC over TLS.
+    tls_native: Option<TcpListener>,
+    tls_irc: Option<TcpListener>,
 }
 
 /// The listeners `config` asks for; an error is printed, one line each.
@@ -79,11 +93,22 @@ fn bind_all(config: &ServerConfig) -> Result<Listeners, ()> {
             })
         })
         .transpose()?;
+    let tls_native = config
+        .tls_port
+        .map(|port| bind(port, " for TLS"))
+        .transpose()?;
+    let tls_irc = config
+        .irc_tls_port
+        .map(|port| bind(port, " for IRC over TLS"))
+        .transpose()?;
     Ok(Listeners {
         native,
         irc,
         web,
         metrics,
+        certs: None,
+        tls_native,
+        tls_irc,
     })
 }
 
@@ -98,6 +123,9 @@ async fn serve(
         irc,
         web,
         metrics,
+        certs,
+        tls_native,
+        tls_irc,
     } = listeners;
     let listener = async_net::TcpListener::try_from(native)?;
     println!("listening on {}", listener.local_addr()?);
@@ -108,8 +136,24 @@ async fn serve(
     let web = web.map(async_net::TcpListener::try_from).transpose()?;
     if let Some(web) = &web {
         // After the `listening on` line, which scripts and tests read first.
-        println!("web page at http://{}/", web.local_addr()?);
+        let scheme = if certs.is_some() { "https" } else { "http" };
+        println!("web page at {scheme}://{}/", web.local_addr()?);
     }
+    let tls_native = tls_native
+        .map(async_net::TcpListener::try_from)
+        .transpose()?;
+    if let Some(listener) = &tls_native {
+        println!("TLS listening on {}", listener.local_addr()?);
+    }
+    let tls_irc = tls_irc.map(async_net::TcpListener::try_from).transpose()?;
+    if let Some(listener) = &tls_irc {
+        println!("IRC over TLS listening on {}", listener.local_addr()?);
+    }
+    let tls = certs.map(|certs| Tls {
+        certs,
+        native: tls_native,
+        irc: tls_irc,
+    });
     let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
     if let Some(metrics) = &metrics {
         println!("metrics at http://{}/metrics", metrics.local_addr()?);
@@ -120,7 +164,8 @@ async fn serve(
             log::info!("received {signal:?}");
         }
     };
-    serve_with_gateways(listener, irc, web, metrics, config, stats.clone(), shutdown).await?;
+    let stats2 = stats.clone();
+    serve_with_gateways(listener, irc, web, metrics, tls, config, stats2, shutdown).await?;
     log::info!(
         "served {} connections ({} accept errors); {} writes carried {} frames ({:.1} per write); {} closed as too slow",
         stats.accepted.load(Relaxed),

@@ -171,7 +171,7 @@ pub(crate) fn exposition(sources: &Sources) -> String {
         "The most bytes queued for one connection that kept up",
         load(&stats.max_queued),
     );
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 10] = [
         ("accepted", "Connections accepted", load(&stats.accepted)),
         (
             "accept_errors",
@@ -199,6 +199,16 @@ pub(crate) fn exposition(sources: &Sources) -> String {
             "slow_closes",
             "Connections closed as too slow",
             load(&stats.too_slow),
+        ),
+        (
+            "tls_handshakes",
+            "TLS handshakes completed",
+            load(&stats.tls_handshakes),
+        ),
+        (
+            "tls_handshake_failures",
+            "TLS handshakes that failed, or that the connection ended before",
+            load(&stats.tls_failures),
         ),
     ];
     for (name, help, value) in counters {

@@ -3,8 +3,8 @@
 //! and when a connection is too slow lives in [`chat_core::Fanout`]; this is only the I/O.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,9 +14,10 @@ use std::time::Duration;
 use chat_core::{ConnId, ConnMap, Due, Hub};
 use futures_lite::FutureExt;
 use futures_lite::future::poll_fn;
-use smol::{Async, Timer};
+use smol::Timer;
 
 use crate::stats::Stats;
+use crate::tls::Stream;
 
 /// Whole frames go into one write until it holds this many bytes...
 const WRITE_BATCH: usize = 256 * 1024;
@@ -66,17 +67,18 @@ impl Outbox {
 }
 
 /// What one write step did.
-enum Step {
+pub(crate) enum Step {
     Wrote,
     Blocked,
     Done,
 }
 
-/// Writes what is due, once: waits (registering the writer) when nothing is.
-fn write_step(
+/// Writes what is due with `write` (a vectored write to the socket, or to a TLS connection),
+/// once: waits (registering the writer) when nothing is.
+pub(crate) fn write_step(
     outbox: &Outbox,
     conn: ConnId,
-    socket: &TcpStream,
+    write: &mut dyn FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     stats: &Stats,
     waker: &Waker,
 ) -> Poll<io::Result<Step>> {
@@ -93,7 +95,7 @@ fn write_step(
         });
         let result = match due {
             Due::Write => loop {
-                match (&mut &*socket).write_vectored(&slices[..count]) {
+                match write(&slices[..count]) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     other => break Some(other),
                 }
@@ -126,8 +128,8 @@ fn write_step(
 /// Writes everything due, coalescing frames into few large writes, until the connection is
 /// closed and flushed or a write fails. A closing connection gets `linger` to flush before the
 /// socket is shut down.
-pub async fn write_loop(
-    stream: Arc<Async<TcpStream>>,
+pub(crate) async fn write_loop(
+    stream: Stream,
     conn: ConnId,
     outbox: Rc<Outbox>,
     stats: Arc<Stats>,
@@ -135,11 +137,10 @@ pub async fn write_loop(
 ) -> io::Result<()> {
     let write = async {
         loop {
-            let step =
-                poll_fn(|cx| write_step(&outbox, conn, stream.get_ref(), &stats, cx.waker()));
+            let step = poll_fn(|cx| stream.poll_write(&outbox, conn, &stats, cx.waker()));
             match step.await? {
                 Step::Wrote => {}
-                Step::Blocked => stream.writable().await?,
+                Step::Blocked => stream.socket().writable().await?,
                 Step::Done => return Ok(()),
             }
         }
@@ -159,7 +160,10 @@ pub async fn write_loop(
         Err(io::ErrorKind::TimedOut.into())
     };
     let result = write.or(flush_deadline).await;
-    let _ = stream.get_ref().shutdown(Shutdown::Both);
+    if result.is_ok() {
+        stream.finish();
+    }
+    let _ = stream.socket().get_ref().shutdown(Shutdown::Both);
     outbox.hub.borrow_mut().detach(conn);
     outbox.writers.borrow_mut().remove(&conn);
     outbox.closers.borrow_mut().remove(&conn);

@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
+use crate::tls::{self, Tls};
 use crate::{irc, metrics, web};
 
 /// Runs the server on `listener` until `shutdown` completes, then closes every connection
@@ -33,17 +34,20 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    serve_with_gateways(listener, None, None, None, config, stats, shutdown).await
+    serve_with_gateways(listener, None, None, None, None, config, stats, shutdown).await
 }
 
 /// [`serve`], with IRC clients on `irc` and the room in a browser on `web`, each when given:
 /// one room, whichever way a member comes in. With `metrics`, scrapes and health checks are
-/// answered there (`--metrics-addr`).
+/// answered there (`--metrics-addr`). With `tls`, its ports serve the native protocol and IRC
+/// over TLS, the web port serves https, and SIGHUP reloads its certificate.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_with_gateways(
     listener: async_net::TcpListener,
     irc: Option<async_net::TcpListener>,
     web: Option<async_net::TcpListener>,
     metrics: Option<async_net::TcpListener>,
+    tls: Option<Tls>,
     config: ServerConfig,
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -55,10 +59,15 @@ pub async fn serve_with_gateways(
     let (room, log) = enter_room(&config).await?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
     let mut hub = Hub::new(room, config.queue_bytes);
-    let irc = match irc {
-        Some(listener) => Some((listener, irc::codec(&config)?.add_to(&mut hub))),
-        None => None,
+    let (certs, tls_native, tls_irc) = match tls {
+        Some(Tls { certs, native, irc }) => (Some(certs), native, irc),
+        None => (None, None, None),
     };
+    let irc_codec = match irc.is_some() || tls_irc.is_some() {
+        true => Some(irc::codec(&config)?.add_to(&mut hub)),
+        false => None,
+    };
+    let irc = irc.zip(irc_codec);
     let web = web.map(|listener| {
         let listen = listener.local_addr().ok().map(|a| a.ip());
         (
@@ -89,18 +98,36 @@ pub async fn serve_with_gateways(
     ));
     let events = events_tx.clone();
     let conns = Conns::new(&ex, outbox, events, stats.clone(), writers, config.linger);
-    let accept = conn::accept_loop(&conns, listener, &config);
+    let accept = conn::accept_loop(&conns, listener, &config, None);
     let accept_irc = async {
         match irc {
-            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(listener, codec, None).await,
             None => std::future::pending().await,
         }
     };
     let accept_web = async {
         match web {
-            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(listener, codec, certs.as_ref()).await,
             None => std::future::pending().await,
         }
+    };
+    let accept_tls = async {
+        let Some(certs) = certs.as_ref() else {
+            return std::future::pending().await;
+        };
+        let native = async {
+            match tls_native {
+                Some(listener) => conn::accept_loop(&conns, listener, &config, Some(certs)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let irc = async {
+            match tls_irc.zip(irc_codec) {
+                Some((listener, codec)) => conns.serve_codec(listener, codec, Some(certs)).await,
+                None => std::future::pending().await,
+            }
+        };
+        native.or(irc).or(tls::reload_on_hangup(certs)).await
     };
     let accept_metrics = async {
         match metrics {
@@ -109,7 +136,7 @@ pub async fn serve_with_gateways(
         }
     };
     let main = async move {
-        let gateways = accept_irc.or(accept_web).or(accept_metrics);
+        let gateways = accept_irc.or(accept_web).or(accept_metrics).or(accept_tls);
         accept.or(gateways).or(shutdown).await;
         log::info!("shutting down: closing every connection");
         let _ = events_tx.send(Event::Input(Input::Shutdown)).await;
@@ -342,6 +369,8 @@ pub fn listen(host: &str, port: u16, reuse_port: bool) -> std::io::Result<std::n
 pub struct RunningServer {
     addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    irc_tls_addr: Option<SocketAddr>,
     web_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
@@ -378,6 +407,7 @@ impl RunningServer {
             .transpose()?;
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
         let metrics = metrics.map(async_net::TcpListener::try_from).transpose()?;
+        let (tls, tls_addr, irc_tls_addr) = Self::bind_tls(&config)?;
         let stats = Arc::new(Stats::default());
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let thread_stats = stats.clone();
@@ -392,6 +422,7 @@ impl RunningServer {
                     irc,
                     web,
                     metrics,
+                    tls,
                     config,
                     thread_stats,
                     shutdown,
@@ -400,6 +431,8 @@ impl RunningServer {
         Ok(Self {
             addr,
             irc_addr,
+            tls_addr,
+            irc_tls_addr,
             web_addr,
             metrics_addr,
             stats,
@@ -416,6 +449,43 @@ impl RunningServer {
     /// The address of its metrics and health checks, when it serves them (`metrics_addr`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// With `config.tls`: its certificate, and the TLS ports of `config` bound on its host,
+    /// with their addresses. A certificate that cannot be used is an error.
+    #[allow(clippy::type_complexity)]
+    fn bind_tls(
+        config: &ServerConfig,
+    ) -> io::Result<(Option<Tls>, Option<SocketAddr>, Option<SocketAddr>)> {
+        let Some(files) = &config.tls else {
+            return Ok((None, None, None));
+        };
+        let certs = tls::Certs::load(files).map_err(io::Error::other)?;
+        let bind = |port: Option<u16>| -> io::Result<_> {
+            let Some(port) = port else {
+                return Ok((None, None));
+            };
+            let listener = listen(&config.host, port, config.reuse_port)?;
+            let addr = listener.local_addr()?;
+            Ok((
+                Some(async_net::TcpListener::try_from(listener)?),
+                Some(addr),
+            ))
+        };
+        let (native, native_addr) = bind(config.tls_port)?;
+        let (irc, irc_addr) = bind(config.irc_tls_port)?;
+        let tls = Tls { certs, native, irc };
+        Ok((Some(tls), native_addr, irc_addr))
+    }
+
+    /// The address of the native protocol over TLS, when it serves it (`tls_port`).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The address of IRC over TLS, when it serves it (`irc_tls_port`).
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.irc_tls_addr
     }
 
     /// The address it listens on.

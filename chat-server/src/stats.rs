@@ -35,6 +35,10 @@ pub struct Stats {
     /// A shared room's lease ran out unrenewed and nothing has come from its log since: the
     /// node is out of the room (`/readyz` says 503).
     pub lease_lost: AtomicBool,
+    /// TLS handshakes completed.
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes that failed, or that the connection ended before (timed out, closed).
+    pub tls_failures: AtomicU64,
     /// Hellos refused, by reason (the labels of `--metrics-addr`'s `chat_refused_hellos`).
     pub refused: [AtomicU64; crate::metrics::REFUSALS.len()],
 }

@@ -17,7 +17,7 @@ use crate::config::ServerConfig;
 /// hosts `localhost`, `listen` (the web port's address) and those of `--web-host`.
 pub(crate) fn codec(config: &ServerConfig, listen: Option<IpAddr>) -> WebCodec {
     let policy = WebPolicy {
-        https: false,
+        https: config.tls.is_some(),
         listen,
         hosts: config.web_hosts.clone(),
         allowed: config.web_allow_origin.clone(),

@@ -230,7 +230,7 @@ mod tests {
             defaults.insert("host".to_owned(), Some(constant("DEFAULT_HOST")?));
             defaults.insert("port".to_owned(), Some(constant("DEFAULT_PORT")?));
             defaults.insert("name".to_owned(), None);
-            for switch in ["reconnect", "timestamps", "bell"] {
+            for switch in ["reconnect", "timestamps", "bell", "tls"] {
                 let constant_name = format!("DEFAULT_{}", switch.to_uppercase());
                 defaults.insert(switch.to_owned(), Some(constant(&constant_name)?));
             }
