@@ -18,6 +18,7 @@ use smol::{Async, LocalExecutor, Timer};
 
 use crate::config::ServerConfig;
 use crate::outbox::{self, Outbox};
+use crate::proxied::{Arrival, Door};
 use crate::stats::Stats;
 
 /// Bytes read from a socket at once, into a buffer shared by every reader on the thread.
@@ -208,27 +209,31 @@ impl<'e, 'a> Conns<'e, 'a> {
     /// Accepts connections on `listener` until the server stops, each attached to `codec`
     /// with a reader that only moves its bytes to the room task, where the hub decodes them
     /// (the IRC and web ports).
-    pub(crate) async fn serve_codec(&self, listener: async_net::TcpListener, codec: CodecId) {
+    pub(crate) async fn serve_codec(&self, door: Door, codec: CodecId) {
         loop {
-            let (stream, peer) = self.accept(&listener).await;
-            let Some(id) = self.open(&stream, peer, codec).await else {
+            let Arrival {
+                stream,
+                addr,
+                first,
+            } = door.arrive(self).await;
+            let Some(id) = self.open(&stream, addr, codec).await else {
                 return;
             };
             let (events, scratch) = (self.events.clone(), self.scratch.clone());
-            self.spawn_reader(read_bytes(stream, id, events, scratch));
+            self.spawn_reader(read_bytes(stream, id, first, events, scratch));
         }
     }
 }
 
 /// Accepts native clients until the server stops; each gets the native reader.
-pub(crate) async fn accept_loop(
-    conns: &Conns<'_, '_>,
-    listener: async_net::TcpListener,
-    config: &ServerConfig,
-) {
+pub(crate) async fn accept_loop(conns: &Conns<'_, '_>, door: Door, config: &ServerConfig) {
     loop {
-        let (stream, peer) = conns.accept(&listener).await;
-        let Some(id) = conns.open(&stream, peer, CodecId::WIRE).await else {
+        let Arrival {
+            stream,
+            addr,
+            first,
+        } = door.arrive(conns).await;
+        let Some(id) = conns.open(&stream, addr, CodecId::WIRE).await else {
             return;
         };
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
@@ -236,6 +241,7 @@ pub(crate) async fn accept_loop(
         conns.spawn_reader(read_loop(
             stream,
             id,
+            first,
             decoder,
             events,
             conns.scratch.clone(),
@@ -245,9 +251,11 @@ pub(crate) async fn accept_loop(
 
 /// Reads whatever the socket has into the shared scratch buffer, decodes every whole frame in
 /// it, and forwards them to the room. An idle connection holds no read buffer of its own.
+/// `first` is what was read before (past a PROXY header): decoded first.
 async fn read_loop(
     stream: Arc<Async<TcpStream>>,
     id: ConnId,
+    mut first: Vec<u8>,
     mut decoder: FrameDecoder,
     events: Sender<Event>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -256,13 +264,20 @@ async fn read_loop(
     // Reads each frame in the version the connection's hello says (v2 or v3).
     let mut client = ClientDecoder::new();
     let end = loop {
-        if stream.readable().await.is_err() {
+        // Bytes already read are decoded before waiting for more.
+        if first.is_empty() && stream.readable().await.is_err() {
             break Input::Closed(id);
         }
         let mut malformed = false;
         let read = {
             let mut buf = scratch.borrow_mut();
-            let read = stream.get_ref().read(&mut buf[..]);
+            let read = match std::mem::take(&mut first) {
+                first if !first.is_empty() => {
+                    buf[..first.len()].copy_from_slice(&first);
+                    Ok(first.len())
+                }
+                _ => stream.get_ref().read(&mut buf[..]),
+            };
             if let Ok(n) = read {
                 let mut input = &buf[..n];
                 loop {
@@ -303,12 +318,17 @@ async fn read_loop(
 
 /// Reads whatever the socket has into the shared scratch buffer and hands a copy to the room
 /// task, whose hub decodes it with the connection's codec: an adapter's reader does no more.
+/// `first` is what was read before (past a PROXY header): handed on first.
 async fn read_bytes(
     stream: Arc<Async<TcpStream>>,
     id: ConnId,
+    first: Vec<u8>,
     events: Sender<Event>,
     scratch: Rc<RefCell<Vec<u8>>>,
 ) {
+    if !first.is_empty() && events.send(Event::Bytes(id, first)).await.is_err() {
+        return;
+    }
     let end = loop {
         if stream.readable().await.is_err() {
             break Input::Closed(id);

@@ -19,6 +19,7 @@ use smol::Timer;
 use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
+use crate::proxied::Door;
 use crate::stats::Stats;
 use crate::{irc, metrics, web};
 
@@ -89,16 +90,21 @@ pub async fn serve_with_gateways(
     ));
     let events = events_tx.clone();
     let conns = Conns::new(&ex, outbox, events, stats.clone(), writers, config.linger);
-    let accept = conn::accept_loop(&conns, listener, &config);
+    // From a trusted proxy, the native and IRC ports read a PROXY header first.
+    let proxied = |listener| {
+        let trusted = config.trusted_proxies.clone();
+        Door::proxied(listener, trusted, config.room.handshake_timeout)
+    };
+    let accept = conn::accept_loop(&conns, proxied(listener), &config);
     let accept_irc = async {
         match irc {
-            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(proxied(listener), codec).await,
             None => std::future::pending().await,
         }
     };
     let accept_web = async {
         match web {
-            Some((listener, codec)) => conns.serve_codec(listener, codec).await,
+            Some((listener, codec)) => conns.serve_codec(Door::plain(listener), codec).await,
             None => std::future::pending().await,
         }
     };

@@ -5,6 +5,7 @@ mod client;
 mod hostile;
 mod irc;
 mod metrics;
+mod proxied;
 mod redis;
 mod redis_infra;
 mod redis_scripts;
