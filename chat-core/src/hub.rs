@@ -62,6 +62,9 @@ pub enum Inbound {
     /// The member leaves the room and stays connected, with these parting words
     /// ([`Input::Part`]: IRC's PART).
     Part(Option<String>),
+    /// The connection is a client at this address, as a trusted proxy says
+    /// ([`Input::Readdressed`]: a web request's `X-Forwarded-For`).
+    Readdress(core::net::IpAddr),
     /// Bytes that break the protocol: the connection is closed for a protocol error.
     Malformed,
     /// The connection is done on the protocol's own terms (a goodbye, an HTTP answer that
@@ -89,6 +92,11 @@ pub trait Codec: std::fmt::Debug + Send {
     /// Appends the bytes of a broadcast, the same for every recipient. Returns false if it has
     /// nothing to send.
     fn encode_broadcast(&mut self, msg: &ServerMsg, out: &mut Vec<u8>) -> bool;
+    /// `conn` was opened from `peer` ([`Input::OpenedFrom`]), before any of its bytes: for a
+    /// codec that takes a trusted proxy's word on who the client is.
+    fn opened(&mut self, conn: ConnId, peer: core::net::IpAddr) {
+        let _ = (conn, peer);
+    }
     /// `conn` is gone: forget anything kept about it.
     fn forget(&mut self, conn: ConnId) {
         let _ = conn;
@@ -371,7 +379,11 @@ impl Hub {
     /// Feeds one input into the room at time `now` and carries out everything that follows.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         match &input {
-            Input::Opened(conn) | Input::OpenedFrom(conn, _) => self.attach(*conn, CodecId::WIRE),
+            Input::Opened(conn) => self.attach(*conn, CodecId::WIRE),
+            Input::OpenedFrom(conn, peer) => {
+                self.attach(*conn, CodecId::WIRE);
+                self.reader_of(*conn).opened(*conn, *peer);
+            }
             Input::Received(conn, msg) => self.follow_version(*conn, msg),
             _ => {}
         }
@@ -429,6 +441,10 @@ impl Hub {
                 }
                 Inbound::Part(message) => {
                     self.room.handle_input(now, Input::Part(conn, message))?;
+                }
+                Inbound::Readdress(addr) => {
+                    self.room
+                        .handle_input(now, Input::Readdressed(conn, addr))?;
                 }
                 Inbound::Malformed => self.room.handle_input(now, Input::Malformed(conn))?,
                 Inbound::End => {

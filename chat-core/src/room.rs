@@ -36,6 +36,11 @@ pub enum Input {
     /// A connection was accepted from this address: it counts towards the address's limits
     /// (an IPv6 address counts as its /64).
     OpenedFrom(ConnId, IpAddr),
+    /// The connection, still in its handshake, is a client at this address, as a trusted proxy
+    /// says (a web request's `X-Forwarded-For`): from now on it counts under that address
+    /// instead of the one it was opened from, and is refused as too many connections if that
+    /// address's handshakes are full. Ignored once it is joining or a member.
+    Readdressed(ConnId, IpAddr),
     /// A whole message arrived on a connection.
     Received(ConnId, ClientMsg),
     /// Bytes arrived on a connection that are not a valid frame; it is closed for a protocol error.
@@ -599,6 +604,10 @@ impl Room {
         let result = match input {
             Input::Opened(id) => self.open(now, id, None),
             Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr.into())),
+            Input::Readdressed(id, addr) => {
+                self.readdress(id, addr.into());
+                Ok(())
+            }
             Input::Received(id, msg) => {
                 self.receive(now, id, msg);
                 Ok(())
@@ -724,6 +733,34 @@ impl Room {
         }
         self.schedule(id, now + self.config.handshake_timeout);
         Ok(())
+    }
+
+    /// Moves a connection in its handshake to the address `addr` counts it under
+    /// ([`Input::Readdressed`]), refusing it if that address has no handshake left.
+    fn readdress(&mut self, id: ConnId, addr: AddrKey) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.phase != Phase::Handshake || conn.addr == Some(addr) {
+            return;
+        }
+        if let Some(old) = conn.addr.replace(addr)
+            && let Some(count) = self.per_addr.get_mut(&old)
+        {
+            count.handshakes -= 1;
+            if count.handshakes == 0 && count.members == 0 {
+                self.per_addr.remove(&old);
+            }
+        }
+        let count = self.per_addr.entry(addr).or_default();
+        count.handshakes += 1;
+        if count.handshakes > self.config.max_handshakes_per_ip {
+            self.refuse_and_close(
+                id,
+                Refusal::TooManyConnections,
+                CloseReason::TooManyConnections,
+            );
+        }
     }
 
     /// The shared handshake pool is full and `newcomer` (from `addr`) asks for a slot: the

@@ -1136,6 +1136,68 @@ fn a_full_handshake_pool_gives_a_newcomer_a_slot_from_the_address_holding_the_mo
 }
 
 #[test]
+fn a_connection_readdressed_by_a_trusted_proxy_counts_under_the_client() {
+    let mut h = Harness::with(Config {
+        max_handshakes_per_ip: 2,
+        max_clients_per_ip: 1,
+        ..config()
+    });
+    let ip = |s: &str| -> core::net::IpAddr { s.parse().unwrap() };
+    let (proxy, a, b) = (ip("10.0.0.1"), ip("198.51.100.1"), ip("198.51.100.2"));
+    // Four connections through one proxy: moved to their clients, they leave its slots free.
+    for id in 1..=4 {
+        assert!(h.input(Input::OpenedFrom(ConnId(id), proxy)).is_empty());
+        let client = if id <= 2 { a } else { b };
+        assert!(h.input(Input::Readdressed(ConnId(id), client)).is_empty());
+    }
+    // A client's third is refused under the client's address, not the proxy's.
+    assert!(h.input(Input::OpenedFrom(ConnId(5), proxy)).is_empty());
+    assert_eq!(
+        h.input(Input::Readdressed(ConnId(5), a)),
+        vec![
+            send(5, ServerMsg::Refused(Refusal::TooManyConnections)),
+            close(5, CloseReason::TooManyConnections),
+        ]
+    );
+    // The proxy's own slots were given back: two more of its own get in, a third does not.
+    assert!(h.input(Input::OpenedFrom(ConnId(6), proxy)).is_empty());
+    assert!(h.input(Input::OpenedFrom(ConnId(7), proxy)).is_empty());
+    assert_eq!(h.input(Input::OpenedFrom(ConnId(8), proxy)).len(), 2);
+    // The same address again changes nothing; the member limit counts the client too.
+    assert!(h.input(Input::Readdressed(ConnId(1), a)).is_empty());
+    assert!(matches!(
+        h.recv(1, hello("ann"))[0],
+        Output::Send {
+            msg: ServerMsg::Welcome { .. },
+            ..
+        }
+    ));
+    assert_eq!(
+        h.recv(2, hello("abe")),
+        vec![
+            send(2, ServerMsg::Refused(Refusal::TooManyConnections)),
+            close(2, CloseReason::TooManyConnections),
+        ]
+    );
+    // A member is not moved: ann stays under a (b's one member may still join), and a's slots
+    // are a's again once she leaves.
+    assert!(h.input(Input::Readdressed(ConnId(1), b)).is_empty());
+    assert!(matches!(
+        h.recv(3, hello("bo"))[0],
+        Output::Send {
+            msg: ServerMsg::Welcome { .. },
+            ..
+        }
+    ));
+    h.input(Input::Closed(ConnId(1)));
+    assert!(h.input(Input::OpenedFrom(ConnId(9), a)).is_empty());
+    assert!(h.input(Input::OpenedFrom(ConnId(10), a)).is_empty());
+    assert_eq!(h.input(Input::OpenedFrom(ConnId(11), a)).len(), 2);
+    // Readdressing a connection the room does not hold is ignored.
+    assert!(h.input(Input::Readdressed(ConnId(99), a)).is_empty());
+}
+
+#[test]
 fn members_per_address_are_limited_when_asked() {
     let mut h = Harness::with(Config {
         max_clients_per_ip: 1,

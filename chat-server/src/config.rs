@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 pub use chat_core::ConfigError;
+use chat_gateway::proxy::TrustedProxies;
 use chat_proto::settings::{self, PortZero, Raw};
 
 /// The longest server name IRC lines carry (a host name, RFC 2812).
@@ -126,6 +127,9 @@ pub struct Args {
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
+    /// a proxy whose word on the client's address is taken (the PROXY protocol on the native and IRC ports, X-Forwarded-For or Forwarded on the web port), as a CIDR block, repeatable or comma-separated, e.g. 10.0.0.0/8 [env CHAT_TRUSTED_PROXY, else none]
+    #[argh(option)]
+    pub trusted_proxy: Vec<String>,
 }
 
 /// Everything the server needs to run.
@@ -168,6 +172,10 @@ pub struct ServerConfig {
     pub tls_port: Option<u16>,
     /// Port for IRC over TLS; `None`: not served.
     pub irc_tls_port: Option<u16>,
+    /// Peers whose word on the client's address is taken (`--trusted-proxy`): from them the
+    /// native and IRC ports read a PROXY protocol header first, the web port the forwarding
+    /// headers. Nobody by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The PEM files of the server's certificate chain and private key (`--tls-cert`, `--tls-key`),
@@ -230,6 +238,7 @@ impl Default for ServerConfig {
             tls: None,
             tls_port: None,
             irc_tls_port: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -284,6 +293,13 @@ pub fn parse_hosts(text: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// CIDR blocks for `--trusted-proxy`, read strictly ([`chat_gateway::proxy::Cidr`]); `None` if
+/// any is not one.
+pub fn parse_trusted_proxies(text: &str) -> Option<TrustedProxies> {
+    let blocks = text.split(',').map(|b| b.trim().parse().ok());
+    blocks.collect::<Option<Vec<_>>>().map(TrustedProxies)
+}
+
 /// Resolves each setting by the one rule in [`chat_proto::settings`]: flag, then environment
 /// variable (via `env`; empty counts as unset), then default. Port 0 means any free port.
 /// Pure: the caller passes `|k| std::env::var(k).ok()` or a test's map.
@@ -312,6 +328,13 @@ pub fn resolve(
         };
     config.shared = resolve_shared(args, &pick)?;
     resolve_tls(args, &pick, &mut config)?;
+    let trusted_proxy = (!args.trusted_proxy.is_empty()).then(|| args.trusted_proxy.join(","));
+    if let Some(raw) = pick("trusted-proxy", &trusted_proxy) {
+        config.trusted_proxies = raw.parse_with(
+            parse_trusted_proxies,
+            "comma-separated CIDR blocks such as 10.0.0.0/8 or fd00::/8, with no bits set past the prefix",
+        )?;
+    }
     config.room.validate()?;
     Ok(config)
 }
@@ -813,6 +836,7 @@ mod tests {
             tls_port: Some("4003".into()),
             irc_tls_port: Some("6698".into()),
             reuse_port: true,
+            trusted_proxy: vec!["10.0.0.0/8".into(), "fd00::/8, 127.0.0.1".into()],
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -862,6 +886,7 @@ mod tests {
             ("CHAT_TLS_KEY", "/etc/chat/key.pem"),
             ("CHAT_TLS_PORT", "4003"),
             ("CHAT_IRC_TLS_PORT", "6698"),
+            ("CHAT_TRUSTED_PROXY", "10.0.0.0/8, fd00::/8,127.0.0.1"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -914,6 +939,7 @@ mod tests {
             }),
             tls_port: Some(4003),
             irc_tls_port: Some(6698),
+            trusted_proxies: parse_trusted_proxies("10.0.0.0/8,fd00::/8,127.0.0.1").unwrap(),
         }
     }
 
@@ -939,6 +965,34 @@ mod tests {
         assert_eq!(tls(&both), Ok((true, None)));
         let port = [both[0], both[1], ("CHAT_TLS_PORT", "0")];
         assert_eq!(tls(&port), Ok((true, Some(0))));
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidr_blocks_from_flags_or_the_environment() {
+        let proxies = |args: &Args, pairs: &[(&str, &str)]| {
+            resolve(args, env(pairs)).map(|c| c.trusted_proxies.0.len())
+        };
+        assert_eq!(proxies(&Args::default(), &[]), Ok(0));
+        let pairs = [("CHAT_TRUSTED_PROXY", "10.0.0.0/8, ::1")];
+        assert_eq!(proxies(&Args::default(), &pairs), Ok(2));
+        let args = Args {
+            trusted_proxy: vec!["192.0.2.0/24".into()],
+            ..Args::default()
+        };
+        assert_eq!(
+            proxies(&args, &pairs),
+            Ok(1),
+            "the flag wins over the variable"
+        );
+        let args = Args {
+            trusted_proxy: vec!["10.0.0.1/8".into()],
+            ..Args::default()
+        };
+        assert_eq!(
+            resolve(&args, env(&[])).unwrap_err().0,
+            "invalid --trusted-proxy '10.0.0.1/8': expected comma-separated CIDR blocks such as \
+             10.0.0.0/8 or fd00::/8, with no bits set past the prefix"
+        );
     }
 
     #[test]

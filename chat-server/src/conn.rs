@@ -18,6 +18,7 @@ use smol::{Async, LocalExecutor, Timer};
 
 use crate::config::ServerConfig;
 use crate::outbox::{self, Outbox};
+use crate::proxied::{Arrival, Door};
 use crate::stats::Stats;
 use crate::tls::{Certs, Stream};
 
@@ -206,25 +207,43 @@ impl<'e, 'a> Conns<'e, 'a> {
         self.ex.reads.spawn(reader).detach();
     }
 
+    /// The next connection through `door` (past its PROXY header, if it comes from a trusted
+    /// proxy), with TLS over it when `certs` is given: the stream, the address it counts
+    /// under, and the plaintext read before (past a PROXY header on a plain port). `None`
+    /// when TLS could not start on it (it is closed).
+    async fn arrive(
+        &self,
+        door: &Door,
+        certs: Option<&Certs>,
+    ) -> Option<(Stream, std::net::IpAddr, Vec<u8>)> {
+        let Arrival {
+            stream,
+            addr,
+            first,
+        } = door.arrive(self).await;
+        match Stream::new(stream, first, certs, &self.stats) {
+            Ok((stream, first)) => Some((stream, addr, first)),
+            Err(error) => {
+                log::debug!("{addr}: TLS could not start: {error}");
+                self.stats.connections.fetch_sub(1, Relaxed);
+                None
+            }
+        }
+    }
+
     /// Accepts connections on `listener` until the server stops, each attached to `codec`
     /// with a reader that only moves its bytes to the room task, where the hub decodes them
     /// (the IRC and web ports); over TLS with `certs`.
-    pub(crate) async fn serve_codec(
-        &self,
-        listener: async_net::TcpListener,
-        codec: CodecId,
-        certs: Option<&Certs>,
-    ) {
+    pub(crate) async fn serve_codec(&self, door: Door, codec: CodecId, certs: Option<&Certs>) {
         loop {
-            let (socket, peer) = self.accept(&listener).await;
-            let Ok(stream) = Stream::new(socket, certs, &self.stats) else {
+            let Some((stream, addr, first)) = self.arrive(&door, certs).await else {
                 continue;
             };
-            let Some(id) = self.open(&stream, peer, codec).await else {
+            let Some(id) = self.open(&stream, addr, codec).await else {
                 return;
             };
             let (events, scratch) = (self.events.clone(), self.scratch.clone());
-            self.spawn_reader(read_bytes(stream, id, events, scratch));
+            self.spawn_reader(read_bytes(stream, id, first, events, scratch));
         }
     }
 }
@@ -233,16 +252,15 @@ impl<'e, 'a> Conns<'e, 'a> {
 /// `certs`.
 pub(crate) async fn accept_loop(
     conns: &Conns<'_, '_>,
-    listener: async_net::TcpListener,
+    door: Door,
     config: &ServerConfig,
     certs: Option<&Certs>,
 ) {
     loop {
-        let (socket, peer) = conns.accept(&listener).await;
-        let Ok(stream) = Stream::new(socket, certs, &conns.stats) else {
+        let Some((stream, addr, first)) = conns.arrive(&door, certs).await else {
             continue;
         };
-        let Some(id) = conns.open(&stream, peer, CodecId::WIRE).await else {
+        let Some(id) = conns.open(&stream, addr, CodecId::WIRE).await else {
             return;
         };
         let decoder = FrameDecoder::new(config.room.max_frame_bytes);
@@ -250,6 +268,7 @@ pub(crate) async fn accept_loop(
         conns.spawn_reader(read_loop(
             stream,
             id,
+            first,
             decoder,
             events,
             conns.scratch.clone(),
@@ -259,9 +278,11 @@ pub(crate) async fn accept_loop(
 
 /// Reads whatever the socket has into the shared scratch buffer, decodes every whole frame in
 /// it, and forwards them to the room. An idle connection holds no read buffer of its own.
+/// `first` is what was read before (past a PROXY header): decoded first.
 async fn read_loop(
     stream: Stream,
     id: ConnId,
+    mut first: Vec<u8>,
     mut decoder: FrameDecoder,
     events: Sender<Event>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -270,13 +291,20 @@ async fn read_loop(
     // Reads each frame in the version the connection's hello says (v2 or v3).
     let mut client = ClientDecoder::new();
     let end = loop {
-        if stream.readable().await.is_err() {
+        // Bytes already read are decoded before waiting for more.
+        if first.is_empty() && stream.readable().await.is_err() {
             break Input::Closed(id);
         }
         let mut malformed = false;
         let read = {
             let mut buf = scratch.borrow_mut();
-            let read = stream.read(&mut buf[..]);
+            let read = match std::mem::take(&mut first) {
+                first if !first.is_empty() => {
+                    buf[..first.len()].copy_from_slice(&first);
+                    Ok(first.len())
+                }
+                _ => stream.read(&mut buf[..]),
+            };
             if let Ok(n) = read {
                 let mut input = &buf[..n];
                 loop {
@@ -317,12 +345,17 @@ async fn read_loop(
 
 /// Reads whatever the socket has into the shared scratch buffer and hands a copy to the room
 /// task, whose hub decodes it with the connection's codec: an adapter's reader does no more.
+/// `first` is what was read before (past a PROXY header): handed on first.
 async fn read_bytes(
     stream: Stream,
     id: ConnId,
+    first: Vec<u8>,
     events: Sender<Event>,
     scratch: Rc<RefCell<Vec<u8>>>,
 ) {
+    if !first.is_empty() && events.send(Event::Bytes(id, first)).await.is_err() {
+        return;
+    }
     let end = loop {
         if stream.readable().await.is_err() {
             break Input::Closed(id);

@@ -27,6 +27,7 @@ mod conn;
 mod irc;
 mod metrics;
 mod outbox;
+mod proxied;
 mod random;
 mod redis;
 mod server;
@@ -35,6 +36,7 @@ mod tls;
 mod web;
 
 pub use self::redis::reply as redis_reply;
+pub use config::parse_trusted_proxies;
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, TlsFiles, parse_duration, parse_origins, resolve,
 };

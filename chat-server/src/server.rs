@@ -19,6 +19,7 @@ use smol::Timer;
 use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
+use crate::proxied::Door;
 use crate::stats::Stats;
 use crate::tls::{self, Tls};
 use crate::{irc, metrics, web};
@@ -98,16 +99,24 @@ pub async fn serve_with_gateways(
     ));
     let events = events_tx.clone();
     let conns = Conns::new(&ex, outbox, events, stats.clone(), writers, config.linger);
-    let accept = conn::accept_loop(&conns, listener, &config, None);
+    // From a trusted proxy, the native and IRC ports (TLS or not) read a PROXY header first.
+    let proxied = |listener| {
+        let trusted = config.trusted_proxies.clone();
+        Door::proxied(listener, trusted, config.room.handshake_timeout)
+    };
+    let accept = conn::accept_loop(&conns, proxied(listener), &config, None);
     let accept_irc = async {
         match irc {
-            Some((listener, codec)) => conns.serve_codec(listener, codec, None).await,
+            Some((listener, codec)) => conns.serve_codec(proxied(listener), codec, None).await,
             None => std::future::pending().await,
         }
     };
     let accept_web = async {
         match web {
-            Some((listener, codec)) => conns.serve_codec(listener, codec, certs.as_ref()).await,
+            Some((listener, codec)) => {
+                let door = Door::plain(listener);
+                conns.serve_codec(door, codec, certs.as_ref()).await
+            }
             None => std::future::pending().await,
         }
     };
@@ -117,13 +126,19 @@ pub async fn serve_with_gateways(
         };
         let native = async {
             match tls_native {
-                Some(listener) => conn::accept_loop(&conns, listener, &config, Some(certs)).await,
+                Some(listener) => {
+                    conn::accept_loop(&conns, proxied(listener), &config, Some(certs)).await
+                }
                 None => std::future::pending().await,
             }
         };
         let irc = async {
             match tls_irc.zip(irc_codec) {
-                Some((listener, codec)) => conns.serve_codec(listener, codec, Some(certs)).await,
+                Some((listener, codec)) => {
+                    conns
+                        .serve_codec(proxied(listener), codec, Some(certs))
+                        .await
+                }
                 None => std::future::pending().await,
             }
         };

@@ -127,18 +127,21 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// `socket` as it is, or with a TLS server connection over it when `certs` is given.
+    /// `socket` as it is, or with a TLS server connection over it when `certs` is given, and
+    /// what of `first` (bytes read before, past a PROXY header) is plaintext: all of it on a
+    /// plain socket; none over TLS, where they are the first records, fed to rustls here.
     pub(crate) fn new(
         socket: Arc<Async<TcpStream>>,
+        first: Vec<u8>,
         certs: Option<&Certs>,
         stats: &Arc<Stats>,
-    ) -> io::Result<Self> {
+    ) -> io::Result<(Self, Vec<u8>)> {
         let Some(certs) = certs else {
-            return Ok(Self::Plain(socket));
+            return Ok((Self::Plain(socket), first));
         };
         let mut conn = ServerConnection::new(certs.current()).map_err(io::Error::other)?;
         conn.set_buffer_limit(Some(SEND_BUFFER));
-        Ok(Self::Tls(Rc::new(TlsConn {
+        let tls = Rc::new(TlsConn {
             socket,
             conn: RefCell::new(conn),
             writer: RefCell::new(None),
@@ -147,7 +150,11 @@ impl Stream {
             failed: Cell::new(false),
             counted: Cell::new(false),
             stats: stats.clone(),
-        })))
+        });
+        if !first.is_empty() {
+            tls.feed(&first)?;
+        }
+        Ok((Self::Tls(tls), Vec::new()))
     }
 
     /// The socket under it.
@@ -242,6 +249,22 @@ impl TlsConn {
             return Ok(());
         }
         self.socket.readable().await
+    }
+
+    /// Feeds rustls records read before the connection was opened (at most a PROXY header's
+    /// read past it: a bounded few bytes); the reader takes what they hold first.
+    fn feed(&self, mut records: &[u8]) -> io::Result<()> {
+        let mut conn = self.conn.borrow_mut();
+        while !records.is_empty() {
+            if conn.read_tls(&mut records)? == 0 {
+                break;
+            }
+            if let Err(error) = conn.process_new_packets() {
+                return Err(self.fail(&conn, error));
+            }
+        }
+        self.pending.set(true);
+        Ok(())
     }
 
     /// Feeds rustls the records the socket has (a few at most), and takes the plaintext.

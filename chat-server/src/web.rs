@@ -14,7 +14,8 @@ use chat_gateway::web::{WebCodec, WebPolicy};
 use crate::config::ServerConfig;
 
 /// The codec to add to the hub, with the origins and frame limit of `config`, serving the
-/// hosts `localhost`, `listen` (the web port's address) and those of `--web-host`.
+/// hosts `localhost`, `listen` (the web port's address) and those of `--web-host`, taking the
+/// word of `--trusted-proxy` proxies on who the client is.
 pub(crate) fn codec(config: &ServerConfig, listen: Option<IpAddr>) -> WebCodec {
     let policy = WebPolicy {
         https: config.tls.is_some(),
@@ -22,5 +23,7 @@ pub(crate) fn codec(config: &ServerConfig, listen: Option<IpAddr>) -> WebCodec {
         hosts: config.web_hosts.clone(),
         allowed: config.web_allow_origin.clone(),
     };
-    WebCodec::new(policy, config.room.max_frame_bytes)
+    let mut codec = WebCodec::new(policy, config.room.max_frame_bytes);
+    codec.trust_proxies(config.trusted_proxies.clone());
+    codec
 }

@@ -13,7 +13,8 @@ use super::http::{
     Answer, MAX_REQUEST_BYTES, MAX_REQUESTS, WsReader, answer, max_ws_message, too_many_requests,
 };
 use super::json::{close_frame, json_frame};
-use super::request::WebPolicy;
+use super::request::{WebPolicy, forwarded};
+use crate::proxy::{Forwarded, TrustedProxies};
 
 /// Where one web connection stands.
 #[derive(Debug)]
@@ -44,6 +45,10 @@ pub struct WebCodec {
     ready: VecDeque<ConnId>,
     /// The JSON of the message being encoded, kept between calls.
     json: Vec<u8>,
+    /// Proxies whose forwarding headers are read ([`WebCodec::trust_proxies`]).
+    trusted: TrustedProxies,
+    /// Connections opened from one of them.
+    proxied: ConnMap<()>,
 }
 
 impl WebCodec {
@@ -56,7 +61,17 @@ impl WebCodec {
             conns: ConnMap::default(),
             ready: VecDeque::new(),
             json: Vec::new(),
+            trusted: TrustedProxies::default(),
+            proxied: ConnMap::default(),
         }
+    }
+
+    /// Takes the word of `trusted` proxies on who the client is: a connection from one of
+    /// them is moved to the address its requests' `X-Forwarded-For` or `Forwarded` names
+    /// ([`Inbound::Readdress`], before each answer), so that the room's per-address limits
+    /// count the client. A request whose forwarding cannot be read closes the connection.
+    pub fn trust_proxies(&mut self, trusted: TrustedProxies) {
+        self.trusted = trusted;
     }
 }
 
@@ -70,7 +85,8 @@ impl Codec for WebCodec {
             input: Vec::new(),
             served: 0,
         });
-        if phase.decode(bytes, &self.policy, self.max_message, out) {
+        let trusted = self.proxied.contains_key(&conn).then_some(&self.trusted);
+        if phase.decode(bytes, &self.policy, trusted, self.max_message, out) {
             self.ready.push_back(conn);
         }
     }
@@ -115,7 +131,14 @@ impl Codec for WebCodec {
         json_frame(&mut self.json, msg, out)
     }
 
+    fn opened(&mut self, conn: ConnId, peer: core::net::IpAddr) {
+        if self.trusted.contains(peer) {
+            self.proxied.insert(conn, ());
+        }
+    }
+
     fn forget(&mut self, conn: ConnId) {
+        self.proxied.remove(&conn);
         self.conns.remove(&conn);
         self.ready.retain(|c| *c != conn);
     }
@@ -128,13 +151,14 @@ impl Phase {
         &mut self,
         bytes: &[u8],
         policy: &WebPolicy,
+        trusted: Option<&TrustedProxies>,
         max_message: usize,
         out: &mut Vec<Inbound>,
     ) -> bool {
         match self {
             Phase::Http { input, served } => {
                 input.extend_from_slice(bytes);
-                match serve(input, served, policy, out) {
+                match serve(input, served, policy, trusted, out) {
                     Some(next) => {
                         let upgraded = matches!(next, Phase::Upgraded { .. });
                         *self = next;
@@ -167,15 +191,34 @@ impl Phase {
 
 /// Answers the whole requests at the start of `input`, in order, and drops their bytes. Returns
 /// the phase that follows when one closes or upgrades; `None` while more requests may come.
+/// From a `trusted` proxy, each answer follows the client's address its request names.
 fn serve(
     input: &mut Vec<u8>,
     served: &mut usize,
     policy: &WebPolicy,
+    trusted: Option<&TrustedProxies>,
     out: &mut Vec<Inbound>,
 ) -> Option<Phase> {
     loop {
         let last = *served + 1 >= MAX_REQUESTS;
-        match answer(input, policy, last) {
+        let answer = answer(input, policy, last);
+        let consumed = match &answer {
+            Answer::Incomplete => return None,
+            Answer::Reply { consumed, .. } | Answer::Upgrade { consumed, .. } => *consumed,
+        };
+        let head = &input[..consumed.min(input.len())];
+        match trusted.map_or(Forwarded::Absent, |trusted| forwarded(head, trusted)) {
+            Forwarded::Absent => {}
+            Forwarded::Client(addr) => out.push(Inbound::Readdress(addr)),
+            Forwarded::Invalid => {
+                out.push(Inbound::Malformed);
+                return Some(Phase::Closed {
+                    end: false,
+                    refused: false,
+                });
+            }
+        }
+        match answer {
             Answer::Incomplete => return None,
             Answer::Reply {
                 bytes,

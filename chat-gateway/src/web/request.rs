@@ -7,6 +7,8 @@
 
 use core::net::IpAddr;
 
+use crate::proxy::{Forwarded, TrustedProxies, forwarded_client};
+
 /// Headers read in one request head; more is 431.
 const MAX_HEADERS: usize = 64;
 
@@ -147,6 +149,27 @@ pub(super) enum Parsed<'b> {
 }
 
 const BAD: Parsed<'static> = Parsed::Refused(400, "Bad Request");
+
+/// What the forwarding headers (`X-Forwarded-For`, `Forwarded`) of the request head at the
+/// start of `input` say of its client, taking the word of `trusted` proxies: for a connection
+/// from one of them. [`Forwarded::Absent`] for a head that is not whole or not readable (its
+/// answer says so).
+pub(super) fn forwarded(input: &[u8], trusted: &TrustedProxies) -> Forwarded {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if !matches!(request.parse(input), Ok(httparse::Status::Complete(_))) {
+        return Forwarded::Absent;
+    }
+    // A value that is not text is no address: it makes the whole header unreadable.
+    let values = |name: &'static str| {
+        request
+            .headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| std::str::from_utf8(h.value).unwrap_or(""))
+    };
+    forwarded_client(values("x-forwarded-for"), values("forwarded"), trusted)
+}
 
 /// Reads the request head at the start of `input`.
 pub(super) fn parse(input: &[u8]) -> Parsed<'_> {

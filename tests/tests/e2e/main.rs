@@ -6,6 +6,7 @@ mod hostile;
 mod irc;
 mod metrics;
 mod pause;
+mod proxied;
 mod redis;
 mod redis_infra;
 mod redis_scripts;

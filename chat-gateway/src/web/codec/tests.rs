@@ -485,3 +485,109 @@ fn a_smuggled_second_request_is_never_answered() {
     assert_eq!(text(&out[0]).matches("HTTP/1.1").count(), 1);
     assert_eq!(out[1], Inbound::End);
 }
+
+/// A hub whose web codec trusts the proxy at 10.0.0.1, two handshakes per address.
+fn proxied_hub() -> (Hub, chat_core::CodecId) {
+    let mut hub = Hub::new(
+        Room::new(
+            Config {
+                max_handshakes_per_ip: 2,
+                ..Config::default()
+            },
+            1,
+        )
+        .unwrap(),
+        1 << 20,
+    );
+    let mut codec = codec();
+    codec.trust_proxies(crate::proxy::TrustedProxies(vec![
+        "10.0.0.1".parse().unwrap(),
+    ]));
+    let web = hub.add_codec(Box::new(codec));
+    (hub, web)
+}
+
+/// A request for the page as nginx forwards it, with `headers` added.
+fn forwarded_get(headers: &str) -> String {
+    format!("GET / HTTP/1.0\r\nHost: 127.0.0.1:8080\r\n{headers}Connection: close\r\n\r\n")
+}
+
+#[test]
+fn a_trusted_proxys_requests_count_under_the_client_they_name() {
+    let now = Instant::now();
+    let (mut hub, web) = proxied_hub();
+    let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+    // Two clients' upgrades through the proxy hold a handshake each, under their own address.
+    for (conn, client) in [
+        (1, "198.51.100.1"),
+        (2, "198.51.100.1"),
+        (3, "198.51.100.2"),
+    ] {
+        open(&mut hub, now, conn, web, proxy);
+        let xff = format!("X-Forwarded-For: 203.0.113.99, {client}\r\n");
+        let upgrade = String::from_utf8_lossy(UPGRADE).replace("Host:", &format!("{xff}Host:"));
+        hub.handle_bytes(now, ConnId(conn), upgrade.as_bytes())
+            .unwrap();
+        assert!(drain(&mut hub, ConnId(conn)).0.starts_with("HTTP/1.1 101"));
+    }
+    // The first client's third is refused once its request names it: no answer, closed.
+    open(&mut hub, now, 4, web, proxy);
+    let xff = forwarded_get("X-Forwarded-For: 198.51.100.1\r\n");
+    hub.handle_bytes(now, ConnId(4), xff.as_bytes()).unwrap();
+    assert!(!hub.room().is_open(ConnId(4)));
+    assert_eq!(drain(&mut hub, ConnId(4)), (String::new(), true));
+    // The proxy's own slots are free (three of its connections moved away), and `Forwarded`
+    // is read as well.
+    open(&mut hub, now, 5, web, proxy);
+    open(&mut hub, now, 6, web, proxy);
+    let fwd = forwarded_get("Forwarded: for=\"[2001:db8::1]:4711\";proto=https\r\n");
+    hub.handle_bytes(now, ConnId(6), fwd.as_bytes()).unwrap();
+    assert!(drain(&mut hub, ConnId(6)).0.starts_with("HTTP/1.1 200 OK"));
+    // No forwarding header: the proxy's own request (a health check), under its address.
+    open(&mut hub, now, 7, web, proxy);
+    hub.handle_bytes(now, ConnId(7), forwarded_get("").as_bytes())
+        .unwrap();
+    assert!(drain(&mut hub, ConnId(7)).0.starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn forwarding_headers_are_ignored_from_others_and_a_forgery_closes() {
+    let now = Instant::now();
+    let (mut hub, web) = proxied_hub();
+    let stranger: IpAddr = "10.0.0.9".parse().unwrap();
+    // An untrusted peer names other clients: it still counts as itself, and its third is
+    // refused at open.
+    for conn in 1..=2 {
+        open(&mut hub, now, conn, web, stranger);
+        let keep_alive = get("/", false).replace(
+            "Host:",
+            &format!("X-Forwarded-For: 198.51.100.{conn}\r\nHost:"),
+        );
+        hub.handle_bytes(now, ConnId(conn), keep_alive.as_bytes())
+            .unwrap();
+        assert!(
+            drain(&mut hub, ConnId(conn))
+                .0
+                .starts_with("HTTP/1.1 200 OK")
+        );
+        assert!(hub.room().is_open(ConnId(conn)));
+    }
+    open(&mut hub, now, 3, web, stranger);
+    assert!(!hub.room().is_open(ConnId(3)));
+    // Through the proxy, headers that disagree (one forged) or a hop that is no address: closed
+    // unanswered.
+    let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+    for (conn, headers) in [
+        (
+            5,
+            "X-Forwarded-For: 198.51.100.1\r\nForwarded: for=198.51.100.7\r\n",
+        ),
+        (6, "X-Forwarded-For: unknown\r\n"),
+    ] {
+        open(&mut hub, now, conn, web, proxy);
+        hub.handle_bytes(now, ConnId(conn), forwarded_get(headers).as_bytes())
+            .unwrap();
+        assert!(!hub.room().is_open(ConnId(conn)), "{headers}");
+        assert_eq!(drain(&mut hub, ConnId(conn)), (String::new(), true));
+    }
+}
