@@ -2,6 +2,7 @@ mod hub;
 mod model;
 mod nodes;
 mod redis;
+mod restart;
 mod v3;
 
 use std::time::{Duration, Instant};

@@ -249,6 +249,8 @@ fn step(
                     log::debug!("conn {}: closing ({reason})", conn.0);
                     closed.push(conn);
                 }
+                // Asked for only when there is a store to keep them (`--data-dir`).
+                HubEvent::Applied(_) => {}
                 HubEvent::Propose(proposal) => match redis_log.as_deref_mut() {
                     // As the node the room is now: a proposal made before the room started
                     // over is not run as the node it became.
