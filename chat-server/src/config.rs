@@ -111,6 +111,9 @@ pub struct Args {
     /// address for Prometheus metrics at /metrics, and /healthz and /readyz, e.g. 127.0.0.1:9100 (port 0 for any free port) [env CHAT_METRICS_ADDR, else off]
     #[argh(option)]
     pub metrics_addr: Option<String>,
+    /// keep accounts, bans, mutes and the room's history and sequence across restarts in DIR/chat.db (SQLite) [env CHAT_DATA_DIR, else in memory only]
+    #[argh(option)]
+    pub data_dir: Option<String>,
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
@@ -149,6 +152,9 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     /// Where metrics and health are served (`--metrics-addr`); `None`: not served.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The directory of the store that keeps the room across restarts (`--data-dir`); `None`:
+    /// everything is in memory.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Where and how this server takes part in a room shared through Redis.
@@ -198,6 +204,7 @@ impl Default for ServerConfig {
             shared: None,
             reuse_port: false,
             metrics_addr: None,
+            data_dir: None,
         }
     }
 }
@@ -279,6 +286,7 @@ pub fn resolve(
             None => false,
         };
     config.shared = resolve_shared(args, &pick)?;
+    config.data_dir = resolve_data_dir(args, &pick, config.shared.is_some())?;
     config.room.validate()?;
     Ok(config)
 }
@@ -445,6 +453,30 @@ fn resolve_gateways(
         )?);
     }
     Ok(())
+}
+
+/// The store's directory: `None` without `--data-dir`. Refused with `--redis`, whose room
+/// keeps its state in Redis.
+fn resolve_data_dir(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    shared: bool,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(raw) = pick("data-dir", &args.data_dir) else {
+        return Ok(None);
+    };
+    let dir = raw.parse_with(
+        |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+        "a directory",
+    )?;
+    if shared {
+        return Err(ConfigError(
+            "--data-dir cannot be used with --redis: Redis keeps the shared room's history, \
+             sequence, accounts and bans"
+                .into(),
+        ));
+    }
+    Ok(Some(dir))
 }
 
 /// The shared-room settings: `None` without `--redis`. The same rule as every other setting.
@@ -738,6 +770,8 @@ mod tests {
             lease: Some("6s".into()),
             trim_len: Some("108".into()),
             metrics_addr: Some("127.0.0.1:9109".into()),
+            // With --redis it is refused: tested on its own below.
+            data_dir: None,
             reuse_port: true,
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
@@ -830,7 +864,35 @@ mod tests {
             }),
             reuse_port: true,
             metrics_addr: Some("127.0.0.1:9109".parse().unwrap()),
+            data_dir: None,
         }
+    }
+
+    #[test]
+    fn the_data_dir_is_a_flag_or_a_variable_and_refused_with_redis() {
+        let data_dir = |args: &Args, pairs: &[(&str, &str)]| {
+            resolve(args, env(pairs)).map(|c| c.data_dir.map(|d| d.display().to_string()))
+        };
+        assert_eq!(data_dir(&Args::default(), &[]), Ok(None));
+        assert_eq!(
+            data_dir(&Args::default(), &[("CHAT_DATA_DIR", "/var/lib/chat")]),
+            Ok(Some("/var/lib/chat".into()))
+        );
+        let args = Args {
+            data_dir: Some("/srv/chat".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            data_dir(&args, &[("CHAT_DATA_DIR", "/var/lib/chat")]),
+            Ok(Some("/srv/chat".into()))
+        );
+        assert_eq!(
+            data_dir(&args, &[("CHAT_REDIS", "redis://127.0.0.1:6379")])
+                .unwrap_err()
+                .0,
+            "--data-dir cannot be used with --redis: Redis keeps the shared room's history, \
+             sequence, accounts and bans"
+        );
     }
 
     #[test]

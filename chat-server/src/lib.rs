@@ -31,6 +31,7 @@ mod random;
 mod redis;
 mod server;
 mod stats;
+pub mod store;
 mod web;
 
 pub use self::redis::reply as redis_reply;
