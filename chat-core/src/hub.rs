@@ -16,7 +16,7 @@ use chat_proto::{
 
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
-use crate::log::Proposal;
+use crate::log::{Entry, Proposal};
 use crate::room::{ConnId, HistoryQuery, Input, Notice, Output, Room, UsageError};
 
 /// What a [`Hub`] tells its driver, besides bytes to write.
@@ -26,6 +26,8 @@ pub enum HubEvent {
     Propose(Proposal),
     /// A member joined or left: for logs and counters.
     Notice(Notice),
+    /// The room applied this log entry ([`Room::report_applied`]): for a store.
+    Applied(Entry),
     /// A hello was refused, and why: for logs and counters. The connection may stay open (a
     /// client may try another name).
     Refused {
@@ -305,6 +307,11 @@ impl Hub {
         &self.room
     }
 
+    /// Every entry the room applies comes out as [`HubEvent::Applied`] ([`Room::report_applied`]).
+    pub fn report_applied(&mut self, on: bool) {
+        self.room.report_applied(on);
+    }
+
     /// Anchors the room's wall clock ([`Room::set_clock`]).
     pub fn set_clock(&mut self, now: Instant, unix_ms: u64) {
         self.room.set_clock(now, unix_ms);
@@ -552,6 +559,7 @@ impl Hub {
             }
             Output::Propose(proposal) => self.events.push_back(HubEvent::Propose(proposal)),
             Output::Notice(notice) => self.events.push_back(HubEvent::Notice(notice)),
+            Output::Applied(entry) => self.events.push_back(HubEvent::Applied(entry)),
         }
     }
 

@@ -235,6 +235,24 @@ impl Sequencer {
         }
     }
 
+    /// A log that goes on from `snapshot` (as a store kept it across a restart): the same
+    /// epoch, positions and chat sequence numbers continue, no entry is stamped earlier than
+    /// its last kept chat, and its members hold their names.
+    pub fn resume(max_members: u32, snapshot: &Snapshot) -> Self {
+        Self {
+            epoch: snapshot.epoch,
+            pos: snapshot.pos,
+            seq: snapshot.seq,
+            time: snapshot.history.last().map_or(0, |chat| chat.time),
+            max_members,
+            claims: snapshot
+                .members
+                .iter()
+                .map(|seat| (seat.key.clone(), seat.clone()))
+                .collect(),
+        }
+    }
+
     /// The position of the last entry appended.
     pub fn pos(&self) -> u64 {
         self.pos

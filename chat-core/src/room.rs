@@ -157,6 +157,9 @@ pub enum Output {
     /// A member joined, left or was renamed (here or on another node): for the driver's log
     /// and counters. Members here are told by a [`Output::Broadcast`] of their own.
     Notice(Notice),
+    /// The room applied this log entry: for a driver that keeps the room's state (a store),
+    /// emitted only once it asked with [`Room::report_applied`], before what follows from it.
+    Applied(Entry),
 }
 
 /// Which of the kept chats a member asks for ([`Room::history`]), by the times the log gave
@@ -377,6 +380,8 @@ pub struct Room {
     /// Proposals waiting to go to the log.
     proposals: VecDeque<Proposal>,
     outputs: VecDeque<Output>,
+    /// Every entry applied is also an [`Output::Applied`] ([`Room::report_applied`]).
+    report_applied: bool,
 }
 
 impl Room {
@@ -387,6 +392,16 @@ impl Room {
     pub fn new(config: Config, epoch: u64) -> Result<Self, ConfigError> {
         let log = Sequencer::new(config.max_clients, epoch);
         let snapshot = log.snapshot();
+        Self::make(config, NodeId(0), Some(log), snapshot)
+    }
+
+    /// A room alone that goes on from `snapshot`, as a store kept it across a restart: the
+    /// same epoch (so that a client's resume keeps working), positions and chat sequence numbers
+    /// continue, and newcomers are shown the kept history. The members are not carried over: a
+    /// restart closed their connections.
+    pub fn restore(config: Config, mut snapshot: Snapshot) -> Result<Self, ConfigError> {
+        snapshot.members.clear();
+        let log = Sequencer::resume(config.max_clients, &snapshot);
         Self::make(config, NodeId(0), Some(log), snapshot)
     }
 
@@ -417,6 +432,7 @@ impl Room {
             timers: BinaryHeap::new(),
             proposals: VecDeque::new(),
             outputs: VecDeque::new(),
+            report_applied: false,
         };
         room.load(snapshot);
         Ok(room)
@@ -492,6 +508,13 @@ impl Room {
     /// The position of the last log entry applied.
     pub fn pos(&self) -> u64 {
         self.view.pos
+    }
+
+    /// From now on (`true`), every entry the room applies is also handed out as an
+    /// [`Output::Applied`], for a driver that keeps the room's state across restarts. Off by
+    /// default: then applying copies nothing.
+    pub fn report_applied(&mut self, on: bool) {
+        self.report_applied = on;
     }
 
     /// Whether `conn`'s own chats come back to it, with everyone's, once the log has them
@@ -1077,6 +1100,9 @@ impl Room {
             });
         }
         self.view.pos = entry.pos;
+        if self.report_applied {
+            self.outputs.push_back(Output::Applied(entry.clone()));
+        }
         let here = entry.node == self.node;
         // Taken out, so that a chat's text moves on to its broadcast without a copy.
         let event = std::mem::replace(&mut entry.event, Event::Joined { ident: None });

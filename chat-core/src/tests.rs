@@ -3,6 +3,7 @@ mod model;
 mod nodes;
 mod pause;
 mod redis;
+mod restart;
 mod v3;
 
 use std::time::{Duration, Instant};

@@ -134,7 +134,10 @@ fn step(outbox: &Outbox, event: Option<Event>) -> Option<Instant> {
             HubEvent::Notice(Notice::Joined { name, .. }) => eprintln!("{name} joined"),
             HubEvent::Notice(Notice::Left { name, reason }) => eprintln!("{name} left ({reason})"),
             HubEvent::Notice(Notice::Renamed { from, to }) => eprintln!("{from} is now {to}"),
-            HubEvent::Closed { .. } | HubEvent::Refused { .. } | HubEvent::Propose(_) => {}
+            HubEvent::Closed { .. }
+            | HubEvent::Refused { .. }
+            | HubEvent::Propose(_)
+            | HubEvent::Applied(_) => {}
         }
     }
     // One condition variable for every writer: each checks its own connection.

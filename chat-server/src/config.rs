@@ -124,6 +124,9 @@ pub struct Args {
     /// port for IRC over TLS (6697 by convention), beside --irc-port, 0 for any free port [env CHAT_IRC_TLS_PORT, else none]
     #[argh(option)]
     pub irc_tls_port: Option<String>,
+    /// keep accounts, bans, mutes and the room's history and sequence across restarts in DIR/chat.db (SQLite) [env CHAT_DATA_DIR, else in memory only]
+    #[argh(option)]
+    pub data_dir: Option<String>,
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
@@ -176,6 +179,9 @@ pub struct ServerConfig {
     /// native and IRC ports read a PROXY protocol header first, the web port the forwarding
     /// headers. Nobody by default.
     pub trusted_proxies: TrustedProxies,
+    /// The directory of the store that keeps the room across restarts (`--data-dir`); `None`:
+    /// everything is in memory.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The PEM files of the server's certificate chain and private key (`--tls-cert`, `--tls-key`),
@@ -239,6 +245,7 @@ impl Default for ServerConfig {
             tls_port: None,
             irc_tls_port: None,
             trusted_proxies: TrustedProxies::default(),
+            data_dir: None,
         }
     }
 }
@@ -335,6 +342,7 @@ pub fn resolve(
             "comma-separated CIDR blocks such as 10.0.0.0/8 or fd00::/8, with no bits set past the prefix",
         )?;
     }
+    config.data_dir = resolve_data_dir(args, &pick, config.shared.is_some())?;
     config.room.validate()?;
     Ok(config)
 }
@@ -538,6 +546,30 @@ fn resolve_tls(
         }
     }
     Ok(())
+}
+
+/// The store's directory: `None` without `--data-dir`. Refused with `--redis`, whose room
+/// keeps its state in Redis.
+fn resolve_data_dir(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    shared: bool,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(raw) = pick("data-dir", &args.data_dir) else {
+        return Ok(None);
+    };
+    let dir = raw.parse_with(
+        |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+        "a directory",
+    )?;
+    if shared {
+        return Err(ConfigError(
+            "--data-dir cannot be used with --redis: Redis keeps the shared room's history, \
+             sequence, accounts and bans"
+                .into(),
+        ));
+    }
+    Ok(Some(dir))
 }
 
 /// The shared-room settings: `None` without `--redis`. The same rule as every other setting.
@@ -835,6 +867,8 @@ mod tests {
             tls_key: Some("/etc/chat/key.pem".into()),
             tls_port: Some("4003".into()),
             irc_tls_port: Some("6698".into()),
+            // With --redis it is refused: tested on its own below.
+            data_dir: None,
             reuse_port: true,
             trusted_proxy: vec!["10.0.0.0/8".into(), "fd00::/8, 127.0.0.1".into()],
         };
@@ -940,6 +974,7 @@ mod tests {
             tls_port: Some(4003),
             irc_tls_port: Some(6698),
             trusted_proxies: parse_trusted_proxies("10.0.0.0/8,fd00::/8,127.0.0.1").unwrap(),
+            data_dir: None,
         }
     }
 
@@ -992,6 +1027,33 @@ mod tests {
             resolve(&args, env(&[])).unwrap_err().0,
             "invalid --trusted-proxy '10.0.0.1/8': expected comma-separated CIDR blocks such as \
              10.0.0.0/8 or fd00::/8, with no bits set past the prefix"
+        );
+    }
+
+    #[test]
+    fn the_data_dir_is_a_flag_or_a_variable_and_refused_with_redis() {
+        let data_dir = |args: &Args, pairs: &[(&str, &str)]| {
+            resolve(args, env(pairs)).map(|c| c.data_dir.map(|d| d.display().to_string()))
+        };
+        assert_eq!(data_dir(&Args::default(), &[]), Ok(None));
+        assert_eq!(
+            data_dir(&Args::default(), &[("CHAT_DATA_DIR", "/var/lib/chat")]),
+            Ok(Some("/var/lib/chat".into()))
+        );
+        let args = Args {
+            data_dir: Some("/srv/chat".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            data_dir(&args, &[("CHAT_DATA_DIR", "/var/lib/chat")]),
+            Ok(Some("/srv/chat".into()))
+        );
+        assert_eq!(
+            data_dir(&args, &[("CHAT_REDIS", "redis://127.0.0.1:6379")])
+                .unwrap_err()
+                .0,
+            "--data-dir cannot be used with --redis: Redis keeps the shared room's history, \
+             sequence, accounts and bans"
         );
     }
 

@@ -32,6 +32,7 @@ mod random;
 mod redis;
 mod server;
 mod stats;
+pub mod store;
 mod tls;
 mod web;
 

@@ -21,6 +21,7 @@ use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
 use crate::proxied::Door;
 use crate::stats::Stats;
+use crate::store::{Store, Writer};
 use crate::tls::{self, Tls};
 use crate::{irc, metrics, web};
 
@@ -57,7 +58,7 @@ pub async fn serve_with_gateways(
     let (events_tx, events_rx) = async_channel::bounded(ROOM_QUEUE);
     // Live writer tasks, so that shutdown can wait for their flush.
     let writers = Rc::new(Cell::new(0usize));
-    let (room, log) = enter_room(&config).await?;
+    let (room, log, store) = enter_room(&config).await?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
     let mut hub = Hub::new(room, config.queue_bytes);
     let (certs, tls_native, tls_irc) = match tls {
@@ -94,6 +95,7 @@ pub async fn serve_with_gateways(
         outbox.clone(),
         events_rx,
         redis_log,
+        store,
         stats.clone(),
         writers.clone(),
     ));
@@ -164,19 +166,44 @@ pub async fn serve_with_gateways(
     Ok(())
 }
 
-/// The room, and with `--redis` the node's place in the Redis log it shares, entered before
-/// anyone is served.
-async fn enter_room(config: &ServerConfig) -> io::Result<(Room, Option<crate::redis::Entered>)> {
-    let (room, log) = match &config.shared {
-        None => (Room::new(config.room.clone(), new_epoch()), None),
-        Some(shared) => {
+/// The room, entered before anyone is served: with `--redis`, the node's place in the Redis
+/// log it shares; with `--data-dir`, the room as the store kept it, and the store's writer.
+async fn enter_room(
+    config: &ServerConfig,
+) -> io::Result<(Room, Option<crate::redis::Entered>, Option<Writer>)> {
+    let (room, log, store) = match (&config.shared, &config.data_dir) {
+        (None, None) => {
+            log::info!(
+                "no --data-dir: history, sequence, accounts and bans are kept in memory only, and lost at restart"
+            );
+            (Room::new(config.room.clone(), new_epoch()), None, None)
+        }
+        (None, Some(dir)) => {
+            let (store, snapshot) = Store::open(dir, config.room.history, new_epoch())?;
+            log::info!(
+                "data kept in {}: epoch {}, {} chats kept up to seq {}, {} accounts, {} bans, {} mutes",
+                dir.join(crate::store::FILE_NAME).display(),
+                snapshot.epoch,
+                snapshot.history.len(),
+                snapshot.seq,
+                snapshot.accounts.len(),
+                snapshot.bans.len(),
+                snapshot.mutes.len(),
+            );
+            let room = Room::restore(config.room.clone(), snapshot).map(|mut room| {
+                room.report_applied(true);
+                room
+            });
+            (room, None, Some(store.spawn()?))
+        }
+        (Some(shared), _) => {
             let (log, node, snapshot) =
                 crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
             let room = Room::shared(config.room.clone(), node, snapshot);
-            (room, Some(log))
+            (room, Some(log), None)
         }
     };
-    Ok((room.map_err(io::Error::other)?, log))
+    Ok((room.map_err(io::Error::other)?, log, store))
 }
 
 /// How long the room task waits at most between two turns, so that a pause of the whole
@@ -196,6 +223,7 @@ async fn room_task(
     outbox: Rc<Outbox>,
     events: Receiver<Event>,
     mut redis_log: Option<crate::redis::Log>,
+    mut store: Option<Writer>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
 ) -> Option<crate::redis::Log> {
@@ -226,7 +254,8 @@ async fn room_task(
                  what members sent meanwhile is not held against them"
             );
             let pause = Input::Paused { since: last_turn };
-            next = step(&outbox, &stats, redis_log.as_mut(), |hub, _, now| {
+            let (log, store) = (redis_log.as_mut(), store.as_mut());
+            next = step(&outbox, &stats, log, store, |hub, _, now| {
                 hub.handle_input(now, pause)
             });
         }
@@ -239,6 +268,7 @@ async fn room_task(
             &outbox,
             &stats,
             redis_log.as_mut(),
+            store.as_mut(),
             |hub, log, now| match event {
                 Event::Input(input) => hub.handle_input(now, input),
                 Event::Bytes(conn, bytes) => hub.handle_bytes(now, conn, &bytes),
@@ -250,6 +280,9 @@ async fn room_task(
                 }
             },
         );
+        if let Some(store) = &mut store {
+            store.flush().await;
+        }
         if shutdown {
             break;
         }
@@ -260,8 +293,18 @@ async fn room_task(
     while writers.get() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
     }
+    if let Some(store) = store
+        && !store.close(STORE_CLOSE).await
+    {
+        log::error!(
+            "the store did not finish writing within {STORE_CLOSE:?}: the last entries may be lost"
+        );
+    }
     redis_log
 }
+
+/// How long shutdown waits for the store to write what is queued and close its file.
+const STORE_CLOSE: Duration = Duration::from_secs(10);
 
 /// For `/readyz`: a shared room's node is out of the room from the moment its lease ran out
 /// unrenewed until the log speaks to it again (an entry applied, or the room started over).
@@ -277,11 +320,12 @@ fn note_lease(stats: &Stats, input: &Input) {
 
 /// Feeds one input to the hub (or hands the shared log an answer) and carries out what
 /// follows: proposals go to the shared log, and what it gives the room goes in, in the same
-/// step; returns the next deadline.
+/// step; entries applied are kept for the store; returns the next deadline.
 fn step(
     outbox: &Outbox,
     stats: &Stats,
     mut redis_log: Option<&mut crate::redis::Log>,
+    mut store: Option<&mut Writer>,
     feed: impl FnOnce(&mut Hub, Option<&mut crate::redis::Log>, Instant) -> Result<(), UsageError>,
 ) -> Option<Instant> {
     let mut hub = outbox.hub.borrow_mut();
@@ -320,6 +364,12 @@ fn step(
                     }
                     log::debug!("conn {}: closing ({reason})", conn.0);
                     closed.push(conn);
+                }
+                // Asked for only when there is a store to keep them (`--data-dir`).
+                HubEvent::Applied(entry) => {
+                    if let Some(store) = store.as_deref_mut() {
+                        store.keep(entry);
+                    }
                 }
                 HubEvent::Propose(proposal) => match redis_log.as_deref_mut() {
                     // As the node the room is now: a proposal made before the room started

@@ -342,7 +342,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     prop_assert!(closed.insert(conn.0, reason).is_none(), "closed twice");
                 }
-                Output::Unsubscribe { .. } | Output::Notice(_) => {}
+                Output::Unsubscribe { .. } | Output::Notice(_) | Output::Applied(_) => {}
                 Output::Propose(p) => prop_assert!(false, "a room alone proposed {p:?}"),
             }
         }

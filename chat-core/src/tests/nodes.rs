@@ -199,7 +199,10 @@ impl World {
                     node.open.remove(&conn.0);
                     self.seen.remove(&(n, conn.0));
                 }
-                Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Notice(_) => {}
+                Output::Subscribe { .. }
+                | Output::Unsubscribe { .. }
+                | Output::Notice(_)
+                | Output::Applied(_) => {}
             }
         }
         Ok(())
