@@ -379,6 +379,8 @@ impl Session {
             | ServerMsg::Members { .. }
             | ServerMsg::Away { .. }
             | ServerMsg::Error(_)
+            | ServerMsg::Registered { .. }
+            | ServerMsg::Unregistered { .. }
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
     }

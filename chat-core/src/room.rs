@@ -775,6 +775,8 @@ impl Room {
             ClientMsg::Nick { name } => self.nick(id, &name),
             ClientMsg::Away { message } => self.away(id, message),
             ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
+            // Accounts: the next commit.
+            ClientMsg::Register { .. } | ClientMsg::Passwd { .. } | ClientMsg::Unregister => {}
         }
     }
 
