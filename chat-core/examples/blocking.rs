@@ -103,6 +103,13 @@ fn step(shared: &Shared, input: Input) -> Option<Instant> {
             HubEvent::Notice(Notice::Left { name, reason }) => eprintln!("{name} left ({reason})"),
             HubEvent::Notice(Notice::Renamed { from, to }) => eprintln!("{from} is now {to}"),
             HubEvent::Closed { .. } | HubEvent::Refused { .. } | HubEvent::Propose(_) => {}
+            // This example hashes no passwords: registering is refused as unavailable.
+            HubEvent::Password { ticket, .. } => {
+                let verdict = chat_core::Verdict::Busy;
+                if let Err(error) = hub.handle_input(now, Input::Password { ticket, verdict }) {
+                    eprintln!("driver bug: {error}");
+                }
+            }
         }
     }
     // One condition variable for every writer: each checks its own connection.

@@ -578,7 +578,7 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::NameTaken => f.write_str("name is taken; name not changed"),
             ErrorKind::NameInvalid(rule) => write!(f, "{rule}; name not changed"),
             ErrorKind::NameRegistered => {
-                f.write_str("name is registered to an account; name not changed")
+                f.write_str("that name is registered to an account; not changed")
             }
             ErrorKind::PasswordInvalid { max_bytes } => {
                 write!(f, "a password must be 1 to {max_bytes} bytes; not changed")

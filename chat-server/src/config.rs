@@ -114,6 +114,12 @@ pub struct Args {
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
+    /// only registered names may join: a closed room (register names with --accounts, or before, through a store) [env CHAT_REQUIRE_ACCOUNT, default off]
+    #[argh(switch)]
+    pub require_account: bool,
+    /// a file of registered names read at start, one `NAME HASH` a line (HASH from `chat-server hash-password`) [env CHAT_ACCOUNTS, else none]
+    #[argh(option)]
+    pub accounts: Option<String>,
 }
 
 /// Everything the server needs to run.
@@ -149,6 +155,8 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     /// Where metrics and health are served (`--metrics-addr`); `None`: not served.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The file of registered names read at start (`--accounts`); `None`: none.
+    pub accounts: Option<std::path::PathBuf>,
 }
 
 /// Where and how this server takes part in a room shared through Redis.
@@ -198,6 +206,7 @@ impl Default for ServerConfig {
             shared: None,
             reuse_port: false,
             metrics_addr: None,
+            accounts: None,
         }
     }
 }
@@ -279,6 +288,7 @@ pub fn resolve(
             None => false,
         };
     config.shared = resolve_shared(args, &pick)?;
+    resolve_accounts(args, &pick, &mut config)?;
     config.room.validate()?;
     Ok(config)
 }
@@ -380,6 +390,26 @@ fn resolve_room_timers(
         if let Some(raw) = pick(flag, given) {
             *slot = raw.parse_with(parse_duration, "a positive duration such as 10s or 500ms")?;
         }
+    }
+    Ok(())
+}
+
+/// Accounts: `--require-account` and `--accounts FILE`.
+fn resolve_accounts(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    config: &mut ServerConfig,
+) -> Result<(), ConfigError> {
+    config.room.require_account = args.require_account
+        || match pick("require-account", &None) {
+            Some(raw) => raw.on_off()?,
+            None => false,
+        };
+    if let Some(raw) = pick("accounts", &args.accounts) {
+        config.accounts = Some(raw.parse_with(
+            |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+            "a file name",
+        )?);
     }
     Ok(())
 }
@@ -739,6 +769,8 @@ mod tests {
             trim_len: Some("108".into()),
             metrics_addr: Some("127.0.0.1:9109".into()),
             reuse_port: true,
+            require_account: true,
+            accounts: Some("/etc/chat/accounts".into()),
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -784,6 +816,8 @@ mod tests {
             ("CHAT_TRIM_LEN", "108"),
             ("CHAT_METRICS_ADDR", "127.0.0.1:9109"),
             ("CHAT_REUSE_PORT", "1"),
+            ("CHAT_REQUIRE_ACCOUNT", "yes"),
+            ("CHAT_ACCOUNTS", "/etc/chat/accounts"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -811,6 +845,7 @@ mod tests {
                 handshake_timeout: Duration::from_secs(3),
                 ping_interval: Duration::from_secs(4),
                 idle_timeout: Duration::from_secs(5),
+                require_account: true,
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),
@@ -830,6 +865,7 @@ mod tests {
             }),
             reuse_port: true,
             metrics_addr: Some("127.0.0.1:9109".parse().unwrap()),
+            accounts: Some("/etc/chat/accounts".into()),
         }
     }
 

@@ -27,6 +27,7 @@ mod conn;
 mod irc;
 mod metrics;
 mod outbox;
+mod passwords;
 mod random;
 mod redis;
 mod server;
@@ -37,5 +38,6 @@ pub use self::redis::reply as redis_reply;
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, parse_duration, parse_origins, resolve,
 };
+pub use passwords::hash as hash_password;
 pub use server::{RunningServer, listen, serve, serve_with_gateways};
 pub use stats::Stats;

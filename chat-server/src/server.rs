@@ -19,6 +19,7 @@ use smol::Timer;
 use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
+use crate::passwords::Pool;
 use crate::stats::Stats;
 use crate::{irc, metrics, web};
 
@@ -54,6 +55,7 @@ pub async fn serve_with_gateways(
     let writers = Rc::new(Cell::new(0usize));
     let (room, log) = enter_room(&config).await?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
+    let pool = Pool::start(events_tx.clone(), stats.clone())?;
     let mut hub = Hub::new(room, config.queue_bytes);
     let irc = match irc {
         Some(listener) => Some((listener, irc::codec(&config)?.add_to(&mut hub))),
@@ -84,6 +86,7 @@ pub async fn serve_with_gateways(
         outbox.clone(),
         events_rx,
         redis_log,
+        pool,
         stats.clone(),
         writers.clone(),
     ));
@@ -126,7 +129,11 @@ pub async fn serve_with_gateways(
 /// anyone is served.
 async fn enter_room(config: &ServerConfig) -> io::Result<(Room, Option<crate::redis::Entered>)> {
     let (room, log) = match &config.shared {
-        None => (Room::new(config.room.clone(), new_epoch()), None),
+        None => (local_room(config)?, None),
+        Some(_) if config.accounts.is_some() => {
+            let why = "--accounts is for a room alone: a shared room keeps no accounts yet";
+            return Err(io::Error::other(why));
+        }
         Some(shared) => {
             let (log, node, snapshot) =
                 crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
@@ -137,6 +144,20 @@ async fn enter_room(config: &ServerConfig) -> io::Result<(Room, Option<crate::re
     Ok((room.map_err(io::Error::other)?, log))
 }
 
+/// The room alone, with the accounts of `--accounts` if given.
+fn local_room(config: &ServerConfig) -> io::Result<Result<Room, chat_core::ConfigError>> {
+    let Some(path) = &config.accounts else {
+        return Ok(Room::new(config.room.clone(), new_epoch()));
+    };
+    let accounts = crate::passwords::read_accounts(path, config.room.max_name_chars)?;
+    log::info!("{} accounts from {}", accounts.len(), path.display());
+    let log = chat_core::Sequencer::new(config.room.max_clients, new_epoch());
+    Ok(Room::with_log(
+        config.room.clone(),
+        log.with_accounts(accounts),
+    ))
+}
+
 /// The one owner of the hub's inputs (and of the shared room's log, which it returns at the
 /// end): feeds it, acts on its events, wakes writers, keeps its timer.
 async fn room_task(
@@ -144,6 +165,7 @@ async fn room_task(
     outbox: Rc<Outbox>,
     events: Receiver<Event>,
     mut redis_log: Option<crate::redis::Log>,
+    pool: Pool,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
 ) -> Option<crate::redis::Log> {
@@ -161,7 +183,7 @@ async fn room_task(
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
         let next = step(
-            &outbox,
+            (&outbox, &pool),
             &stats,
             redis_log.as_mut(),
             |hub, log, now| match event {
@@ -207,7 +229,7 @@ fn note_lease(stats: &Stats, input: &Input) {
 /// follows: proposals go to the shared log, and what it gives the room goes in, in the same
 /// step; returns the next deadline.
 fn step(
-    outbox: &Outbox,
+    (outbox, pool): (&Outbox, &Pool),
     stats: &Stats,
     mut redis_log: Option<&mut crate::redis::Log>,
     feed: impl FnOnce(&mut Hub, Option<&mut crate::redis::Log>, Instant) -> Result<(), UsageError>,
@@ -223,6 +245,7 @@ fn step(
         log.handle_timeout();
     }
     let mut closed = Vec::new();
+    let mut pending = Vec::new();
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
@@ -249,6 +272,8 @@ fn step(
                     log::debug!("conn {}: closing ({reason})", conn.0);
                     closed.push(conn);
                 }
+                // Off this thread; a full queue is answered at once.
+                HubEvent::Password { ticket, work } => pending.extend(pool.submit(ticket, work)),
                 HubEvent::Propose(proposal) => match redis_log.as_deref_mut() {
                     // As the node the room is now: a proposal made before the room started
                     // over is not run as the node it became.
@@ -257,7 +282,10 @@ fn step(
                 },
             }
         }
-        let Some(input) = redis_log.as_deref_mut().and_then(|log| log.poll_input()) else {
+        let next = pending
+            .pop()
+            .or_else(|| redis_log.as_deref_mut()?.poll_input());
+        let Some(input) = next else {
             break;
         };
         note_lease(stats, &input);

@@ -200,6 +200,7 @@ impl World {
                     self.seen.remove(&(n, conn.0));
                 }
                 Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Notice(_) => {}
+                Output::Password { .. } => prop_assert!(false, "no account, no password work"),
             }
         }
         Ok(())
