@@ -294,7 +294,7 @@ struct Conn {
     /// Its own chats come back to it with everyone's ([`Room::set_echo`]).
     echo: bool,
     /// Password work out for it: at most one at a time.
-    errand: Option<Ticket>,
+    job: Option<Ticket>,
 }
 
 /// The names the log may hold for a connection that is gone: the one it joined (or was joining)
@@ -373,7 +373,7 @@ pub struct Room {
     proposals: VecDeque<Proposal>,
     outputs: VecDeque<Output>,
     /// Password work out, by ticket: the connection and what it is for.
-    tickets: HashMap<Ticket, (ConnId, accounts::Errand)>,
+    tickets: HashMap<Ticket, (ConnId, accounts::Job)>,
     next_ticket: u64,
     /// Failed password attempts.
     throttle: accounts::Throttle,
@@ -736,7 +736,7 @@ impl Room {
                 resume: None,
                 renaming: None,
                 echo: false,
-                errand: None,
+                job: None,
             },
         );
         let from_addr = addr.map_or(0, |a| {
@@ -1485,7 +1485,7 @@ impl Room {
     /// hold for it, if it joined or was joining.
     fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<Claim> {
         let conn = self.conns.remove(&id)?;
-        if let Some(ticket) = conn.errand {
+        if let Some(ticket) = conn.job {
             self.tickets.remove(&ticket);
         }
         self.outputs.push_back(Output::Close { conn: id, reason });

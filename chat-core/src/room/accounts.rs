@@ -61,7 +61,7 @@ pub enum Verdict {
 
 /// What a ticket was for.
 #[derive(Debug)]
-pub(super) enum Errand {
+pub(super) enum Job {
     /// A hello for a registered name: joins if the password matches.
     Login {
         name: Arc<str>,
@@ -196,40 +196,40 @@ impl Room {
             return;
         }
         let hash = self.view.accounts[&key].hash.clone();
-        let errand = Errand::Login { name, key, ident };
-        if self.start_errand(id, errand, PasswordWork::Verify { hash, password })
+        let job = Job::Login { name, key, ident };
+        if self.start_job(id, job, PasswordWork::Verify { hash, password })
             && let Some(conn) = self.conns.get_mut(&id)
         {
             conn.phase = Phase::Verifying;
         }
     }
 
-    /// Hands `work` out under a new ticket for `id`'s `errand`; false if `id` has one already.
-    fn start_errand(&mut self, id: ConnId, errand: Errand, work: PasswordWork) -> bool {
+    /// Hands `work` out under a new ticket for `id`'s `job`; false if `id` has one already.
+    fn start_job(&mut self, id: ConnId, job: Job, work: PasswordWork) -> bool {
         self.next_ticket += 1;
         let ticket = Ticket(self.next_ticket);
-        let Some(conn) = self.conns.get_mut(&id).filter(|c| c.errand.is_none()) else {
+        let Some(conn) = self.conns.get_mut(&id).filter(|c| c.job.is_none()) else {
             return false;
         };
-        conn.errand = Some(ticket);
-        self.tickets.insert(ticket, (id, errand));
+        conn.job = Some(ticket);
+        self.tickets.insert(ticket, (id, job));
         self.outputs.push_back(Output::Password { ticket, work });
         true
     }
 
     /// The verdict on a ticket's work. One whose connection is gone, or that is not the
-    /// connection's errand now, is dropped.
+    /// connection's job now, is dropped.
     pub(super) fn verdict(&mut self, now: Instant, ticket: Ticket, verdict: Verdict) {
-        let Some((id, errand)) = self.tickets.remove(&ticket) else {
+        let Some((id, job)) = self.tickets.remove(&ticket) else {
             return;
         };
-        let Some(conn) = self.conns.get_mut(&id).filter(|c| c.errand == Some(ticket)) else {
+        let Some(conn) = self.conns.get_mut(&id).filter(|c| c.job == Some(ticket)) else {
             return;
         };
-        conn.errand = None;
+        conn.job = None;
         let addr = conn.addr;
-        match errand {
-            Errand::Login { name, key, ident } => {
+        match job {
+            Job::Login { name, key, ident } => {
                 conn.phase = Phase::Handshake;
                 match verdict {
                     Verdict::Match => {
@@ -247,7 +247,7 @@ impl Room {
                     Verdict::Busy => self.send(id, ServerMsg::Refused(Refusal::Unavailable)),
                 }
             }
-            Errand::Register => match verdict {
+            Job::Register => match verdict {
                 Verdict::Hashed(hash) => {
                     if let Some((name, key)) = self.member_identity(id) {
                         self.propose(id, &name, &key, ProposalKind::Register { hash });
@@ -277,7 +277,7 @@ impl Room {
     fn account_error(&self, id: ConnId, registered: bool) -> Option<ErrorKind> {
         let (_, key) = self.member_identity(id)?;
         let conn = self.conns.get(&id)?;
-        if conn.errand.is_some() || conn.renaming.is_some() {
+        if conn.job.is_some() || conn.renaming.is_some() {
             Some(ErrorKind::Busy)
         } else if self.view.accounts.contains_key(&key) != registered {
             Some(if registered {
@@ -307,7 +307,7 @@ impl Room {
         } else if !password.is_valid() {
             self.send(id, ServerMsg::Error(Self::password_invalid()));
         } else {
-            self.start_errand(id, Errand::Register, PasswordWork::Hash { password });
+            self.start_job(id, Job::Register, PasswordWork::Hash { password });
         }
     }
 
@@ -329,7 +329,7 @@ impl Room {
         } else {
             let hash = self.view.accounts[&key].hash.clone();
             let work = PasswordWork::Change { hash, old, new };
-            self.start_errand(id, Errand::Register, work);
+            self.start_job(id, Job::Register, work);
         }
     }
 
