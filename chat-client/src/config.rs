@@ -1,6 +1,7 @@
 //! Command-line arguments and their resolution against the environment and the defaults.
 
 use argh::FromArgs;
+use chat_proto::Password;
 use chat_proto::settings::{self, PortZero, SettingError};
 
 /// The host used when neither `--host` nor `CHAT_HOST` gives one.
@@ -41,6 +42,9 @@ pub struct Args {
     /// do not ring the bell (the default)
     #[argh(switch)]
     pub no_bell: bool,
+    /// a file whose first line is the password of the name, for joining and register (or CHAT_PASSWORD; never a flag) [env CHAT_PASSWORD_FILE, else asked for at a terminal]
+    #[argh(option)]
+    pub password_file: Option<String>,
 }
 
 /// When an on/off setting is on if neither its flag nor its variable says.
@@ -112,6 +116,10 @@ pub struct Config {
     /// Names in colour: set by [`run`](crate::run) when stdout is a terminal and `NO_COLOR` is
     /// unset; never from a flag.
     pub colour: bool,
+    /// The password of the name (`CHAT_PASSWORD`, or the file's: [`Config::read_password`]).
+    pub password: Option<Password>,
+    /// The file that holds it (`--password-file`), read by [`Config::read_password`].
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -126,7 +134,30 @@ impl Default for Config {
             timestamps: DEFAULT_TIMESTAMPS.into(),
             bell: DEFAULT_BELL.into(),
             colour: false,
+            password: None,
+            password_file: None,
         }
+    }
+}
+
+impl Config {
+    /// Reads the password from `--password-file` (its first line, without the line ending),
+    /// which wins over `CHAT_PASSWORD`. The error is one line that names the file.
+    pub fn read_password(&mut self) -> Result<(), String> {
+        let Some(path) = &self.password_file else {
+            return Ok(());
+        };
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(format!(
+                "the password file {shown} has no password on its first line"
+            ));
+        }
+        self.password = Some(Password::from(line));
+        Ok(())
     }
 }
 
@@ -151,6 +182,12 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         None => DEFAULT_PORT,
     };
     let name = pick("name", &args.name).map(|raw| raw.value);
+    let password_file =
+        pick("password-file", &args.password_file).map(|raw| std::path::PathBuf::from(raw.value));
+    // A password only ever comes from the environment or a file: argv is public (`ps`).
+    let password = env("CHAT_PASSWORD")
+        .filter(|p| !p.is_empty())
+        .map(Password::from);
     let switch = |flag: &str, on: bool, off: bool, default: SwitchDefault| {
         if on && off {
             return Err(SettingError {
@@ -190,6 +227,8 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         )?,
         bell: switch("bell", args.bell, args.no_bell, DEFAULT_BELL)?,
         colour: false,
+        password,
+        password_file,
     })
 }
 
