@@ -22,6 +22,12 @@ pub enum Command {
     Who,
     /// `help`: list the commands.
     Help,
+    /// `register`: register one's name with a password (the given one, or typed unseen).
+    Register,
+    /// `passwd`: change the password (typed unseen, at a terminal).
+    Passwd,
+    /// `unregister`: free one's name from its account.
+    Unregister,
 }
 
 /// A line that is not a command; its `Display` is a one-line hint for the user.
@@ -39,6 +45,9 @@ pub enum CommandError {
     UnexpectedArgument(&'static str),
     /// The first word is no command.
     Unknown(String),
+    /// `register` or `passwd` with words after it, maybe a password: never sent, not even as
+    /// a chat.
+    PasswordInLine(&'static str),
 }
 
 impl std::fmt::Display for CommandError {
@@ -51,6 +60,10 @@ impl std::fmt::Display for CommandError {
             CommandError::UnexpectedArgument(cmd) => {
                 write!(f, "{cmd} takes no argument; type {cmd} alone")
             }
+            CommandError::PasswordInLine(cmd) => write!(
+                f,
+                "type {cmd} alone: the password is asked for, unseen (nothing was sent)"
+            ),
             CommandError::Unknown(word) => {
                 write!(
                     f,
@@ -74,6 +87,9 @@ pub const HELP: &[&str] = &[
     "*   back             say that you are back",
     "*   who              list who is online, and who is away",
     "*   leave [MESSAGE]  leave the room, with parting words (Ctrl-D, Ctrl-C too)",
+    "*   register         register your name: joining as it then needs your password",
+    "*   passwd           change your password",
+    "*   unregister       free your name: anyone may take it when you leave",
     "*   help             show this list",
     "* at a terminal, a line that is no command is sent as a chat",
 ];
@@ -118,6 +134,17 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
             .ok_or(CommandError::NoName),
         "back" => no_argument("back", Command::Back),
         "who" => no_argument("who", Command::Who),
+        // No argument: a password is never typed in a command line (nor kept in its history).
+        "register" | "passwd" if words.is_some() => {
+            Err(CommandError::PasswordInLine(if name == "register" {
+                "register"
+            } else {
+                "passwd"
+            }))
+        }
+        "register" => Ok(Command::Register),
+        "passwd" => Ok(Command::Passwd),
+        "unregister" => no_argument("unregister", Command::Unregister),
         "help" => no_argument("help", Command::Help),
         _ => Err(CommandError::Unknown(word.to_owned())),
     }
@@ -154,6 +181,18 @@ fn said(text: &str) -> Result<Command, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_typed_after_register_or_passwd_is_never_sent_even_as_a_chat() {
+        for line in ["register hunter2", "passwd hunter2 x", "/register hunter2"] {
+            let error = parse_typed(line).unwrap_err();
+            assert!(matches!(error, CommandError::PasswordInLine(_)), "{line}");
+            assert!(!error.to_string().contains("hunter2"));
+        }
+        assert_eq!(parse_typed("register"), Ok(Command::Register));
+        assert_eq!(parse_command("passwd "), Ok(Command::Passwd));
+        assert_eq!(parse_command("unregister"), Ok(Command::Unregister));
+    }
 
     #[test]
     fn send_keeps_the_rest_verbatim() {

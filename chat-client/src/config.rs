@@ -1,6 +1,7 @@
 //! Command-line arguments and their resolution against the environment and the defaults.
 
 use argh::FromArgs;
+use chat_proto::Password;
 use chat_proto::settings::{self, PortZero, SettingError};
 
 /// The host used when neither `--host` nor `CHAT_HOST` gives one.
@@ -47,6 +48,9 @@ pub struct Args {
     /// a PEM file of certificate authorities to trust besides the system's, e.g. a private CA; implies --tls [env CHAT_TLS_CA, else the system's only]
     #[argh(option)]
     pub tls_ca: Option<String>,
+    /// a file whose first line is the password of the name, for joining and register (or CHAT_PASSWORD; never a flag) [env CHAT_PASSWORD_FILE, else asked for at a terminal]
+    #[argh(option)]
+    pub password_file: Option<String>,
 }
 
 /// When an on/off setting is on if neither its flag nor its variable says.
@@ -126,6 +130,10 @@ pub struct Config {
     pub tls: bool,
     /// Certificate authorities trusted besides the system's (`--tls-ca`), a PEM file.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The password of the name (`CHAT_PASSWORD`, or the file's: [`Config::read_password`]).
+    pub password: Option<Password>,
+    /// The file that holds it (`--password-file`), read by [`Config::read_password`].
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -142,7 +150,30 @@ impl Default for Config {
             colour: false,
             tls: false,
             tls_ca: None,
+            password: None,
+            password_file: None,
         }
+    }
+}
+
+impl Config {
+    /// Reads the password from `--password-file` (its first line, without the line ending),
+    /// which wins over `CHAT_PASSWORD`. The error is one line that names the file.
+    pub fn read_password(&mut self) -> Result<(), String> {
+        let Some(path) = &self.password_file else {
+            return Ok(());
+        };
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(format!(
+                "the password file {shown} has no password on its first line"
+            ));
+        }
+        self.password = Some(Password::from(line));
+        Ok(())
     }
 }
 
@@ -167,6 +198,12 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         None => DEFAULT_PORT,
     };
     let name = pick("name", &args.name).map(|raw| raw.value);
+    let password_file =
+        pick("password-file", &args.password_file).map(|raw| std::path::PathBuf::from(raw.value));
+    // A password only ever comes from the environment or a file: argv is public (`ps`).
+    let password = env("CHAT_PASSWORD")
+        .filter(|p| !p.is_empty())
+        .map(Password::from);
     let switch = |flag: &str, on: bool, off: bool, default: SwitchDefault| {
         if on && off {
             return Err(SettingError {
@@ -220,6 +257,8 @@ pub fn resolve(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Conf
         colour: false,
         tls: tls || tls_ca.is_some(),
         tls_ca,
+        password,
+        password_file,
     })
 }
 

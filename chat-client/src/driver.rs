@@ -130,7 +130,10 @@ impl<O: AsyncWrite + Unpin, E: AsyncWrite + Unpin> Driver<'_, O, E> {
                     }
                     Output::Print(line) => self.console.print(line).await,
                     Output::Bell => self.console.bell = true,
-                    Output::Prompt(prompt) => input.set_prompt(prompt.text()),
+                    Output::Prompt(prompt) => {
+                        input.set_prompt(prompt.text());
+                        input.set_hidden(prompt.is_hidden());
+                    }
                     Output::Exit(code) => return code,
                 }
             }

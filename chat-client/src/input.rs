@@ -28,7 +28,26 @@ pub(crate) const COMMAND_PROMPT: &str = "> ";
 #[derive(Debug)]
 pub struct Input {
     source: Source,
+    /// At a terminal, a password is being typed: read key by key, shown as nothing.
+    hidden: Option<Hidden>,
 }
+
+/// A password being typed at the terminal: what was typed so far (kept across calls to
+/// [`Input::next`], which may be cancelled), and the terminal's key events, read here instead
+/// of by the line editor, which would show them.
+struct Hidden {
+    typed: String,
+    events: crossterm::event::EventStream,
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hidden")
+    }
+}
+
+/// The longest password kept while it is typed; more is dropped (the server refuses it anyway).
+const MAX_HIDDEN_BYTES: usize = 1024;
 
 enum Source {
     Lines(Receiver<String>),
@@ -49,6 +68,7 @@ impl Input {
     pub fn lines(lines: Receiver<String>) -> Self {
         Input {
             source: Source::Lines(lines),
+            hidden: None,
         }
     }
 
@@ -98,6 +118,7 @@ impl Input {
         readline.should_print_line_on(false, true);
         let input = Input {
             source: Source::Terminal(Box::new(readline)),
+            hidden: None,
         };
         Ok((input, PromptWriter(writer)))
     }
@@ -109,6 +130,9 @@ impl Input {
 
     /// The next thing the user did. Cancel-safe: dropping the future loses no input.
     pub async fn next(&mut self) -> InputEvent {
+        if let Some(hidden) = &mut self.hidden {
+            return hidden.next().await;
+        }
         match &mut self.source {
             Source::Lines(rx) => match rx.recv().await {
                 Ok(line) => InputEvent::Line(line),
@@ -130,9 +154,27 @@ impl Input {
         }
     }
 
-    /// Adds a line to the history reached with the up and down keys (no-op for scripts).
+    /// At a terminal, reads the next lines as passwords (`true`): nothing typed is shown or
+    /// kept in the history; or as usual again (`false`). No-op for scripts.
+    pub(crate) fn set_hidden(&mut self, hidden: bool) {
+        let terminal = matches!(self.source, Source::Terminal(_));
+        match (hidden && terminal, &self.hidden) {
+            (true, None) => {
+                self.hidden = Some(Hidden {
+                    typed: String::new(),
+                    events: crossterm::event::EventStream::new(),
+                });
+            }
+            (false, Some(_)) => self.hidden = None,
+            _ => {}
+        }
+    }
+
+    /// Adds a line to the history reached with the up and down keys (no-op for scripts and
+    /// for passwords).
     pub(crate) fn remember(&mut self, line: &str) {
         if let Source::Terminal(readline) = &mut self.source
+            && self.hidden.is_none()
             && !line.trim().is_empty()
         {
             readline.add_history_entry(line.to_owned());
@@ -147,6 +189,50 @@ impl Input {
             // A line that found the queue full waits in the writer; push it out now.
             let _ = writer.0.write(b"");
             let _ = readline.flush();
+        }
+    }
+}
+
+impl Hidden {
+    /// The password typed, once Enter is pressed; Ctrl-C interrupts, Ctrl-D on nothing ends.
+    /// Cancel-safe: what was typed stays in `typed`.
+    async fn next(&mut self) -> InputEvent {
+        use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+        use futures_lite::StreamExt;
+        loop {
+            let key = match self.events.next().await {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => key,
+                Some(Ok(Event::Paste(text))) => {
+                    self.push(&text);
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return InputEvent::Eof,
+            };
+            let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+            match key.code {
+                KeyCode::Char('c') if ctrl => {
+                    self.typed.clear();
+                    return InputEvent::Interrupted;
+                }
+                KeyCode::Char('d') if ctrl && self.typed.is_empty() => return InputEvent::Eof,
+                KeyCode::Char('u') if ctrl => self.typed.clear(),
+                KeyCode::Char(c) if !ctrl => self.push(c.encode_utf8(&mut [0; 4])),
+                KeyCode::Backspace => {
+                    self.typed.pop();
+                }
+                KeyCode::Enter => return InputEvent::Line(std::mem::take(&mut self.typed)),
+                _ => {}
+            }
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        for c in text.chars().filter(|c| !c.is_control()) {
+            if self.typed.len() + c.len_utf8() > MAX_HIDDEN_BYTES {
+                return;
+            }
+            self.typed.push(c);
         }
     }
 }

@@ -25,13 +25,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let config = match resolve(&args, |key| std::env::var(key).ok()) {
+    let mut config = match resolve(&args, |key| std::env::var(key).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Err(e) = config.read_password() {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     // Exit at once rather than return: the thread reading stdin may still be blocked in a read.
     std::process::exit(i32::from(run(&config)))
 }

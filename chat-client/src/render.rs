@@ -199,6 +199,14 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             Line::notice(format_args!("online: {}", list_members(members)))
         }
         ServerMsg::Error(kind) => Line::error(kind),
+        ServerMsg::Registered { name } => Line::notice(format_args!(
+            "{} is registered to you: logging in as it needs your password",
+            escape(name)
+        )),
+        ServerMsg::Unregistered { name } => Line::notice(format_args!(
+            "{} is registered no more: anyone may take it when you leave",
+            escape(name)
+        )),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
             return None;
         }

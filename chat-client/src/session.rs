@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chat_proto::{
     ChatKind, ClientMsg, CloseReason, DecodeError, ErrorKind, FrameReader, Limits, MAGIC,
-    MAX_SERVER_FRAME, PROTOCOL_VERSION, Refusal, ServerMsg,
+    MAX_SERVER_FRAME, PROTOCOL_VERSION, Password, Refusal, ServerMsg,
 };
 
 use crate::command::{Command, CommandError, HELP, parse_command, parse_typed};
@@ -58,6 +58,12 @@ pub enum Prompt {
     Name,
     /// Typing commands (`> `).
     Command,
+    /// Typing a password, not shown (`password: `).
+    Password,
+    /// Typing a new password, not shown (`new password: `).
+    NewPassword,
+    /// Typing a new password again, not shown (`again: `).
+    Again,
 }
 
 impl Prompt {
@@ -66,7 +72,15 @@ impl Prompt {
         match self {
             Prompt::Name => NAME_PROMPT,
             Prompt::Command => COMMAND_PROMPT,
+            Prompt::Password => "password: ",
+            Prompt::NewPassword => "new password: ",
+            Prompt::Again => "again: ",
         }
+    }
+
+    /// Whether what is typed at it is a password: never shown, never kept in the history.
+    pub fn is_hidden(self) -> bool {
+        matches!(self, Prompt::Password | Prompt::NewPassword | Prompt::Again)
     }
 }
 
@@ -179,6 +193,15 @@ pub struct Session {
     /// Bytes from the server, for drivers that read into [`read_buf`](Self::read_buf).
     reader: FrameReader,
     outputs: VecDeque<Output>,
+    /// The password of the name: given (`--password-file`, `CHAT_PASSWORD`), typed when the
+    /// server asked for it, or registered; every hello carries it.
+    password: Option<Password>,
+    /// The name of the last hello, to ask its password for.
+    wanted: Option<String>,
+    /// A password being asked for at the terminal, and what it is for.
+    asking: Option<accounts::Asking>,
+    /// A password registered or changed, until the server says it is.
+    pending: Option<Password>,
 }
 
 /// How a connection was lost.
@@ -216,6 +239,10 @@ impl Session {
             last_word: None,
             reader: FrameReader::new(MAX_SERVER_FRAME),
             outputs: VecDeque::new(),
+            password: config.password.clone(),
+            wanted: None,
+            asking: None,
+            pending: None,
         };
         match &config.name {
             Some(name) => session.connect(now, name.clone()),
@@ -365,6 +392,12 @@ impl Session {
                 self.note_chats(&msg);
                 self.print_msg(&msg);
             }
+            ServerMsg::Registered { .. } => {
+                if let Some(password) = self.pending.take() {
+                    self.password = Some(password);
+                }
+                self.print_msg(&msg);
+            }
             ServerMsg::Renamed { from, to, .. } => {
                 if self.name.as_deref() == Some(from.as_str()) {
                     self.name = Some(to.clone());
@@ -379,6 +412,7 @@ impl Session {
             | ServerMsg::Members { .. }
             | ServerMsg::Away { .. }
             | ServerMsg::Error(_)
+            | ServerMsg::Unregistered { .. }
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
     }
@@ -403,6 +437,10 @@ impl Session {
 
     /// The user typed a line, or ended the input (Ctrl-D, the end of a script, Ctrl-C).
     pub fn handle_input(&mut self, now: Instant, event: InputEvent) {
+        if let Some(asking) = self.asking.take() {
+            self.answered(now, asking, event);
+            return;
+        }
         let line = match event {
             InputEvent::Line(line) => line,
             InputEvent::Eof | InputEvent::Interrupted => {
@@ -551,6 +589,9 @@ impl Session {
             return;
         }
         self.print_msg(&ServerMsg::Refused(refusal));
+        if self.ask_login(refusal) {
+            return;
+        }
         let retry = matches!(
             refusal,
             Refusal::NameTaken
@@ -680,11 +721,12 @@ impl Session {
         self.phase = Phase::Joining {
             until: self.rejoining.then(|| now + REJOIN_TIMEOUT),
         };
+        self.wanted = Some(name.clone());
         self.send(ClientMsg::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             name,
-            password: None,
+            password: self.password.clone(),
             ident: None,
         });
     }
@@ -726,6 +768,9 @@ impl Session {
                 self.send(ClientMsg::Away { message: None });
             }
             Ok(Command::Who) => self.send(ClientMsg::Who),
+            Ok(Command::Register) => self.register(),
+            Ok(Command::Passwd) => self.passwd(),
+            Ok(Command::Unregister) => self.send(ClientMsg::Unregister),
             Ok(Command::Leave(message)) => self.leave(now, message),
             Ok(Command::Help) => {
                 for line in HELP {
@@ -836,5 +881,6 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+mod accounts;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,13 @@ fn step(shared: &Shared, input: Input) -> Option<Instant> {
             | HubEvent::Refused { .. }
             | HubEvent::Propose(_)
             | HubEvent::Applied(_) => {}
+            // This example hashes no passwords: registering is refused as unavailable.
+            HubEvent::Password { ticket, .. } => {
+                let verdict = chat_core::Verdict::Busy;
+                if let Err(error) = hub.handle_input(now, Input::Password { ticket, verdict }) {
+                    eprintln!("driver bug: {error}");
+                }
+            }
         }
     }
     // One condition variable for every writer: each checks its own connection.

@@ -48,6 +48,10 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Silence after which a member is closed.
     pub idle_timeout: Duration,
+    /// Only registered names may join (a closed room): a hello for any other is refused with
+    /// `AccountRequired`. Accounts come from the room's log and its snapshot (a store, or the
+    /// operator's accounts file).
+    pub require_account: bool,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
+            require_account: false,
         }
     }
 }

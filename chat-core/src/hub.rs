@@ -17,7 +17,9 @@ use chat_proto::{
 use crate::conns::ConnMap;
 use crate::fanout::{Fanout, Frame};
 use crate::log::{Entry, Proposal};
-use crate::room::{ConnId, HistoryQuery, Input, Notice, Output, Room, UsageError};
+use crate::room::{
+    ConnId, HistoryQuery, Input, Notice, Output, PasswordWork, Room, Ticket, UsageError,
+};
 
 /// What a [`Hub`] tells its driver, besides bytes to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,14 @@ pub enum HubEvent {
         conn: ConnId,
         /// Why.
         reason: CloseReason,
+    },
+    /// Check or hash a password off the room's thread ([`Output::Password`]); answer with
+    /// [`Input::Password`].
+    Password {
+        /// Names the work in the verdict.
+        ticket: Ticket,
+        /// What to do.
+        work: PasswordWork,
     },
 }
 
@@ -560,6 +570,9 @@ impl Hub {
             Output::Propose(proposal) => self.events.push_back(HubEvent::Propose(proposal)),
             Output::Notice(notice) => self.events.push_back(HubEvent::Notice(notice)),
             Output::Applied(entry) => self.events.push_back(HubEvent::Applied(entry)),
+            Output::Password { ticket, work } => {
+                self.events.push_back(HubEvent::Password { ticket, work });
+            }
         }
     }
 

@@ -69,7 +69,8 @@ pub use hub::{Codec, CodecId, Hub, HubEvent, Inbound, Wire};
 pub use log::{Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot};
 pub use names::{check_ident, check_name, check_text, display_name, fold_name, is_invisible};
 pub use room::{
-    AddrKey, ConnId, HistoryQuery, Input, Notice, Output, PAUSE_GRACE, Room, UsageError,
+    AddrKey, ConnId, HistoryQuery, Input, Notice, Output, PAUSE_GRACE, PasswordWork, Room, Ticket,
+    UsageError, Verdict,
 };
 
 #[cfg(test)]

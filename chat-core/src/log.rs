@@ -71,6 +71,14 @@ pub enum ProposalKind {
         /// Why, already validated by the gate.
         message: Option<Arc<str>>,
     },
+    /// The member holding `key` registers it, or changes its password: `hash` is the new
+    /// password's (a PHC string, made off the room's thread). Declined if it does not hold it.
+    Register {
+        /// The password's hash.
+        hash: Arc<str>,
+    },
+    /// The member holding `key` frees it from its account.
+    Unregister,
 }
 
 /// Why the log did not record a proposal.
@@ -222,6 +230,8 @@ pub struct Sequencer {
     time: u64,
     max_members: u32,
     claims: HashMap<Arc<str>, Seat>,
+    /// Registered names by key, for its snapshot.
+    accounts: HashMap<Arc<str>, Account>,
 }
 
 impl Sequencer {
@@ -250,7 +260,19 @@ impl Sequencer {
                 .iter()
                 .map(|seat| (seat.key.clone(), seat.clone()))
                 .collect(),
+            accounts: snapshot
+                .accounts
+                .iter()
+                .map(|account| (account.key.clone(), account.clone()))
+                .collect(),
         }
+    }
+
+    /// An empty log of these accounts (a store's, say): a room made with it asks their
+    /// passwords from the start.
+    pub fn with_accounts(mut self, accounts: impl IntoIterator<Item = Account>) -> Self {
+        self.accounts = accounts.into_iter().map(|a| (a.key.clone(), a)).collect();
+        self
     }
 
     /// The position of the last entry appended.
@@ -306,6 +328,19 @@ impl Sequencer {
             ProposalKind::Leave { reason, message } => {
                 self.claims.remove(&key);
                 Event::Left { reason, message }
+            }
+            ProposalKind::Register { hash } => {
+                let account = Account {
+                    key: key.clone(),
+                    name: held.clone().unwrap_or_else(|| name.clone()),
+                    hash: hash.clone(),
+                };
+                self.accounts.insert(key.clone(), account);
+                Event::Registered { hash }
+            }
+            ProposalKind::Unregister => {
+                self.accounts.remove(&key);
+                Event::Unregistered
             }
             ProposalKind::Rename {
                 name: new_name,
@@ -404,6 +439,8 @@ impl Sequencer {
     pub fn snapshot(&self) -> Snapshot {
         let mut members: Vec<Seat> = self.claims.values().cloned().collect();
         members.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut accounts: Vec<Account> = self.accounts.values().cloned().collect();
+        accounts.sort_by(|a, b| a.key.cmp(&b.key));
         // This log keeps no chats: a room started from it shows only what it applies.
         Snapshot {
             epoch: self.epoch,
@@ -411,6 +448,7 @@ impl Sequencer {
             seq: self.seq,
             members,
             history: Vec::new(),
+            accounts,
             ..Snapshot::default()
         }
     }

@@ -15,14 +15,18 @@ use std::time::{Duration, Instant};
 
 use chat_proto::{
     ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
-    PROTOCOL_VERSION, Refusal, ServerMsg, v2,
+    PROTOCOL_VERSION, Password, Refusal, ServerMsg, v2,
 };
 
+use crate::accounts::Account;
 use crate::config::{Config, ConfigError};
 use crate::log::{
     Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot,
 };
 use crate::names::{check_ident, check_name, check_text, display_name, fold_name};
+
+pub(crate) mod accounts;
+pub use accounts::{PasswordWork, Ticket, Verdict};
 
 /// A connection, named by the driver. The core never makes these up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,6 +80,13 @@ pub enum Input {
     Paused {
         /// When the driver last ran before the pause.
         since: Instant,
+    },
+    /// The verdict on the password work of an [`Output::Password`].
+    Password {
+        /// The work's ticket.
+        ticket: Ticket,
+        /// Its outcome.
+        verdict: Verdict,
     },
     /// The log recorded this entry (a room made with [`Room::shared`]). Entries must come in
     /// log order; one already applied is ignored, and one past a gap is refused with
@@ -160,6 +171,15 @@ pub enum Output {
     /// The room applied this log entry: for a driver that keeps the room's state (a store),
     /// emitted only once it asked with [`Room::report_applied`], before what follows from it.
     Applied(Entry),
+    /// Check or hash a password off the room's thread (Argon2id is slow on purpose), and
+    /// answer with [`Input::Password`] under the same ticket. A driver with no room for more
+    /// work answers [`Verdict::Busy`] at once rather than queue without bound.
+    Password {
+        /// Names the work in the verdict.
+        ticket: Ticket,
+        /// What to do.
+        work: PasswordWork,
+    },
 }
 
 /// Which of the kept chats a member asks for ([`Room::history`]), by the times the log gave
@@ -277,10 +297,20 @@ struct Lent {
 enum Phase {
     /// Connected, no name yet.
     Handshake,
+    /// A hello for a registered name is waiting for its password to be checked (still in the
+    /// handshake: its deadline runs).
+    Verifying,
     /// A join was proposed; waiting for the log.
     Joining { name: Arc<str>, key: Arc<str> },
     /// In the room.
     Member { name: Arc<str>, key: Arc<str> },
+}
+
+impl Phase {
+    /// Not a member nor joining: before a hello, or while its password is checked.
+    fn in_handshake(&self) -> bool {
+        matches!(self, Phase::Handshake | Phase::Verifying)
+    }
 }
 
 #[derive(Debug)]
@@ -305,6 +335,8 @@ struct Conn {
     renaming: Option<(Arc<str>, Arc<str>)>,
     /// Its own chats come back to it with everyone's ([`Room::set_echo`]).
     echo: bool,
+    /// Password work out for it: at most one at a time.
+    job: Option<Ticket>,
 }
 
 /// The names the log may hold for a connection that is gone: the one it joined (or was joining)
@@ -358,6 +390,8 @@ struct View {
     members: BTreeMap<Arc<str>, Seat>,
     /// The most recent chats, oldest first.
     history: VecDeque<HistoryChat>,
+    /// Registered names, by folded key (a look-alike folds to the same key).
+    accounts: HashMap<Arc<str>, Account>,
 }
 
 /// The chat room: membership, names, sequence numbers, limits and deadlines.
@@ -382,6 +416,11 @@ pub struct Room {
     outputs: VecDeque<Output>,
     /// Every entry applied is also an [`Output::Applied`] ([`Room::report_applied`]).
     report_applied: bool,
+    /// Password work out, by ticket: the connection and what it is for.
+    tickets: HashMap<Ticket, (ConnId, accounts::Job)>,
+    next_ticket: u64,
+    /// Failed password attempts.
+    throttle: accounts::Throttle,
 }
 
 impl Room {
@@ -412,6 +451,13 @@ impl Room {
         Self::make(config, node, None, snapshot)
     }
 
+    /// A room keeping `log` in memory, starting where it stands (its accounts among it): a
+    /// room with accounts from a store or the operator's file.
+    pub fn with_log(config: Config, log: Sequencer) -> Result<Self, ConfigError> {
+        let snapshot = log.snapshot();
+        Self::make(config, NodeId(0), Some(log), snapshot)
+    }
+
     fn make(
         config: Config,
         node: NodeId,
@@ -433,6 +479,9 @@ impl Room {
             proposals: VecDeque::new(),
             outputs: VecDeque::new(),
             report_applied: false,
+            tickets: HashMap::new(),
+            next_ticket: 0,
+            throttle: accounts::Throttle::default(),
         };
         room.load(snapshot);
         Ok(room)
@@ -451,6 +500,11 @@ impl Room {
                 .map(|seat| (seat.key.clone(), seat))
                 .collect(),
             history: snapshot.history.into_iter().skip(skip).collect(),
+            accounts: snapshot
+                .accounts
+                .into_iter()
+                .map(|account| (account.key.clone(), account))
+                .collect(),
         };
     }
 
@@ -542,6 +596,21 @@ impl Room {
             Phase::Member { name, .. } => Some(name),
             _ => None,
         }
+    }
+
+    /// The account `conn` is logged in to: the folded key of its name, when that name is
+    /// registered (a member holds a registered name only once its password was checked, or
+    /// once it registered it). `None` for a connection not a member.
+    pub fn account_of(&self, conn: ConnId) -> Option<&str> {
+        match &self.conns.get(&conn)?.phase {
+            Phase::Member { key, .. } => self.view.accounts.get(key).map(|a| &*a.key),
+            _ => None,
+        }
+    }
+
+    /// Every registered name, in no order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> + '_ {
+        self.view.accounts.values()
     }
 
     /// Whether a connection is open (joined or in its handshake).
@@ -663,6 +732,10 @@ impl Room {
                 self.paused(since, now);
                 Ok(())
             }
+            Input::Password { ticket, verdict } => {
+                self.verdict(now, ticket, verdict);
+                Ok(())
+            }
             Input::Applied(entry) => self.apply(now, entry),
             Input::Declined { proposal, why } => {
                 self.declined(proposal, why);
@@ -734,6 +807,7 @@ impl Room {
                 resume: None,
                 renaming: None,
                 echo: false,
+                job: None,
             },
         );
         let from_addr = addr.map_or(0, |a| {
@@ -855,9 +929,9 @@ impl Room {
                 magic,
                 version,
                 name,
-                password: _, // for accounts, a later issue
+                password,
                 ident,
-            } => self.hello(id, magic, version, &name, ident),
+            } => self.hello(now, id, (magic, version), &name, password, ident),
             ClientMsg::Chat { text, kind } => self.chat(id, text, kind),
             ClientMsg::Leave { message } => {
                 // A leave is never refused: parting words that break the rules are dropped.
@@ -874,6 +948,9 @@ impl Room {
             ClientMsg::Nick { name } => self.nick(id, &name),
             ClientMsg::Away { message } => self.away(id, message),
             ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
+            ClientMsg::Register { password } => self.register(id, password),
+            ClientMsg::Passwd { old, new } => self.passwd(now, id, old, new),
+            ClientMsg::Unregister => self.unregister(id),
         }
     }
 
@@ -937,7 +1014,15 @@ impl Room {
         }
     }
 
-    fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str, ident: Option<Ident>) {
+    fn hello(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        (magic, version): (u32, u16),
+        name: &str,
+        password: Option<Password>,
+        ident: Option<Ident>,
+    ) {
         if magic != MAGIC {
             self.close(id, CloseReason::ProtocolError);
             return;
@@ -962,18 +1047,36 @@ impl Room {
             return;
         }
         let key: Arc<str> = fold_name(name).into();
-        // What the applied log already shows answers at once; the log decides the rest. A name
-        // whose holder here is gone is not taken: its leave is on its way to the log, ahead of
-        // this join (a member that reconnects at once, or after its node let it go).
-        let held = self
-            .view
-            .members
-            .get(&key)
-            .is_some_and(|seat| !self.gone_here(seat));
-        if held {
+        if self.name_held(&key) {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
         }
+        let name: Arc<str> = display_name(name).into();
+        // An ident that breaks the rules is dropped: it is the gateway's to get right.
+        let ident = ident.filter(check_ident).map(Arc::new);
+        if self.view.accounts.contains_key(&key) {
+            self.log_in(now, id, (name, key), ident, password);
+        } else if self.config.require_account {
+            self.send(id, ServerMsg::Refused(Refusal::AccountRequired));
+        } else {
+            self.join(id, name, key, ident);
+        }
+    }
+
+    /// Whether a member holds `key` as the applied log shows it, which answers at once; the
+    /// log decides the rest. A name whose holder here is gone is not taken: its leave is on its
+    /// way to the log, ahead of this join (a member that reconnects at once, or after its node
+    /// let it go).
+    fn name_held(&self, key: &str) -> bool {
+        self.view
+            .members
+            .get(key)
+            .is_some_and(|seat| !self.gone_here(seat))
+    }
+
+    /// A hello that may join (its name free, its password checked if it needed one): refused
+    /// if the room or its address is full, else its join goes to the log.
+    fn join(&mut self, id: ConnId, name: Arc<str>, key: Arc<str>, ident: Option<Arc<Ident>>) {
         if self.full() {
             self.refuse_and_close(id, Refusal::ServerFull, CloseReason::ServerFull);
             return;
@@ -992,9 +1095,6 @@ impl Room {
             );
             return;
         }
-        let name: Arc<str> = display_name(name).into();
-        // An ident that breaks the rules is dropped: it is the gateway's to get right.
-        let ident = ident.filter(check_ident).map(Arc::new);
         self.propose(id, &name, &key, ProposalKind::Join { ident });
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.phase = Phase::Joining { name, key };
@@ -1028,7 +1128,7 @@ impl Room {
             Phase::Member { name, key } | Phase::Joining { name, key } => {
                 Some(conn.renaming.clone().unwrap_or((name.clone(), key.clone())))
             }
-            Phase::Handshake => None,
+            Phase::Handshake | Phase::Verifying => None,
         }
     }
 
@@ -1061,6 +1161,11 @@ impl Room {
                 .is_some_and(|seat| !self.gone_here(seat));
         if taken {
             self.send(id, ServerMsg::Error(ErrorKind::NameTaken));
+            return;
+        }
+        // A registered name is taken with its password, by a hello: not by a rename.
+        if new_key != key && self.view.accounts.contains_key(&new_key) {
+            self.send(id, ServerMsg::Error(ErrorKind::NameRegistered));
             return;
         }
         let kind = ProposalKind::Rename {
@@ -1111,8 +1216,10 @@ impl Room {
             Event::Chat { seq, text, kind } => self.said(&entry, seq, text, kind),
             Event::Left { reason, message } => self.left(&entry, reason, message),
             Event::Renamed { name, key } => self.renamed(&entry, name, key),
-            // Accounts and moderation: applied by the accounts work (issue 22), not yet.
-            Event::Registered { .. } | Event::Unregistered | Event::Moderated(_) => {}
+            Event::Registered { hash } => self.registered(&entry, hash),
+            Event::Unregistered => self.unregistered(&entry),
+            // Moderation: applied by the moderation work (issue 22), not yet.
+            Event::Moderated(_) => {}
             Event::Unknown => {}
             Event::Away { message } => {
                 let announce = self.announce();
@@ -1395,7 +1502,10 @@ impl Room {
                     }
                 }
             }
-            ProposalKind::Chat { .. } | ProposalKind::Away { .. }
+            ProposalKind::Chat { .. }
+            | ProposalKind::Away { .. }
+            | ProposalKind::Register { .. }
+            | ProposalKind::Unregister
                 if why == Declined::Unavailable && self.name_of(conn).is_some() =>
             {
                 self.send(conn, ServerMsg::Error(ErrorKind::Unavailable));
@@ -1427,7 +1537,7 @@ impl Room {
         let mut gone: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase != Phase::Handshake)
+            .filter(|(_, c)| !c.phase.in_handshake())
             .map(|(id, _)| *id)
             .collect();
         gone.sort_unstable();
@@ -1508,6 +1618,9 @@ impl Room {
     /// hold for it, if it joined or was joining.
     fn forget(&mut self, id: ConnId, reason: CloseReason) -> Option<Claim> {
         let conn = self.conns.remove(&id)?;
+        if let Some(ticket) = conn.job {
+            self.tickets.remove(&ticket);
+        }
         self.outputs.push_back(Output::Close { conn: id, reason });
         if let Some(addr) = conn.addr
             && let Some(count) = self.per_addr.get_mut(&addr)
@@ -1518,14 +1631,14 @@ impl Room {
                     count.handshakes -= 1;
                     count.joining -= 1;
                 }
-                Phase::Handshake => count.handshakes -= 1,
+                Phase::Handshake | Phase::Verifying => count.handshakes -= 1,
             }
             if count.handshakes == 0 && count.members == 0 {
                 self.per_addr.remove(&addr);
             }
         }
         let (name, key) = match conn.phase {
-            Phase::Handshake => return None,
+            Phase::Handshake | Phase::Verifying => return None,
             Phase::Joining { name, key } => (name, key),
             Phase::Member { name, key } => {
                 self.local_members -= 1;
@@ -1547,7 +1660,7 @@ impl Room {
             && self
                 .conns
                 .get(&seat.conn)
-                .is_none_or(|c| c.phase == Phase::Handshake)
+                .is_none_or(|c| c.phase.in_handshake())
     }
 
     /// Whether the room is full, seats of members gone from here aside. They are counted only

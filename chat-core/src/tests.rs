@@ -1,3 +1,4 @@
+mod accounts;
 mod hub;
 mod model;
 mod nodes;

@@ -28,8 +28,9 @@ pub enum ClientMsg {
         version: u16,
         /// The name the client wants to register.
         name: String,
-        /// The password of a registered name (accounts, a later version); ignored for now.
-        password: Option<String>,
+        /// The password of a registered name: needed when the name (or a look-alike of it) is
+        /// registered, ignored otherwise. At most [`MAX_PASSWORD_BYTES`].
+        password: Option<Password>,
         /// Who the user says they are, as IRC's `USER` gives it; a gateway fills it, native
         /// clients send `None`. An ident that breaks the rules is dropped, not refused.
         ident: Option<Ident>,
@@ -80,6 +81,67 @@ pub enum ClientMsg {
         /// Why, or `None` for back.
         message: Option<String>,
     },
+    /// Register the name one holds with this password: from then on a hello for it, or for a
+    /// look-alike of it, needs the password. Answered by `Registered`, or an `Error`.
+    Register {
+        /// The password, 1 to [`MAX_PASSWORD_BYTES`] bytes.
+        password: Password,
+    },
+    /// Change the password of the account one is logged in to. Answered by `Registered`, or
+    /// an `Error` (`WrongPassword` when `old` does not match).
+    Passwd {
+        /// The password now.
+        old: Password,
+        /// The password wanted, 1 to [`MAX_PASSWORD_BYTES`] bytes.
+        new: Password,
+    },
+    /// Free the name one is logged in to: it is first-come again. Answered by `Unregistered`,
+    /// or an `Error`.
+    Unregister,
+}
+
+/// The longest password a server takes, in bytes: longer ones are refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 256;
+
+/// A password as it travels: a string on the wire, never printed (its `Debug` is redacted), so
+/// that a message logged whole does not give it away.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// Its text, for the one place that hashes or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a server takes it to register: 1 to [`MAX_PASSWORD_BYTES`] bytes.
+    pub fn is_valid(&self) -> bool {
+        !self.0.is_empty() && self.0.len() <= MAX_PASSWORD_BYTES
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(password: &str) -> Self {
+        Self::new(password)
+    }
+}
+
+impl From<String> for Password {
+    fn from(password: String) -> Self {
+        Self(password)
+    }
 }
 
 /// What an IRC client says of its user in `USER`: kept with the member and shown in the member
@@ -252,6 +314,17 @@ pub enum ServerMsg {
         /// When.
         time: u64,
     },
+    /// The name one holds is registered with the password one gave (after `Register` or
+    /// `Passwd`); sent to the member alone.
+    Registered {
+        /// The name.
+        name: String,
+    },
+    /// The name one holds is registered no more (after `Unregister`); sent to the member alone.
+    Unregistered {
+        /// The name.
+        name: String,
+    },
 }
 
 /// The limits a server enforces, announced in the welcome.
@@ -291,12 +364,13 @@ pub enum Refusal {
     Unavailable,
     /// Too many connections from the same address are joining or joined.
     TooManyConnections,
-    /// The password does not match the registered name (reserved for accounts).
+    /// The password does not match the registered name, or too many wrong ones came from
+    /// this address or for this name lately: wait and try again.
     WrongPassword,
-    /// The name is registered to an account: give its password or choose another (reserved
-    /// for accounts).
+    /// The name (or a look-alike of it) is registered to an account: give its password or
+    /// choose another.
     NameRegistered,
-    /// Only registered accounts may join this server (reserved for accounts).
+    /// Only registered accounts may join this server.
     AccountRequired,
 }
 
@@ -341,6 +415,19 @@ pub enum ErrorKind {
     NameTaken,
     /// A rename was refused: the name breaks a rule.
     NameInvalid(NameRule),
+    /// A rename was refused: the name (or a look-alike of it) is registered to an account.
+    NameRegistered,
+    /// A password to register is empty or longer than the limit.
+    PasswordInvalid {
+        /// The limit, in bytes.
+        max_bytes: u32,
+    },
+    /// `Passwd`'s old password does not match, or too many wrong ones came lately.
+    WrongPassword,
+    /// `Passwd` or `Unregister` from a member whose name is not registered.
+    NotRegistered,
+    /// A `Register` or `Passwd` is already being worked on for this connection.
+    Busy,
 }
 
 /// Why a connection was closed, or why a member left.
@@ -490,6 +577,15 @@ impl std::fmt::Display for ErrorKind {
             }
             ErrorKind::NameTaken => f.write_str("name is taken; name not changed"),
             ErrorKind::NameInvalid(rule) => write!(f, "{rule}; name not changed"),
+            ErrorKind::NameRegistered => {
+                f.write_str("that name is registered to an account; not changed")
+            }
+            ErrorKind::PasswordInvalid { max_bytes } => {
+                write!(f, "a password must be 1 to {max_bytes} bytes; not changed")
+            }
+            ErrorKind::WrongPassword => f.write_str("wrong password; not changed"),
+            ErrorKind::NotRegistered => f.write_str("your name is not registered"),
+            ErrorKind::Busy => f.write_str("the last account change is still being made; wait"),
         }
     }
 }

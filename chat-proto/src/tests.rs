@@ -87,6 +87,14 @@ fn every_client_msg() -> Vec<ClientMsg> {
             message: Some("lunch".into()),
         },
         ClientMsg::Away { message: None },
+        ClientMsg::Register {
+            password: "correct horse".into(),
+        },
+        ClientMsg::Passwd {
+            old: "correct horse".into(),
+            new: "battery staple".into(),
+        },
+        ClientMsg::Unregister,
     ]
 }
 
@@ -168,6 +176,17 @@ fn every_server_msg() -> Vec<ServerMsg> {
             message: None,
             time: 6,
         },
+        ServerMsg::Registered {
+            name: "alice".into(),
+        },
+        ServerMsg::Unregistered {
+            name: "alice".into(),
+        },
+        ServerMsg::Error(ErrorKind::NameRegistered),
+        ServerMsg::Error(ErrorKind::PasswordInvalid { max_bytes: 256 }),
+        ServerMsg::Error(ErrorKind::WrongPassword),
+        ServerMsg::Error(ErrorKind::NotRegistered),
+        ServerMsg::Error(ErrorKind::Busy),
     ];
     for kind in [ChatKind::Plain, ChatKind::Action, ChatKind::Notice] {
         all.push(ServerMsg::Chat {
@@ -416,7 +435,7 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
                     magic,
                     version,
                     name,
-                    password,
+                    password: password.map(Password::from),
                     ident,
                 }
             }),
@@ -428,7 +447,39 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
         (any::<u64>(), any::<u64>()).prop_map(|(after, epoch)| ClientMsg::Resume { after, epoch }),
         arb_text().prop_map(|name| ClientMsg::Nick { name }),
         proptest::option::of(arb_text()).prop_map(|message| ClientMsg::Away { message }),
+        arb_text().prop_map(|p| ClientMsg::Register { password: p.into() }),
+        (arb_text(), arb_text()).prop_map(|(old, new)| ClientMsg::Passwd {
+            old: old.into(),
+            new: new.into()
+        }),
+        Just(ClientMsg::Unregister),
     ]
+}
+
+#[test]
+fn a_password_is_a_plain_string_on_the_wire_and_never_printed() {
+    let hello = ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: "alice".into(),
+        password: Some("hunter2".into()),
+        ident: None,
+    };
+    assert!(!format!("{hello:?}").contains("hunter2"));
+    let register = ClientMsg::Register {
+        password: "hunter2".into(),
+    };
+    assert!(!format!("{register:?}").contains("hunter2"));
+    // The same bytes as the `Option<String>` the field was before accounts.
+    let mut as_string = Vec::new();
+    postcard::to_io(&Some("hunter2".to_owned()), &mut as_string).unwrap();
+    let mut as_password = Vec::new();
+    postcard::to_io(&Some(Password::from("hunter2")), &mut as_password).unwrap();
+    assert_eq!(as_string, as_password);
+    assert!(Password::from("x").is_valid());
+    assert!(!Password::from("").is_valid());
+    assert!(Password::from("x".repeat(MAX_PASSWORD_BYTES)).is_valid());
+    assert!(!Password::from("x".repeat(MAX_PASSWORD_BYTES + 1)).is_valid());
 }
 
 proptest! {

@@ -280,7 +280,7 @@ pub fn downgrade(msg: &msg::ServerMsg, mut out: impl FnMut(ServerMsg)) {
             });
             ServerMsg::Joined { name: to.clone() }
         }
-        V3::Away { .. } => return,
+        V3::Away { .. } | V3::Registered { .. } | V3::Unregistered { .. } => return,
     };
     out(sent);
 }
@@ -303,8 +303,8 @@ pub fn downgrade_refusal(refusal: msg::Refusal) -> Refusal {
     }
 }
 
-/// The v2 error for `error`, or `None` for the refusal of a rename, which a v2 client cannot
-/// ask for (and so is never the one refused).
+/// The v2 error for `error`, or `None` for the refusal of a rename or of an account change,
+/// which a v2 client cannot ask for (and so is never the one refused).
 pub fn downgrade_error(error: msg::ErrorKind) -> Option<ErrorKind> {
     use msg::ErrorKind as V3;
     Some(match error {
@@ -313,7 +313,13 @@ pub fn downgrade_error(error: msg::ErrorKind) -> Option<ErrorKind> {
         V3::TextInvalid => ErrorKind::TextInvalid,
         V3::RateLimited => ErrorKind::RateLimited,
         V3::Unavailable => ErrorKind::Unavailable,
-        V3::NameTaken | V3::NameInvalid(_) => return None,
+        V3::NameTaken
+        | V3::NameInvalid(_)
+        | V3::NameRegistered
+        | V3::PasswordInvalid { .. }
+        | V3::WrongPassword
+        | V3::NotRegistered
+        | V3::Busy => return None,
     })
 }
 

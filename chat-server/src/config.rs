@@ -133,6 +133,12 @@ pub struct Args {
     /// a proxy whose word on the client's address is taken (the PROXY protocol on the native and IRC ports, X-Forwarded-For or Forwarded on the web port), as a CIDR block, repeatable or comma-separated, e.g. 10.0.0.0/8 [env CHAT_TRUSTED_PROXY, else none]
     #[argh(option)]
     pub trusted_proxy: Vec<String>,
+    /// only registered names may join: a closed room (register names with --accounts, or before, through a store) [env CHAT_REQUIRE_ACCOUNT, default off]
+    #[argh(switch)]
+    pub require_account: bool,
+    /// a file of registered names read at start, one `NAME HASH` a line (HASH from `chat-server hash-password`) [env CHAT_ACCOUNTS, else none]
+    #[argh(option)]
+    pub accounts: Option<String>,
 }
 
 /// Everything the server needs to run.
@@ -182,6 +188,8 @@ pub struct ServerConfig {
     /// The directory of the store that keeps the room across restarts (`--data-dir`); `None`:
     /// everything is in memory.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The file of registered names read at start (`--accounts`); `None`: none.
+    pub accounts: Option<std::path::PathBuf>,
 }
 
 /// The PEM files of the server's certificate chain and private key (`--tls-cert`, `--tls-key`),
@@ -246,6 +254,7 @@ impl Default for ServerConfig {
             irc_tls_port: None,
             trusted_proxies: TrustedProxies::default(),
             data_dir: None,
+            accounts: None,
         }
     }
 }
@@ -343,6 +352,7 @@ pub fn resolve(
         )?;
     }
     config.data_dir = resolve_data_dir(args, &pick, config.shared.is_some())?;
+    resolve_accounts(args, &pick, &mut config)?;
     config.room.validate()?;
     Ok(config)
 }
@@ -444,6 +454,26 @@ fn resolve_room_timers(
         if let Some(raw) = pick(flag, given) {
             *slot = raw.parse_with(parse_duration, "a positive duration such as 10s or 500ms")?;
         }
+    }
+    Ok(())
+}
+
+/// Accounts: `--require-account` and `--accounts FILE`.
+fn resolve_accounts(
+    args: &Args,
+    pick: &impl Fn(&str, &Option<String>) -> Option<Raw>,
+    config: &mut ServerConfig,
+) -> Result<(), ConfigError> {
+    config.room.require_account = args.require_account
+        || match pick("require-account", &None) {
+            Some(raw) => raw.on_off()?,
+            None => false,
+        };
+    if let Some(raw) = pick("accounts", &args.accounts) {
+        config.accounts = Some(raw.parse_with(
+            |v| (!v.is_empty()).then(|| std::path::PathBuf::from(v)),
+            "a file name",
+        )?);
     }
     Ok(())
 }
@@ -871,6 +901,8 @@ mod tests {
             data_dir: None,
             reuse_port: true,
             trusted_proxy: vec!["10.0.0.0/8".into(), "fd00::/8, 127.0.0.1".into()],
+            require_account: true,
+            accounts: Some("/etc/chat/accounts".into()),
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -921,6 +953,8 @@ mod tests {
             ("CHAT_TLS_PORT", "4003"),
             ("CHAT_IRC_TLS_PORT", "6698"),
             ("CHAT_TRUSTED_PROXY", "10.0.0.0/8, fd00::/8,127.0.0.1"),
+            ("CHAT_REQUIRE_ACCOUNT", "yes"),
+            ("CHAT_ACCOUNTS", "/etc/chat/accounts"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -948,6 +982,7 @@ mod tests {
                 handshake_timeout: Duration::from_secs(3),
                 ping_interval: Duration::from_secs(4),
                 idle_timeout: Duration::from_secs(5),
+                require_account: true,
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),
@@ -975,6 +1010,7 @@ mod tests {
             irc_tls_port: Some(6698),
             trusted_proxies: parse_trusted_proxies("10.0.0.0/8,fd00::/8,127.0.0.1").unwrap(),
             data_dir: None,
+            accounts: Some("/etc/chat/accounts".into()),
         }
     }
 

@@ -27,6 +27,7 @@ mod conn;
 mod irc;
 mod metrics;
 mod outbox;
+mod passwords;
 mod proxied;
 mod random;
 mod redis;
@@ -41,6 +42,7 @@ pub use config::parse_trusted_proxies;
 pub use config::{
     Args, ConfigError, ServerConfig, SharedConfig, TlsFiles, parse_duration, parse_origins, resolve,
 };
+pub use passwords::hash as hash_password;
 pub use server::{RunningServer, listen, serve, serve_with_gateways};
 pub use stats::Stats;
 pub use tls::{Certs, Tls};

@@ -11,6 +11,9 @@ use chat_server::{Args, Certs, ServerConfig, Stats, Tls, listen, resolve, serve_
 use futures_lite::StreamExt;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("hash-password") {
+        return hash_password();
+    }
     let args: Args = argh::from_env();
     let config = match resolve(&args, |k| std::env::var(k).ok()) {
         Ok(config) => config,
@@ -47,6 +50,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chat-server hash-password`: reads a password (the first line of standard input) and prints
+/// its Argon2id hash, for a line of `--accounts FILE`. Never from argv, where `ps` shows it.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(error) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the password from standard input: {error}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if !chat_proto::Password::from(password).is_valid() {
+        let max = chat_proto::MAX_PASSWORD_BYTES;
+        eprintln!("error: a password is 1 to {max} bytes, on the first line of standard input");
+        return ExitCode::from(2);
+    }
+    match chat_server::hash_password(password) {
+        Some(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("error: cannot hash: no random salt from the operating system");
             ExitCode::FAILURE
         }
     }

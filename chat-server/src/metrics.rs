@@ -171,7 +171,23 @@ pub(crate) fn exposition(sources: &Sources) -> String {
         "The most bytes queued for one connection that kept up",
         load(&stats.max_queued),
     );
-    let counters: [(&str, &str, u64); 10] = [
+    gauge(
+        &mut registry,
+        "password_queue_peak",
+        "The most password checks that waited at once for a hashing thread",
+        load(&stats.password_queue_peak),
+    );
+    let counters: [(&str, &str, u64); 12] = [
+        (
+            "password_checks",
+            "Password checks and hashes done (Argon2id runs)",
+            load(&stats.password_checks),
+        ),
+        (
+            "password_busy",
+            "Password checks refused because the hashing queue was full",
+            load(&stats.password_busy),
+        ),
         ("accepted", "Connections accepted", load(&stats.accepted)),
         (
             "accept_errors",

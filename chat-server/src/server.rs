@@ -19,6 +19,7 @@ use smol::Timer;
 use crate::config::ServerConfig;
 use crate::conn::{self, Conns, Event, Executors, ROOM_QUEUE};
 use crate::outbox::Outbox;
+use crate::passwords::Pool;
 use crate::proxied::Door;
 use crate::stats::Stats;
 use crate::store::{Store, Writer};
@@ -60,6 +61,7 @@ pub async fn serve_with_gateways(
     let writers = Rc::new(Cell::new(0usize));
     let (room, log, store) = enter_room(&config).await?;
     let redis_log = log.map(|log| log.spawn(&ex.reads, events_tx.clone()));
+    let pool = Pool::start(events_tx.clone(), stats.clone())?;
     let mut hub = Hub::new(room, config.queue_bytes);
     let (certs, tls_native, tls_irc) = match tls {
         Some(Tls { certs, native, irc }) => (Some(certs), native, irc),
@@ -95,6 +97,7 @@ pub async fn serve_with_gateways(
         outbox.clone(),
         events_rx,
         redis_log,
+        pool,
         store,
         stats.clone(),
         writers.clone(),
@@ -167,7 +170,8 @@ pub async fn serve_with_gateways(
 }
 
 /// The room, entered before anyone is served: with `--redis`, the node's place in the Redis
-/// log it shares; with `--data-dir`, the room as the store kept it, and the store's writer.
+/// log it shares; with `--data-dir`, the room as the store kept it, and the store's writer;
+/// with `--accounts`, those accounts besides (the file's entry wins over the store's).
 async fn enter_room(
     config: &ServerConfig,
 ) -> io::Result<(Room, Option<crate::redis::Entered>, Option<Writer>)> {
@@ -176,10 +180,18 @@ async fn enter_room(
             log::info!(
                 "no --data-dir: history, sequence, accounts and bans are kept in memory only, and lost at restart"
             );
-            (Room::new(config.room.clone(), new_epoch()), None, None)
+            (local_room(config)?, None, None)
         }
         (None, Some(dir)) => {
-            let (store, snapshot) = Store::open(dir, config.room.history, new_epoch())?;
+            let (store, mut snapshot) = Store::open(dir, config.room.history, new_epoch())?;
+            if let Some(path) = &config.accounts {
+                let accounts = crate::passwords::read_accounts(path, config.room.max_name_chars)?;
+                log::info!("{} accounts from {}", accounts.len(), path.display());
+                snapshot
+                    .accounts
+                    .retain(|a| !accounts.iter().any(|b| b.key == a.key));
+                snapshot.accounts.extend(accounts);
+            }
             log::info!(
                 "data kept in {}: epoch {}, {} chats kept up to seq {}, {} accounts, {} bans, {} mutes",
                 dir.join(crate::store::FILE_NAME).display(),
@@ -196,6 +208,10 @@ async fn enter_room(
             });
             (room, None, Some(store.spawn()?))
         }
+        (Some(_), _) if config.accounts.is_some() => {
+            let why = "--accounts is for a room alone: a shared room keeps no accounts yet";
+            return Err(io::Error::other(why));
+        }
         (Some(shared), _) => {
             let (log, node, snapshot) =
                 crate::redis::enter(shared, config.room.max_clients, config.room.history).await?;
@@ -204,6 +220,20 @@ async fn enter_room(
         }
     };
     Ok((room.map_err(io::Error::other)?, log, store))
+}
+
+/// The room alone, with the accounts of `--accounts` if given.
+fn local_room(config: &ServerConfig) -> io::Result<Result<Room, chat_core::ConfigError>> {
+    let Some(path) = &config.accounts else {
+        return Ok(Room::new(config.room.clone(), new_epoch()));
+    };
+    let accounts = crate::passwords::read_accounts(path, config.room.max_name_chars)?;
+    log::info!("{} accounts from {}", accounts.len(), path.display());
+    let log = chat_core::Sequencer::new(config.room.max_clients, new_epoch());
+    Ok(Room::with_log(
+        config.room.clone(),
+        log.with_accounts(accounts),
+    ))
 }
 
 /// How long the room task waits at most between two turns, so that a pause of the whole
@@ -223,6 +253,7 @@ async fn room_task(
     outbox: Rc<Outbox>,
     events: Receiver<Event>,
     mut redis_log: Option<crate::redis::Log>,
+    pool: Pool,
     mut store: Option<Writer>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
@@ -255,7 +286,7 @@ async fn room_task(
             );
             let pause = Input::Paused { since: last_turn };
             let (log, store) = (redis_log.as_mut(), store.as_mut());
-            next = step(&outbox, &stats, log, store, |hub, _, now| {
+            next = step((&outbox, &pool), &stats, log, store, |hub, _, now| {
                 hub.handle_input(now, pause)
             });
         }
@@ -265,7 +296,7 @@ async fn room_task(
         };
         let shutdown = matches!(event, Event::Input(Input::Shutdown));
         next = step(
-            &outbox,
+            (&outbox, &pool),
             &stats,
             redis_log.as_mut(),
             store.as_mut(),
@@ -322,7 +353,7 @@ fn note_lease(stats: &Stats, input: &Input) {
 /// follows: proposals go to the shared log, and what it gives the room goes in, in the same
 /// step; entries applied are kept for the store; returns the next deadline.
 fn step(
-    outbox: &Outbox,
+    (outbox, pool): (&Outbox, &Pool),
     stats: &Stats,
     mut redis_log: Option<&mut crate::redis::Log>,
     mut store: Option<&mut Writer>,
@@ -339,6 +370,7 @@ fn step(
         log.handle_timeout();
     }
     let mut closed = Vec::new();
+    let mut pending = Vec::new();
     loop {
         while let Some(event) = hub.poll_event() {
             match event {
@@ -371,6 +403,8 @@ fn step(
                         store.keep(entry);
                     }
                 }
+                // Off this thread; a full queue is answered at once.
+                HubEvent::Password { ticket, work } => pending.extend(pool.submit(ticket, work)),
                 HubEvent::Propose(proposal) => match redis_log.as_deref_mut() {
                     // As the node the room is now: a proposal made before the room started
                     // over is not run as the node it became.
@@ -379,7 +413,10 @@ fn step(
                 },
             }
         }
-        let Some(input) = redis_log.as_deref_mut().and_then(|log| log.poll_input()) else {
+        let next = pending
+            .pop()
+            .or_else(|| redis_log.as_deref_mut()?.poll_input());
+        let Some(input) = next else {
             break;
         };
         note_lease(stats, &input);

@@ -41,6 +41,14 @@ pub struct Stats {
     pub tls_failures: AtomicU64,
     /// Hellos refused, by reason (the labels of `--metrics-addr`'s `chat_refused_hellos`).
     pub refused: [AtomicU64; crate::metrics::REFUSALS.len()],
+    /// Password work (checks and hashes) waiting for a hashing thread now.
+    pub password_queued: AtomicU64,
+    /// The most password work that ever waited at once: never more than the pool's queue.
+    pub password_queue_peak: AtomicU64,
+    /// Password work done (each an Argon2id run).
+    pub password_checks: AtomicU64,
+    /// Password work refused because the queue was full.
+    pub password_busy: AtomicU64,
 }
 
 impl Stats {

@@ -1320,3 +1320,107 @@ fn at_a_terminal_a_line_that_is_no_command_is_a_chat_and_ones_own_lines_read_as_
         })]
     );
 }
+
+fn hello_with(name: &str, password: &str) -> Output {
+    Output::Send(ClientMsg::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        name: name.into(),
+        password: Some(password.into()),
+        ident: None,
+    })
+}
+
+#[test]
+fn a_given_password_goes_with_the_hello_and_register_and_a_script_without_one_is_told() {
+    let config = Config {
+        name: Some("alice".into()),
+        password: Some("pw".into()),
+        ..Config::default()
+    };
+    let mut t = Test::with_config(&config, false);
+    assert_eq!(t.outputs(), [Output::Connect]);
+    t.session.handle_connected(t.now);
+    assert_eq!(t.outputs(), [hello_with("alice", "pw")]);
+    t.msg(welcome("alice", &["alice"]));
+    t.outputs();
+    t.input(line("register"));
+    let register = ClientMsg::Register {
+        password: "pw".into(),
+    };
+    assert_eq!(t.outputs(), [Output::Send(register)]);
+    t.input(line("unregister"));
+    assert_eq!(t.outputs(), [Output::Send(ClientMsg::Unregister)]);
+
+    let mut t = Test::joined();
+    t.input(line("register"));
+    assert_eq!(
+        t.outputs(),
+        [err(
+            "error: register needs a password: give --password-file FILE or CHAT_PASSWORD"
+        )]
+    );
+}
+
+#[test]
+fn at_a_terminal_a_registered_name_asks_its_password_unseen_and_register_asks_twice() {
+    let mut t = Test::new(None, true);
+    assert_eq!(t.outputs(), [Output::Prompt(Prompt::Name)]);
+    t.input(line("alice"));
+    t.outputs();
+    t.session.handle_connected(t.now);
+    assert_eq!(t.outputs(), [hello("alice")]);
+    t.msg(ServerMsg::Refused(Refusal::NameRegistered));
+    let outputs = t.outputs();
+    assert_eq!(outputs.last(), Some(&Output::Prompt(Prompt::Password)));
+    assert!(Prompt::Password.is_hidden() && !Prompt::Command.is_hidden());
+    t.input(line("pw"));
+    assert_eq!(
+        t.outputs(),
+        [Output::Prompt(Prompt::Command), hello_with("alice", "pw")]
+    );
+    t.msg(welcome("alice", &["alice"]));
+    t.outputs();
+    // register, without a password yet: the new password twice; two that differ change
+    // nothing.
+    let mut t = Test::new(Some("bob"), true);
+    t.outputs();
+    t.session.handle_connected(t.now);
+    t.msg(welcome("bob", &["bob"]));
+    t.outputs();
+    t.input(line("register"));
+    let asked = t.outputs();
+    assert_eq!(asked.last(), Some(&Output::Prompt(Prompt::NewPassword)));
+    t.input(line("one"));
+    assert_eq!(t.outputs(), [Output::Prompt(Prompt::Again)]);
+    t.input(line("two"));
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Prompt(Prompt::Command),
+            err("error: the two passwords differ; nothing was changed")
+        ]
+    );
+    t.input(line("passwd"));
+    assert_eq!(t.outputs(), [Output::Prompt(Prompt::Password)]);
+    t.input(line("pw"));
+    t.input(line("new"));
+    t.input(line("new"));
+    let passwd = ClientMsg::Passwd {
+        old: "pw".into(),
+        new: "new".into(),
+    };
+    assert_eq!(
+        t.outputs(),
+        [
+            Output::Prompt(Prompt::NewPassword),
+            Output::Prompt(Prompt::Again),
+            Output::Prompt(Prompt::Command),
+            Output::Send(passwd),
+        ]
+    );
+    // Once the server says so, the new password is the one a reconnect gives.
+    t.msg(ServerMsg::Registered { name: "bob".into() });
+    t.outputs();
+    assert_eq!(t.session.password, Some("new".into()));
+}

@@ -344,6 +344,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Output::Unsubscribe { .. } | Output::Notice(_) | Output::Applied(_) => {}
                 Output::Propose(p) => prop_assert!(false, "a room alone proposed {p:?}"),
+                Output::Password { .. } => prop_assert!(false, "no account, no password work"),
             }
         }
         prop_assert_eq!(&closed, &expect_closed);

@@ -203,6 +203,7 @@ impl World {
                 | Output::Unsubscribe { .. }
                 | Output::Notice(_)
                 | Output::Applied(_) => {}
+                Output::Password { .. } => prop_assert!(false, "no account, no password work"),
             }
         }
         Ok(())

@@ -214,7 +214,12 @@ impl Codec for IrcCodec {
                 push(out, format_args!("PING :{nonce}"));
                 false
             }
-            ServerMsg::Pong { .. } => return false,
+            // An IRC client cannot register yet (draft/account-registration is to come).
+            ServerMsg::Pong { .. }
+            | ServerMsg::Registered { .. }
+            | ServerMsg::Unregistered { .. } => {
+                return false;
+            }
             ServerMsg::Closing(reason) => {
                 push(out, format_args!("ERROR :Closing link: {reason}"));
                 false
@@ -472,7 +477,11 @@ fn fail_code(kind: &ErrorKind) -> &'static str {
         ErrorKind::TextInvalid => "INVALID_TEXT",
         ErrorKind::NameTaken => "NICKNAME_IN_USE",
         ErrorKind::NameInvalid(_) => "ERRONEUS_NICKNAME",
-        ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
+        ErrorKind::Unavailable | ErrorKind::Busy => "TEMPORARILY_UNAVAILABLE",
+        ErrorKind::NameRegistered => "NICKNAME_IN_USE",
+        ErrorKind::PasswordInvalid { .. } => "BAD_PASSWORD",
+        ErrorKind::WrongPassword => "INVALID_CREDENTIALS",
+        ErrorKind::NotRegistered => "ACCOUNT_REQUIRED",
     }
 }
 

@@ -61,6 +61,12 @@ enum WebServerMsg<'a> {
         error: &'a ErrorKind,
         text: String,
     },
+    Registered {
+        name: &'a str,
+    },
+    Unregistered {
+        name: &'a str,
+    },
     Ping {
         nonce: u64,
     },
@@ -180,6 +186,8 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                 error,
                 text: error.to_string(),
             },
+            ServerMsg::Registered { name } => Self::Registered { name },
+            ServerMsg::Unregistered { name } => Self::Unregistered { name },
             ServerMsg::Ping { nonce } => Self::Ping { nonce: *nonce },
             ServerMsg::Pong { nonce } => Self::Pong { nonce: *nonce },
             ServerMsg::Closing(reason) => Self::Closing {

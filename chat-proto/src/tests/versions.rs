@@ -176,6 +176,13 @@ fn a_v2_client_is_sent_what_v2_can_carry() {
         }),
         vec![]
     );
+    // A v2 client cannot register: what accounts add is never sent to one.
+    for msg in [
+        ServerMsg::Registered { name: "bob".into() },
+        ServerMsg::Unregistered { name: "bob".into() },
+    ] {
+        assert_eq!(downgraded(&msg), vec![]);
+    }
     assert_eq!(
         downgraded(&ServerMsg::Left {
             name: "bob".into(),
@@ -309,6 +316,11 @@ fn refusals_and_errors_v2_does_not_know_become_the_nearest_it_does() {
         (ErrorKind::Unavailable, Some(E2::Unavailable)),
         (ErrorKind::NameTaken, None),
         (ErrorKind::NameInvalid(NameRule::Empty), None),
+        (ErrorKind::NameRegistered, None),
+        (ErrorKind::PasswordInvalid { max_bytes: 256 }, None),
+        (ErrorKind::WrongPassword, None),
+        (ErrorKind::NotRegistered, None),
+        (ErrorKind::Busy, None),
     ];
     for (new, old) in errors {
         let expected: Vec<_> = old.map(v2::ServerMsg::Error).into_iter().collect();

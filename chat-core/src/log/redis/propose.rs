@@ -126,6 +126,13 @@ impl RedisLog {
         } else if total - p.kept >= PROPOSAL_QUEUE || total >= LEAVES_KEPT {
             let why = Declined::Unavailable;
             self.input(Input::Declined { proposal, why });
+        } else if matches!(
+            proposal.kind,
+            ProposalKind::Register { .. } | ProposalKind::Unregister
+        ) {
+            // Accounts are not kept in Redis yet: a shared room has none.
+            let why = Declined::Unavailable;
+            self.input(Input::Declined { proposal, why });
         } else if self.lease.lost && matches!(proposal.kind, ProposalKind::Join { .. }) {
             // This node's lease ran out unrenewed: Redis may take the join now, but may sweep
             // the member at any moment after, unknown to this node. Nobody is taken in until a
@@ -303,6 +310,8 @@ impl RedisLog {
                 ProposalKind::Away { message } => {
                     ("away", optional(message.as_deref()), String::new())
                 }
+                // Declined as they come (`take_proposal`): never queued.
+                ProposalKind::Register { .. } | ProposalKind::Unregister => continue,
             };
             args.extend([
                 kind.to_owned(),
