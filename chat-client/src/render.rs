@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use chat_proto::{ChatKind, CloseReason, HistoryChat, Member, ServerMsg};
+use chat_proto::{
+    BanInfo, ChatKind, CloseReason, HistoryChat, Member, ModAction, MuteInfo, ServerMsg, Utc,
+};
 use jiff::tz::TimeZone;
 
 /// One line of output (without its newline) and the stream it belongs on.
@@ -199,6 +201,8 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             Line::notice(format_args!("online: {}", list_members(members)))
         }
         ServerMsg::Error(kind) => Line::error(kind),
+        ServerMsg::Moderated { by, action, time } => Line::event(*time, moderated(by, action)),
+        ServerMsg::Bans { bans, mutes } => Line::notice(ban_list(bans, mutes)),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
             return None;
         }
@@ -207,6 +211,80 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             Line::notice(format_args!("disconnected by server: {reason}"))
         }
     })
+}
+
+/// `bob was kicked by alice: spam`, `192.0.2.0/24 was banned by alice until 2026-12-03 22:00
+/// UTC`, `bob was unmuted by alice`.
+fn moderated(by: &str, action: &ModAction) -> String {
+    let by = escape(by);
+    let until = |until: &Option<u64>| match until {
+        Some(ms) => format!(" until {}", Utc(*ms)),
+        None => String::new(),
+    };
+    let why = |reason: &Option<String>| match reason {
+        Some(reason) => format!(": {}", escape(reason)),
+        None => String::new(),
+    };
+    match action {
+        ModAction::Kicked { name, reason } => {
+            format!("{} was kicked by {by}{}", escape(name), why(reason))
+        }
+        ModAction::Banned {
+            target,
+            until: end,
+            reason,
+        } => format!(
+            "{} was banned by {by}{}{}",
+            escape(target),
+            until(end),
+            why(reason)
+        ),
+        ModAction::Unbanned { target } => format!("{} was unbanned by {by}", escape(target)),
+        ModAction::Muted { name, until: end } => {
+            format!("{} was muted by {by}{}", escape(name), until(end))
+        }
+        ModAction::Unmuted { name } => format!("{} was unmuted by {by}", escape(name)),
+    }
+}
+
+/// `bans: bob (by alice, until ...: spam), 192.0.2.0/24 (by alice); muted: carol (by alice)`.
+fn ban_list(bans: &[BanInfo], mutes: &[MuteInfo]) -> String {
+    let until = |until: &Option<u64>| match until {
+        Some(ms) => format!(", until {}", Utc(*ms)),
+        None => String::new(),
+    };
+    let bans: Vec<String> = bans
+        .iter()
+        .map(|b| {
+            let why = b.reason.as_deref().map(escape).map(|r| format!(": {r}"));
+            format!(
+                "{} (by {}{}{})",
+                escape(&b.target),
+                escape(&b.by),
+                until(&b.until),
+                why.unwrap_or_default()
+            )
+        })
+        .collect();
+    let mutes: Vec<String> = mutes
+        .iter()
+        .map(|m| {
+            format!(
+                "{} (by {}{})",
+                escape(&m.name),
+                escape(&m.by),
+                until(&m.until)
+            )
+        })
+        .collect();
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    format!("bans: {}; muted: {}", list(bans), list(mutes))
 }
 
 /// `bob left (timed out)`, or with parting words `bob left: gone for lunch` (the reason in

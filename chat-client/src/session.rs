@@ -378,6 +378,8 @@ impl Session {
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
             | ServerMsg::Away { .. }
+            | ServerMsg::Moderated { .. }
+            | ServerMsg::Bans { .. }
             | ServerMsg::Error(_)
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
         }
@@ -810,7 +812,11 @@ fn worth_joining_again(reason: CloseReason) -> bool {
         | CloseReason::TooSlow
         | CloseReason::ServerFull
         | CloseReason::TooManyConnections => true,
-        CloseReason::Left | CloseReason::Flood | CloseReason::ProtocolError => false,
+        CloseReason::Left
+        | CloseReason::Flood
+        | CloseReason::ProtocolError
+        | CloseReason::Kicked
+        | CloseReason::Banned => false,
     }
 }
 

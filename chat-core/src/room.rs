@@ -9,20 +9,25 @@
 
 use core::net::IpAddr;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chat_proto::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
-    PROTOCOL_VERSION, Refusal, ServerMsg, v2,
+    BanInfo, ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
+    ModAction, MuteInfo, PROTOCOL_VERSION, Refusal, ServerMsg, v2,
 };
+
+use crate::accounts::{Ban, BanTarget, Moderation, Mute};
+use crate::moderation::{Sanctions, Target, net_holds, parse_target, target_text};
 
 use crate::config::{Config, ConfigError};
 use crate::log::{
     Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot,
 };
 use crate::names::{check_ident, check_name, check_text, display_name, fold_name};
+
+mod moderate;
 
 /// A connection, named by the driver. The core never makes these up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -203,6 +208,13 @@ pub enum Notice {
         /// The name it has.
         to: Arc<str>,
     },
+    /// The operator `by` acted (here or on another node): for the driver's log.
+    Moderated {
+        /// The operator.
+        by: Arc<str>,
+        /// What it did.
+        action: ModAction,
+    },
 }
 
 /// The driver broke the contract.
@@ -256,6 +268,8 @@ struct Conn {
     phase: Phase,
     /// The address it counts under.
     addr: Option<AddrKey>,
+    /// Its address, whole: what address bans match.
+    ip: Option<IpAddr>,
     /// Where its history starts, if it asked to resume: after this chat of this epoch.
     resume: Option<(u64, u64)>,
     /// The name and key of a rename proposed and not yet applied nor declined (a shared room
@@ -338,6 +352,10 @@ pub struct Room {
     /// Proposals waiting to go to the log.
     proposals: VecDeque<Proposal>,
     outputs: VecDeque<Output>,
+    /// The operators' folded names.
+    operators: HashSet<Arc<str>>,
+    /// The bans and mutes the applied log has in force.
+    sanctions: Sanctions,
 }
 
 impl Room {
@@ -365,6 +383,11 @@ impl Room {
         snapshot: Snapshot,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let operators = config
+            .operators
+            .iter()
+            .map(|name| Arc::from(fold_name(name)))
+            .collect();
         let mut room = Self {
             config,
             node,
@@ -378,6 +401,8 @@ impl Room {
             timers: BinaryHeap::new(),
             proposals: VecDeque::new(),
             outputs: VecDeque::new(),
+            operators,
+            sanctions: Sanctions::default(),
         };
         room.load(snapshot);
         Ok(room)
@@ -397,6 +422,17 @@ impl Room {
                 .collect(),
             history: snapshot.history.into_iter().skip(skip).collect(),
         };
+        // A snapshot from a room with a larger cap keeps its first bans and mutes only.
+        let cap = self.config.max_bans as usize;
+        let bans = snapshot.bans.into_iter().take(cap).collect();
+        let mutes = snapshot.mutes.into_iter().take(cap).collect();
+        self.sanctions = Sanctions::new(bans, mutes);
+    }
+
+    /// The bans and mutes held (some may have ended since the last entry applied): what a
+    /// store keeps, and a [`Snapshot`] carries.
+    pub fn sanctions(&self) -> (Vec<Ban>, Vec<Mute>) {
+        self.sanctions.tables()
     }
 
     /// The limits in force.
@@ -564,7 +600,7 @@ impl Room {
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         let result = match input {
             Input::Opened(id) => self.open(now, id, None),
-            Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr.into())),
+            Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr)),
             Input::Received(id, msg) => {
                 self.receive(now, id, msg);
                 Ok(())
@@ -644,10 +680,11 @@ impl Room {
         });
     }
 
-    fn open(&mut self, now: Instant, id: ConnId, addr: Option<AddrKey>) -> Result<(), UsageError> {
+    fn open(&mut self, now: Instant, id: ConnId, ip: Option<IpAddr>) -> Result<(), UsageError> {
         if self.conns.contains_key(&id) {
             return Err(UsageError::AlreadyOpen(id));
         }
+        let addr = ip.map(AddrKey::from);
         self.conns.insert(
             id,
             Conn {
@@ -660,6 +697,7 @@ impl Room {
                 strikes: 0,
                 phase: Phase::Handshake,
                 addr,
+                ip,
                 resume: None,
                 renaming: None,
                 echo: false,
@@ -670,6 +708,12 @@ impl Room {
             count.handshakes += 1;
             count.handshakes
         });
+        let banned = ip.and_then(|ip| self.sanctions.addr_ban(ip, self.unix_ms(now)));
+        if let Some(ban) = banned {
+            let refusal = Refusal::Banned { until: ban.until };
+            self.refuse_and_close(id, refusal, CloseReason::Banned);
+            return Ok(());
+        }
         if from_addr > self.config.max_handshakes_per_ip {
             self.refuse_and_close(
                 id,
@@ -758,8 +802,8 @@ impl Room {
                 name,
                 password: _, // for accounts, a later issue
                 ident,
-            } => self.hello(id, magic, version, &name, ident),
-            ClientMsg::Chat { text, kind } => self.chat(id, text, kind),
+            } => self.hello(now, id, magic, version, &name, ident),
+            ClientMsg::Chat { text, kind } => self.chat(now, id, text, kind),
             ClientMsg::Leave { message } => {
                 // A leave is never refused: parting words that break the rules are dropped.
                 let message = message
@@ -772,9 +816,15 @@ impl Room {
                 self.send(id, ServerMsg::Members { members });
             }
             ClientMsg::Ping { nonce } => self.send(id, ServerMsg::Pong { nonce }),
-            ClientMsg::Nick { name } => self.nick(id, &name),
-            ClientMsg::Away { message } => self.away(id, message),
+            ClientMsg::Nick { name } => self.nick(now, id, &name),
+            ClientMsg::Away { message } => self.away(now, id, message),
             ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
+            ClientMsg::Kick { .. }
+            | ClientMsg::Ban { .. }
+            | ClientMsg::Unban { .. }
+            | ClientMsg::Mute { .. }
+            | ClientMsg::Unmute { .. }
+            | ClientMsg::Bans => self.moderate(now, id, msg),
         }
     }
 
@@ -807,7 +857,15 @@ impl Room {
         false
     }
 
-    fn hello(&mut self, id: ConnId, magic: u32, version: u16, name: &str, ident: Option<Ident>) {
+    fn hello(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        magic: u32,
+        version: u16,
+        name: &str,
+        ident: Option<Ident>,
+    ) {
         if magic != MAGIC {
             self.close(id, CloseReason::ProtocolError);
             return;
@@ -832,6 +890,12 @@ impl Room {
             return;
         }
         let key: Arc<str> = fold_name(name).into();
+        // A ban on the name covers its look-alikes: they fold to the same key.
+        if let Some(ban) = self.sanctions.name_ban(&key, self.unix_ms(now)) {
+            let refusal = Refusal::Banned { until: ban.until };
+            self.send(id, ServerMsg::Refused(refusal));
+            return;
+        }
         // What the applied log already shows answers at once; the log decides the rest. A name
         // whose holder here is gone is not taken: its leave is on its way to the log, ahead of
         // this join (a member that reconnects at once, or after its node let it go).
@@ -874,9 +938,12 @@ impl Room {
         }
     }
 
-    fn chat(&mut self, id: ConnId, text: String, kind: ChatKind) {
+    fn chat(&mut self, now: Instant, id: ConnId, text: String, kind: ChatKind) {
         if let Err(error) = check_text(&text, self.config.max_text_bytes) {
             self.send(id, ServerMsg::Error(error));
+            return;
+        }
+        if self.refuse_if_muted(now, id) {
             return;
         }
         // A chat sent while the join is in flight follows it in the log; if the join is
@@ -903,10 +970,14 @@ impl Room {
     }
 
     /// A rename: checked as a hello's name is, refused to the member alone, applied for all.
-    fn nick(&mut self, id: ConnId, wanted: &str) {
+    fn nick(&mut self, now: Instant, id: ConnId, wanted: &str) {
         let Some((name, key)) = self.identity(id) else {
             return;
         };
+        // A muted member keeps its name: a new one would shed the mute.
+        if self.refuse_if_muted(now, id) {
+            return;
+        }
         if self.conns.get(&id).is_some_and(|c| c.renaming.is_some()) {
             // One rename in flight at a time, so that a leave knows which names to give back.
             self.send(id, ServerMsg::Error(ErrorKind::RateLimited));
@@ -923,12 +994,17 @@ impl Room {
         let new_key: Arc<str> = fold_name(wanted).into();
         // Held by another member, unless its member here is gone (its leave is on its way to
         // the log, ahead of this rename); the same key is a change of case or form.
-        let taken = new_key != key
-            && self
-                .view
-                .members
-                .get(&new_key)
-                .is_some_and(|seat| !self.gone_here(seat));
+        let banned = self
+            .sanctions
+            .name_ban(&new_key, self.unix_ms(now))
+            .is_some();
+        let taken = banned
+            || new_key != key
+                && self
+                    .view
+                    .members
+                    .get(&new_key)
+                    .is_some_and(|seat| !self.gone_here(seat));
         if taken {
             self.send(id, ServerMsg::Error(ErrorKind::NameTaken));
             return;
@@ -944,7 +1020,10 @@ impl Room {
     }
 
     /// Away (`Some`, under the text rules of a chat) or back (`None`).
-    fn away(&mut self, id: ConnId, message: Option<String>) {
+    fn away(&mut self, now: Instant, id: ConnId, message: Option<String>) {
+        if message.is_some() && self.refuse_if_muted(now, id) {
+            return;
+        }
         if let Some(Err(error)) = message
             .as_deref()
             .map(|m| check_text(m, self.config.max_away_bytes))
@@ -978,8 +1057,9 @@ impl Room {
             Event::Chat { seq, text, kind } => self.said(&entry, seq, text, kind),
             Event::Left { reason, message } => self.left(&entry, reason, message),
             Event::Renamed { name, key } => self.renamed(&entry, name, key),
-            // Accounts and moderation: applied by the accounts work (issue 22), not yet.
-            Event::Registered { .. } | Event::Unregistered | Event::Moderated(_) => {}
+            // Accounts: applied by the accounts work (issue 22), not yet.
+            Event::Registered { .. } | Event::Unregistered => {}
+            Event::Moderated(action) => self.moderated(&entry, &action),
             Event::Unknown => {}
             Event::Away { message } => {
                 let announce = self.announce();
@@ -1262,7 +1342,9 @@ impl Room {
                     }
                 }
             }
-            ProposalKind::Chat { .. } | ProposalKind::Away { .. }
+            ProposalKind::Chat { .. }
+            | ProposalKind::Away { .. }
+            | ProposalKind::Moderate { .. }
                 if why == Declined::Unavailable && self.name_of(conn).is_some() =>
             {
                 self.send(conn, ServerMsg::Error(ErrorKind::Unavailable));

@@ -1,5 +1,6 @@
 mod hub;
 mod model;
+mod moderation;
 mod nodes;
 mod redis;
 mod v3;

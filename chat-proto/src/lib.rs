@@ -24,8 +24,8 @@ pub use frame::{
     decode_payload, encode, encode_to_vec, history_payload_max, member_list_payload_max,
 };
 pub use msg::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, Limits, MAGIC, Member,
-    NameRule, PROTOCOL_VERSION, Refusal, ServerMsg,
+    BanInfo, ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, Limits, MAGIC,
+    Member, ModAction, MuteInfo, NameRule, PROTOCOL_VERSION, Refusal, ServerMsg, Utc,
 };
 pub use reader::{FrameReader, MAX_READ_CHUNK, MIN_READ_CHUNK};
 

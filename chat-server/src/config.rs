@@ -114,6 +114,11 @@ pub struct Args {
     /// let several servers listen on the same ports (SO_REUSEPORT) [env CHAT_REUSE_PORT, default off]
     #[argh(switch)]
     pub reuse_port: bool,
+
+    // Moderation (issue 22).
+    /// names of the room's operators, comma-separated: members under these names who proved the account may kick, ban and mute [env CHAT_OPERATORS, else none]
+    #[argh(option)]
+    pub operators: Option<String>,
 }
 
 /// Everything the server needs to run.
@@ -252,6 +257,15 @@ pub fn parse_hosts(text: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// Operators' names for `--operators`: comma-separated, none empty (each is then checked as a
+/// name by the room's config).
+pub fn parse_operators(text: &str) -> Option<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|name| (!name.is_empty()).then(|| name.to_owned()))
+        .collect()
+}
+
 /// Resolves each setting by the one rule in [`chat_proto::settings`]: flag, then environment
 /// variable (via `env`; empty counts as unset), then default. Port 0 means any free port.
 /// Pure: the caller passes `|k| std::env::var(k).ok()` or a test's map.
@@ -279,6 +293,10 @@ pub fn resolve(
             None => false,
         };
     config.shared = resolve_shared(args, &pick)?;
+    if let Some(raw) = pick("operators", &args.operators) {
+        config.room.operators =
+            raw.parse_with(parse_operators, "comma-separated names such as alice,bob")?;
+    }
     config.room.validate()?;
     Ok(config)
 }
@@ -739,6 +757,7 @@ mod tests {
             trim_len: Some("108".into()),
             metrics_addr: Some("127.0.0.1:9109".into()),
             reuse_port: true,
+            operators: Some("alice,bob".into()),
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -784,6 +803,7 @@ mod tests {
             ("CHAT_TRIM_LEN", "108"),
             ("CHAT_METRICS_ADDR", "127.0.0.1:9109"),
             ("CHAT_REUSE_PORT", "1"),
+            ("CHAT_OPERATORS", "alice, bob"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -811,6 +831,8 @@ mod tests {
                 handshake_timeout: Duration::from_secs(3),
                 ping_interval: Duration::from_secs(4),
                 idle_timeout: Duration::from_secs(5),
+                operators: vec!["alice".into(), "bob".into()],
+                ..chat_core::Config::default()
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),

@@ -241,6 +241,9 @@ fn step(
                 HubEvent::Notice(Notice::Renamed { from, to }) => {
                     log::info!("{from} is now {to}");
                 }
+                HubEvent::Notice(Notice::Moderated { by, action }) => {
+                    log::info!("operator {by}: {}", moderation_line(&action));
+                }
                 HubEvent::Closed { conn, reason } => {
                     stats.closes[metrics::close_index(reason)].fetch_add(1, Relaxed);
                     if reason == CloseReason::TooSlow {
@@ -436,4 +439,23 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An operator's action as the server's log says it: `kicked bob (spam)`, `banned
+/// 192.0.2.0/24 until 1796334000000`.
+fn moderation_line(action: &chat_proto::ModAction) -> String {
+    use chat_proto::ModAction;
+    let until = |u: &Option<u64>| u.map_or_else(String::new, |ms| format!(" until {ms}"));
+    let why = |r: &Option<String>| r.as_ref().map_or_else(String::new, |r| format!(" ({r})"));
+    match action {
+        ModAction::Kicked { name, reason } => format!("kicked {name}{}", why(reason)),
+        ModAction::Banned {
+            target,
+            until: end,
+            reason,
+        } => format!("banned {target}{}{}", until(end), why(reason)),
+        ModAction::Unbanned { target } => format!("unbanned {target}"),
+        ModAction::Muted { name, until: end } => format!("muted {name}{}", until(end)),
+        ModAction::Unmuted { name } => format!("unmuted {name}"),
+    }
 }
