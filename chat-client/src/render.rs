@@ -182,6 +182,11 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
         ServerMsg::Joined { name, time, .. } => {
             Line::event(*time, format_args!("{} joined", escape(name)))
         }
+        // The notice of the kick said it, with the reason.
+        ServerMsg::Left {
+            reason: CloseReason::Kicked,
+            ..
+        } => return None,
         ServerMsg::Left {
             name,
             reason,
@@ -486,6 +491,55 @@ mod tests {
                 time: T,
             }),
             room("* alice left (left)", T)
+        );
+        let moderated = |action| ServerMsg::Moderated {
+            by: "op".into(),
+            action,
+            time: T,
+        };
+        assert_eq!(
+            render(&moderated(ModAction::Kicked {
+                name: "alice".into(),
+                reason: Some("spam\x1b[2J".into()),
+            })),
+            room("* alice was kicked by op: spam\\x1b[2J", T)
+        );
+        assert_eq!(
+            render(&moderated(ModAction::Banned {
+                target: "192.0.2.0/24".into(),
+                until: Some(1_796_334_000_000),
+                reason: None,
+            })),
+            room(
+                "* 192.0.2.0/24 was banned by op until 2026-12-03 21:40 UTC",
+                T
+            )
+        );
+        assert_eq!(
+            render(&moderated(ModAction::Unmuted { name: "bob".into() })),
+            room("* bob was unmuted by op", T)
+        );
+        assert_eq!(
+            render(&ServerMsg::Left {
+                name: "alice".into(),
+                reason: CloseReason::Kicked,
+                message: None,
+                time: T,
+            }),
+            None
+        );
+        assert_eq!(
+            render(&ServerMsg::Bans {
+                bans: vec![BanInfo {
+                    target: "mallory".into(),
+                    until: None,
+                    reason: Some("spam".into()),
+                    by: "op".into(),
+                    since: 0,
+                }],
+                mutes: vec![],
+            }),
+            out("* bans: mallory (by op: spam); muted: none")
         );
         assert_eq!(
             render(&ServerMsg::Welcome {

@@ -728,6 +728,26 @@ impl Session {
                 self.send(ClientMsg::Away { message: None });
             }
             Ok(Command::Who) => self.send(ClientMsg::Who),
+            Ok(Command::Kick { name, reason }) => self.send(ClientMsg::Kick { name, reason }),
+            Ok(Command::Ban {
+                target,
+                duration_secs,
+                reason,
+            }) => self.send(ClientMsg::Ban {
+                target,
+                duration_secs,
+                reason,
+            }),
+            Ok(Command::Unban(target)) => self.send(ClientMsg::Unban { target }),
+            Ok(Command::Mute {
+                name,
+                duration_secs,
+            }) => self.send(ClientMsg::Mute {
+                name,
+                duration_secs,
+            }),
+            Ok(Command::Unmute(name)) => self.send(ClientMsg::Unmute { name }),
+            Ok(Command::Bans) => self.send(ClientMsg::Bans),
             Ok(Command::Leave(message)) => self.leave(now, message),
             Ok(Command::Help) => {
                 for line in HELP {
