@@ -237,7 +237,11 @@ impl Codec for IrcCodec {
                 return self.encode_as(caps, msg, out);
             }
             ServerMsg::Bans { bans, mutes } => {
-                let me = self.sessions.get(&to).map_or("*", |s| s.phase().me());
+                let session = self.sessions.get_mut(&to);
+                let me = session.map_or("*", |s| {
+                    s.take_bans();
+                    s.phase().me()
+                });
                 ban_list(out, &self.id, me, bans, mutes);
                 false
             }
@@ -398,11 +402,13 @@ impl IrcCodec {
     /// as a NOTICE. Returns whether what waited can go on.
     fn error(&mut self, to: ConnId, kind: &ErrorKind, out: &mut Vec<u8>) -> bool {
         let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
-        let session = self.sessions.get_mut(&to);
+        let mut session = self.sessions.get_mut(&to);
         let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
         let standard = session
             .as_ref()
             .is_some_and(|s| s.caps().has(Cap::STANDARD_REPLIES));
+        let bans_asked = *kind == ErrorKind::NotOperator
+            && session.as_deref_mut().is_some_and(Session::take_bans);
         let renaming = match kind {
             ErrorKind::NameTaken | ErrorKind::NameInvalid(_) => {
                 session.and_then(Session::take_renaming)
@@ -428,6 +434,12 @@ impl IrcCodec {
                 _,
             ) => {
                 push(out, format_args!(":{srv} 404 {me} {chan} :{kind}"));
+            }
+            (ErrorKind::NotOperator, _) if bans_asked => {
+                push(
+                    out,
+                    format_args!(":{srv} 368 {me} {chan} :End of channel ban list"),
+                );
             }
             (ErrorKind::NotOperator, _) => push(
                 out,
