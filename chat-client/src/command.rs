@@ -28,6 +28,35 @@ pub enum Command {
     Passwd,
     /// `unregister`: free one's name from its account.
     Unregister,
+    /// `kick NAME [REASON]` (operators): remove a member.
+    Kick {
+        /// The member.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `ban NAME|ADDRESS|CIDR [DURATION] [REASON]` (operators).
+    Ban {
+        /// The name, address or network.
+        target: String,
+        /// How long, in seconds; `None`: until lifted.
+        duration_secs: Option<u64>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `unban NAME|ADDRESS|CIDR` (operators).
+    Unban(String),
+    /// `mute NAME [DURATION]` (operators).
+    Mute {
+        /// The name.
+        name: String,
+        /// How long, in seconds; `None`: until lifted.
+        duration_secs: Option<u64>,
+    },
+    /// `unmute NAME` (operators).
+    Unmute(String),
+    /// `bans` (operators): list the bans and mutes in force.
+    Bans,
 }
 
 /// A line that is not a command; its `Display` is a one-line hint for the user.
@@ -48,6 +77,10 @@ pub enum CommandError {
     /// `register` or `passwd` with words after it, maybe a password: never sent, not even as
     /// a chat.
     PasswordInLine(&'static str),
+    /// A moderation command without its target: the usage to type.
+    NoTarget(&'static str),
+    /// `mute NAME` followed by something that is no duration.
+    BadDuration(String),
 }
 
 impl std::fmt::Display for CommandError {
@@ -63,6 +96,12 @@ impl std::fmt::Display for CommandError {
             CommandError::PasswordInLine(cmd) => write!(
                 f,
                 "type {cmd} alone: the password is asked for, unseen (nothing was sent)"
+            ),
+            CommandError::NoTarget(usage) => write!(f, "nothing to act on; type {usage}"),
+            CommandError::BadDuration(word) => write!(
+                f,
+                "'{}' is no duration; type a number with s, m, h or d, as in 10m, 2h, 1d",
+                escape(word)
             ),
             CommandError::Unknown(word) => {
                 write!(
@@ -91,6 +130,13 @@ pub const HELP: &[&str] = &[
     "*   passwd           change your password",
     "*   unregister       free your name: anyone may take it when you leave",
     "*   help             show this list",
+    "* operators (DURATION: 30s, 10m, 2h, 1d; without one, until lifted):",
+    "*   kick NAME [REASON]       remove a member (it may come back)",
+    "*   ban NAME|ADDRESS|CIDR [DURATION] [REASON]",
+    "*                            ban a name (and its look-alikes) or addresses",
+    "*   unban NAME|ADDRESS|CIDR  lift a ban",
+    "*   mute NAME [DURATION]     refuse a member's chats (unmute NAME lifts it)",
+    "*   bans                     list the bans and mutes in force",
     "* at a terminal, a line that is no command is sent as a chat",
 ];
 
@@ -146,6 +192,8 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
         "passwd" => Ok(Command::Passwd),
         "unregister" => no_argument("unregister", Command::Unregister),
         "help" => no_argument("help", Command::Help),
+        "kick" | "ban" | "unban" | "mute" | "unmute" => moderation(name, words.unwrap_or("")),
+        "bans" => no_argument("bans", Command::Bans),
         _ => Err(CommandError::Unknown(word.to_owned())),
     }
 }
@@ -163,6 +211,69 @@ pub fn parse_typed(line: &str) -> Result<Command, CommandError> {
         }
         parsed => parsed,
     }
+}
+
+/// A moderation command's arguments: a target, then (`ban`, `mute`) a duration if the next
+/// word is one, then (`kick`, `ban`) the reason, the rest of the line.
+fn moderation(cmd: &str, args: &str) -> Result<Command, CommandError> {
+    let (target, rest) = match args.split_once(char::is_whitespace) {
+        Some((target, rest)) => (target.to_owned(), rest.trim()),
+        None => (args.to_owned(), ""),
+    };
+    let usage = match cmd {
+        "kick" => "kick NAME [REASON]",
+        "ban" => "ban NAME|ADDRESS|CIDR [DURATION] [REASON]",
+        "unban" => "unban NAME|ADDRESS|CIDR",
+        "mute" => "mute NAME [DURATION]",
+        _ => "unmute NAME",
+    };
+    if target.is_empty() {
+        return Err(CommandError::NoTarget(usage));
+    }
+    let (first, after) = match rest.split_once(char::is_whitespace) {
+        Some((first, after)) => (first, after.trim()),
+        None => (rest, ""),
+    };
+    let duration = parse_duration(first);
+    let text = |t: &str| (!t.is_empty()).then(|| t.to_owned());
+    let (duration_secs, reason) = match duration {
+        Some(secs) => (Some(secs), text(after)),
+        None => (None, text(rest)),
+    };
+    match cmd {
+        "kick" => Ok(Command::Kick {
+            name: target,
+            reason: text(rest),
+        }),
+        "ban" => Ok(Command::Ban {
+            target,
+            duration_secs,
+            reason,
+        }),
+        "mute" if reason.is_some() => Err(CommandError::BadDuration(rest.to_owned())),
+        "mute" => Ok(Command::Mute {
+            name: target,
+            duration_secs,
+        }),
+        "unban" if rest.is_empty() => Ok(Command::Unban(target)),
+        "unmute" if rest.is_empty() => Ok(Command::Unmute(target)),
+        _ => Err(CommandError::NoTarget(usage)),
+    }
+}
+
+/// `30s`, `10m`, `2h`, `1d` (a bare number is seconds), in seconds; `None` if it is not one.
+pub fn parse_duration(word: &str) -> Option<u64> {
+    let (digits, scale) = match word.char_indices().last()? {
+        (i, 's') => (&word[..i], 1),
+        (i, 'm') => (&word[..i], 60),
+        (i, 'h') => (&word[..i], 3600),
+        (i, 'd') => (&word[..i], 86_400),
+        _ => (word, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// What `send TEXT` says: an action when `TEXT` is `/me <ACTION>`, else `TEXT` itself.
@@ -207,6 +318,59 @@ mod tests {
         );
         assert_eq!(parse_command("  send x"), Ok(Command::Send("x".into())));
         assert_eq!(parse_command("send  "), Ok(Command::Send(" ".into())));
+    }
+
+    #[test]
+    fn moderation_commands_take_a_target_a_duration_and_a_reason() {
+        assert_eq!(
+            parse_command("kick bob stop spamming"),
+            Ok(Command::Kick {
+                name: "bob".into(),
+                reason: Some("stop spamming".into())
+            })
+        );
+        assert_eq!(
+            parse_command("/ban 192.0.2.0/24 2h flood"),
+            Ok(Command::Ban {
+                target: "192.0.2.0/24".into(),
+                duration_secs: Some(7200),
+                reason: Some("flood".into())
+            })
+        );
+        assert_eq!(
+            parse_command("ban mallory was rude"),
+            Ok(Command::Ban {
+                target: "mallory".into(),
+                duration_secs: None,
+                reason: Some("was rude".into())
+            })
+        );
+        assert_eq!(
+            parse_command("mute bob 10m"),
+            Ok(Command::Mute {
+                name: "bob".into(),
+                duration_secs: Some(600)
+            })
+        );
+        assert_eq!(
+            parse_command("mute bob soon"),
+            Err(CommandError::BadDuration("soon".into()))
+        );
+        assert_eq!(parse_command("unban bob"), Ok(Command::Unban("bob".into())));
+        assert_eq!(
+            parse_command("unmute bob"),
+            Ok(Command::Unmute("bob".into()))
+        );
+        assert_eq!(parse_command("bans"), Ok(Command::Bans));
+        assert_eq!(
+            parse_command("kick"),
+            Err(CommandError::NoTarget("kick NAME [REASON]"))
+        );
+        assert_eq!(parse_duration("1d"), Some(86_400));
+        assert_eq!(parse_duration("45"), Some(45));
+        for bad in ["", "m", "-1m", "1w", "1.5h", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use chat_proto::{ChatKind, CloseReason, HistoryChat, Member, ServerMsg};
+use chat_proto::{
+    BanInfo, ChatKind, CloseReason, HistoryChat, Member, ModAction, MuteInfo, ServerMsg, Utc,
+};
 use jiff::tz::TimeZone;
 
 /// One line of output (without its newline) and the stream it belongs on.
@@ -180,6 +182,11 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
         ServerMsg::Joined { name, time, .. } => {
             Line::event(*time, format_args!("{} joined", escape(name)))
         }
+        // The notice of the kick said it, with the reason.
+        ServerMsg::Left {
+            reason: CloseReason::Kicked,
+            ..
+        } => return None,
         ServerMsg::Left {
             name,
             reason,
@@ -207,6 +214,8 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             "{} is registered no more: anyone may take it when you leave",
             escape(name)
         )),
+        ServerMsg::Moderated { by, action, time } => Line::event(*time, moderated(by, action)),
+        ServerMsg::Bans { bans, mutes } => Line::notice(ban_list(bans, mutes)),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::History { .. } => {
             return None;
         }
@@ -215,6 +224,80 @@ pub fn render(msg: &ServerMsg) -> Option<Line> {
             Line::notice(format_args!("disconnected by server: {reason}"))
         }
     })
+}
+
+/// `bob was kicked by alice: spam`, `192.0.2.0/24 was banned by alice until 2026-12-03 22:00
+/// UTC`, `bob was unmuted by alice`.
+fn moderated(by: &str, action: &ModAction) -> String {
+    let by = escape(by);
+    let until = |until: &Option<u64>| match until {
+        Some(ms) => format!(" until {}", Utc(*ms)),
+        None => String::new(),
+    };
+    let why = |reason: &Option<String>| match reason {
+        Some(reason) => format!(": {}", escape(reason)),
+        None => String::new(),
+    };
+    match action {
+        ModAction::Kicked { name, reason } => {
+            format!("{} was kicked by {by}{}", escape(name), why(reason))
+        }
+        ModAction::Banned {
+            target,
+            until: end,
+            reason,
+        } => format!(
+            "{} was banned by {by}{}{}",
+            escape(target),
+            until(end),
+            why(reason)
+        ),
+        ModAction::Unbanned { target } => format!("{} was unbanned by {by}", escape(target)),
+        ModAction::Muted { name, until: end } => {
+            format!("{} was muted by {by}{}", escape(name), until(end))
+        }
+        ModAction::Unmuted { name } => format!("{} was unmuted by {by}", escape(name)),
+    }
+}
+
+/// `bans: bob (by alice, until ...: spam), 192.0.2.0/24 (by alice); muted: carol (by alice)`.
+fn ban_list(bans: &[BanInfo], mutes: &[MuteInfo]) -> String {
+    let until = |until: &Option<u64>| match until {
+        Some(ms) => format!(", until {}", Utc(*ms)),
+        None => String::new(),
+    };
+    let bans: Vec<String> = bans
+        .iter()
+        .map(|b| {
+            let why = b.reason.as_deref().map(escape).map(|r| format!(": {r}"));
+            format!(
+                "{} (by {}{}{})",
+                escape(&b.target),
+                escape(&b.by),
+                until(&b.until),
+                why.unwrap_or_default()
+            )
+        })
+        .collect();
+    let mutes: Vec<String> = mutes
+        .iter()
+        .map(|m| {
+            format!(
+                "{} (by {}{})",
+                escape(&m.name),
+                escape(&m.by),
+                until(&m.until)
+            )
+        })
+        .collect();
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    format!("bans: {}; muted: {}", list(bans), list(mutes))
 }
 
 /// `bob left (timed out)`, or with parting words `bob left: gone for lunch` (the reason in
@@ -416,6 +499,55 @@ mod tests {
                 time: T,
             }),
             room("* alice left (left)", T)
+        );
+        let moderated = |action| ServerMsg::Moderated {
+            by: "op".into(),
+            action,
+            time: T,
+        };
+        assert_eq!(
+            render(&moderated(ModAction::Kicked {
+                name: "alice".into(),
+                reason: Some("spam\x1b[2J".into()),
+            })),
+            room("* alice was kicked by op: spam\\x1b[2J", T)
+        );
+        assert_eq!(
+            render(&moderated(ModAction::Banned {
+                target: "192.0.2.0/24".into(),
+                until: Some(1_796_334_000_000),
+                reason: None,
+            })),
+            room(
+                "* 192.0.2.0/24 was banned by op until 2026-12-03 21:40 UTC",
+                T
+            )
+        );
+        assert_eq!(
+            render(&moderated(ModAction::Unmuted { name: "bob".into() })),
+            room("* bob was unmuted by op", T)
+        );
+        assert_eq!(
+            render(&ServerMsg::Left {
+                name: "alice".into(),
+                reason: CloseReason::Kicked,
+                message: None,
+                time: T,
+            }),
+            None
+        );
+        assert_eq!(
+            render(&ServerMsg::Bans {
+                bans: vec![BanInfo {
+                    target: "mallory".into(),
+                    until: None,
+                    reason: Some("spam".into()),
+                    by: "op".into(),
+                    since: 0,
+                }],
+                mutes: vec![],
+            }),
+            out("* bans: mallory (by op: spam); muted: none")
         );
         assert_eq!(
             render(&ServerMsg::Welcome {

@@ -411,6 +411,8 @@ impl Session {
             | ServerMsg::Left { .. }
             | ServerMsg::Members { .. }
             | ServerMsg::Away { .. }
+            | ServerMsg::Moderated { .. }
+            | ServerMsg::Bans { .. }
             | ServerMsg::Error(_)
             | ServerMsg::Unregistered { .. }
             | ServerMsg::Pong { .. } => self.print_msg(&msg),
@@ -771,6 +773,26 @@ impl Session {
             Ok(Command::Register) => self.register(),
             Ok(Command::Passwd) => self.passwd(),
             Ok(Command::Unregister) => self.send(ClientMsg::Unregister),
+            Ok(Command::Kick { name, reason }) => self.send(ClientMsg::Kick { name, reason }),
+            Ok(Command::Ban {
+                target,
+                duration_secs,
+                reason,
+            }) => self.send(ClientMsg::Ban {
+                target,
+                duration_secs,
+                reason,
+            }),
+            Ok(Command::Unban(target)) => self.send(ClientMsg::Unban { target }),
+            Ok(Command::Mute {
+                name,
+                duration_secs,
+            }) => self.send(ClientMsg::Mute {
+                name,
+                duration_secs,
+            }),
+            Ok(Command::Unmute(name)) => self.send(ClientMsg::Unmute { name }),
+            Ok(Command::Bans) => self.send(ClientMsg::Bans),
             Ok(Command::Leave(message)) => self.leave(now, message),
             Ok(Command::Help) => {
                 for line in HELP {
@@ -855,7 +877,11 @@ fn worth_joining_again(reason: CloseReason) -> bool {
         | CloseReason::TooSlow
         | CloseReason::ServerFull
         | CloseReason::TooManyConnections => true,
-        CloseReason::Left | CloseReason::Flood | CloseReason::ProtocolError => false,
+        CloseReason::Left
+        | CloseReason::Flood
+        | CloseReason::ProtocolError
+        | CloseReason::Kicked
+        | CloseReason::Banned => false,
     }
 }
 

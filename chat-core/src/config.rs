@@ -52,6 +52,14 @@ pub struct Config {
     /// `AccountRequired`. Accounts come from the room's log and its snapshot (a store, or the
     /// operator's accounts file).
     pub require_account: bool,
+
+    // Moderation (issue 22).
+    /// The names of the room's operators (`--operators`): a member holding one of them (by
+    /// folded name) who proved its account may kick, ban and mute.
+    pub operators: Vec<String>,
+    /// Bans the room keeps, and mutes, each: past it, an operator must lift one before
+    /// setting another (`TooManyBans`).
+    pub max_bans: u32,
 }
 
 impl Default for Config {
@@ -75,6 +83,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             require_account: false,
+            operators: Vec::new(),
+            max_bans: 1_000,
         }
     }
 }
@@ -157,6 +167,14 @@ impl Config {
         ] {
             if d.is_zero() {
                 return Err(format!("{what} must be longer than zero"));
+            }
+        }
+        if self.max_bans == 0 {
+            return Err("max bans must be at least 1".into());
+        }
+        for name in &self.operators {
+            if let Err(rule) = crate::names::check_name(name, self.max_name_chars) {
+                return Err(format!("operator '{name}' is not a valid name: {rule}"));
             }
         }
         Ok(())

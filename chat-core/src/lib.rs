@@ -59,6 +59,7 @@ mod conns;
 mod fanout;
 mod hub;
 pub mod log;
+pub mod moderation;
 mod names;
 mod room;
 

@@ -79,6 +79,14 @@ pub enum ProposalKind {
     },
     /// The member holding `key` frees it from its account.
     Unregister,
+    /// The operator holding `key` acts: recorded as [`Event::Moderated`], stamped with the
+    /// entry's time (a ban's `since`; the end of a ban or mute that lasts `for_ms`).
+    Moderate {
+        /// What it does; a ban's `since` and `until`, and a mute's `until`, are the log's to set.
+        action: Arc<Moderation>,
+        /// How long a ban or mute lasts, in ms; `None`: until lifted.
+        for_ms: Option<u64>,
+    },
 }
 
 /// Why the log did not record a proposal.
@@ -319,6 +327,10 @@ impl Sequencer {
                     kind,
                 }
             }
+            ProposalKind::Moderate { action, for_ms } => {
+                let time = self.time.max(unix_ms);
+                Event::Moderated(Arc::new(crate::moderation::stamp(&action, for_ms, time)))
+            }
             ProposalKind::Away { message } => {
                 if let Some(seat) = self.claims.get_mut(&key) {
                     seat.away = message.clone();
@@ -441,7 +453,8 @@ impl Sequencer {
         members.sort_by(|a, b| a.key.cmp(&b.key));
         let mut accounts: Vec<Account> = self.accounts.values().cloned().collect();
         accounts.sort_by(|a, b| a.key.cmp(&b.key));
-        // This log keeps no chats: a room started from it shows only what it applies.
+        // This log keeps no chats, bans or mutes: a room started from it shows only what it
+        // applies.
         Snapshot {
             epoch: self.epoch,
             pos: self.pos,

@@ -9,24 +9,26 @@
 
 use core::net::IpAddr;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_proto::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
-    PROTOCOL_VERSION, Password, Refusal, ServerMsg, v2,
+    BanInfo, ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, MAGIC, Member,
+    ModAction, MuteInfo, PROTOCOL_VERSION, Password, Refusal, ServerMsg, v2,
 };
 
-use crate::accounts::Account;
+use crate::accounts::{Account, Ban, BanTarget, Moderation, Mute};
 use crate::config::{Config, ConfigError};
 use crate::log::{
     Declined, Entry, Event, NodeId, Proposal, ProposalKind, Seat, Sequencer, Snapshot,
 };
+use crate::moderation::{Sanctions, Target, net_holds, parse_target, target_text};
 use crate::names::{check_ident, check_name, check_text, display_name, fold_name};
 
 pub(crate) mod accounts;
 pub use accounts::{PasswordWork, Ticket, Verdict};
+mod moderate;
 
 /// A connection, named by the driver. The core never makes these up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -250,6 +252,13 @@ pub enum Notice {
         /// The name it has.
         to: Arc<str>,
     },
+    /// The operator `by` acted (here or on another node): for the driver's log.
+    Moderated {
+        /// The operator.
+        by: Arc<str>,
+        /// What it did.
+        action: ModAction,
+    },
 }
 
 /// The driver broke the contract.
@@ -328,6 +337,8 @@ struct Conn {
     phase: Phase,
     /// The address it counts under.
     addr: Option<AddrKey>,
+    /// Its address, whole: what address bans match.
+    ip: Option<IpAddr>,
     /// Where its history starts, if it asked to resume: after this chat of this epoch.
     resume: Option<(u64, u64)>,
     /// The name and key of a rename proposed and not yet applied nor declined (a shared room
@@ -421,6 +432,10 @@ pub struct Room {
     next_ticket: u64,
     /// Failed password attempts.
     throttle: accounts::Throttle,
+    /// The operators' folded names.
+    operators: HashSet<Arc<str>>,
+    /// The bans and mutes the applied log has in force.
+    sanctions: Sanctions,
 }
 
 impl Room {
@@ -465,6 +480,11 @@ impl Room {
         snapshot: Snapshot,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let operators = config
+            .operators
+            .iter()
+            .map(|name| Arc::from(fold_name(name)))
+            .collect();
         let mut room = Self {
             config,
             node,
@@ -482,6 +502,8 @@ impl Room {
             tickets: HashMap::new(),
             next_ticket: 0,
             throttle: accounts::Throttle::default(),
+            operators,
+            sanctions: Sanctions::default(),
         };
         room.load(snapshot);
         Ok(room)
@@ -506,6 +528,17 @@ impl Room {
                 .map(|account| (account.key.clone(), account))
                 .collect(),
         };
+        // A snapshot from a room with a larger cap keeps its first bans and mutes only.
+        let cap = self.config.max_bans as usize;
+        let bans = snapshot.bans.into_iter().take(cap).collect();
+        let mutes = snapshot.mutes.into_iter().take(cap).collect();
+        self.sanctions = Sanctions::new(bans, mutes);
+    }
+
+    /// The bans and mutes held (some may have ended since the last entry applied): what a
+    /// store keeps, and a [`Snapshot`] carries.
+    pub fn sanctions(&self) -> (Vec<Ban>, Vec<Mute>) {
+        self.sanctions.tables()
     }
 
     /// The limits in force.
@@ -695,9 +728,9 @@ impl Room {
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), UsageError> {
         let result = match input {
             Input::Opened(id) => self.open(now, id, None),
-            Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr.into())),
+            Input::OpenedFrom(id, addr) => self.open(now, id, Some(addr)),
             Input::Readdressed(id, addr) => {
-                self.readdress(id, addr.into());
+                self.readdress(now, id, addr);
                 Ok(())
             }
             Input::Received(id, msg) => {
@@ -787,10 +820,11 @@ impl Room {
         });
     }
 
-    fn open(&mut self, now: Instant, id: ConnId, addr: Option<AddrKey>) -> Result<(), UsageError> {
+    fn open(&mut self, now: Instant, id: ConnId, ip: Option<IpAddr>) -> Result<(), UsageError> {
         if self.conns.contains_key(&id) {
             return Err(UsageError::AlreadyOpen(id));
         }
+        let addr = ip.map(AddrKey::from);
         self.conns.insert(
             id,
             Conn {
@@ -804,6 +838,7 @@ impl Room {
                 lent: None,
                 phase: Phase::Handshake,
                 addr,
+                ip,
                 resume: None,
                 renaming: None,
                 echo: false,
@@ -815,6 +850,12 @@ impl Room {
             count.handshakes += 1;
             count.handshakes
         });
+        let banned = ip.and_then(|ip| self.sanctions.addr_ban(ip, self.unix_ms(now)));
+        if let Some(ban) = banned {
+            let refusal = Refusal::Banned { until: ban.until };
+            self.refuse_and_close(id, refusal, CloseReason::Banned);
+            return Ok(());
+        }
         if from_addr > self.config.max_handshakes_per_ip {
             self.refuse_and_close(
                 id,
@@ -833,12 +874,26 @@ impl Room {
     }
 
     /// Moves a connection in its handshake to the address `addr` counts it under
-    /// ([`Input::Readdressed`]), refusing it if that address has no handshake left.
-    fn readdress(&mut self, id: ConnId, addr: AddrKey) {
+    /// ([`Input::Readdressed`]), refusing it if that address is banned or has no handshake
+    /// left.
+    fn readdress(&mut self, now: Instant, id: ConnId, ip: IpAddr) {
+        let addr = AddrKey::from(ip);
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if conn.phase != Phase::Handshake || conn.addr == Some(addr) {
+        if !conn.phase.in_handshake() || conn.ip == Some(ip) {
+            return;
+        }
+        conn.ip = Some(ip);
+        if let Some(ban) = self.sanctions.addr_ban(ip, self.unix_ms(now)) {
+            let refusal = Refusal::Banned { until: ban.until };
+            self.refuse_and_close(id, refusal, CloseReason::Banned);
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.addr == Some(addr) {
             return;
         }
         if let Some(old) = conn.addr.replace(addr)
@@ -932,7 +987,7 @@ impl Room {
                 password,
                 ident,
             } => self.hello(now, id, (magic, version), &name, password, ident),
-            ClientMsg::Chat { text, kind } => self.chat(id, text, kind),
+            ClientMsg::Chat { text, kind } => self.chat(now, id, text, kind),
             ClientMsg::Leave { message } => {
                 // A leave is never refused: parting words that break the rules are dropped.
                 let message = message
@@ -945,12 +1000,18 @@ impl Room {
                 self.send(id, ServerMsg::Members { members });
             }
             ClientMsg::Ping { nonce } => self.send(id, ServerMsg::Pong { nonce }),
-            ClientMsg::Nick { name } => self.nick(id, &name),
-            ClientMsg::Away { message } => self.away(id, message),
+            ClientMsg::Nick { name } => self.nick(now, id, &name),
+            ClientMsg::Away { message } => self.away(now, id, message),
             ClientMsg::Pong { .. } | ClientMsg::Resume { .. } => {}
             ClientMsg::Register { password } => self.register(id, password),
             ClientMsg::Passwd { old, new } => self.passwd(now, id, old, new),
             ClientMsg::Unregister => self.unregister(id),
+            ClientMsg::Kick { .. }
+            | ClientMsg::Ban { .. }
+            | ClientMsg::Unban { .. }
+            | ClientMsg::Mute { .. }
+            | ClientMsg::Unmute { .. }
+            | ClientMsg::Bans => self.moderate(now, id, msg),
         }
     }
 
@@ -1047,6 +1108,12 @@ impl Room {
             return;
         }
         let key: Arc<str> = fold_name(name).into();
+        // A ban on the name covers its look-alikes: they fold to the same key.
+        if let Some(ban) = self.sanctions.name_ban(&key, self.unix_ms(now)) {
+            let refusal = Refusal::Banned { until: ban.until };
+            self.send(id, ServerMsg::Refused(refusal));
+            return;
+        }
         if self.name_held(&key) {
             self.send(id, ServerMsg::Refused(Refusal::NameTaken));
             return;
@@ -1104,9 +1171,12 @@ impl Room {
         }
     }
 
-    fn chat(&mut self, id: ConnId, text: String, kind: ChatKind) {
+    fn chat(&mut self, now: Instant, id: ConnId, text: String, kind: ChatKind) {
         if let Err(error) = check_text(&text, self.config.max_text_bytes) {
             self.send(id, ServerMsg::Error(error));
+            return;
+        }
+        if self.refuse_if_muted(now, id) {
             return;
         }
         // A chat sent while the join is in flight follows it in the log; if the join is
@@ -1133,10 +1203,14 @@ impl Room {
     }
 
     /// A rename: checked as a hello's name is, refused to the member alone, applied for all.
-    fn nick(&mut self, id: ConnId, wanted: &str) {
+    fn nick(&mut self, now: Instant, id: ConnId, wanted: &str) {
         let Some((name, key)) = self.identity(id) else {
             return;
         };
+        // A muted member keeps its name: a new one would shed the mute.
+        if self.refuse_if_muted(now, id) {
+            return;
+        }
         if self.conns.get(&id).is_some_and(|c| c.renaming.is_some()) {
             // One rename in flight at a time, so that a leave knows which names to give back.
             self.send(id, ServerMsg::Error(ErrorKind::RateLimited));
@@ -1153,12 +1227,17 @@ impl Room {
         let new_key: Arc<str> = fold_name(wanted).into();
         // Held by another member, unless its member here is gone (its leave is on its way to
         // the log, ahead of this rename); the same key is a change of case or form.
-        let taken = new_key != key
-            && self
-                .view
-                .members
-                .get(&new_key)
-                .is_some_and(|seat| !self.gone_here(seat));
+        let banned = self
+            .sanctions
+            .name_ban(&new_key, self.unix_ms(now))
+            .is_some();
+        let taken = banned
+            || new_key != key
+                && self
+                    .view
+                    .members
+                    .get(&new_key)
+                    .is_some_and(|seat| !self.gone_here(seat));
         if taken {
             self.send(id, ServerMsg::Error(ErrorKind::NameTaken));
             return;
@@ -1179,7 +1258,10 @@ impl Room {
     }
 
     /// Away (`Some`, under the text rules of a chat) or back (`None`).
-    fn away(&mut self, id: ConnId, message: Option<String>) {
+    fn away(&mut self, now: Instant, id: ConnId, message: Option<String>) {
+        if message.is_some() && self.refuse_if_muted(now, id) {
+            return;
+        }
         if let Some(Err(error)) = message
             .as_deref()
             .map(|m| check_text(m, self.config.max_away_bytes))
@@ -1218,8 +1300,7 @@ impl Room {
             Event::Renamed { name, key } => self.renamed(&entry, name, key),
             Event::Registered { hash } => self.registered(&entry, hash),
             Event::Unregistered => self.unregistered(&entry),
-            // Moderation: applied by the moderation work (issue 22), not yet.
-            Event::Moderated(_) => {}
+            Event::Moderated(action) => self.moderated(&entry, &action),
             Event::Unknown => {}
             Event::Away { message } => {
                 let announce = self.announce();
@@ -1506,6 +1587,7 @@ impl Room {
             | ProposalKind::Away { .. }
             | ProposalKind::Register { .. }
             | ProposalKind::Unregister
+            | ProposalKind::Moderate { .. }
                 if why == Declined::Unavailable && self.name_of(conn).is_some() =>
             {
                 self.send(conn, ServerMsg::Error(ErrorKind::Unavailable));

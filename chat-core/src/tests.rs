@@ -1,6 +1,7 @@
 mod accounts;
 mod hub;
 mod model;
+mod moderation;
 mod nodes;
 mod pause;
 mod redis;

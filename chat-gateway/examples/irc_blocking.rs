@@ -134,6 +134,7 @@ fn step(outbox: &Outbox, event: Option<Event>) -> Option<Instant> {
             HubEvent::Notice(Notice::Joined { name, .. }) => eprintln!("{name} joined"),
             HubEvent::Notice(Notice::Left { name, reason }) => eprintln!("{name} left ({reason})"),
             HubEvent::Notice(Notice::Renamed { from, to }) => eprintln!("{from} is now {to}"),
+            HubEvent::Notice(Notice::Moderated { by, action }) => eprintln!("{by}: {action:?}"),
             HubEvent::Closed { .. }
             | HubEvent::Refused { .. }
             | HubEvent::Propose(_)

@@ -24,8 +24,9 @@ pub use frame::{
     decode_payload, encode, encode_to_vec, history_payload_max, member_list_payload_max,
 };
 pub use msg::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, Limits, MAGIC,
-    MAX_PASSWORD_BYTES, Member, NameRule, PROTOCOL_VERSION, Password, Refusal, ServerMsg,
+    BanInfo, ChatKind, ClientMsg, CloseReason, ErrorKind, HistoryChat, Ident, Limits, MAGIC,
+    MAX_PASSWORD_BYTES, Member, ModAction, MuteInfo, NameRule, PROTOCOL_VERSION, Password, Refusal,
+    ServerMsg, Utc,
 };
 pub use reader::{FrameReader, MAX_READ_CHUNK, MIN_READ_CHUNK};
 

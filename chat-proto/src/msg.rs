@@ -98,6 +98,44 @@ pub enum ClientMsg {
     /// Free the name one is logged in to: it is first-come again. Answered by `Unregistered`,
     /// or an `Error`.
     Unregister,
+    /// An operator removes a member from the room (it may come back). Answered by
+    /// [`ServerMsg::Moderated`] to everyone, or an `Error` (`NotOperator`, `NoSuchMember`).
+    Kick {
+        /// The member's name (or a look-alike of it).
+        name: String,
+        /// Why, under the text rules of a chat.
+        reason: Option<String>,
+    },
+    /// An operator bans a name (and its look-alikes), an address or a network: members it
+    /// covers are removed, and cannot come back while it lasts.
+    Ban {
+        /// `NAME`, `ADDRESS` (IPv4 or IPv6) or `CIDR` (`192.0.2.0/24`, `2001:db8::/32`, with
+        /// no host bits set).
+        target: String,
+        /// How long it lasts, in seconds; `None`: until lifted.
+        duration_secs: Option<u64>,
+        /// Why, under the text rules of a chat.
+        reason: Option<String>,
+    },
+    /// An operator lifts a ban; `target` is written as for [`ClientMsg::Ban`].
+    Unban {
+        /// The ban's target.
+        target: String,
+    },
+    /// An operator mutes a name (and its look-alikes): its chats are refused with `Muted`.
+    Mute {
+        /// The name.
+        name: String,
+        /// How long it lasts, in seconds; `None`: until lifted.
+        duration_secs: Option<u64>,
+    },
+    /// An operator lifts a mute.
+    Unmute {
+        /// The name.
+        name: String,
+    },
+    /// An operator asks for the bans and mutes in force: answered by [`ServerMsg::Bans`].
+    Bans,
 }
 
 /// The longest password a server takes, in bytes: longer ones are refused before any hashing.
@@ -325,6 +363,88 @@ pub enum ServerMsg {
         /// The name.
         name: String,
     },
+    /// An operator acted (`* bob was kicked by alice: spam`); sent to everyone, the member
+    /// concerned first (a kicked or banned member is then closed).
+    Moderated {
+        /// The operator.
+        by: String,
+        /// What was done.
+        action: ModAction,
+        /// When.
+        time: u64,
+    },
+    /// The answer to [`ClientMsg::Bans`]: the bans and mutes in force.
+    Bans {
+        /// The bans, oldest first.
+        bans: Vec<BanInfo>,
+        /// The mutes.
+        mutes: Vec<MuteInfo>,
+    },
+}
+
+/// What an operator did, as [`ServerMsg::Moderated`] tells it. Names are as the room shows
+/// them: the member's name if it is online, else the folded name the sanction holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModAction {
+    /// A member was removed.
+    Kicked {
+        /// The member.
+        name: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// A name, an address or a network was banned.
+    Banned {
+        /// The name, address or CIDR.
+        target: String,
+        /// When it ends (ms since the Unix epoch); `None`: until lifted.
+        until: Option<u64>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// A ban was lifted.
+    Unbanned {
+        /// The name, address or CIDR.
+        target: String,
+    },
+    /// A name was muted.
+    Muted {
+        /// The name.
+        name: String,
+        /// When it ends (ms since the Unix epoch); `None`: until lifted.
+        until: Option<u64>,
+    },
+    /// A mute was lifted.
+    Unmuted {
+        /// The name.
+        name: String,
+    },
+}
+
+/// A ban in force, as [`ServerMsg::Bans`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// The folded name, the address or the CIDR.
+    pub target: String,
+    /// When it ends (ms since the Unix epoch); `None`: until lifted.
+    pub until: Option<u64>,
+    /// Why.
+    pub reason: Option<String>,
+    /// The operator who set it.
+    pub by: String,
+    /// When it was set (ms since the Unix epoch).
+    pub since: u64,
+}
+
+/// A mute in force, as [`ServerMsg::Bans`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuteInfo {
+    /// The folded name.
+    pub name: String,
+    /// When it ends (ms since the Unix epoch); `None`: until lifted.
+    pub until: Option<u64>,
+    /// The operator who set it.
+    pub by: String,
 }
 
 /// The limits a server enforces, announced in the welcome.
@@ -372,6 +492,11 @@ pub enum Refusal {
     NameRegistered,
     /// Only registered accounts may join this server.
     AccountRequired,
+    /// The name (or a look-alike of it), or the address, is banned from the room.
+    Banned {
+        /// When the ban ends (ms since the Unix epoch); `None`: until lifted.
+        until: Option<u64>,
+    },
 }
 
 /// The rule a refused name broke.
@@ -428,6 +553,21 @@ pub enum ErrorKind {
     NotRegistered,
     /// A `Register` or `Passwd` is already being worked on for this connection.
     Busy,
+    /// A moderation request from a member who is not an operator.
+    NotOperator,
+    /// The member is muted: its chat (or away message, or rename) was not sent.
+    Muted {
+        /// When the mute ends (ms since the Unix epoch); `None`: until lifted.
+        until: Option<u64>,
+    },
+    /// No member online has this name (or a look-alike of it).
+    NoSuchMember,
+    /// A ban's target is not a valid name, address or CIDR (host bits set, prefix too long).
+    BadTarget,
+    /// Nothing to lift: no such ban or mute is in force.
+    NotBanned,
+    /// The room holds as many bans (or mutes) as it allows: lift one first.
+    TooManyBans,
 }
 
 /// Why a connection was closed, or why a member left.
@@ -457,11 +597,15 @@ pub enum CloseReason {
     RoomReset,
     /// Too many connections from the same address.
     TooManyConnections,
+    /// An operator removed the member.
+    Kicked,
+    /// The member's name or address is banned.
+    Banned,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 14] = [
         CloseReason::Left,
         CloseReason::Disconnected,
         CloseReason::HandshakeTimeout,
@@ -474,6 +618,8 @@ impl CloseReason {
         CloseReason::ServerLost,
         CloseReason::RoomReset,
         CloseReason::TooManyConnections,
+        CloseReason::Kicked,
+        CloseReason::Banned,
     ];
 
     /// A stable code for the reason (`too_slow`), for text formats that carry it: a shared
@@ -492,6 +638,8 @@ impl CloseReason {
             CloseReason::ServerLost => "server_lost",
             CloseReason::RoomReset => "room_reset",
             CloseReason::TooManyConnections => "too_many_connections",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Banned => "banned",
         }
     }
 
@@ -516,6 +664,8 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ServerLost => "their server was lost",
             CloseReason::RoomReset => "the room was reset; join again",
             CloseReason::TooManyConnections => "too many connections from one address",
+            CloseReason::Kicked => "kicked by an operator",
+            CloseReason::Banned => "banned",
         })
     }
 }
@@ -559,6 +709,10 @@ impl std::fmt::Display for Refusal {
                 f.write_str("name is registered; give its password or choose another")
             }
             Refusal::AccountRequired => f.write_str("only registered accounts may join"),
+            Refusal::Banned { until: None } => f.write_str("you are banned from this room"),
+            Refusal::Banned { until: Some(ms) } => {
+                write!(f, "you are banned from this room until {}", Utc(*ms))
+            }
         }
     }
 }
@@ -586,6 +740,42 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::WrongPassword => f.write_str("wrong password; not changed"),
             ErrorKind::NotRegistered => f.write_str("your name is not registered"),
             ErrorKind::Busy => f.write_str("the last account change is still being made; wait"),
+            ErrorKind::NotOperator => f.write_str("only operators may do that"),
+            ErrorKind::Muted { until: None } => f.write_str("you are muted; message not sent"),
+            ErrorKind::Muted { until: Some(ms) } => {
+                write!(f, "you are muted until {}; message not sent", Utc(*ms))
+            }
+            ErrorKind::NoSuchMember => f.write_str("no member online has that name"),
+            ErrorKind::BadTarget => f.write_str(
+                "not a name, an address or a network (CIDR with no host bits set); nothing done",
+            ),
+            ErrorKind::NotBanned => f.write_str("no such ban or mute; nothing done"),
+            ErrorKind::TooManyBans => {
+                f.write_str("the room holds as many bans as it allows; lift one first")
+            }
         }
+    }
+}
+
+/// A time in ms since the Unix epoch, shown as `2026-12-03 21:40 UTC`.
+#[derive(Debug, Clone, Copy)]
+pub struct Utc(pub u64);
+
+impl std::fmt::Display for Utc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0 / 1000;
+        let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+        let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(f, "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
     }
 }

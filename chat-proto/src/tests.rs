@@ -95,6 +95,24 @@ fn every_client_msg() -> Vec<ClientMsg> {
             new: "battery staple".into(),
         },
         ClientMsg::Unregister,
+        ClientMsg::Kick {
+            name: "bob".into(),
+            reason: Some("spam".into()),
+        },
+        ClientMsg::Ban {
+            target: "2001:db8::/32".into(),
+            duration_secs: Some(600),
+            reason: None,
+        },
+        ClientMsg::Unban {
+            target: "bob".into(),
+        },
+        ClientMsg::Mute {
+            name: "bob".into(),
+            duration_secs: None,
+        },
+        ClientMsg::Unmute { name: "bob".into() },
+        ClientMsg::Bans,
     ]
 }
 
@@ -132,6 +150,67 @@ fn every_server_msg() -> Vec<ServerMsg> {
         ServerMsg::Refused(Refusal::WrongPassword),
         ServerMsg::Refused(Refusal::NameRegistered),
         ServerMsg::Refused(Refusal::AccountRequired),
+        ServerMsg::Refused(Refusal::Banned { until: None }),
+        ServerMsg::Refused(Refusal::Banned {
+            until: Some(1_700_000_000_000),
+        }),
+        ServerMsg::Error(ErrorKind::NotOperator),
+        ServerMsg::Error(ErrorKind::Muted { until: Some(5) }),
+        ServerMsg::Error(ErrorKind::NoSuchMember),
+        ServerMsg::Error(ErrorKind::BadTarget),
+        ServerMsg::Error(ErrorKind::NotBanned),
+        ServerMsg::Error(ErrorKind::TooManyBans),
+        ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Kicked {
+                name: "bob".into(),
+                reason: Some("spam".into()),
+            },
+            time: 9,
+        },
+        ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Banned {
+                target: "192.0.2.0/24".into(),
+                until: Some(10),
+                reason: None,
+            },
+            time: 9,
+        },
+        ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Unbanned {
+                target: "bob".into(),
+            },
+            time: 9,
+        },
+        ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Muted {
+                name: "bob".into(),
+                until: None,
+            },
+            time: 9,
+        },
+        ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Unmuted { name: "bob".into() },
+            time: 9,
+        },
+        ServerMsg::Bans {
+            bans: vec![BanInfo {
+                target: "bob".into(),
+                until: None,
+                reason: Some("spam".into()),
+                by: "alice".into(),
+                since: 3,
+            }],
+            mutes: vec![MuteInfo {
+                name: "carol".into(),
+                until: Some(4),
+                by: "alice".into(),
+            }],
+        },
         ServerMsg::Joined {
             name: "carol".into(),
             time: 1_700_000_000_000,
@@ -834,7 +913,9 @@ fn every_close_reason_has_a_code_that_reads_back() {
         | CloseReason::ServerFull
         | CloseReason::ServerLost
         | CloseReason::RoomReset
-        | CloseReason::TooManyConnections => 12,
+        | CloseReason::TooManyConnections
+        | CloseReason::Kicked
+        | CloseReason::Banned => 14,
     };
     assert_eq!(count(CloseReason::Left), CloseReason::ALL.len());
 }

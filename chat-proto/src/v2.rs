@@ -2,16 +2,16 @@
 //! out and [`From`] on the way in.
 //!
 //! The types are v2's exactly (postcard is positional: a field or variant more or less is
-//! another protocol). [`Limits`], [`NameRule`] and [`CloseReason`] are shared with version 3,
-//! whose encoding of them is the same; a variant added to one of them in a later version needs a
-//! v2 copy here, so that a v2 client is never sent a variant it does not know (a test counts
-//! them).
+//! another protocol). [`Limits`] and [`NameRule`] are shared with version 3, whose encoding of
+//! them is the same; a variant added to one of them in a later version needs a v2 copy here, so
+//! that a v2 client is never sent a variant it does not know (a test counts them), as
+//! [`CloseReason`] got when version 3 added kicks and bans.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::msg::{self, ChatKind, CloseReason, Limits, NameRule};
+use crate::msg::{self, ChatKind, Limits, NameRule};
 
 /// The version number a v2 hello carries.
 pub const VERSION: u16 = 2;
@@ -172,6 +172,55 @@ pub enum ErrorKind {
     Unavailable,
 }
 
+/// Why a v2 connection was closed, or a member left: v2's set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// Left.
+    Left,
+    /// The connection dropped.
+    Disconnected,
+    /// No hello in time.
+    HandshakeTimeout,
+    /// Silent too long.
+    IdleTimeout,
+    /// Did not read fast enough.
+    TooSlow,
+    /// Sent too fast.
+    Flood,
+    /// Broke the protocol.
+    ProtocolError,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// The server is full.
+    ServerFull,
+    /// The member's server was lost.
+    ServerLost,
+    /// The room was reset.
+    RoomReset,
+    /// Too many connections from one address.
+    TooManyConnections,
+}
+
+/// The v2 reason nearest to `reason`: a kicked member left, as far as v2 can tell; a banned
+/// one is refused as an address with too many connections is.
+pub fn downgrade_reason(reason: msg::CloseReason) -> CloseReason {
+    use msg::CloseReason as V3;
+    match reason {
+        V3::Left | V3::Kicked => CloseReason::Left,
+        V3::Disconnected => CloseReason::Disconnected,
+        V3::HandshakeTimeout => CloseReason::HandshakeTimeout,
+        V3::IdleTimeout => CloseReason::IdleTimeout,
+        V3::TooSlow => CloseReason::TooSlow,
+        V3::Flood => CloseReason::Flood,
+        V3::ProtocolError => CloseReason::ProtocolError,
+        V3::ServerShutdown => CloseReason::ServerShutdown,
+        V3::ServerFull => CloseReason::ServerFull,
+        V3::ServerLost => CloseReason::ServerLost,
+        V3::RoomReset => CloseReason::RoomReset,
+        V3::TooManyConnections | V3::Banned => CloseReason::TooManyConnections,
+    }
+}
+
 /// How an action travelled before v3, in front of its text.
 const ME: &str = "/me ";
 
@@ -247,7 +296,7 @@ pub fn downgrade(msg: &msg::ServerMsg, mut out: impl FnMut(ServerMsg)) {
         V3::Joined { name, .. } => ServerMsg::Joined { name: name.clone() },
         V3::Left { name, reason, .. } => ServerMsg::Left {
             name: name.clone(),
-            reason: *reason,
+            reason: downgrade_reason(*reason),
         },
         V3::Members { members } => ServerMsg::Members {
             names: names(members),
@@ -258,7 +307,7 @@ pub fn downgrade(msg: &msg::ServerMsg, mut out: impl FnMut(ServerMsg)) {
         },
         V3::Ping { nonce } => ServerMsg::Ping { nonce: *nonce },
         V3::Pong { nonce } => ServerMsg::Pong { nonce: *nonce },
-        V3::Closing(reason) => ServerMsg::Closing(*reason),
+        V3::Closing(reason) => ServerMsg::Closing(downgrade_reason(*reason)),
         V3::History { chats, missed } => ServerMsg::History {
             chats: chats
                 .iter()
@@ -280,7 +329,12 @@ pub fn downgrade(msg: &msg::ServerMsg, mut out: impl FnMut(ServerMsg)) {
             });
             ServerMsg::Joined { name: to.clone() }
         }
-        V3::Away { .. } | V3::Registered { .. } | V3::Unregistered { .. } => return,
+        // A v2 client cannot moderate; what moderation does to members it sees as leaves.
+        V3::Away { .. }
+        | V3::Registered { .. }
+        | V3::Unregistered { .. }
+        | V3::Moderated { .. }
+        | V3::Bans { .. } => return,
     };
     out(sent);
 }
@@ -299,19 +353,20 @@ pub fn downgrade_refusal(refusal: msg::Refusal) -> Refusal {
         V3::ServerFull => Refusal::ServerFull,
         V3::AlreadyJoined => Refusal::AlreadyJoined,
         V3::Unavailable => Refusal::Unavailable,
-        V3::TooManyConnections => Refusal::TooManyConnections,
+        V3::TooManyConnections | V3::Banned { .. } => Refusal::TooManyConnections,
     }
 }
 
-/// The v2 error for `error`, or `None` for the refusal of a rename or of an account change,
-/// which a v2 client cannot ask for (and so is never the one refused).
+/// The v2 error for `error`, or `None` for the refusal of a rename, of an account change or
+/// of moderation, which a v2 client cannot ask for (and so is never the one refused). A muted
+/// v2 client's chat was dropped, as a chat sent too fast is.
 pub fn downgrade_error(error: msg::ErrorKind) -> Option<ErrorKind> {
     use msg::ErrorKind as V3;
     Some(match error {
         V3::TextTooLong { max_bytes } => ErrorKind::TextTooLong { max_bytes },
         V3::TextEmpty => ErrorKind::TextEmpty,
         V3::TextInvalid => ErrorKind::TextInvalid,
-        V3::RateLimited => ErrorKind::RateLimited,
+        V3::RateLimited | V3::Muted { .. } => ErrorKind::RateLimited,
         V3::Unavailable => ErrorKind::Unavailable,
         V3::NameTaken
         | V3::NameInvalid(_)
@@ -319,7 +374,12 @@ pub fn downgrade_error(error: msg::ErrorKind) -> Option<ErrorKind> {
         | V3::PasswordInvalid { .. }
         | V3::WrongPassword
         | V3::NotRegistered
-        | V3::Busy => return None,
+        | V3::Busy
+        | V3::NotOperator
+        | V3::NoSuchMember
+        | V3::BadTarget
+        | V3::NotBanned
+        | V3::TooManyBans => return None,
     })
 }
 

@@ -139,6 +139,11 @@ pub struct Args {
     /// a file of registered names read at start, one `NAME HASH` a line (HASH from `chat-server hash-password`) [env CHAT_ACCOUNTS, else none]
     #[argh(option)]
     pub accounts: Option<String>,
+
+    // Moderation (issue 22).
+    /// names of the room's operators, comma-separated: members under these names who proved the account may kick, ban and mute [env CHAT_OPERATORS, else none]
+    #[argh(option)]
+    pub operators: Option<String>,
 }
 
 /// Everything the server needs to run.
@@ -316,6 +321,15 @@ pub fn parse_trusted_proxies(text: &str) -> Option<TrustedProxies> {
     blocks.collect::<Option<Vec<_>>>().map(TrustedProxies)
 }
 
+/// Operators' names for `--operators`: comma-separated, none empty (each is then checked as a
+/// name by the room's config).
+pub fn parse_operators(text: &str) -> Option<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .map(|name| (!name.is_empty()).then(|| name.to_owned()))
+        .collect()
+}
+
 /// Resolves each setting by the one rule in [`chat_proto::settings`]: flag, then environment
 /// variable (via `env`; empty counts as unset), then default. Port 0 means any free port.
 /// Pure: the caller passes `|k| std::env::var(k).ok()` or a test's map.
@@ -353,6 +367,10 @@ pub fn resolve(
     }
     config.data_dir = resolve_data_dir(args, &pick, config.shared.is_some())?;
     resolve_accounts(args, &pick, &mut config)?;
+    if let Some(raw) = pick("operators", &args.operators) {
+        config.room.operators =
+            raw.parse_with(parse_operators, "comma-separated names such as alice,bob")?;
+    }
     config.room.validate()?;
     Ok(config)
 }
@@ -903,6 +921,7 @@ mod tests {
             trusted_proxy: vec!["10.0.0.0/8".into(), "fd00::/8, 127.0.0.1".into()],
             require_account: true,
             accounts: Some("/etc/chat/accounts".into()),
+            operators: Some("alice,bob".into()),
         };
         assert_eq!(resolve(&args, env(&[])), Ok(distinct_config()));
     }
@@ -955,6 +974,7 @@ mod tests {
             ("CHAT_TRUSTED_PROXY", "10.0.0.0/8, fd00::/8,127.0.0.1"),
             ("CHAT_REQUIRE_ACCOUNT", "yes"),
             ("CHAT_ACCOUNTS", "/etc/chat/accounts"),
+            ("CHAT_OPERATORS", "alice, bob"),
         ];
         assert_eq!(resolve(&Args::default(), env(&vars)), Ok(distinct_config()));
     }
@@ -983,6 +1003,8 @@ mod tests {
                 ping_interval: Duration::from_secs(4),
                 idle_timeout: Duration::from_secs(5),
                 require_account: true,
+                operators: vec!["alice".into(), "bob".into()],
+                ..chat_core::Config::default()
             },
             queue_bytes: 70007,
             linger: Duration::from_secs(2),

@@ -265,7 +265,7 @@ fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
 }
 
 /// The label of each kind of refusal, in the order of [`refusal_index`].
-pub(crate) const REFUSALS: [&str; 10] = [
+pub(crate) const REFUSALS: [&str; 11] = [
     "name_taken",
     "name_invalid",
     "unsupported_version",
@@ -276,6 +276,7 @@ pub(crate) const REFUSALS: [&str; 10] = [
     "wrong_password",
     "name_registered",
     "account_required",
+    "banned",
 ];
 
 /// Where `refusal` is counted in [`Stats::refused`].
@@ -291,6 +292,7 @@ pub(crate) fn refusal_index(refusal: &Refusal) -> usize {
         Refusal::WrongPassword => 7,
         Refusal::NameRegistered => 8,
         Refusal::AccountRequired => 9,
+        Refusal::Banned { .. } => 10,
     }
 }
 

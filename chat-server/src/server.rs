@@ -94,10 +94,9 @@ pub async fn serve_with_gateways(
     };
     let room = ex.reads.spawn(room_task(
         config.clone(),
-        outbox.clone(),
+        (outbox.clone(), pool),
         events_rx,
         redis_log,
-        pool,
         store,
         stats.clone(),
         writers.clone(),
@@ -250,10 +249,9 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// not run for a while.
 async fn room_task(
     config: ServerConfig,
-    outbox: Rc<Outbox>,
+    (outbox, pool): (Rc<Outbox>, Pool),
     events: Receiver<Event>,
     mut redis_log: Option<crate::redis::Log>,
-    pool: Pool,
     mut store: Option<Writer>,
     stats: Arc<Stats>,
     writers: Rc<Cell<usize>>,
@@ -388,6 +386,9 @@ fn step(
                 }
                 HubEvent::Notice(Notice::Renamed { from, to }) => {
                     log::info!("{from} is now {to}");
+                }
+                HubEvent::Notice(Notice::Moderated { by, action }) => {
+                    log::info!("operator {by}: {}", moderation_line(&action));
                 }
                 HubEvent::Closed { conn, reason } => {
                     stats.closes[metrics::close_index(reason)].fetch_add(1, Relaxed);
@@ -638,4 +639,23 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An operator's action as the server's log says it: `kicked bob (spam)`, `banned
+/// 192.0.2.0/24 until 1796334000000`.
+fn moderation_line(action: &chat_proto::ModAction) -> String {
+    use chat_proto::ModAction;
+    let until = |u: &Option<u64>| u.map_or_else(String::new, |ms| format!(" until {ms}"));
+    let why = |r: &Option<String>| r.as_ref().map_or_else(String::new, |r| format!(" ({r})"));
+    match action {
+        ModAction::Kicked { name, reason } => format!("kicked {name}{}", why(reason)),
+        ModAction::Banned {
+            target,
+            until: end,
+            reason,
+        } => format!("banned {target}{}{}", until(end), why(reason)),
+        ModAction::Unbanned { target } => format!("unbanned {target}"),
+        ModAction::Muted { name, until: end } => format!("muted {name}{}", until(end)),
+        ModAction::Unmuted { name } => format!("unmuted {name}"),
+    }
 }

@@ -349,7 +349,7 @@ fn a_v2_member_and_a_v3_member_share_a_room_each_served_in_its_own_version() {
             v2_chat(3, "fyi"),
             v2::ServerMsg::Left {
                 name: "new".into(),
-                reason: CloseReason::Left
+                reason: v2::CloseReason::Left
             },
             v2::ServerMsg::Joined {
                 name: "newer".into()
@@ -365,7 +365,7 @@ fn a_v2_member_and_a_v3_member_share_a_room_each_served_in_its_own_version() {
     .unwrap();
     assert_eq!(
         v2_frames(&drain(&mut hub, old)),
-        [v2::ServerMsg::Closing(CloseReason::Left)]
+        [v2::ServerMsg::Closing(v2::CloseReason::Left)]
     );
     hub.detach(old);
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chat_core::{Codec, CodecId, ConnId, ConnMap, Hub, Inbound, fold_name};
-use chat_proto::{ChatKind, ErrorKind, HistoryChat, Refusal, ServerMsg};
+use chat_proto::{
+    BanInfo, ChatKind, CloseReason, ErrorKind, HistoryChat, ModAction, MuteInfo, Refusal, ServerMsg,
+};
 
 use super::caps::{self, Cap, Caps};
 use super::commands::Listing;
@@ -228,7 +230,8 @@ impl Codec for IrcCodec {
             | ServerMsg::Joined { .. }
             | ServerMsg::Left { .. }
             | ServerMsg::Renamed { .. }
-            | ServerMsg::Away { .. } => {
+            | ServerMsg::Away { .. }
+            | ServerMsg::Moderated { .. } => {
                 // Sent to it alone (a rename past `announce_max`), never observed.
                 self.observe(msg);
                 let caps = self
@@ -237,6 +240,15 @@ impl Codec for IrcCodec {
                     .map(Session::caps)
                     .unwrap_or_default();
                 return self.encode_as(caps, msg, out);
+            }
+            ServerMsg::Bans { bans, mutes } => {
+                let session = self.sessions.get_mut(&to);
+                let me = session.map_or("*", |s| {
+                    s.take_bans();
+                    s.phase().me()
+                });
+                ban_list(out, &self.id, me, bans, mutes);
+                false
             }
             ServerMsg::History { chats, missed } => {
                 let session = self.sessions.get_mut(&to);
@@ -284,6 +296,11 @@ impl IrcCodec {
                 let n = irc_nick(name);
                 push(out, format_args!(":{n}!{n}@{srv} JOIN {chan}"));
             }
+            // The KICK line took the member out of the channel.
+            ServerMsg::Left {
+                reason: CloseReason::Kicked,
+                ..
+            } => return false,
             ServerMsg::Left {
                 name,
                 reason,
@@ -302,6 +319,20 @@ impl IrcCodec {
             ServerMsg::Renamed { from, to, .. } => {
                 let (from, to) = (irc_nick(from), irc_nick(to));
                 push(out, format_args!(":{from}!{from}@{srv} NICK {to}"));
+            }
+            ServerMsg::Moderated { by, action, .. } => {
+                let op = irc_nick(by);
+                let line = match action {
+                    ModAction::Kicked { name, reason } => {
+                        let why = reason.as_deref().unwrap_or(&op);
+                        format!("KICK {chan} {} :{why}", irc_nick(name))
+                    }
+                    ModAction::Banned { target, .. } => format!("MODE {chan} +b {}", mask(target)),
+                    ModAction::Unbanned { target } => format!("MODE {chan} -b {}", mask(target)),
+                    ModAction::Muted { name, .. } => format!("MODE {chan} +b m:{}", mask(name)),
+                    ModAction::Unmuted { name } => format!("MODE {chan} -b m:{}", mask(name)),
+                };
+                push(out, format_args!(":{op}!{op}@{srv} {line}"));
             }
             ServerMsg::Away { name, message, .. } if caps.has(Cap::AWAY_NOTIFY) => {
                 let n = irc_nick(name);
@@ -376,11 +407,13 @@ impl IrcCodec {
     /// as a NOTICE. Returns whether what waited can go on.
     fn error(&mut self, to: ConnId, kind: &ErrorKind, out: &mut Vec<u8>) -> bool {
         let (srv, chan) = (self.id.server.as_str(), self.id.channel.as_str());
-        let session = self.sessions.get_mut(&to);
+        let mut session = self.sessions.get_mut(&to);
         let me = session.as_ref().map_or("*", |s| s.phase().me()).to_owned();
         let standard = session
             .as_ref()
             .is_some_and(|s| s.caps().has(Cap::STANDARD_REPLIES));
+        let bans_asked = *kind == ErrorKind::NotOperator
+            && session.as_deref_mut().is_some_and(Session::take_bans);
         let renaming = match kind {
             ErrorKind::NameTaken | ErrorKind::NameInvalid(_) => {
                 session.and_then(Session::take_renaming)
@@ -398,9 +431,29 @@ impl IrcCodec {
                 out,
                 format_args!(":{srv} 432 {me} {nick} :Erroneous nickname: {rule}"),
             ),
-            (ErrorKind::TextTooLong { .. } | ErrorKind::TextEmpty | ErrorKind::TextInvalid, _) => {
+            (
+                ErrorKind::TextTooLong { .. }
+                | ErrorKind::TextEmpty
+                | ErrorKind::TextInvalid
+                | ErrorKind::Muted { .. },
+                _,
+            ) => {
                 push(out, format_args!(":{srv} 404 {me} {chan} :{kind}"));
             }
+            (ErrorKind::NotOperator, _) if bans_asked => {
+                push(
+                    out,
+                    format_args!(":{srv} 368 {me} {chan} :End of channel ban list"),
+                );
+            }
+            (ErrorKind::NotOperator, _) => push(
+                out,
+                format_args!(":{srv} 482 {me} {chan} :You're not a channel operator"),
+            ),
+            (ErrorKind::NoSuchMember, _) => push(
+                out,
+                format_args!(":{srv} 441 {me} * {chan} :They aren't on that channel"),
+            ),
             _ if standard => {}
             _ => push(out, format_args!(":{srv} NOTICE {me} :{kind}")),
         }
@@ -482,7 +535,44 @@ fn fail_code(kind: &ErrorKind) -> &'static str {
         ErrorKind::PasswordInvalid { .. } => "BAD_PASSWORD",
         ErrorKind::WrongPassword => "INVALID_CREDENTIALS",
         ErrorKind::NotRegistered => "ACCOUNT_REQUIRED",
+        ErrorKind::NotOperator => "NEED_PRIVILEGES",
+        ErrorKind::Muted { .. } => "CANNOT_SEND",
+        ErrorKind::NoSuchMember => "NO_SUCH_NICK",
+        ErrorKind::BadTarget => "INVALID_TARGET",
+        ErrorKind::NotBanned => "NOT_BANNED",
+        ErrorKind::TooManyBans => "LIST_FULL",
     }
+}
+
+/// A ban's target as an IRC mask: `*!*@ADDRESS` or `*!*@CIDR` for an address or a network
+/// (what has a `.`, `:` or `/`), `nick!*@*` for a name.
+fn mask(target: &str) -> String {
+    if target.contains(['.', ':', '/']) {
+        format!("*!*@{target}")
+    } else {
+        format!("{}!*@*", irc_nick(target))
+    }
+}
+
+/// The ban list (367 per ban, mutes as `m:` masks, then 368), as MODE +b asks.
+fn ban_list(out: &mut Vec<u8>, id: &Identity, me: &str, bans: &[BanInfo], mutes: &[MuteInfo]) {
+    let (srv, chan) = (id.server.as_str(), id.channel.as_str());
+    for ban in bans {
+        let (by, since) = (irc_nick(&ban.by), ban.since / 1000);
+        let mask = mask(&ban.target);
+        push(
+            out,
+            format_args!(":{srv} 367 {me} {chan} {mask} {by} {since}"),
+        );
+    }
+    for mute in mutes {
+        let (by, mask) = (irc_nick(&mute.by), mask(&mute.name));
+        push(out, format_args!(":{srv} 367 {me} {chan} m:{mask} {by} 0"));
+    }
+    push(
+        out,
+        format_args!(":{srv} 368 {me} {chan} :End of channel ban list"),
+    );
 }
 
 /// The time the log gave the entry `msg` shows, if it is one.
@@ -492,7 +582,8 @@ fn entry_time(msg: &ServerMsg) -> Option<u64> {
         | ServerMsg::Joined { time, .. }
         | ServerMsg::Left { time, .. }
         | ServerMsg::Renamed { time, .. }
-        | ServerMsg::Away { time, .. } => Some(*time),
+        | ServerMsg::Away { time, .. }
+        | ServerMsg::Moderated { time, .. } => Some(*time),
         _ => None,
     }
 }

@@ -272,7 +272,9 @@ impl Phase {
             // Client-only tags are not carried (CLIENTTAGDENY=*): a TAGMSG has nothing left.
             "TAGMSG" => {}
             "NOTICE" if !in_room => {}
-            "PART" | "NAMES" | "WHO" | "USERHOST" | "TOPIC" | "AWAY" | "PRIVMSG" if !in_room => {
+            "PART" | "NAMES" | "WHO" | "USERHOST" | "TOPIC" | "AWAY" | "PRIVMSG" | "KICK"
+                if !in_room =>
+            {
                 let chan = &id.channel;
                 a.numeric(format_args!("442 {me} {chan} :You're not on that channel"));
             }
@@ -298,7 +300,8 @@ impl Phase {
                 }
             }
             "TOPIC" => topic(msg, a),
-            "MODE" => mode(msg, a),
+            "MODE" => mode(msg, a, in_room),
+            "KICK" => kick(msg, a),
             "AWAY" => away(msg, a),
             _ => {
                 let shown: String = msg.command.chars().take(32).collect();
@@ -854,16 +857,19 @@ fn topic(msg: &Message<'_>, a: &mut Answer<'_>) {
     }
 }
 
-fn mode(msg: &Message<'_>, a: &mut Answer<'_>) {
+fn mode(msg: &Message<'_>, a: &mut Answer<'_>, in_room: bool) {
     let (me, chan) = (a.me.clone(), a.id.channel.clone());
     match (msg.param(0), msg.param(1)) {
         (None, _) => a.numeric(format_args!("461 {me} MODE :Not enough parameters")),
-        (Some(target), mode) if target.eq_ignore_ascii_case(&chan) => match mode {
-            None => a.numeric(format_args!("324 {me} {chan} +nt")),
-            Some("b" | "+b") => {
+        (Some(target), mode) if target.eq_ignore_ascii_case(&chan) => match (mode, msg.param(2)) {
+            (None, _) => a.numeric(format_args!("324 {me} {chan} +nt")),
+            // The ban list is the room's to give, to operators (others get 482).
+            (Some("b" | "+b"), None) if in_room => a.push(Action::Room(ClientMsg::Bans)),
+            (Some("b" | "+b"), None) => {
                 a.numeric(format_args!("368 {me} {chan} :End of channel ban list"));
             }
-            Some(_) => a.numeric(format_args!(
+            (Some(sign @ ("+b" | "-b")), Some(mask)) if in_room => ban_mode(sign, mask, a),
+            (Some(_), _) => a.numeric(format_args!(
                 "482 {me} {chan} :Channel modes cannot be changed here"
             )),
         },
@@ -877,6 +883,65 @@ fn mode(msg: &Message<'_>, a: &mut Answer<'_>) {
             "502 {me} {target} :Cannot change mode for other users"
         )),
     }
+}
+
+/// KICK #chan nick [:reason]: the room's kick (an operator's; others get 482 from the room).
+fn kick(msg: &Message<'_>, a: &mut Answer<'_>) {
+    let (me, chan) = (a.me.clone(), a.id.channel.clone());
+    let (Some(target), Some(nick)) = (msg.param(0), msg.param(1)) else {
+        a.numeric(format_args!("461 {me} KICK :Not enough parameters"));
+        return;
+    };
+    if !target.eq_ignore_ascii_case(&chan) {
+        a.numeric(format_args!("403 {me} {target} :No such channel"));
+        return;
+    }
+    // Several nicks at once (`a,b`): each its own kick.
+    for nick in nick.split(',').filter(|n| !n.is_empty()).take(4) {
+        a.push(Action::Room(ClientMsg::Kick {
+            name: nick.to_owned(),
+            reason: msg.param(2).filter(|r| !r.is_empty()).map(str::to_owned),
+        }));
+    }
+}
+
+/// MODE #chan +b/-b MASK, as ergo maps them: `nick!*@*` (or a bare nick) bans a name,
+/// `*!*@ADDRESS` or `*!*@CIDR` an address or a network, and `m:MASK` (the mute extban) mutes
+/// a name. A mask the room cannot hold (wildcards in a nick, a host name) is refused with 415.
+fn ban_mode(sign: &str, mask: &str, a: &mut Answer<'_>) {
+    let (me, chan) = (a.me.clone(), a.id.channel.clone());
+    let (mute, mask) = match mask.strip_prefix("m:") {
+        Some(rest) => (true, rest),
+        None => (false, mask),
+    };
+    let target = match mask.split_once('!') {
+        None if !mask.contains(['@', '*', '?']) => Some(mask),
+        None => None,
+        Some((nick, rest)) => match rest.split_once('@') {
+            Some(("*", "*")) if !nick.contains(['*', '?']) => Some(nick),
+            Some(("*", host)) if nick == "*" && !mute && !host.contains(['*', '?']) => Some(host),
+            _ => None,
+        },
+    };
+    let Some(target) = target.filter(|t| !t.is_empty()).map(str::to_owned) else {
+        a.numeric(format_args!(
+            "415 {me} {chan} {mask} :Cannot hold this mask: use nick!*@*, *!*@address or *!*@cidr"
+        ));
+        return;
+    };
+    a.push(Action::Room(match (sign, mute) {
+        ("+b", false) => ClientMsg::Ban {
+            target,
+            duration_secs: None,
+            reason: None,
+        },
+        ("+b", true) => ClientMsg::Mute {
+            name: target,
+            duration_secs: None,
+        },
+        (_, false) => ClientMsg::Unban { target },
+        (_, true) => ClientMsg::Unmute { name: target },
+    }));
 }
 
 /// The hello for `nick`.

@@ -46,6 +46,9 @@ pub(crate) struct Session {
     batches: u32,
     /// The next history it is sent answers its CHATHISTORY.
     history: bool,
+    /// It asked for the ban list (MODE #chat +b): a refusal for not being an operator is
+    /// shown as an empty list, as IRC clients ask for it unprompted.
+    bans: bool,
 }
 
 impl Session {
@@ -236,7 +239,10 @@ impl Session {
                 self.phase.parted();
                 out.push(Inbound::Part(message));
             }
-            Action::Room(msg) => out.push(Inbound::Msg(msg)),
+            Action::Room(msg) => {
+                self.bans |= msg == ClientMsg::Bans;
+                out.push(Inbound::Msg(msg));
+            }
             Action::Echo(on) => out.push(Inbound::Echo(on)),
             Action::Label(label) => self.label = Some(label),
             Action::Reply(bytes) => out.push(Inbound::Reply(bytes)),
@@ -311,6 +317,11 @@ impl Session {
     /// The label the member list being answered carries.
     pub(crate) fn take_label(&mut self) -> Option<String> {
         self.label.take()
+    }
+
+    /// Whether a ban list was asked for and not answered yet.
+    pub(crate) fn take_bans(&mut self) -> bool {
+        std::mem::take(&mut self.bans)
     }
 
     /// Whether the history being sent answers a CHATHISTORY (else it is a join's replay).

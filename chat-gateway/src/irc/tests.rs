@@ -653,3 +653,160 @@ fn motd_version_time_admin_and_info_answer_without_the_room() {
     assert!(one(&mut codec, "ADMIN\r\n").starts_with(":srv 256 ann srv :"));
     assert!(one(&mut codec, "INFO\r\n").ends_with(":srv 374 ann :End of INFO list\r\n"));
 }
+
+#[test]
+fn kick_and_ban_modes_become_the_room_s_requests_as_ergo_writes_them() {
+    let mut codec = registered();
+    let msg = |m: ClientMsg| Inbound::Msg(m);
+    assert_eq!(
+        decode(&mut codec, b"KICK #chat bob :spam\r\n"),
+        [msg(ClientMsg::Kick {
+            name: "bob".into(),
+            reason: Some("spam".into())
+        })]
+    );
+    let ban = |target: &str| {
+        msg(ClientMsg::Ban {
+            target: target.into(),
+            duration_secs: None,
+            reason: None,
+        })
+    };
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat +b bob!*@*\r\n"),
+        [ban("bob")]
+    );
+    assert_eq!(decode(&mut codec, b"MODE #chat +b bob\r\n"), [ban("bob")]);
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat +b *!*@192.0.2.0/24\r\n"),
+        [ban("192.0.2.0/24")]
+    );
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat -b *!*@2001:db8::1\r\n"),
+        [msg(ClientMsg::Unban {
+            target: "2001:db8::1".into()
+        })]
+    );
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat +b m:bob!*@*\r\n"),
+        [msg(ClientMsg::Mute {
+            name: "bob".into(),
+            duration_secs: None
+        })]
+    );
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat -b m:bob\r\n"),
+        [msg(ClientMsg::Unmute { name: "bob".into() })]
+    );
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat +b\r\n"),
+        [msg(ClientMsg::Bans)]
+    );
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat +b b*b!*@*\r\n"),
+        [reply(
+            ":srv 415 ann #chat b*b!*@* :Cannot hold this mask: use nick!*@*, *!*@address or *!*@cidr\r\n"
+        )]
+    );
+    assert_eq!(
+        decode(&mut codec, b"KICK #other bob\r\n"),
+        [reply(":srv 403 ann #other :No such channel\r\n")]
+    );
+}
+
+#[test]
+fn moderation_notices_are_kick_and_mode_lines_and_a_refusal_is_482() {
+    let mut codec = registered();
+    let moderated = |action| ServerMsg::Moderated {
+        by: "op".into(),
+        action,
+        time: 1,
+    };
+    let cases = [
+        (
+            chat_proto::ModAction::Kicked {
+                name: "bob".into(),
+                reason: Some("spam".into()),
+            },
+            ":op!op@srv KICK #chat bob :spam\r\n",
+        ),
+        (
+            chat_proto::ModAction::Kicked {
+                name: "bob".into(),
+                reason: None,
+            },
+            ":op!op@srv KICK #chat bob :op\r\n",
+        ),
+        (
+            chat_proto::ModAction::Banned {
+                target: "192.0.2.0/24".into(),
+                until: None,
+                reason: None,
+            },
+            ":op!op@srv MODE #chat +b *!*@192.0.2.0/24\r\n",
+        ),
+        (
+            chat_proto::ModAction::Unbanned {
+                target: "bob".into(),
+            },
+            ":op!op@srv MODE #chat -b bob!*@*\r\n",
+        ),
+        (
+            chat_proto::ModAction::Muted {
+                name: "bob".into(),
+                until: Some(5),
+            },
+            ":op!op@srv MODE #chat +b m:bob!*@*\r\n",
+        ),
+    ];
+    for (action, line) in cases {
+        assert_eq!(broadcast(&mut codec, &moderated(action)), line);
+    }
+    // The KICK took the member out: its leave says nothing more.
+    let kicked = ServerMsg::Left {
+        name: "bob".into(),
+        reason: CloseReason::Kicked,
+        message: None,
+        time: 1,
+    };
+    assert_eq!(broadcast(&mut codec, &kicked), "");
+    assert_eq!(
+        encode(&mut codec, ServerMsg::Error(ErrorKind::NotOperator)),
+        ":srv 482 ann #chat :You're not a channel operator\r\n"
+    );
+    // A ban list asked for by one who is not an operator is empty, as clients ask unprompted.
+    assert_eq!(
+        decode(&mut codec, b"MODE #chat b\r\n"),
+        [Inbound::Msg(ClientMsg::Bans)]
+    );
+    assert_eq!(
+        encode(&mut codec, ServerMsg::Error(ErrorKind::NotOperator)),
+        ":srv 368 ann #chat :End of channel ban list\r\n"
+    );
+    let list = ServerMsg::Bans {
+        bans: vec![chat_proto::BanInfo {
+            target: "bob".into(),
+            until: None,
+            reason: None,
+            by: "op".into(),
+            since: 7_000,
+        }],
+        mutes: vec![chat_proto::MuteInfo {
+            name: "eve".into(),
+            until: None,
+            by: "op".into(),
+        }],
+    };
+    assert_eq!(
+        encode(&mut codec, list),
+        ":srv 367 ann #chat bob!*@* op 7\r\n:srv 367 ann #chat m:eve!*@* op 0\r\n\
+         :srv 368 ann #chat :End of channel ban list\r\n"
+    );
+    assert_eq!(
+        encode(
+            &mut codec,
+            ServerMsg::Error(ErrorKind::Muted { until: None })
+        ),
+        ":srv 404 ann #chat :you are muted; message not sent\r\n"
+    );
+}

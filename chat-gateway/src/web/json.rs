@@ -3,8 +3,8 @@
 //! among every web member as it does for the wire protocol.
 
 use chat_proto::{
-    ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, Member, PROTOCOL_VERSION, Refusal,
-    ServerMsg,
+    BanInfo, ChatKind, ClientMsg, CloseReason, ErrorKind, Limits, MAGIC, Member, ModAction,
+    MuteInfo, PROTOCOL_VERSION, Refusal, ServerMsg,
 };
 use serde::{Deserialize, Serialize};
 use tungstenite::protocol::CloseFrame;
@@ -80,6 +80,16 @@ enum WebServerMsg<'a> {
     History {
         chats: Vec<WebChat<'a>>,
         missed: u64,
+    },
+    /// An operator acted: `action` is `{"Kicked": {"name": ..., "reason": ...}}` and so on.
+    Moderated {
+        by: &'a str,
+        action: &'a ModAction,
+        time: u64,
+    },
+    Bans {
+        bans: &'a [BanInfo],
+        mutes: &'a [MuteInfo],
     },
 }
 
@@ -207,6 +217,12 @@ impl<'a> From<&'a ServerMsg> for WebServerMsg<'a> {
                     .collect(),
                 missed: *missed,
             },
+            ServerMsg::Moderated { by, action, time } => Self::Moderated {
+                by,
+                action,
+                time: *time,
+            },
+            ServerMsg::Bans { bans, mutes } => Self::Bans { bans, mutes },
         }
     }
 }
@@ -249,6 +265,32 @@ enum WebClientMsg {
     Pong {
         nonce: u64,
     },
+    /// An operator's requests (the page's member menu); `duration_secs` and `reason` may be
+    /// left out.
+    Kick {
+        name: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Ban {
+        target: String,
+        #[serde(default)]
+        duration_secs: Option<u64>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Unban {
+        target: String,
+    },
+    Mute {
+        name: String,
+        #[serde(default)]
+        duration_secs: Option<u64>,
+    },
+    Unmute {
+        name: String,
+    },
+    Bans,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,6 +333,26 @@ pub fn decode_client(text: &str) -> Option<ClientMsg> {
         },
         WebClientMsg::Ping { nonce } => ClientMsg::Ping { nonce },
         WebClientMsg::Pong { nonce } => ClientMsg::Pong { nonce },
+        WebClientMsg::Kick { name, reason } => ClientMsg::Kick { name, reason },
+        WebClientMsg::Ban {
+            target,
+            duration_secs,
+            reason,
+        } => ClientMsg::Ban {
+            target,
+            duration_secs,
+            reason,
+        },
+        WebClientMsg::Unban { target } => ClientMsg::Unban { target },
+        WebClientMsg::Mute {
+            name,
+            duration_secs,
+        } => ClientMsg::Mute {
+            name,
+            duration_secs,
+        },
+        WebClientMsg::Unmute { name } => ClientMsg::Unmute { name },
+        WebClientMsg::Bans => ClientMsg::Bans,
     })
 }
 
@@ -334,7 +396,9 @@ pub fn close_code(reason: CloseReason) -> CloseCode {
         CloseReason::HandshakeTimeout
         | CloseReason::IdleTimeout
         | CloseReason::TooSlow
-        | CloseReason::Flood => CloseCode::Policy,
+        | CloseReason::Flood
+        | CloseReason::Kicked
+        | CloseReason::Banned => CloseCode::Policy,
         CloseReason::ServerFull | CloseReason::TooManyConnections => CloseCode::Again,
         CloseReason::ServerLost | CloseReason::RoomReset => CloseCode::Restart,
     }
@@ -387,6 +451,39 @@ mod tests {
         assert_eq!(out[1], 126);
         let len = u16::from_be_bytes([out[2], out[3]]) as usize;
         assert_eq!(len, out.len() - 4);
+    }
+
+    #[test]
+    fn an_operator_s_requests_decode_and_notices_encode() {
+        assert_eq!(
+            decode_client(r#"{"type":"kick","name":"bob"}"#),
+            Some(ClientMsg::Kick {
+                name: "bob".into(),
+                reason: None
+            })
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"ban","target":"192.0.2.0/24","duration_secs":60}"#),
+            Some(ClientMsg::Ban {
+                target: "192.0.2.0/24".into(),
+                duration_secs: Some(60),
+                reason: None
+            })
+        );
+        assert_eq!(decode_client(r#"{"type":"bans"}"#), Some(ClientMsg::Bans));
+        let notice = ServerMsg::Moderated {
+            by: "alice".into(),
+            action: ModAction::Muted {
+                name: "bob".into(),
+                until: None,
+            },
+            time: 5,
+        };
+        assert_eq!(
+            encode_server_json(&notice),
+            r#"{"type":"moderated","by":"alice","action":{"Muted":{"name":"bob","until":null}},"time":5}"#
+        );
+        assert_eq!(close_code(CloseReason::Kicked), CloseCode::Policy);
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn v2_frames_are_laid_out_as_before() {
     assert_eq!(payload(&chat), [2, 5, 1, b'a', 1, b'b']);
     let left = v2::ServerMsg::Left {
         name: "a".into(),
-        reason: CloseReason::TooSlow,
+        reason: v2::CloseReason::TooSlow,
     };
     assert_eq!(payload(&left), [4, 1, b'a', 4]);
     let v2_hello = encode_to_vec(&v2_hello(2, "a")).unwrap();
@@ -161,7 +161,7 @@ fn a_v2_client_is_sent_what_v2_can_carry() {
         vec![
             v2::ServerMsg::Left {
                 name: "alice".into(),
-                reason: CloseReason::Left
+                reason: v2::CloseReason::Left
             },
             v2::ServerMsg::Joined {
                 name: "alicia".into()
@@ -192,7 +192,7 @@ fn a_v2_client_is_sent_what_v2_can_carry() {
         }),
         vec![v2::ServerMsg::Left {
             name: "bob".into(),
-            reason: CloseReason::Left
+            reason: v2::CloseReason::Left
         }]
     );
     assert_eq!(
@@ -266,7 +266,7 @@ fn a_v2_client_is_sent_what_v2_can_carry() {
         ),
         (
             ServerMsg::Closing(CloseReason::RoomReset),
-            v2::ServerMsg::Closing(CloseReason::RoomReset),
+            v2::ServerMsg::Closing(v2::CloseReason::RoomReset),
         ),
     ] {
         assert_eq!(downgraded(&msg), vec![old]);
@@ -291,6 +291,7 @@ fn refusals_and_errors_v2_does_not_know_become_the_nearest_it_does() {
         (Refusal::Unavailable, R2::Unavailable),
         (Refusal::TooManyConnections, R2::TooManyConnections),
         (Refusal::WrongPassword, R2::NameTaken),
+        (Refusal::Banned { until: None }, R2::TooManyConnections),
         (Refusal::NameRegistered, R2::NameTaken),
         (
             Refusal::AccountRequired,
@@ -321,6 +322,12 @@ fn refusals_and_errors_v2_does_not_know_become_the_nearest_it_does() {
         (ErrorKind::WrongPassword, None),
         (ErrorKind::NotRegistered, None),
         (ErrorKind::Busy, None),
+        (ErrorKind::Muted { until: Some(1) }, Some(E2::RateLimited)),
+        (ErrorKind::NotOperator, None),
+        (ErrorKind::NoSuchMember, None),
+        (ErrorKind::BadTarget, None),
+        (ErrorKind::NotBanned, None),
+        (ErrorKind::TooManyBans, None),
     ];
     for (new, old) in errors {
         let expected: Vec<_> = old.map(v2::ServerMsg::Error).into_iter().collect();
@@ -329,10 +336,9 @@ fn refusals_and_errors_v2_does_not_know_become_the_nearest_it_does() {
 }
 
 /// The enums v2 shares with v3 hold exactly the variants v2 knows: one added for v3 must get a
-/// v2 copy and a mapping instead (see the `v2` module).
+/// v2 copy and a mapping instead (see the `v2` module), as `CloseReason` has.
 #[test]
 fn the_enums_v2_shares_have_only_v2_s_variants() {
-    assert_eq!(CloseReason::ALL.len(), 12);
     let rules = |r: NameRule| match r {
         NameRule::Empty
         | NameRule::TooLong { .. }
@@ -552,4 +558,43 @@ fn the_widest_member_list_and_history_fit_their_bounds() {
         let bound = history_payload_max(count, name_chars, text_bytes);
         assert!(payload as u64 <= bound, "{payload} > {bound}");
     }
+}
+
+#[test]
+fn a_v2_client_sees_a_kick_or_a_ban_as_the_nearest_close_it_knows_and_no_moderation_notice() {
+    for (reason, old) in [
+        (CloseReason::Kicked, v2::CloseReason::Left),
+        (CloseReason::Banned, v2::CloseReason::TooManyConnections),
+        (CloseReason::TooSlow, v2::CloseReason::TooSlow),
+    ] {
+        assert_eq!(
+            downgraded(&ServerMsg::Closing(reason)),
+            vec![v2::ServerMsg::Closing(old)]
+        );
+    }
+    // Every v3 reason has a v2 one, with the same position where v2 knows it.
+    for reason in CloseReason::ALL {
+        let old = v2::downgrade_reason(reason);
+        if !matches!(reason, CloseReason::Kicked | CloseReason::Banned) {
+            assert_eq!(
+                encode_to_vec(&ServerMsg::Closing(reason)).unwrap()[4..],
+                encode_to_vec(&v2::ServerMsg::Closing(old)).unwrap()[4..],
+                "{reason:?}"
+            );
+        }
+    }
+    let notice = ServerMsg::Moderated {
+        by: "alice".into(),
+        action: ModAction::Kicked {
+            name: "bob".into(),
+            reason: None,
+        },
+        time: 1,
+    };
+    assert_eq!(downgraded(&notice), vec![]);
+    let bans = ServerMsg::Bans {
+        bans: vec![],
+        mutes: vec![],
+    };
+    assert_eq!(downgraded(&bans), vec![]);
 }

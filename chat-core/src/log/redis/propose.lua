@@ -7,7 +7,8 @@
 -- user ('' for no ident, else '+' and the user) and the real name; for 'chat' the text and its
 -- kind ('plain', 'action', 'notice'); for 'leave' the reason code and the parting words ('' for
 -- none, else '+' and the words); for 'rename' the new name and its folded key; for 'away' the
--- message ('' for back, else '+' and the message) and ''. Runs them in that order, atomically,
+-- message ('' for back, else '+' and the message) and ''; for 'moderate' the action and its
+-- arguments (see `moderate`). Runs them in that order, atomically,
 -- so that a node's proposals cost one round trip per batch, not one each.
 -- Returns 'EXPIRED' (past the deadline: nothing is done, as the node told its members), 'RESET'
 -- or 'FENCED' for the whole batch, or one answer per proposal: 'OK', 'NAME_TAKEN', 'ROOM_FULL' or
@@ -100,6 +101,27 @@ local function away(conn, held, key, words)
   return 'OK'
 end
 
+-- An operator's action: `action` its code ('kick', 'ban', 'unban', 'mute', 'unmute'), `args`
+-- its target ('n:' and a folded name, or 'a:' and an address or CIDR), how long it lasts in ms
+-- ('' for until lifted) and its reason ('' for none, else '+' and the reason), one per line.
+-- The gate checked who may act; the entry's time (its ID) is when it took effect.
+local function moderate(conn, held, key, action, args)
+  local target, for_ms, why = string.match(args, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  if not target then return 'BAD_KIND' end
+  local fields = {'node', node, 'conn', conn, 'name', held, 'key', key, 'kind', 'moderate',
+    'action', action, 'target', target}
+  if for_ms ~= '' then
+    fields[#fields + 1] = 'for_ms'
+    fields[#fields + 1] = for_ms
+  end
+  if why ~= '' then
+    fields[#fields + 1] = 'why'
+    fields[#fields + 1] = string.sub(why, 2)
+  end
+  append(trim, fields)
+  return 'OK'
+end
+
 -- Whether every node in the room reads renames and away entries (asked once per batch).
 local all_new
 local function all_read_new()
@@ -123,7 +145,7 @@ for i = 7, #ARGV, 6 do
     local held = holds(key, node, conn)
     if not held then
       answer = 'NOT_HOLDER'
-    elseif (kind == 'rename' or kind == 'away') and not all_read_new() then
+    elseif (kind == 'rename' or kind == 'away' or kind == 'moderate') and not all_read_new() then
       answer = 'OLD_NODES'
     elseif kind == 'chat' then
       answer = chat(conn, held, key, a, b)
@@ -133,6 +155,8 @@ for i = 7, #ARGV, 6 do
       answer = rename(conn, held, key, a, b)
     elseif kind == 'away' then
       answer = away(conn, held, key, a)
+    elseif kind == 'moderate' then
+      answer = moderate(conn, held, key, a, b)
     else
       answer = 'BAD_KIND'
     end

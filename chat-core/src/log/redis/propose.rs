@@ -10,7 +10,7 @@ use std::time::Instant;
 use chat_proto::CloseReason;
 
 use super::super::{Declined, NodeId, Proposal, ProposalKind};
-use super::reply::{Reply, chat_kind_code};
+use super::reply::{Reply, chat_kind_code, moderation_args};
 use super::{
     Answer, Call, CallId, Command, LEAVES_KEPT, Lane, Level, PROPOSAL_BATCH, PROPOSAL_QUEUE,
     RECONNECT_DELAY, RedisLog, Script, Settings,
@@ -309,6 +309,10 @@ impl RedisLog {
                 ProposalKind::Rename { name, key } => ("rename", name.to_string(), key.to_string()),
                 ProposalKind::Away { message } => {
                     ("away", optional(message.as_deref()), String::new())
+                }
+                ProposalKind::Moderate { action, for_ms } => {
+                    let (action, fields) = moderation_args(action, *for_ms);
+                    ("moderate", action.to_owned(), fields)
                 }
                 // Declined as they come (`take_proposal`): never queued.
                 ProposalKind::Register { .. } | ProposalKind::Unregister => continue,

@@ -9,6 +9,8 @@ use chat_proto::{ChatKind, CloseReason, HistoryChat, Ident};
 use super::super::{Entry, Event, NodeId, Seat, Snapshot};
 use super::{Level, Note};
 use crate::ConnId;
+use crate::accounts::{Ban, BanTarget, Moderation, Mute};
+use crate::moderation::{Target, parse_target, stamp, target_text};
 
 /// One reply from Redis. Status strings come as `Bulk`, maps as arrays of their pairs
 /// flattened, sets as arrays.
@@ -241,6 +243,20 @@ pub(super) fn parse_entry(id: &str, fields: &[Reply]) -> Option<Entry> {
             key: Arc::from(&*get("to_key")?),
         },
         "away" => Event::Away { message: message() },
+        // One this version cannot read (a newer node's action) only moves the position on.
+        "moderate" => {
+            let time = id_time(id)?;
+            let for_ms = get("for_ms").map(|ms| ms.parse::<u64>().ok());
+            let why = get("why").map(|w| Arc::from(&*w));
+            let action = parse_moderation(&get("action")?, &get("target")?, why, &get("name")?);
+            match (action, for_ms) {
+                (Some(action), None) => Event::Moderated(Arc::new(stamp(&action, None, time))),
+                (Some(action), Some(Some(ms))) => {
+                    Event::Moderated(Arc::new(stamp(&action, Some(ms), time)))
+                }
+                _ => Event::Unknown,
+            }
+        }
         _ => Event::Unknown,
     };
     Some(Entry {
@@ -251,5 +267,70 @@ pub(super) fn parse_entry(id: &str, fields: &[Reply]) -> Option<Entry> {
         name: Arc::from(&*get("name")?),
         key: Arc::from(&*get("key")?),
         event,
+    })
+}
+
+/// A moderation proposal as the propose script takes it: the action's code, then its target,
+/// how long it lasts in ms (`''` for until lifted) and its reason (`''` for none, else `+` and
+/// the reason), one per line (none of them holds a line break: the gate refuses those).
+pub(super) fn moderation_args(action: &Moderation, for_ms: Option<u64>) -> (&'static str, String) {
+    let name = |key: &str| format!("n:{key}");
+    let target = |t: &BanTarget| match t {
+        BanTarget::Name(key) => name(key),
+        net => format!("a:{}", target_text(net)),
+    };
+    let reason = |r: &Option<Arc<str>>| r.as_deref().map_or_else(String::new, |r| format!("+{r}"));
+    let (code, target, reason) = match action {
+        Moderation::Kick { key, reason: r, .. } => ("kick", name(key), reason(r)),
+        Moderation::Ban(ban) => ("ban", target(&ban.target), reason(&ban.reason)),
+        Moderation::Unban(t) => ("unban", target(t), String::new()),
+        Moderation::Mute(mute) => ("mute", name(&mute.key), String::new()),
+        Moderation::Unmute { key } => ("unmute", name(key), String::new()),
+    };
+    let for_ms = for_ms.map_or_else(String::new, |ms| ms.to_string());
+    (code, format!("{target}\n{for_ms}\n{reason}"))
+}
+
+/// A moderation entry's action from its fields (`by`: the operator's name), times unset; `None`
+/// if malformed.
+fn parse_moderation(
+    code: &str,
+    target: &str,
+    why: Option<Arc<str>>,
+    by: &str,
+) -> Option<Moderation> {
+    let target = match target.split_once(':')? {
+        ("n", key) => BanTarget::Name(Arc::from(key)),
+        ("a", net) => match parse_target(net, u32::MAX)? {
+            Target::Net { addr, prefix } => BanTarget::Net { addr, prefix },
+            Target::Name(_) => return None,
+        },
+        _ => return None,
+    };
+    let key = || match &target {
+        BanTarget::Name(key) => Some(key.clone()),
+        BanTarget::Net { .. } => None,
+    };
+    Some(match code {
+        "kick" => Moderation::Kick {
+            name: key()?,
+            key: key()?,
+            reason: why,
+        },
+        "ban" => Moderation::Ban(Ban {
+            target,
+            until: None,
+            reason: why,
+            by: by.into(),
+            since: 0,
+        }),
+        "unban" => Moderation::Unban(target),
+        "mute" => Moderation::Mute(Mute {
+            key: key()?,
+            until: None,
+            by: by.into(),
+        }),
+        "unmute" => Moderation::Unmute { key: key()? },
+        _ => return None,
     })
 }
